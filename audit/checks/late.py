@@ -1,0 +1,34 @@
+"""Checks that must run after the others: problems met by lazy reads during the audit."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from audit.checks.registry import check
+from audit.context import AuditContext
+from audit.findings import Finding, finding
+
+
+@check("quality.unreadable_file", default="error", needs={"dataset"})
+def unreadable_file(ctx: AuditContext) -> Iterator[Finding]:
+    """Files or folders the audit could not read: malformed JSON, permissions, symbolic-link loops."""
+    assert ctx.index is not None
+    by_kind = defaultdict(list)
+    for p in ctx.index.all_problems():
+        if p.kind == "table" and p.path == "participants.tsv":
+            continue  # reported by quality.participants_table
+        by_kind[p.kind].append(p)
+    labels = {"malformed_json": "JSON files are malformed", "unreadable": "files or folders cannot be read",
+              "symlink_loop": "symbolic links form a loop", "table": "TSV tables are malformed"}
+    for kind, problems in sorted(by_kind.items()):
+        first = problems[0]
+        where = first.path + (f", line {first.line}" if first.line else "") + (
+            f", column {first.column}" if first.column else "")
+        yield finding(
+            f"{len(problems)} {labels.get(kind, kind)} (first: {where}: {first.message})",
+            subjects=sorted({p.path.split("/", 1)[0] for p in problems if p.path.startswith("sub-")}),
+            evidence={"kind": kind, "problems": [
+                {"path": p.path, "line": p.line, "column": p.column, "message": p.message} for p in problems[:20]],
+                "count": len(problems)},
+        )

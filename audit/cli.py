@@ -1,0 +1,218 @@
+"""The ``bidsaudit`` command line: parse options, call the library, print.
+
+Every command body is short: it builds options, calls a function of
+:mod:`audit.api` (or another library module), writes the result and the
+report atomically, prints a summary and exits 0 (pass), 1 (an error finding:
+the gate is closed) or 2 (could not run). Heavy modules are imported inside
+the command bodies so ``bidsaudit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from audit import __version__
+
+if TYPE_CHECKING:
+    from audit.result import Result
+
+app = typer.Typer(
+    name="bidsaudit",
+    help="Audit a BIDS dataset and its train/validation/test splits before deep learning: "
+    "BIDS validity, image quality, leakage, confounds, shift and readiness.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = Annotated[Optional[str], typer.Option("--json", help="Write the JSON result here ('-' for stdout).")]
+HtmlOpt = Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")]
+OutDirOpt = Annotated[
+    Path, typer.Option("--out-dir", help="Where the JSON result and HTML report go when --json/--html are not given.")
+]
+IgnoreHeadersOpt = Annotated[
+    bool,
+    typer.Option("--ignore-nifti-headers", help="Images are placeholders: do not read their content "
+                 "(passed to the validator as --ignoreNiftiHeaders)."),
+]
+ValidatorConfigOpt = Annotated[
+    Optional[Path], typer.Option("--validator-config", help="The official validator's JSON config (ignored codes).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bidsaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """bidsaudit: stop neuroimaging deep learning from fooling itself."""
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn bad input into one line on stderr and exit code 2; never a traceback."""
+    from audit.errors import BidsauditError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except BidsauditError as err:
+        typer.echo(f"bidsaudit: error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("bidsaudit: interrupted; nothing was left half-written", err=True)
+        raise typer.Exit(130) from None
+    except RecursionError:
+        typer.echo("bidsaudit: error: input nested too deeply (a symbolic-link loop?)", err=True)
+        raise typer.Exit(2) from None
+    except Exception as err:  # last resort: one line, exit 2, traceback only on request
+        if os.environ.get("BIDSAUDIT_DEBUG"):
+            raise
+        typer.echo(f"bidsaudit: internal error: {type(err).__name__}: {err} "
+                   "(set BIDSAUDIT_DEBUG=1 for a traceback, and please report it)", err=True)
+        raise typer.Exit(2) from None
+
+
+def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir: Path, stem: str,
+         quiet: bool = False) -> None:
+    """Write the JSON result and the HTML report (atomically) and print a summary."""
+    from audit.fsutil import atomic_write_text
+    from reports.render import render_report
+
+    if json_out is None and html_out is None:
+        json_out = str(out_dir / f"{stem}.json")
+        html_out = out_dir / f"{stem}.html"
+    written = []
+    if json_out == "-":
+        sys.stdout.write(result.to_json())
+    elif json_out:
+        written.append(("JSON result", atomic_write_text(json_out, result.to_json())))
+    if html_out:
+        written.append(("HTML report", atomic_write_text(html_out, render_report(result.to_dict()))))
+    if json_out == "-":
+        return
+    print_summary(result, quiet=quiet)
+    for what, path in written:
+        typer.echo(f"{what}: {path}")
+
+
+def print_summary(result: Result, *, quiet: bool = False) -> None:
+    counts = result.counts()
+    verdict = "PASS" if result.status == "pass" else "FAIL"
+    typer.echo(f"{verdict}: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes"
+               + (f" ({result.dataset['name']})" if result.dataset else ""))
+    if quiet:
+        return
+    for f in result.findings:
+        if f.severity == "info":
+            continue
+        typer.echo(f"  {f.severity:<7} {f.check:<28} {f.message}")
+    for s in result.skipped:
+        typer.echo(f"  skipped {s['check']:<28} {s['reason']}")
+
+
+@app.command()
+def validate(
+    dataset: Annotated[Path, typer.Argument(help="The BIDS dataset folder.")],
+    ignore_nifti_headers: IgnoreHeadersOpt = False,
+    validator_config: ValidatorConfigOpt = None,
+    no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
+    = None,
+    json_out: JsonOpt = None,
+    html_out: HtmlOpt = None,
+    out_dir: OutDirOpt = Path("bidsaudit-reports"),
+    quiet: QuietOpt = False,
+) -> None:
+    """BIDS validity (the official validator) plus the checks that need no split."""
+    with reported_errors():
+        from audit.api import validate_dataset
+        from audit.context import AuditOptions
+
+        if validator_config is not None and not validator_config.is_file():
+            from audit.errors import InputError
+
+            raise InputError(validator_config, "no such file", field="--validator-config",
+                             expected="the validator's JSON config file")
+        options = AuditOptions(ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
+                               run_validator=not no_validator, workers=workers)
+        result = validate_dataset(dataset, options)
+        emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def report(
+    result_json: Annotated[Path, typer.Argument(metavar="RESULT.json", help="A saved JSON result.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML report.")],
+) -> None:
+    """Render a saved JSON result as a self-contained HTML page."""
+    with reported_errors():
+        from audit.bidsindex import read_json
+        from audit.errors import InputError
+        from audit.fsutil import atomic_write_text
+        from reports.render import render_report
+
+        if not result_json.is_file():
+            raise InputError(result_json, "no such file", expected="a JSON result written by --json")
+        data = read_json(result_json)
+        if not isinstance(data, dict) or "findings" not in data:
+            raise InputError(result_json, expected="a bidsaudit JSON result (with a 'findings' list)")
+        _check_result_schema(result_json, data)
+        path = atomic_write_text(output, render_report(data))
+        typer.echo(f"HTML report: {path}")
+
+
+def _check_result_schema(path: Path, data: dict) -> None:  # type: ignore[type-arg]
+    import jsonschema
+
+    from audit.errors import InputError
+    from schemas import json_schema
+
+    try:
+        jsonschema.validate(data, json_schema("result"))
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise InputError(path, err.message, field=where, expected="a result matching schemas/result.schema.json") \
+            from None
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Where to write the demo dataset and reports.")]
+    = Path("bidsaudit-demo"),
+    subjects: Annotated[int, typer.Option("--subjects", min=8, max=2000, help="Number of subjects.")] = 40,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing demo folder.")] = False,
+) -> None:
+    """Make a small synthetic multi-site BIDS dataset and run the pipeline on it."""
+    with reported_errors():
+        from audit.demo import run_demo
+
+        code = run_demo(directory, subjects=subjects, seed=seed, force=force, echo=typer.echo)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

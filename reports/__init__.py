@@ -1,0 +1,1 @@
+"""HTML reports rendered from a result document (imports only ``schemas``)."""

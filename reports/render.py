@@ -1,0 +1,64 @@
+"""Render a result document (the JSON result as a dict) into one self-contained HTML page.
+
+Jinja2 with autoescape on: every value that reaches the page (participant
+ids, TSV cells, sidecar strings, file names) is escaped. The page has inline
+CSS only: no script, no external request, opens from disk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["render_report"]
+
+_SEVERITY_TITLES = {"error": "Errors", "warning": "Warnings", "info": "Notes"}
+
+
+def _env():  # type: ignore[no-untyped-def]
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("reports", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    env.filters["scalar"] = _scalar
+    env.tests["mapping"] = lambda v: isinstance(v, Mapping)
+    env.tests["scalar"] = lambda v: v is None or isinstance(v, (str, int, float, bool))
+    return env
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value != value:
+            return "—"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_report(result: Mapping[str, Any]) -> str:
+    """Return the HTML page for ``result`` (a dict shaped like the JSON result)."""
+    findings = list(result.get("findings") or [])
+    groups = [(sev, _SEVERITY_TITLES[sev], [f for f in findings if f.get("severity") == sev])
+              for sev in ("error", "warning", "info")]
+    template = _env().get_template("report.html.j2")
+    return template.render(
+        r=result,
+        groups=groups,
+        counts=result.get("counts") or {s: len(g) for s, _, g in groups},
+        summary=result.get("summary") or {},
+        dataset=result.get("dataset") or {},
+        splits=result.get("splits") or {},
+        readiness=result.get("readiness") or {},
+        reproduce=result.get("reproduce") or {},
+        skipped=result.get("skipped") or [],
+    )

@@ -1,0 +1,1 @@
+"""The gated trainer (torch lives only here). Not yet implemented: see issue 5."""
