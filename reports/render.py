@@ -17,12 +17,12 @@ _SEVERITY_TITLES = {"error": "Errors", "warning": "Warnings", "info": "Notes"}
 
 
 def _env():  # type: ignore[no-untyped-def]
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from jinja2 import ChainableUndefined, Environment, PackageLoader, select_autoescape
 
     env = Environment(
         loader=PackageLoader("reports", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
+        undefined=ChainableUndefined,  # a saved result may lack optional blocks: render nothing
         trim_blocks=True,
         lstrip_blocks=True,
     )
