@@ -106,3 +106,103 @@ def reproduce_block(command: str, options: AuditOptions, timings: dict[str, floa
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.__dict__.items()
                     if k != "config"},
     }
+
+
+AUDIT_FAMILIES = ("bids", "quality", "split", "leakage", "confound", "shift", "expectations")
+
+
+def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditOptions | None = None, *,
+                 command: str = "audit") -> Result:
+    """Audit split files, with the dataset when given (a reviewer may have only the split files)."""
+    from audit.splits import read_splits
+
+    options = options or AuditOptions()
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    split_set = read_splits(Path(splits), label=options.label)
+    timings["splits_s"] = time.perf_counter() - t0
+    ctx = AuditContext(options=options, splits=split_set)
+    if options.pretrain:
+        ctx.pretrain_subjects = read_pretrain(Path(options.pretrain))
+    if dataset is not None:
+        from audit.bidsindex import index_dataset
+
+        t = time.perf_counter()
+        ctx.index = index_dataset(dataset)
+        timings["index_s"] = time.perf_counter() - t
+        if options.run_validator:
+            from audit.validator import run_validator
+
+            t = time.perf_counter()
+            ctx.validator = run_validator(ctx.index.root, ignore_nifti_headers=options.ignore_nifti_headers,
+                                          config=options.validator_config)
+            timings["validator_s"] = time.perf_counter() - t
+    _check_columns(ctx)
+    t = time.perf_counter()
+    findings, skipped = run_checks(ctx, AUDIT_FAMILIES)
+    timings["checks_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    return build_result(
+        command, ctx, findings, skipped,
+        dataset=dataset_block(ctx) if ctx.index is not None else None,
+        splits=splits_block(split_set),
+        summary=dataset_summary(ctx) if ctx.index is not None else {},
+        reproduce=reproduce_block(command, options, timings),
+    )
+
+
+def splits_block(split_set: Any) -> dict[str, Any]:
+    """Format, fingerprint (sha256 over every split file's bytes) and sizes of a split set."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = list(split_set.files)
+    for name in files:
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(Path(name).read_bytes()).digest())
+    sizes = {name: len(split_set.subjects(name)) for name in split_set.names}
+    return {"format": split_set.format, "fingerprint": "sha256:" + digest.hexdigest(), "sizes": sizes,
+            "files": files, "folds": list(split_set.folds)}
+
+
+def read_pretrain(path: Path) -> frozenset[str]:
+    """Participants used for pretraining: a split TSV, or a model folder's ``train+validation.tsv``."""
+    from audit.errors import InputError
+    from audit.splits import read_splits
+
+    if path.is_dir():
+        tv = path / "train+validation.tsv"
+        if not tv.is_file():
+            raise InputError(path, "no train+validation.tsv in this folder", field="--pretrain",
+                             expected="a split TSV or a model folder (MAPS) with train+validation.tsv")
+        path = tv
+    if not path.exists():
+        raise InputError(path, "no such file or folder", field="--pretrain",
+                         expected="a split TSV or a model folder (MAPS) with train+validation.tsv")
+    subjects: set[str] = set()
+    pre = read_splits(path)
+    for table in pre.tables:
+        subjects |= table.subjects()
+    return frozenset(subjects)
+
+
+def _check_columns(ctx: AuditContext) -> None:
+    """Columns named by --label/--site/--group must exist (in participants.tsv or the split files)."""
+    import difflib
+
+    from audit.errors import InputError
+
+    assert ctx.splits is not None
+    columns: set[str] = set()
+    if ctx.index is not None and ctx.index.participants is not None:
+        columns |= set(ctx.index.participants.columns)
+    for table in ctx.splits.tables:
+        columns |= set(table.columns)
+    for option, column in (("--label", ctx.options.label), ("--site", ctx.options.site),
+                           ("--group", ctx.options.group)):
+        if column and column not in columns:
+            near = difflib.get_close_matches(column, sorted(columns), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise InputError("participants.tsv" if ctx.index is not None else ctx.splits.root, f"no column '{column}'{hint}", field=option,
+                             expected="a column of participants.tsv or of the split files: "
+                             + ", ".join(sorted(columns)))

@@ -63,6 +63,8 @@ class AuditContext:
                 return "image checks were turned off"
         if need == "participants" and (self.index is None or self.index.participants is None):
             return "no dataset given" if self.index is None else "the dataset has no readable participants.tsv"
+        if need == "group" and not self.options.group:
+            return "no --group given"
         if need == "pretrain" and self.pretrain_subjects is None:
             return "no --pretrain given"
         if need == "label" and not self.label_column:
