@@ -158,6 +158,88 @@ def validate(
 
 
 @app.command()
+def audit(
+    dataset: Annotated[Optional[Path], typer.Argument(help="The BIDS dataset folder (omit to audit split files alone).")]
+    = None,
+    splits: Annotated[Path, typer.Option("--splits", help="Split files: a folder of TSV/CSV, one table with a "
+                                         "'split' column, a ClinicaDL split-N/ layout, or nnU-Net splits_final.json.")]
+    = Path("--"),
+    label: Annotated[Optional[str], typer.Option("--label", help="Label column (default: diagnosis if present).")]
+    = None,
+    site: Annotated[Optional[str], typer.Option("--site", help="Site/scanner column (default: from sidecars).")]
+    = None,
+    group: Annotated[Optional[str], typer.Option("--group", help="Related participants that must stay together.")]
+    = None,
+    pretrain: Annotated[Optional[Path], typer.Option("--pretrain", help="Participants used for pretraining: a "
+                                                     "split TSV or a model folder with train+validation.tsv.")] = None,
+    ignore_nifti_headers: IgnoreHeadersOpt = False,
+    validator_config: ValidatorConfigOpt = None,
+    no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
+    = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address "
+                                                     "for the image pass.")] = None,
+    certificate: Annotated[Optional[Path], typer.Option("--certificate", help="Where to write the certificate on "
+                                                        "pass (default: bidsaudit-certificate.json beside the "
+                                                        "split files).")] = None,
+    no_certificate: Annotated[bool, typer.Option("--no-certificate", help="Do not write a certificate.")] = False,
+    json_out: JsonOpt = None,
+    html_out: HtmlOpt = None,
+    out_dir: OutDirOpt = Path("bidsaudit-reports"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Everything: validation, leakage, confounds, shift; without DATASET, every check the split tables allow."""
+    with reported_errors():
+        from audit.api import audit_splits
+        from audit.context import AuditOptions
+        from audit.errors import InputError
+
+        if str(splits) == "--":
+            raise InputError(None, "missing option", field="--splits", expected="the split files to audit")
+        options = AuditOptions(label=label, site=site, group=group, pretrain=str(pretrain) if pretrain else None,
+                               ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
+                               run_validator=not no_validator, workers=workers, scheduler=scheduler)
+        result = audit_splits(dataset, splits, options)
+        emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet)
+        if result.status == "pass" and not no_certificate:
+            from audit.api import certify
+
+            path = certify(result, options, splits, certificate)
+            if json_out != "-":
+                typer.echo(f"Certificate: {path}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def split(
+    dataset: Annotated[Path, typer.Argument(help="The BIDS dataset folder.")],
+    label: Annotated[str, typer.Option("--label", help="Label column to stratify on.")] = "diagnosis",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the split files into.")]
+    = Path("splits"),
+    group: Annotated[Optional[str], typer.Option("--group", help="Participants of one group stay together.")]
+    = None,
+    test_size: Annotated[float, typer.Option("--test-size", help="Fraction held out for testing.")] = 0.2,
+    val_size: Annotated[float, typer.Option("--val-size", help="Fraction for validation (train/val/test).")] = 0.2,
+    folds: Annotated[int, typer.Option("--folds", min=0, help="k-fold over the non-test pool (0: one "
+                                       "train/validation/test split).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same split).")] = 0,
+    balance: Annotated[str, typer.Option("--balance", help="Comma-separated covariates to balance.")]
+    = "age,sex,site",
+    layout: Annotated[str, typer.Option("--layout", help="folder, clinicadl or both.")] = "both",
+) -> None:
+    """Write leak-free, stratified, subject-level (or group-level) splits."""
+    with reported_errors():
+        from audit.splitting import SplitPlan, split_dataset, summary
+
+        plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
+                         balance=tuple(c.strip() for c in balance.split(",") if c.strip()))
+        result, files = split_dataset(dataset, plan, output, layout=layout)
+        for line in summary(result):
+            typer.echo(line)
+        typer.echo(f"wrote {len(files)} files under {output}")
+
+
+@app.command()
 def report(
     result_json: Annotated[Path, typer.Argument(metavar="RESULT.json", help="A saved JSON result.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML report.")],
