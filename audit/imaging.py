@@ -1,0 +1,801 @@
+"""The image pass: every present image read once into a small, plain summary.
+
+:func:`summarise_images` reads each image of the index whose content is here
+(NIfTI-1/2, gzipped or not) exactly once, in parallel, and keeps an
+:class:`ImageSummary`: header facts (shape, voxel size, orientation, data
+type), whether it is ``ok``, ``corrupt`` or ``empty`` and why, the SHA-256 of
+the file's bytes (hashed while it is read, so the dataset fingerprint needs
+no second read), a hash of the decoded voxel values, simple intensity
+statistics and a small thumbnail for near-duplicate search. Summaries go into
+the :class:`~audit.hashing.HashCache`, so an unchanged image is never read
+again, in this audit or the next.
+
+Decoded-content hash (``content_hash``)
+    ``sha256:`` over ``"bidsaudit-image-v1 <x>x<y>x<z>x<t> float32\\n"``
+    followed by every volume of the data in closest-canonical (RAS+) voxel
+    order, each as little-endian float32 in C order, volume after volume.
+    Values are scaled in float64 (``raw * scl_slope + scl_inter``) and then
+    rounded once to float32; ``-0.0`` becomes ``0.0`` and every NaN the same
+    NaN. So a copy re-saved with another on-disk type or scaling that
+    decodes to the same values (to float32 precision), re-compressed, with
+    an edited header (description, intent, qform/sform, origin), or stored
+    in another axis order with a matching affine, has the same hash. The
+    affine itself is not hashed: identical voxels under another position in
+    space are the same image for leakage.
+
+Thumbnail (``thumbnail``)
+    The reference volume (the image, or the mean over time of a 4D image)
+    sampled (trilinear) at the centres of a 16x16x16 grid spanning the
+    world-space bounding box of its foreground, then z-scored and rounded
+    to float16. It survives reorientation, translation, resampling,
+    intensity rescaling and mild noise, for ``leakage.near_duplicate_image``.
+
+Statistics
+    ``min``/``max`` over every finite voxel of the whole array; ``mean``,
+    ``std`` over the finite voxels of the reference volume; ``p01``, ``p50``,
+    ``p99`` inside a crude foreground mask (reference voxels above the
+    reference mean; all finite voxels when that is empty).
+
+Status
+    ``ok``; ``corrupt`` (cannot be decoded, truncated, zero-byte, impossible
+    header values: dim[0] outside 1-7, a dimension below 0 or above 2**15, a
+    non-finite or singular affine, an unknown data type); ``empty`` (no
+    voxels, no finite voxel, or a single value everywhere); ``unreadable``
+    (the process may not read it: permissions, I/O error); ``placeholder``
+    (zero-byte file under ``ignore_headers``); ``skipped`` (a non-empty file
+    under ``ignore_headers``: nothing is read).
+
+Parallelism: a process pool of ``workers`` processes (default: every core;
+1 runs in this process), or a Dask cluster when ``scheduler`` is given (its
+workers must see the dataset at the same absolute path). Results are the same
+either way and come back in path order.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import math
+import os
+import warnings
+import zlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audit import hashing
+from audit.errors import InputError
+from audit.hashing import CHUNK, EMPTY_SHA256, CacheKey, HashCache
+
+if TYPE_CHECKING:
+    from audit.bidsindex import DatasetIndex, FileRow
+
+__all__ = [
+    "SUMMARY_VERSION",
+    "STATUSES",
+    "THUMB_SIZE",
+    "AbsentImage",
+    "ImageSummary",
+    "ImageSummaries",
+    "summarise_images",
+    "summarise_file",
+    "thumbnail_correlation",
+]
+
+THUMB_SIZE = 16
+MAX_DIM = 2**15
+_DEFLATE_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1
+#: Changes whenever what a summary holds or how it is computed changes (cache entries of other versions are ignored).
+SUMMARY_VERSION = f"bidsaudit-image-summary-1/thumb{THUMB_SIZE}"
+STATUSES = ("ok", "corrupt", "empty", "unreadable", "placeholder", "skipped")
+_PRESENT = ("file", "symlink")
+#: How long to wait for a Dask scheduler given by address.
+DASK_CONNECT_TIMEOUT = "20s"
+
+
+# ----------------------------------------------------------------- records
+@dataclass(frozen=True)
+class ImageSummary:
+    """What one read of one image told us (plain, JSON-ready data).
+
+    Attributes
+    ----------
+    path, subject, session, suffix : str
+        From the index (``path`` relative, POSIX).
+    status : str
+        One of :data:`STATUSES`.
+    problem : str or None
+        What is wrong, in words, when ``status`` is not ``ok``.
+    problem_code : str or None
+        A stable code for ``problem``: ``zero_byte``, ``truncated``,
+        ``bad_gzip``, ``not_nifti``, ``bad_header``, ``impossible_dims``,
+        ``unknown_dtype``, ``nonfinite_affine``, ``singular_affine``,
+        ``undecodable``, ``unreadable``, ``no_voxels``, ``non_finite``,
+        ``constant``, ``not_read``.
+    size : int
+        File size in bytes.
+    sha256 : str or None
+        SHA-256 (hex) of the file's bytes.
+    format : str or None
+        ``nifti1`` or ``nifti2``.
+    gzipped : bool or None
+    shape : tuple of int or None
+        Data shape as stored.
+    zooms : tuple of float or None
+        Voxel size (mm) along the three voxel axes, from the affine.
+    orientation : str or None
+        Axis codes of the affine (``"RAS"``, ``"LPS"``...; ``?`` for a
+        degenerate axis).
+    affine : tuple of 16 float or None
+        Row-major, only when finite.
+    affine_finite : bool or None
+    dtype : str or None
+        On-disk data type (``int16``, ``float32``...).
+    content_hash : str or None
+        ``sha256:<hex>`` of the decoded canonical array (module docstring).
+    min, max, mean, std, p01, p50, p99 : float or None
+    nonzero_fraction, finite_fraction, foreground_fraction : float or None
+    thumbnail : tuple of float
+        ``THUMB_SIZE**3`` z-scored samples (empty when not computed).
+    """
+
+    path: str
+    subject: str | None
+    session: str | None
+    suffix: str | None
+    status: str
+    problem: str | None = None
+    problem_code: str | None = None
+    size: int = 0
+    sha256: str | None = None
+    format: str | None = None
+    gzipped: bool | None = None
+    shape: tuple[int, ...] | None = None
+    zooms: tuple[float, ...] | None = None
+    orientation: str | None = None
+    affine: tuple[float, ...] | None = None
+    affine_finite: bool | None = None
+    dtype: str | None = None
+    content_hash: str | None = None
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    nonzero_fraction: float | None = None
+    finite_fraction: float | None = None
+    foreground_fraction: float | None = None
+    p01: float | None = None
+    p50: float | None = None
+    p99: float | None = None
+    thumbnail: tuple[float, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...] | None:
+        return None if self.shape is None else tuple(self.shape[:3])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (tuples become lists)."""
+        out = asdict(self)
+        for key in ("shape", "zooms", "affine", "thumbnail"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageSummary:
+        kw = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for key in ("shape", "zooms", "affine", "thumbnail"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class AbsentImage:
+    """An image whose content is not here (dangling link or git-annex pointer)."""
+
+    path: str
+    subject: str | None
+    session: str | None
+    suffix: str | None
+    link: str  # "dangling" | "annex-pointer"
+    annex_key: str | None
+
+
+@dataclass(frozen=True)
+class ImageSummaries:
+    """The image pass over a dataset.
+
+    Attributes
+    ----------
+    images : tuple of ImageSummary
+        One per present image, in path order.
+    absent : tuple of AbsentImage
+        Images whose content is not here (not read, not summarised).
+    ignore_headers : bool
+        The pass ran with ``ignore_headers`` (no image content read).
+    images_read : int
+        Images opened and read this time (not from the cache).
+    cache_hits : int
+        Summaries taken from the cache.
+    bytes_read : int
+        Bytes read from image files this time.
+    cache_problem : str or None
+        Why the hash cache could not be used on disk, if so.
+    """
+
+    images: tuple[ImageSummary, ...] = ()
+    absent: tuple[AbsentImage, ...] = ()
+    ignore_headers: bool = False
+    images_read: int = 0
+    cache_hits: int = 0
+    bytes_read: int = 0
+    cache_problem: str | None = None
+
+    def __iter__(self) -> Iterator[ImageSummary]:
+        return iter(self.images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_absent(self) -> int:
+        return len(self.absent)
+
+    def by_path(self) -> dict[str, ImageSummary]:
+        return {s.path: s for s in self.images}
+
+    def with_status(self, *statuses: str) -> list[ImageSummary]:
+        return [s for s in self.images if s.status in statuses]
+
+
+def thumbnail_correlation(a: ImageSummary, b: ImageSummary) -> float | None:
+    """Pearson correlation of two thumbnails (``None`` when either is missing or flat)."""
+    if not a.thumbnail or len(a.thumbnail) != len(b.thumbnail):
+        return None
+    x = np.asarray(a.thumbnail, dtype=np.float64)
+    y = np.asarray(b.thumbnail, dtype=np.float64)
+    x = x - x.mean()
+    y = y - y.mean()
+    denom = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    return None if denom == 0 else float((x * y).sum() / denom)
+
+
+# ------------------------------------------------------------------ driver
+def summarise_images(
+    index: DatasetIndex,
+    *,
+    ignore_headers: bool = False,
+    workers: int | None = None,
+    scheduler: Any = None,
+    cache: HashCache | None = None,
+) -> ImageSummaries:
+    """Summarise every image of ``index`` whose content is present, reading each at most once.
+
+    Parameters
+    ----------
+    index : DatasetIndex
+    ignore_headers : bool
+        As the validator's ``--ignoreNiftiHeaders``: read no image content;
+        zero-byte images are ``placeholder``, others ``skipped``.
+    workers : int, optional
+        Processes for the local pool (default ``os.cpu_count()``; 1 = this process).
+    scheduler : str or dask.distributed.Client, optional
+        A Dask scheduler address (``tcp://host:8786``) or client; the images
+        are then read by its workers.
+    cache : HashCache, optional
+        Defaults to :meth:`HashCache.default`.
+
+    Returns
+    -------
+    ImageSummaries
+
+    Raises
+    ------
+    InputError
+        ``scheduler`` cannot be reached.
+    """
+    images = index.images()
+    present = [r for r in images if r.link in _PRESENT]
+    absent = tuple(AbsentImage(r.path, r.subject, r.session, r.suffix, r.link, r.annex_key)
+                   for r in images if r.link not in _PRESENT)
+    out: dict[str, ImageSummary] = {}
+    if ignore_headers:
+        for r in present:
+            if r.size == 0:
+                out[r.path] = _make(r, {"status": "placeholder", "sha256": EMPTY_SHA256,
+                                        "problem": "zero-byte placeholder (headers ignored)",
+                                        "problem_code": "zero_byte"})
+            else:
+                out[r.path] = _make(r, {"status": "skipped", "problem": "not read (headers ignored)",
+                                        "problem_code": "not_read"})
+        return ImageSummaries(images=tuple(out[r.path] for r in present), absent=absent, ignore_headers=True)
+
+    cache = HashCache.default() if cache is None else cache
+    keyed: list[tuple[FileRow, CacheKey]] = []
+    for r in present:
+        if r.size == 0:
+            out[r.path] = _make(r, {"status": "corrupt", "sha256": EMPTY_SHA256, "problem": "zero-byte file",
+                                    "problem_code": "zero_byte"})
+        else:
+            keyed.append((r, CacheKey(str(index.root / r.path), r.size, r.mtime_ns, r.inode)))
+    known = cache.get_summaries([k for _, k in keyed], SUMMARY_VERSION)
+    todo: list[tuple[FileRow, CacheKey]] = []
+    hits = 0
+    for r, k in keyed:
+        hit = known.get(k.path)
+        if hit is None:
+            todo.append((r, k))
+            continue
+        try:
+            content = json.loads(hit[1])
+        except ValueError:
+            todo.append((r, k))
+            continue
+        out[r.path] = _make(r, content)
+        hits += 1
+    results = _run([k.path for _, k in todo], workers=workers, scheduler=scheduler)
+    store: list[tuple[CacheKey, str | None, str]] = []
+    read = nbytes = 0
+    for (r, k), res in zip(todo, results):
+        content = res["content"]
+        out[r.path] = _make(r, content)
+        nbytes += res["bytes_read"]
+        read += 1 if res["opened"] else 0
+        if res["key"] is not None and content["status"] != "unreadable":
+            seen = CacheKey(k.path, *res["key"])
+            store.append((seen, content.get("sha256"), json.dumps(content, sort_keys=True)))
+    cache.put_summaries(store, SUMMARY_VERSION)
+    cache.bytes_read += nbytes
+    return ImageSummaries(images=tuple(out[r.path] for r in present), absent=absent, images_read=read,
+                          cache_hits=hits, bytes_read=nbytes, cache_problem=cache.problem)
+
+
+def _make(row: FileRow, content: dict[str, Any]) -> ImageSummary:
+    kw = {k: v for k, v in content.items() if k != "thumb16"}
+    thumb = content.get("thumb16")
+    if thumb:
+        kw["thumbnail"] = tuple(float(v) for v in np.frombuffer(base64.b64decode(thumb), dtype="<f2"))
+    kw.setdefault("size", row.size)
+    return ImageSummary.from_dict({**kw, "path": row.path, "subject": row.subject, "session": row.session,
+                                   "suffix": row.suffix})
+
+
+def _run(paths: Sequence[str], *, workers: int | None, scheduler: Any) -> list[dict[str, Any]]:
+    if not paths:
+        return []
+    if scheduler is not None:
+        return _run_dask(paths, scheduler)
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    n = max(1, min(n, len(paths)))
+    if n == 1:
+        return [summarise_file(p) for p in paths]
+    batches = _batches(paths, n)
+    out: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
+        futures = [pool.submit(_summarise_batch, b) for b in batches]
+        for fut, batch in zip(futures, batches):
+            try:
+                out.extend(fut.result())
+            except BrokenProcessPool:
+                out.extend(_failed(p, "the worker process reading it died (out of memory?)") for p in batch)
+    return out
+
+
+def _batches(paths: Sequence[str], n: int) -> list[list[str]]:
+    size = max(1, min(16, len(paths) // (n * 4)))
+    return [list(paths[i:i + size]) for i in range(0, len(paths), size)]
+
+
+def _mp_context() -> Any:
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["audit.imaging"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _run_dask(paths: Sequence[str], scheduler: Any) -> list[dict[str, Any]]:
+    try:
+        from dask.distributed import Client
+    except ImportError as err:  # pragma: no cover - dask is a dependency
+        raise InputError(None, f"--scheduler needs dask.distributed ({err})", field="--scheduler") from None
+    own = not isinstance(scheduler, Client)
+    try:
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT) if own else scheduler
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise InputError(None, f"cannot reach the Dask scheduler at {scheduler!r} ({err})",
+                         field="--scheduler", expected="a reachable address such as tcp://host:8786") from None
+    try:
+        nthreads = sum(client.nthreads().values()) or 1
+        batches = _batches(paths, nthreads)
+        futures = client.map(_summarise_batch, batches, pure=False)
+        out: list[dict[str, Any]] = []
+        for fut, batch in zip(futures, batches):
+            try:
+                out.extend(fut.result())
+            except Exception as err:  # a remote failure (killed worker...): those images were not read
+                out.extend(_failed(p, f"the Dask worker reading it failed ({type(err).__name__})") for p in batch)
+        return out
+    finally:
+        if own:
+            client.close()
+
+
+def _failed(path: str, message: str) -> dict[str, Any]:
+    return {"content": {"status": "unreadable", "problem": message, "problem_code": "unreadable"},
+            "bytes_read": 0, "opened": False, "key": None}
+
+
+def _summarise_batch(paths: Sequence[str]) -> list[dict[str, Any]]:
+    return [summarise_file(p) for p in paths]
+
+
+# ------------------------------------------------------------- one image
+class _Bad(Exception):
+    """A decoded problem: status, code and message."""
+
+    def __init__(self, status: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class _HashingReader(io.RawIOBase):
+    """A raw file that hashes every byte once, in order, however it is read or sought."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._pos = 0
+        self._hashed = 0
+        self._sha = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            target = offset
+        elif whence == 1:
+            target = self._pos + offset
+        else:
+            target = os.fstat(self._raw.fileno()).st_size + offset
+        self._pos = self._raw.seek(target)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        if self._pos > self._hashed:  # a forward seek skipped bytes: hash them first
+            self._catch_up(self._pos)
+        n = self._raw.readinto(buffer) or 0
+        if n:
+            end = self._pos + n
+            if end > self._hashed:
+                with memoryview(buffer) as view:
+                    self._sha.update(view.cast("B")[self._hashed - self._pos:n])
+                self._hashed = end
+            self._pos = end
+            self.bytes_read += n
+        return n
+
+    def _catch_up(self, target: int) -> None:
+        self._raw.seek(self._hashed)
+        while self._hashed < target:
+            chunk = self._raw.read(min(CHUNK, target - self._hashed))
+            if not chunk:
+                break
+            self._sha.update(chunk)
+            self._hashed += len(chunk)
+            self.bytes_read += len(chunk)
+        self._raw.seek(self._pos)
+
+    def finish(self) -> str:
+        """Hash the rest of the file; return the hex SHA-256 of all of it."""
+        self._raw.seek(self._hashed)
+        self._pos = self._hashed
+        buf = bytearray(CHUNK)
+        while self.readinto(buf):
+            pass
+        return self._sha.hexdigest()
+
+
+def summarise_file(path: str) -> dict[str, Any]:
+    """Read one image file; return ``{"content", "bytes_read", "opened", "key"}``.
+
+    ``content`` holds the :class:`ImageSummary` fields that depend on the
+    file alone (JSON-ready; the thumbnail as base64 float16 ``thumb16``),
+    ``key`` the ``(size, mtime_ns, inode)`` of what was read. Never raises
+    for a bad or unreadable file: that is a status.
+    """
+    content: dict[str, Any] = {"status": "ok"}
+    try:
+        raw = hashing.open_raw(path)
+    except OSError as err:
+        content.update(status="unreadable", problem_code="unreadable", problem=f"cannot open: {_why(err)}")
+        return {"content": content, "bytes_read": 0, "opened": False, "key": None}
+    reader = _HashingReader(raw)
+    key = None
+    try:
+        with raw:
+            st = os.fstat(raw.fileno())
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+            content["size"] = st.st_size
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                try:
+                    _decode(io.BufferedReader(reader, CHUNK), st.st_size, content)
+                except _Bad as bad:
+                    content.update(status=bad.status, problem_code=bad.code, problem=bad.message)
+                content["sha256"] = reader.finish()
+    except OSError as err:  # the file system failed us (EIO...) while reading
+        content = {"status": "unreadable", "problem_code": "unreadable", "problem": f"cannot read: {_why(err)}",
+                   **{k: content[k] for k in ("size",) if k in content}}
+        key = None
+    except MemoryError:
+        content = {"status": "unreadable", "problem_code": "unreadable",
+                   "problem": "not enough memory to read it", "size": key[0] if key else 0}
+        key = None
+    return {"content": content, "bytes_read": reader.bytes_read, "opened": True, "key": key}
+
+
+def _why(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+def _decode(stream: io.BufferedReader, file_size: int, out: dict[str, Any]) -> None:
+    """Fill ``out`` from the image in ``stream``; raise :class:`_Bad` for a bad image."""
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
+    from nibabel.wrapstruct import WrapStructError
+
+    try:
+        _decode_unchecked(stream, file_size, out)
+    except _Bad:
+        raise
+    except EOFError:
+        raise _Bad("corrupt", "truncated", "truncated: the gzip stream ends early") from None
+    except zlib.error as err:
+        raise _Bad("corrupt", "bad_gzip", f"damaged gzip data ({err})") from None
+    except gzip.BadGzipFile as err:
+        raise _Bad("corrupt", "bad_gzip", f"damaged gzip data ({err})") from None
+    except OSError as err:
+        if err.errno:  # a real I/O error, not a format problem
+            raise
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        code = "truncated" if msg.startswith("Expected") else "undecodable"
+        raise _Bad("corrupt", code, f"truncated: {msg}" if code == "truncated" else f"cannot decode: {msg}") from None
+    except (WrapStructError, HeaderDataError, ImageFileError) as err:
+        raise _Bad("corrupt", "bad_header", f"invalid header ({err})") from None
+    except MemoryError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, np.linalg.LinAlgError) as err:
+        # nibabel and numpy fail in many ways on garbage headers; report, never crash
+        raise _Bad("corrupt", "undecodable", f"cannot decode ({type(err).__name__}: {err})") from None
+
+
+def _header_class(first4: bytes) -> tuple[Any, str] | None:
+    import nibabel as nib
+
+    for order in ("<", ">"):
+        n = int(np.frombuffer(first4, dtype=f"{order}i4")[0])
+        if n == 348:
+            return nib.Nifti1Header, "nifti1"
+        if n == 540:
+            return nib.Nifti2Header, "nifti2"
+    return None
+
+
+def _decode_unchecked(stream: io.BufferedReader, file_size: int, out: dict[str, Any]) -> None:
+    import nibabel as nib
+    from nibabel.volumeutils import array_from_file
+
+    gz = stream.peek(2)[:2] == b"\x1f\x8b"
+    out["gzipped"] = gz
+    src: Any = gzip.GzipFile(fileobj=stream, mode="rb") if gz else stream
+    first = src.read(4)
+    if len(first) < 4:
+        raise _Bad("corrupt", "truncated", f"truncated: too short to hold a NIfTI header ({file_size} bytes)")
+    found = _header_class(first)
+    if found is None:
+        raise _Bad("corrupt", "not_nifti", "not a NIfTI-1 or NIfTI-2 file (bad header size field)")
+    header_class, fmt = found
+    out["format"] = fmt
+    src.seek(0)
+    hdr = header_class.from_fileobj(src, check=False)
+    magic = bytes(hdr["magic"]).rstrip(b"\0")
+    if magic not in (b"n+1", b"n+2"):
+        detail = "its data are in a separate .img file" if magic in (b"ni1", b"ni2") else f"bad magic {magic!r}"
+        raise _Bad("corrupt", "bad_header", f"invalid header ({detail})")
+    dim = [int(d) for d in hdr["dim"]]
+    if not 1 <= dim[0] <= 7:
+        raise _Bad("corrupt", "impossible_dims", f"impossible dim[0] = {dim[0]} (must be 1 to 7)")
+    shape = tuple(dim[1:dim[0] + 1])
+    if any(d < 0 or d > MAX_DIM for d in shape):
+        raise _Bad("corrupt", "impossible_dims",
+                   f"impossible dimensions {_fmt_shape(shape)} (each must be 0 to {MAX_DIM})")
+    out["shape"] = shape
+    try:
+        dtype = np.dtype(hdr.get_data_dtype())
+    except (KeyError, ValueError, TypeError) as err:
+        raise _Bad("corrupt", "unknown_dtype", f"unknown data type code {int(hdr['datatype'])}") from err
+    out["dtype"] = dtype.name if dtype.fields is None else str(dtype)
+    affine = np.asarray(hdr.get_best_affine(), dtype=np.float64)
+    finite = bool(np.isfinite(affine).all())
+    out["affine_finite"] = finite
+    if not finite:
+        raise _Bad("corrupt", "nonfinite_affine", "the affine (sform/qform) has non-finite values (NaN or inf)")
+    out["affine"] = tuple(float(v) for v in affine.ravel())
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    out["zooms"] = tuple(round(float(z), 6) for z in zooms)
+    out["orientation"] = "".join(c or "?" for c in nib.aff2axcodes(affine))
+    if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
+        raise _Bad("corrupt", "singular_affine", "the affine is singular (the voxel axes do not span 3-D space)")
+    n_vox = math.prod(shape)
+    offset = int(hdr.get_data_offset())
+    nbytes = n_vox * dtype.itemsize
+    if n_vox == 0:
+        raise _Bad("empty", "no_voxels", f"no voxels (shape {_fmt_shape(shape)})")
+    if not gz and offset + nbytes > file_size:
+        raise _Bad("corrupt", "truncated", f"truncated: the header declares {nbytes} bytes of data from byte "
+                   f"{offset}, the file holds {max(0, file_size - offset)}")
+    if gz and offset + nbytes > file_size * _DEFLATE_MAX_RATIO + 4096:
+        raise _Bad("corrupt", "truncated", f"truncated: the header declares {nbytes} bytes of data, more than a "
+                   f"{file_size}-byte gzip file can hold")
+    slope, inter = hdr.get_slope_inter()
+    data = array_from_file(shape, dtype, src, offset=offset, order="F", mmap=False)
+    if gz:  # read to the end of the gzip stream: checks its length and CRC
+        while src.read(CHUNK):
+            pass
+    _content(data, affine, slope, inter, out)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape) or "()"
+
+
+def _content(data: np.ndarray, affine: np.ndarray, slope: float | None, inter: float | None,
+             out: dict[str, Any]) -> None:
+    """Content hash, statistics and thumbnail of decoded data."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    shape = data.shape
+    spatial = tuple(shape[:3]) + (1,) * (3 - min(3, len(shape)))
+    t = math.prod(shape[3:]) if len(shape) > 3 else 1
+    arr = data.reshape(spatial + (t,), order="F")
+    ornt = io_orientation(affine)
+    canon = apply_orientation(arr, ornt)
+    canon_affine = affine @ inv_ornt_aff(ornt, spatial)
+    digest = hashlib.sha256()
+    numeric = arr.dtype.kind in "biuf"
+    kind = "float32" if numeric else f"raw {arr.dtype.str}"
+    digest.update(f"bidsaudit-image-v1 {_fmt_shape(canon.shape)} {kind}\n".encode())
+    if not numeric:  # complex or RGB: hash the stored values, no statistics
+        for i in range(t):
+            digest.update(np.ascontiguousarray(canon[..., i]).tobytes())
+        out["content_hash"] = f"sha256:{digest.hexdigest()}"
+        return
+    scaled = slope is not None and (slope != 1 or (inter or 0) != 0)
+    n_vox = arr.size
+    n_finite = n_nonzero = 0
+    vmin, vmax = math.inf, -math.inf
+    total: np.ndarray | None = None
+    count: np.ndarray | None = None
+    ref: np.ndarray | None = None
+    for i in range(t):
+        vol = canon[..., i]
+        if scaled:
+            v = np.ascontiguousarray(vol, dtype=np.float64) * float(slope)  # type: ignore[arg-type]
+            v += float(inter or 0.0)
+            v32 = v.astype("<f4")
+        else:
+            v32 = np.array(vol, dtype="<f4", order="C")
+        v32 += np.float32(0.0)  # -0.0 -> 0.0
+        finite = np.isfinite(v32)
+        all_finite = bool(finite.all())
+        if not all_finite:
+            v32[np.isnan(v32)] = np.float32(np.nan)  # one NaN bit pattern
+        digest.update(v32.data)
+        vals = v32 if all_finite else v32[finite]
+        n_finite += vals.size
+        if vals.size:
+            vmin = min(vmin, float(vals.min()))
+            vmax = max(vmax, float(vals.max()))
+            n_nonzero += int(np.count_nonzero(vals))
+        if t == 1:
+            ref = v32
+        else:
+            if total is None:
+                total = np.zeros(v32.shape, dtype=np.float64)
+                count = np.zeros(v32.shape, dtype=np.int64)
+            total += np.where(finite, v32, 0.0)
+            count += finite  # type: ignore[operator]
+    out["content_hash"] = f"sha256:{digest.hexdigest()}"
+    out["finite_fraction"] = n_finite / n_vox
+    out["nonzero_fraction"] = n_nonzero / n_vox
+    if n_finite == 0:
+        raise _Bad("empty", "non_finite", f"all {n_vox} voxels are NaN or infinite")
+    out["min"], out["max"] = vmin, vmax
+    if vmin == vmax:
+        extra = f" ({n_vox - n_finite} others are NaN or infinite)" if n_finite < n_vox else ""
+        raise _Bad("empty", "constant", f"all {n_finite} voxels have the value {_num(vmin)}{extra}")
+    if ref is None:
+        assert total is not None and count is not None
+        ref = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+    _stats(ref, canon_affine, out)
+
+
+def _moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted centroid (3,) and covariance (3, 3) of voxel indices."""
+    total = weights.sum()
+    idx = [np.arange(n, dtype=np.float64) for n in weights.shape]
+    marg = [weights.sum(axis=tuple(a for a in range(3) if a != ax)) for ax in range(3)]
+    centre = np.array([(marg[a] * idx[a]).sum() / total for a in range(3)])
+    cov = np.empty((3, 3))
+    for a in range(3):
+        cov[a, a] = (marg[a] * idx[a] ** 2).sum() / total - centre[a] ** 2
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        other = 3 - a - b
+        plane = weights.sum(axis=other)  # axes (a, b) in order
+        cov[a, b] = cov[b, a] = float(idx[a] @ plane @ idx[b]) / total - centre[a] * centre[b]
+    return centre, cov
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def _stats(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any]) -> None:
+    from scipy.ndimage import map_coordinates
+
+    finite = np.isfinite(ref)
+    vals = ref[finite].astype(np.float64)
+    mean = float(vals.mean())
+    out["mean"] = mean
+    out["std"] = float(vals.std())
+    fg = finite & (ref > mean)
+    if not fg.any():
+        fg = finite
+    out["foreground_fraction"] = float(fg.sum()) / ref.size
+    p01, p50, p99 = np.percentile(ref[fg].astype(np.float64), [1, 50, 99])
+    out["p01"], out["p50"], out["p99"] = float(p01), float(p50), float(p99)
+    # thumbnail: a cube centred on the foreground's intensity-weighted centroid, 2 * 2.2 of its largest
+    # world-space standard deviation wide (moments from marginal sums: no per-voxel coordinate arrays)
+    weights = np.where(fg, ref - mean, 0.0).astype(np.float64)
+    if not weights.sum() > 0:
+        weights = fg.astype(np.float64)
+    centre, cov = _moments(weights)
+    centre_w = affine[:3, :3] @ centre + affine[:3, 3]
+    cov_w = affine[:3, :3] @ cov @ affine[:3, :3].T
+    half = 2.2 * math.sqrt(max(float(np.max(np.diag(cov_w))), 0.0))
+    if not half > 0:
+        half = float(np.max(np.sqrt((affine[:3, :3] ** 2).sum(axis=0))))
+    wmin, wmax = centre_w - half, centre_w + half
+    g = THUMB_SIZE
+    steps = (np.arange(g) + 0.5) / g
+    axes = [wmin[i] + steps * (wmax[i] - wmin[i]) for i in range(3)]
+    gx, gy, gz = np.meshgrid(*axes, indexing="ij")
+    points = np.stack([gx.ravel(), gy.ravel(), gz.ravel(), np.ones(gx.size)])
+    vox = (np.linalg.inv(affine) @ points)[:3]
+    filled = np.where(finite, ref, 0.0).astype(np.float64)
+    samples = map_coordinates(filled, vox, order=1, mode="constant", cval=0.0, prefilter=False)
+    sd = float(samples.std())
+    thumb = (samples - samples.mean()) / sd if sd > 0 else np.zeros_like(samples)
+    out["thumb16"] = base64.b64encode(thumb.astype("<f2").tobytes()).decode("ascii")
