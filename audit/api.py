@@ -142,9 +142,11 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
     findings, skipped = run_checks(ctx, AUDIT_FAMILIES)
     timings["checks_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
+    dataset_info = dataset_block(ctx) if ctx.index is not None else None
     return build_result(
         command, ctx, findings, skipped,
-        dataset=dataset_block(ctx) if ctx.index is not None else None,
+        attachments={"dataset_files": dict(ctx.cache["fingerprint"].files)} if ctx.index is not None else {},
+        dataset=dataset_info,
         splits=splits_block(split_set),
         summary=dataset_summary(ctx) if ctx.index is not None else {},
         reproduce=reproduce_block(command, options, timings),
@@ -206,3 +208,24 @@ def _check_columns(ctx: AuditContext) -> None:
             raise InputError("participants.tsv" if ctx.index is not None else ctx.splits.root, f"no column '{column}'{hint}", field=option,
                              expected="a column of participants.tsv or of the split files: "
                              + ", ".join(sorted(columns)))
+
+
+def certify(result: Result, options: AuditOptions, splits: str | Path, path: Path | None = None) -> Path:
+    """Write the certificate of a passing audit (default: beside the split files)."""
+    import os
+
+    from audit.certificate import CERTIFICATE_NAME, SIGNING_KEY_ENV, build_certificate, write_certificate
+
+    data = result.to_dict()
+    splits = Path(splits)
+    if path is None:
+        path = (splits if splits.is_dir() else splits.parent) / CERTIFICATE_NAME
+    cert = build_certificate(
+        data, dataset_files=result.attachments.get("dataset_files"),
+        split_files=list((data.get("splits") or {}).get("files") or []),
+        options={"label": options.label, "site": options.site, "group": options.group,
+                 "pretrain": options.pretrain},
+        config=options.config, key=os.environ.get(SIGNING_KEY_ENV) or None,
+    )
+    return write_certificate(cert, path)
+

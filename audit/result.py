@@ -31,6 +31,9 @@ class Result:
     skipped: tuple[Mapping[str, str], ...] = ()
     summary: Mapping[str, Any] = field(default_factory=dict)
     reproduce: Mapping[str, Any] = field(default_factory=dict)
+    #: Data that travels with the result in memory but is not part of the JSON
+    #: result (e.g. per-file hashes that the certificate binds to).
+    attachments: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def status(self) -> Status:

@@ -1,0 +1,222 @@
+"""Certificates: what a passing audit vouches for, byte for byte.
+
+``bidsaudit audit`` writes a certificate when it passes: the dataset
+fingerprint and every file's content hash, the sha256 of every split file,
+the options that shaped the audit (label, site, group, pretrain), a hash of
+the configuration and waivers, the tool version, the time and the findings
+summary. With ``BIDSAUDIT_SIGNING_KEY`` set the certificate carries an
+HMAC-SHA256 signature over its canonical JSON, so a CI can sign and a trainer
+elsewhere can require a valid signature.
+
+:func:`verify_certificate` is what the trainer's gate calls: it always
+re-hashes the split files and compares the dataset file by file (through the
+hash cache by default, a full re-hash on request), and returns every
+difference in words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audit import __version__
+from audit.errors import InputError
+
+__all__ = [
+    "CERTIFICATE_NAME",
+    "SIGNING_KEY_ENV",
+    "build_certificate",
+    "write_certificate",
+    "load_certificate",
+    "verify_certificate",
+    "Verification",
+    "sign",
+]
+
+CERTIFICATE_NAME = "bidsaudit-certificate.json"
+SIGNING_KEY_ENV = "BIDSAUDIT_SIGNING_KEY"
+CERT_VERSION = "1"
+MAX_LISTED = 20
+
+
+def canonical(data: Mapping[str, Any]) -> bytes:
+    """Canonical JSON bytes of a certificate without its signature."""
+    body = {k: v for k, v in data.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign(data: Mapping[str, Any], key: str) -> str:
+    return hmac.new(key.encode("utf-8"), canonical(data), hashlib.sha256).hexdigest()
+
+
+def split_file_hashes(files: list[str]) -> dict[str, str]:
+    out = {}
+    for name in files:
+        try:
+            out[name] = "sha256:" + hashlib.sha256(Path(name).read_bytes()).hexdigest()
+        except OSError as err:
+            raise InputError(name, f"cannot read split file: {err.strerror or err}") from None
+    return out
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def build_certificate(result: Mapping[str, Any], *, dataset_files: Mapping[str, str] | None,
+                      split_files: list[str], options: Mapping[str, Any], config: Mapping[str, Any],
+                      key: str | None = None) -> dict[str, Any]:
+    """The certificate of a passing result (``result`` is the JSON result as a dict)."""
+    if result.get("status") != "pass":
+        raise ValueError("a certificate is only written for a passing audit")
+    dataset = result.get("dataset")
+    cert: dict[str, Any] = {
+        "certificate_version": CERT_VERSION,
+        "tool": {"name": "bidsaudit", "version": __version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dataset": None if dataset is None else {
+            "path": dataset.get("path"), "name": dataset.get("name"), "fingerprint": dataset.get("fingerprint"),
+            "files": dict(sorted((dataset_files or {}).items())),
+        },
+        "splits": {
+            "format": (result.get("splits") or {}).get("format"),
+            "fingerprint": (result.get("splits") or {}).get("fingerprint"),
+            "files": {str(Path(f).resolve()): h for f, h in split_file_hashes(split_files).items()},
+        },
+        "options": {k: options.get(k) for k in ("label", "site", "group", "pretrain")},
+        "config_hash": config_hash(config),
+        "status": "pass",
+        "counts": dict(result.get("counts") or {}),
+        "signature": None,
+    }
+    if key:
+        cert["signature"] = {"algorithm": "HMAC-SHA256", "value": sign(cert, key)}
+    return cert
+
+
+def write_certificate(cert: Mapping[str, Any], path: Path) -> Path:
+    from audit.fsutil import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(cert, indent=2, ensure_ascii=False) + "\n")
+
+
+def load_certificate(path: Path) -> dict[str, Any]:
+    """Read and schema-check a certificate (InputError naming the file and field)."""
+    import jsonschema
+
+    from audit.bidsindex import read_json
+    from schemas import json_schema
+
+    if not path.is_file():
+        raise InputError(path, "no certificate here", expected="a certificate written by a passing "
+                         "'bidsaudit audit' (or give --certificate PATH)")
+    data = read_json(path)
+    try:
+        jsonschema.validate(data, json_schema("certificate"))
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise InputError(path, err.message, field=where, expected="a bidsaudit certificate") from None
+    return data
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of checking a certificate against what is on disk now."""
+
+    ok: bool
+    problems: tuple[str, ...]
+
+    def message(self) -> str:
+        if self.ok:
+            return "certificate verified"
+        shown = list(self.problems[:MAX_LISTED])
+        more = len(self.problems) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_files: list[str],
+                       require_signature: bool = False, key: str | None = None,
+                       full: bool = False) -> Verification:
+    """Compare a certificate with the dataset and split files as they are now.
+
+    Parameters
+    ----------
+    cert : mapping
+        A loaded certificate (see :func:`load_certificate`).
+    dataset : Path or None
+        The dataset the trainer is about to read.
+    split_files : list of str
+        The split files the trainer is about to read (always re-hashed).
+    require_signature : bool
+        Refuse an unsigned certificate or a wrong signature.
+    key : str, optional
+        The signing key (default: ``$BIDSAUDIT_SIGNING_KEY``).
+    full : bool
+        Re-hash every dataset file instead of trusting the hash cache's
+        (path, size, mtime, inode) entries.
+    """
+    problems: list[str] = []
+    key = key if key is not None else os.environ.get(SIGNING_KEY_ENV)
+    sig = cert.get("signature")
+    if sig:
+        if not key:
+            if require_signature:
+                problems.append(f"the certificate is signed but no key is set ({SIGNING_KEY_ENV})")
+        elif not hmac.compare_digest(str(sig.get("value", "")), sign(cert, key)):
+            problems.append("the signature does not match: the certificate was edited or signed with another key")
+    elif require_signature:
+        problems.append("the certificate is not signed and a signature is required")
+    if cert.get("status") != "pass":
+        problems.append(f"the certificate records status '{cert.get('status')}', not 'pass'")
+    if (cert.get("counts") or {}).get("error", 0):
+        problems.append("the certificate records error findings")
+
+    want = dict((cert.get("splits") or {}).get("files") or {})
+    have = split_file_hashes(split_files)
+    have = {str(Path(f).resolve()): h for f, h in have.items()}
+    for f in sorted(set(want) | set(have)):
+        if f not in have:
+            problems.append(f"split file {f} was audited but is not among the files given now")
+        elif f not in want:
+            problems.append(f"split file {f} was not audited")
+        elif want[f] != have[f]:
+            problems.append(f"split file {f} changed since the audit")
+
+    cdata = cert.get("dataset")
+    if dataset is not None:
+        if not cdata:
+            problems.append("the certificate was written for split files alone, without a dataset")
+        else:
+            problems.extend(_dataset_changes(cdata, dataset, full=full))
+    return Verification(ok=not problems, problems=tuple(problems))
+
+
+def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *, full: bool) -> list[str]:
+    from audit.bidsindex import index_dataset
+    from audit.hashing import HashCache, dataset_fingerprint
+
+    index = index_dataset(dataset)
+    cache = HashCache(memory=True) if full else HashCache.default()
+    fp = dataset_fingerprint(index, cache)
+    if fp.fingerprint == cdata.get("fingerprint"):
+        return []
+    want = dict(cdata.get("files") or {})
+    have = dict(fp.files)
+    out = []
+    for f in sorted(set(want) | set(have)):
+        if f not in have:
+            out.append(f"dataset file {f} was removed")
+        elif f not in want:
+            out.append(f"dataset file {f} was added")
+        elif want[f] != have[f]:
+            out.append(f"dataset file {f} changed")
+    if not out:
+        out.append("the dataset fingerprint differs from the certificate's")
+    return out
