@@ -71,7 +71,7 @@ CHUNK = 1 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SCHEMA_VERSION = 1
 _ANNEX_SIZE = re.compile(r"-s(\d+)--")
-_THREADS = 8  # file hashing is I/O + hashlib (which releases the GIL)
+_THREADS = min(8, 2 * (os.cpu_count() or 1))  # file hashing waits on I/O; hashlib releases the GIL
 
 
 class CacheKey(NamedTuple):
@@ -116,15 +116,13 @@ def open_raw(path: str | os.PathLike[str]) -> IO[bytes]:
 
 def _sha256_stream(fh: IO[bytes]) -> tuple[str, int]:
     digest = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     total = 0
     while True:
-        n = fh.readinto(view)  # type: ignore[attr-defined]
-        if not n:
+        chunk = fh.read(CHUNK)  # no preallocated buffer: most files of a dataset are tiny
+        if not chunk:
             break
-        digest.update(view[:n])
-        total += n
+        digest.update(chunk)
+        total += len(chunk)
     return digest.hexdigest(), total
 
 
@@ -450,6 +448,7 @@ def dataset_fingerprint(index: DatasetIndex, cache: HashCache | None = None) -> 
     """
     cache = HashCache.default() if cache is None else cache
     root = index.root
+    root_str = str(root)
     tally = _Tally()
     sizes: dict[str, int] = {}
     hashes: dict[str, str] = {}
@@ -464,7 +463,7 @@ def dataset_fingerprint(index: DatasetIndex, cache: HashCache | None = None) -> 
                     sizes[row.path] = _annex_size(row.annex_key, row.size)
             hashes[row.path] = content
         else:
-            pending.append((row.path, CacheKey(str(root / row.path), row.size, row.mtime_ns, row.inode)))
+            pending.append((row.path, CacheKey(os.path.join(root_str, row.path), row.size, row.mtime_ns, row.inode)))
     hashes.update(_hash_keys(pending, cache, tally, root))
     lines = [f"{p}\t{sizes[p]}\t{hashes[p]}\n" for p in sorted(hashes)]
     digest = hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
@@ -515,11 +514,18 @@ def _hash_keys(pending: Sequence[tuple[str, CacheKey]], cache: HashCache, tally:
         except OSError as err:
             return label, key, None, 0, None, _describe(err)
 
-    if len(misses) > 1:
-        with ThreadPoolExecutor(max_workers=min(_THREADS, len(misses))) as pool:
-            results = list(pool.map(work, misses))
+    def batch(items: Sequence[tuple[str, CacheKey]]) -> list[tuple[str, CacheKey, str | None, int,
+                                                                   CacheKey | None, str | None]]:
+        return [work(item) for item in items]
+
+    threads = min(_THREADS, len(misses))
+    if threads > 1:  # batches, not one future per file: 160,000 tiny sidecars are common
+        size = max(1, min(256, len(misses) // (threads * 4)))
+        chunks = [misses[i:i + size] for i in range(0, len(misses), size)]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            results = [r for part in pool.map(batch, chunks) for r in part]
     else:
-        results = [work(misses[0])]
+        results = batch(misses)
     store: list[tuple[CacheKey, str]] = []
     for label, key, digest, n, seen, why in results:
         if digest is not None and seen is not None:

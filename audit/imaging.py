@@ -13,7 +13,8 @@ again, in this audit or the next.
 Decoded-content hash (``content_hash``)
     ``sha256:`` over ``"bidsaudit-image-v1 <x>x<y>x<z>x<t> float32\\n"``
     followed by every volume of the data in closest-canonical (RAS+) voxel
-    order, each as little-endian float32 in C order, volume after volume.
+    order, each as little-endian float32 with x varying fastest (Fortran
+    order, as NIfTI stores voxels), volume after volume.
     Values are scaled in float64 (``raw * scl_slope + scl_inter``) and then
     rounded once to float32; ``-0.0`` becomes ``0.0`` and every NaN the same
     NaN. So a copy re-saved with another on-disk type or scaling that
@@ -34,7 +35,10 @@ Statistics
     ``min``/``max`` over every finite voxel of the whole array; ``mean``,
     ``std`` over the finite voxels of the reference volume; ``p01``, ``p50``,
     ``p99`` inside a crude foreground mask (reference voxels above the
-    reference mean; all finite voxels when that is empty).
+    reference mean; all finite voxels when that is empty). Past
+    :data:`STATS_VOXELS` voxels (a 1 mm T1w) these come from a regular
+    subsample (every 2nd, 3rd... voxel along each axis): deterministic
+    estimates, for QC and shift checks, at a fraction of the cost.
 
 Status
     ``ok``; ``corrupt`` (cannot be decoded, truncated, zero-byte, impossible
@@ -91,6 +95,8 @@ __all__ = [
 
 THUMB_SIZE = 16
 MAX_DIM = 2**15
+#: Statistics and thumbnail placement use a regular subsample of at most about this many voxels.
+STATS_VOXELS = 2**20
 _DEFLATE_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1
 #: Changes whenever what a summary holds or how it is computed changes (cache entries of other versions are ignored).
 SUMMARY_VERSION = f"bidsaudit-image-summary-1/thumb{THUMB_SIZE}"
@@ -142,8 +148,10 @@ class ImageSummary:
         ``sha256:<hex>`` of the decoded canonical array (module docstring).
     min, max, mean, std, p01, p50, p99 : float or None
     nonzero_fraction, finite_fraction, foreground_fraction : float or None
-    thumbnail : tuple of float
-        ``THUMB_SIZE**3`` z-scored samples (empty when not computed).
+    thumbnail : str
+        ``THUMB_SIZE**3`` z-scored samples as base64 of little-endian
+        float16 (8 KiB; empty when not computed): compact enough to keep
+        for every image of a large dataset. :meth:`thumbnail_vector` decodes it.
     """
 
     path: str
@@ -174,7 +182,7 @@ class ImageSummary:
     p01: float | None = None
     p50: float | None = None
     p99: float | None = None
-    thumbnail: tuple[float, ...] = ()
+    thumbnail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -184,10 +192,14 @@ class ImageSummary:
     def spatial_shape(self) -> tuple[int, ...] | None:
         return None if self.shape is None else tuple(self.shape[:3])
 
+    def thumbnail_vector(self) -> np.ndarray:
+        """The thumbnail as a float32 vector (length 0 when there is none)."""
+        return np.frombuffer(base64.b64decode(self.thumbnail), dtype="<f2").astype(np.float32)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (tuples become lists)."""
         out = asdict(self)
-        for key in ("shape", "zooms", "affine", "thumbnail"):
+        for key in ("shape", "zooms", "affine"):
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
@@ -195,7 +207,7 @@ class ImageSummary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageSummary:
         kw = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        for key in ("shape", "zooms", "affine", "thumbnail"):
+        for key in ("shape", "zooms", "affine"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
@@ -264,8 +276,8 @@ def thumbnail_correlation(a: ImageSummary, b: ImageSummary) -> float | None:
     """Pearson correlation of two thumbnails (``None`` when either is missing or flat)."""
     if not a.thumbnail or len(a.thumbnail) != len(b.thumbnail):
         return None
-    x = np.asarray(a.thumbnail, dtype=np.float64)
-    y = np.asarray(b.thumbnail, dtype=np.float64)
+    x = a.thumbnail_vector().astype(np.float64)
+    y = b.thumbnail_vector().astype(np.float64)
     x = x - x.mean()
     y = y - y.mean()
     denom = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
@@ -363,10 +375,7 @@ def summarise_images(
 
 
 def _make(row: FileRow, content: dict[str, Any]) -> ImageSummary:
-    kw = {k: v for k, v in content.items() if k != "thumb16"}
-    thumb = content.get("thumb16")
-    if thumb:
-        kw["thumbnail"] = tuple(float(v) for v in np.frombuffer(base64.b64decode(thumb), dtype="<f2"))
+    kw = dict(content)
     kw.setdefault("size", row.size)
     return ImageSummary.from_dict({**kw, "path": row.path, "subject": row.subject, "session": row.session,
                                    "suffix": row.suffix})
@@ -511,9 +520,13 @@ class _HashingReader(io.RawIOBase):
         """Hash the rest of the file; return the hex SHA-256 of all of it."""
         self._raw.seek(self._hashed)
         self._pos = self._hashed
-        buf = bytearray(CHUNK)
-        while self.readinto(buf):
-            pass
+        while True:
+            chunk = self._raw.read(CHUNK)
+            if not chunk:
+                break
+            self._sha.update(chunk)
+            self._pos = self._hashed = self._hashed + len(chunk)
+            self.bytes_read += len(chunk)
         return self._sha.hexdigest()
 
 
@@ -521,7 +534,7 @@ def summarise_file(path: str) -> dict[str, Any]:
     """Read one image file; return ``{"content", "bytes_read", "opened", "key"}``.
 
     ``content`` holds the :class:`ImageSummary` fields that depend on the
-    file alone (JSON-ready; the thumbnail as base64 float16 ``thumb16``),
+    file alone (JSON-ready),
     ``key`` the ``(size, mtime_ns, inode)`` of what was read. Never raises
     for a bad or unreadable file: that is a status.
     """
@@ -604,7 +617,7 @@ def _header_class(first4: bytes) -> tuple[Any, str] | None:
 
 
 def _decode_unchecked(stream: io.BufferedReader, file_size: int, out: dict[str, Any]) -> None:
-    import nibabel as nib
+    from nibabel.orientations import io_orientation, ornt2axcodes
     from nibabel.volumeutils import array_from_file
 
     gz = stream.peek(2)[:2] == b"\x1f\x8b"
@@ -645,7 +658,8 @@ def _decode_unchecked(stream: io.BufferedReader, file_size: int, out: dict[str, 
     out["affine"] = tuple(float(v) for v in affine.ravel())
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     out["zooms"] = tuple(round(float(z), 6) for z in zooms)
-    out["orientation"] = "".join(c or "?" for c in nib.aff2axcodes(affine))
+    ornt = io_orientation(affine)
+    out["orientation"] = "".join(c or "?" for c in ornt2axcodes(ornt))
     if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
         raise _Bad("corrupt", "singular_affine", "the affine is singular (the voxel axes do not span 3-D space)")
     n_vox = math.prod(shape)
@@ -664,23 +678,22 @@ def _decode_unchecked(stream: io.BufferedReader, file_size: int, out: dict[str, 
     if gz:  # read to the end of the gzip stream: checks its length and CRC
         while src.read(CHUNK):
             pass
-    _content(data, affine, slope, inter, out)
+    _content(data, affine, ornt, slope, inter, out)
 
 
 def _fmt_shape(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape) or "()"
 
 
-def _content(data: np.ndarray, affine: np.ndarray, slope: float | None, inter: float | None,
+def _content(data: np.ndarray, affine: np.ndarray, ornt: np.ndarray, slope: float | None, inter: float | None,
              out: dict[str, Any]) -> None:
-    """Content hash, statistics and thumbnail of decoded data."""
-    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+    """Content hash, statistics and thumbnail of decoded data (``ornt``: to closest canonical)."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff
 
     shape = data.shape
     spatial = tuple(shape[:3]) + (1,) * (3 - min(3, len(shape)))
     t = math.prod(shape[3:]) if len(shape) > 3 else 1
     arr = data.reshape(spatial + (t,), order="F")
-    ornt = io_orientation(affine)
     canon = apply_orientation(arr, ornt)
     canon_affine = affine @ inv_ornt_aff(ornt, spatial)
     digest = hashlib.sha256()
@@ -689,7 +702,7 @@ def _content(data: np.ndarray, affine: np.ndarray, slope: float | None, inter: f
     digest.update(f"bidsaudit-image-v1 {_fmt_shape(canon.shape)} {kind}\n".encode())
     if not numeric:  # complex or RGB: hash the stored values, no statistics
         for i in range(t):
-            digest.update(np.ascontiguousarray(canon[..., i]).tobytes())
+            digest.update(np.ascontiguousarray(canon[..., i].T).tobytes())
         out["content_hash"] = f"sha256:{digest.hexdigest()}"
         return
     scaled = slope is not None and (slope != 1 or (inter or 0) != 0)
@@ -702,17 +715,17 @@ def _content(data: np.ndarray, affine: np.ndarray, slope: float | None, inter: f
     for i in range(t):
         vol = canon[..., i]
         if scaled:
-            v = np.ascontiguousarray(vol, dtype=np.float64) * float(slope)  # type: ignore[arg-type]
+            v = np.asarray(vol, dtype=np.float64, order="F") * float(slope)  # type: ignore[arg-type]
             v += float(inter or 0.0)
-            v32 = v.astype("<f4")
+            v32 = v.astype("<f4", order="F")
         else:
-            v32 = np.array(vol, dtype="<f4", order="C")
+            v32 = np.array(vol, dtype="<f4", order="F")  # x fastest: a plain cast for RAS-stored data
         v32 += np.float32(0.0)  # -0.0 -> 0.0
         finite = np.isfinite(v32)
         all_finite = bool(finite.all())
         if not all_finite:
             v32[np.isnan(v32)] = np.float32(np.nan)  # one NaN bit pattern
-        digest.update(v32.data)
+        digest.update(v32.T.data)  # the transpose of a Fortran-ordered array is C-contiguous
         vals = v32 if all_finite else v32[finite]
         n_finite += vals.size
         if vals.size:
@@ -744,16 +757,16 @@ def _content(data: np.ndarray, affine: np.ndarray, slope: float | None, inter: f
 
 def _moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted centroid (3,) and covariance (3, 3) of voxel indices."""
-    total = weights.sum()
+    total = weights.sum(dtype=np.float64)
     idx = [np.arange(n, dtype=np.float64) for n in weights.shape]
-    marg = [weights.sum(axis=tuple(a for a in range(3) if a != ax)) for ax in range(3)]
+    marg = [weights.sum(axis=tuple(a for a in range(3) if a != ax), dtype=np.float64) for ax in range(3)]
     centre = np.array([(marg[a] * idx[a]).sum() / total for a in range(3)])
     cov = np.empty((3, 3))
     for a in range(3):
         cov[a, a] = (marg[a] * idx[a] ** 2).sum() / total - centre[a] ** 2
     for a, b in ((0, 1), (0, 2), (1, 2)):
         other = 3 - a - b
-        plane = weights.sum(axis=other)  # axes (a, b) in order
+        plane = weights.sum(axis=other, dtype=np.float64)  # axes (a, b) in order
         cov[a, b] = cov[b, a] = float(idx[a] @ plane @ idx[b]) / total - centre[a] * centre[b]
     return centre, cov
 
@@ -763,39 +776,45 @@ def _num(v: float) -> str:
 
 
 def _stats(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any]) -> None:
+    """Statistics and thumbnail of the reference volume (``affine``: its canonical affine)."""
     from scipy.ndimage import map_coordinates
 
-    finite = np.isfinite(ref)
-    vals = ref[finite].astype(np.float64)
-    mean = float(vals.mean())
+    step = max(1, math.ceil((ref.size / STATS_VOXELS) ** (1 / 3)))
+    sub = np.ascontiguousarray(ref[::step, ::step, ::step]) if step > 1 else ref
+    finite = np.isfinite(sub)
+    all_finite = bool(finite.all())
+    vals = sub if all_finite else sub[finite]
+    mean = float(vals.mean(dtype=np.float64))
     out["mean"] = mean
-    out["std"] = float(vals.std())
-    fg = finite & (ref > mean)
+    out["std"] = float(vals.std(dtype=np.float64))
+    fg = sub > mean  # False where NaN
     if not fg.any():
         fg = finite
-    out["foreground_fraction"] = float(fg.sum()) / ref.size
-    p01, p50, p99 = np.percentile(ref[fg].astype(np.float64), [1, 50, 99])
+    out["foreground_fraction"] = float(np.count_nonzero(fg)) / sub.size
+    p01, p50, p99 = np.percentile(sub[fg], [1, 50, 99])
     out["p01"], out["p50"], out["p99"] = float(p01), float(p50), float(p99)
     # thumbnail: a cube centred on the foreground's intensity-weighted centroid, 2 * 2.2 of its largest
     # world-space standard deviation wide (moments from marginal sums: no per-voxel coordinate arrays)
-    weights = np.where(fg, ref - mean, 0.0).astype(np.float64)
-    if not weights.sum() > 0:
-        weights = fg.astype(np.float64)
+    weights = np.where(fg, sub - np.float32(mean), np.float32(0.0))
+    if not weights.sum(dtype=np.float64) > 0:
+        weights = fg.astype(np.float32)
     centre, cov = _moments(weights)
-    centre_w = affine[:3, :3] @ centre + affine[:3, 3]
-    cov_w = affine[:3, :3] @ cov @ affine[:3, :3].T
+    sub_affine = affine @ np.diag([step, step, step, 1.0])
+    centre_w = sub_affine[:3, :3] @ centre + sub_affine[:3, 3]
+    cov_w = sub_affine[:3, :3] @ cov @ sub_affine[:3, :3].T
     half = 2.2 * math.sqrt(max(float(np.max(np.diag(cov_w))), 0.0))
     if not half > 0:
         half = float(np.max(np.sqrt((affine[:3, :3] ** 2).sum(axis=0))))
     wmin, wmax = centre_w - half, centre_w + half
+    all_finite = bool(np.isfinite(ref).all()) if step > 1 else all_finite
     g = THUMB_SIZE
     steps = (np.arange(g) + 0.5) / g
     axes = [wmin[i] + steps * (wmax[i] - wmin[i]) for i in range(3)]
     gx, gy, gz = np.meshgrid(*axes, indexing="ij")
     points = np.stack([gx.ravel(), gy.ravel(), gz.ravel(), np.ones(gx.size)])
     vox = (np.linalg.inv(affine) @ points)[:3]
-    filled = np.where(finite, ref, 0.0).astype(np.float64)
+    filled = ref if all_finite else np.where(np.isfinite(ref), ref, np.float32(0.0))
     samples = map_coordinates(filled, vox, order=1, mode="constant", cval=0.0, prefilter=False)
     sd = float(samples.std())
     thumb = (samples - samples.mean()) / sd if sd > 0 else np.zeros_like(samples)
-    out["thumb16"] = base64.b64encode(thumb.astype("<f2").tobytes()).decode("ascii")
+    out["thumbnail"] = base64.b64encode(thumb.astype("<f2").tobytes()).decode("ascii")

@@ -104,7 +104,7 @@ def test_good_images_summarise_ok(tmp_path):
         assert s.sha256 == file_sha256(root / s.path)
         assert s.min >= 5 and s.max < 120 and 0 < s.foreground_fraction < 1
         assert s.p01 <= s.p50 <= s.p99
-        assert len(s.thumbnail) == THUMB_SIZE**3
+        assert s.thumbnail_vector().shape == (THUMB_SIZE**3,)
         json.dumps(s.to_dict())  # JSON-serialisable
         assert ImageSummary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert len({s.content_hash for s in result}) == 3
