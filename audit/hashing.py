@@ -342,7 +342,7 @@ class HashCache:
             rows,
         )
 
-    def _store(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+    def _store(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         if not rows:
             return
         with self._lock:

@@ -386,9 +386,11 @@ def _run(paths: Sequence[str], *, workers: int | None, scheduler: Any) -> list[d
         return []
     if scheduler is not None:
         return _run_dask(paths, scheduler)
+    import multiprocessing as mp
+
     n = workers if workers is not None else (os.cpu_count() or 1)
     n = max(1, min(n, len(paths)))
-    if n == 1:
+    if n == 1 or mp.current_process().daemon:  # a pool worker may not start processes of its own
         return [summarise_file(p) for p in paths]
     batches = _batches(paths, n)
     out: list[dict[str, Any]] = []
@@ -424,7 +426,7 @@ def _run_dask(paths: Sequence[str], scheduler: Any) -> list[dict[str, Any]]:
         raise InputError(None, f"--scheduler needs dask.distributed ({err})", field="--scheduler") from None
     own = not isinstance(scheduler, Client)
     try:
-        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT) if own else scheduler
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT) if own else scheduler  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError, ValueError, TypeError) as err:
         raise InputError(None, f"cannot reach the Dask scheduler at {scheduler!r} ({err})",
                          field="--scheduler", expected="a reachable address such as tcp://host:8786") from None
@@ -658,8 +660,8 @@ def _decode_unchecked(stream: io.BufferedReader, file_size: int, out: dict[str, 
     out["affine"] = tuple(float(v) for v in affine.ravel())
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     out["zooms"] = tuple(round(float(z), 6) for z in zooms)
-    ornt = io_orientation(affine)
-    out["orientation"] = "".join(c or "?" for c in ornt2axcodes(ornt))
+    ornt = io_orientation(affine)  # type: ignore[no-untyped-call]
+    out["orientation"] = "".join(c or "?" for c in ornt2axcodes(ornt))  # type: ignore[no-untyped-call]
     if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
         raise _Bad("corrupt", "singular_affine", "the affine is singular (the voxel axes do not span 3-D space)")
     n_vox = math.prod(shape)
@@ -694,8 +696,8 @@ def _content(data: np.ndarray, affine: np.ndarray, ornt: np.ndarray, slope: floa
     spatial = tuple(shape[:3]) + (1,) * (3 - min(3, len(shape)))
     t = math.prod(shape[3:]) if len(shape) > 3 else 1
     arr = data.reshape(spatial + (t,), order="F")
-    canon = apply_orientation(arr, ornt)
-    canon_affine = affine @ inv_ornt_aff(ornt, spatial)
+    canon = apply_orientation(arr, ornt)  # type: ignore[no-untyped-call]
+    canon_affine = affine @ inv_ornt_aff(ornt, spatial)  # type: ignore[no-untyped-call]
     digest = hashlib.sha256()
     numeric = arr.dtype.kind in "biuf"
     kind = "float32" if numeric else f"raw {arr.dtype.str}"
@@ -739,7 +741,7 @@ def _content(data: np.ndarray, affine: np.ndarray, ornt: np.ndarray, slope: floa
                 total = np.zeros(v32.shape, dtype=np.float64)
                 count = np.zeros(v32.shape, dtype=np.int64)
             total += np.where(finite, v32, 0.0)
-            count += finite  # type: ignore[operator]
+            count += finite
     out["content_hash"] = f"sha256:{digest.hexdigest()}"
     out["finite_fraction"] = n_finite / n_vox
     out["nonzero_fraction"] = n_nonzero / n_vox

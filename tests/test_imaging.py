@@ -357,6 +357,23 @@ def test_dangling_link_and_annex_pointer_are_absent_not_read(tmp_path):
     assert fp.n_absent == 3
 
 
+def test_present_annexed_image_is_read_and_bound_by_its_key(tmp_path):
+    root = dataset(tmp_path / "ds", n=1)
+    key = "SHA256E-s999--" + "ab" * 32 + ".nii.gz"
+    obj = root / ".git" / "annex" / "objects" / "Xy" / "Zw" / key / key
+    obj.parent.mkdir(parents=True)
+    obj.write_bytes(nifti_bytes(phantom(seed=7).astype(np.int16)))
+    link = image_path(root, "02")
+    link.parent.mkdir(parents=True)
+    os.symlink(os.path.relpath(obj, link.parent), link)
+    result = by_sub(summarise(root))
+    assert result["sub-02"].status == "ok" and result["sub-02"].sha256 == file_sha256(obj)
+    fp = dataset_fingerprint(index_dataset(root), HashCache(memory=True))
+    assert fp.files["sub-02/anat/sub-02_T1w.nii.gz"] == f"annex:{key}"  # same whether fetched or not
+    obj.unlink()  # "datalad drop"
+    assert dataset_fingerprint(index_dataset(root), HashCache(memory=True)).fingerprint == fp.fingerprint
+
+
 def test_absent_images_finding_needs_no_image_read(tmp_path):
     root = dataset(tmp_path / "ds")
     assert findings(root, "quality.absent_images", check_images=False) == []
