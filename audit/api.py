@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -154,17 +155,30 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
 
 
 def splits_block(split_set: Any) -> dict[str, Any]:
-    """Format, fingerprint (sha256 over every split file's bytes) and sizes of a split set."""
+    """Format, fingerprint and participants per split of a split set.
+
+    The fingerprint is a sha256 over (path relative to the split root, sha256
+    of the file's bytes) for every file read, so it does not depend on where
+    the split folder lies or how its path was spelled.
+    """
     import hashlib
 
     digest = hashlib.sha256()
-    files = list(split_set.files)
-    for name in files:
-        digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256(Path(name).read_bytes()).digest())
-    sizes = {name: len(split_set.subjects(name)) for name in split_set.names}
+    root = Path(split_set.root)
+    base = root if root.is_dir() else root.parent
+    for name in sorted(split_set.files):
+        path = Path(name)
+        try:
+            rel = path.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:  # a test set taken from the parent folder
+            rel = os.path.relpath(path.resolve(), base.resolve())
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    sizes: dict[str, int] = {}
+    for table in split_set.tables:
+        key = table.name if table.fold is None else f"{table.name}/fold-{table.fold}"
+        sizes[key] = len(split_set.subjects(table.name, table.fold))
     return {"format": split_set.format, "fingerprint": "sha256:" + digest.hexdigest(), "sizes": sizes,
-            "files": files, "folds": list(split_set.folds)}
+            "files": list(split_set.files), "folds": list(split_set.folds), "notes": list(split_set.notes)}
 
 
 def read_pretrain(path: Path) -> frozenset[str]:
@@ -212,8 +226,6 @@ def _check_columns(ctx: AuditContext) -> None:
 
 def certify(result: Result, options: AuditOptions, splits: str | Path, path: Path | None = None) -> Path:
     """Write the certificate of a passing audit (default: beside the split files)."""
-    import os
-
     from audit.certificate import CERTIFICATE_NAME, SIGNING_KEY_ENV, build_certificate, write_certificate
 
     data = result.to_dict()

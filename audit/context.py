@@ -77,6 +77,10 @@ class AuditContext:
             return self.options.label
         if self.index is not None and self.index.participants is not None and "diagnosis" in self.index.participants:
             return "diagnosis"
+        if self.splits is not None:
+            for table in self.splits.tables:
+                if table.label_column:
+                    return table.label_column
         return None
 
     def image_summaries(self) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import combinations
 
 from audit.checks.registry import check
@@ -106,22 +106,54 @@ def fold_integrity(ctx: AuditContext) -> Iterator[Finding]:
 
 @check("quality.label_conflict", default="error", needs={"splits"})
 def label_conflict(ctx: AuditContext) -> Iterator[Finding]:
-    """One participant (and session) carries different labels in different files or splits."""
+    """One participant (and session) carries different labels in different files or splits.
+
+    Label sets that nest (every session labelled ``pMCI`` is also labelled
+    ``MCI``, as in published ClinicaDL/AD-DL lists where ``MCI.tsv`` is the
+    union of ``sMCI.tsv`` and ``pMCI.tsv``) are a label hierarchy for
+    another task, not a conflict: they are reported as a note. Labels whose
+    sessions overlap without nesting (``AD`` and ``CN`` on one session) are
+    errors.
+    """
     assert ctx.splits is not None
     seen: dict[tuple[str, str | None], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    # members of each label within each split table (name, fold)
+    members: dict[tuple[str, int | None], dict[str, set[tuple[str, str | None]]]] = defaultdict(
+        lambda: defaultdict(set))
     for table in ctx.splits.tables:
         for pid, ses, label, where in table.labels():
             if label not in (None, "", "n/a"):
                 seen[(pid, ses)][label].append(where)
+                members[(table.name, table.fold)][label].add((pid, ses))
     conflicts = {k: v for k, v in seen.items() if len(v) > 1}
-    if conflicts:
-        keys = sorted(conflicts, key=lambda k: (k[0], k[1] or ""))
+    if not conflicts:
+        return
+
+    def nested(labels: Iterable[str]) -> bool:
+        """Within every split table holding both labels, one label's sessions contain the other's."""
+        for a, b in combinations(sorted(labels), 2):
+            scopes = [m for m in members.values() if a in m and b in m and m[a] & m[b]]
+            if not scopes:
+                return False  # the two labels meet only across tables: a real disagreement
+            if not (all(m[a] <= m[b] for m in scopes) or all(m[b] <= m[a] for m in scopes)):
+                return False
+        return True
+
+    real = {k: v for k, v in conflicts.items() if not nested(v)}
+    hierarchy = {k: v for k, v in conflicts.items() if k not in real}
+    for group, severity, what in ((real, None, "carry conflicting labels"),
+                                  (hierarchy, "info", "carry nested labels (a label hierarchy, not a conflict)")):
+        if not group:
+            continue
+        keys = sorted(group, key=lambda k: (k[0], k[1] or ""))
+        pairs = sorted({tuple(sorted(v)) for v in group.values()})
         yield finding(
-            f"{len(keys)} participant sessions carry conflicting labels",
-            subjects={p for p, _ in keys},
-            evidence={"count": len(keys), "conflicts": [
-                {"participant_id": p, "session_id": s, "labels": {lab: w[:5] for lab, w in conflicts[(p, s)].items()}}
-                for p, s in keys[:MAX_EXAMPLES]]},
+            f"{len(keys)} participant sessions {what}: " + "; ".join("/".join(p) for p in pairs[:5]),
+            subjects={p for p, _ in keys}, severity=severity,  # type: ignore[arg-type]
+            evidence={"count": len(keys), "label_pairs": [list(p) for p in pairs],
+                      "conflicts": [{"participant_id": p, "session_id": s,
+                                     "labels": {lab: w[:5] for lab, w in group[(p, s)].items()}}
+                                    for p, s in keys[:MAX_EXAMPLES]]},
         )
 
 
