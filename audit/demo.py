@@ -1,9 +1,11 @@
 """``bidsaudit demo``: a synthetic multi-site dataset, run through the pipeline.
 
 The demo writes ``DIR/dataset`` (a BIDS dataset with real gzipped NIfTI
-images, made by :mod:`audit.synthetic`), validates it, and writes the JSON
-results and HTML reports under ``DIR/reports``. Later steps (split, audit,
-train) are added as they land.
+images, made by :mod:`audit.synthetic`), validates it, makes a leak-free split
+of it (``DIR/splits``), audits that split (it passes and gets a certificate),
+then audits a deliberately leaky copy (``DIR/splits-leaky``: three test
+participants copied into train), which fails and shows why. JSON results and
+HTML reports go under ``DIR/reports``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ __all__ = ["run_demo"]
 def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool = False,
              echo: Callable[[str], None] = print) -> int:
     """Run the demo in ``directory``; return the exit code (0 when every step behaved as expected)."""
-    from audit.api import validate_dataset
+    from audit.api import audit_splits, certify, validate_dataset
     from audit.context import AuditOptions
-    from audit.fsutil import atomic_write_text
+    from audit.splitting import SplitPlan, split_dataset
     from audit.synthetic import make_dataset
-    from reports.render import render_report
 
     directory = Path(directory)
     dataset = directory / "dataset"
     reports = directory / "reports"
+    splits_dir = directory / "splits"
+    leaky_dir = directory / "splits-leaky"
     if directory.exists() and any(directory.iterdir()):
         if not force:
             raise InputError(directory, "already exists and is not empty",
@@ -41,25 +44,71 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     (directory / ".bidsaudit-demo").write_text("made by bidsaudit demo\n")
 
     t0 = time.perf_counter()
-    echo(f"[1/2] writing a synthetic {subjects}-subject, multi-site BIDS dataset to {dataset}")
+    steps = 4
+    echo(f"[1/{steps}] writing a synthetic {subjects}-subject, multi-site BIDS dataset to {dataset}")
     summary = make_dataset(dataset, n_subjects=subjects, seed=seed)
     echo(f"      {summary.n_subjects} subjects, {summary.n_images} T1w images, sites: {', '.join(summary.sites)}"
          f" ({time.perf_counter() - t0:.1f} s)")
 
-    echo("[2/2] bidsaudit validate (official BIDS validator, images, participants table)")
-    result = validate_dataset(dataset, AuditOptions(), command="validate")
-    atomic_write_text(reports / "validate.json", result.to_json())
-    atomic_write_text(reports / "validate.html", render_report(result.to_dict()))
+    echo(f"[2/{steps}] bidsaudit validate (official BIDS validator, images, participants table)")
+    validated = validate_dataset(dataset, AuditOptions(), command="validate")
+    _save(validated, reports / "validate", echo)
+    ok = validated.status == "pass"
+
+    echo(f"[3/{steps}] bidsaudit split --label diagnosis (stratified, balanced on age/sex/site)")
+    plan = SplitPlan(label="diagnosis", seed=seed)
+    _, files = split_dataset(dataset, plan, splits_dir, layout="folder")
+    echo(f"      wrote {len(files)} files to {splits_dir}")
+
+    echo(f"[4/{steps}] bidsaudit audit: the split as made, then a leaky copy of it")
+    options = AuditOptions(label="diagnosis")
+    clean = audit_splits(dataset, splits_dir, options)
+    _save(clean, reports / "audit", echo)
+    if clean.status == "pass":
+        cert = certify(clean, options, splits_dir)
+        echo(f"      certificate: {cert}")
+    leaked = make_leaky_copy(splits_dir, leaky_dir, n=3)
+    echo(f"      leaky copy: {', '.join(leaked)} copied from test into train ({leaky_dir})")
+    leaky = audit_splits(dataset, leaky_dir, options)
+    _save(leaky, reports / "audit-leaky", echo)
+    ok = ok and clean.status == "pass" and leaky.status == "fail"
+
+    echo(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    echo(f"HTML report (clean split): {(reports / 'audit.html').resolve()}")
+    echo(f"HTML report (leaky split): {(reports / 'audit-leaky.html').resolve()}")
+    echo(f"HTML report (validation):  {(reports / 'validate.html').resolve()}")
+    if not ok:
+        echo("unexpected: the clean demo should pass and the leaky copy should fail")
+    return 0 if ok else 1
+
+
+def _save(result, stem: Path, echo: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]
+    from audit.fsutil import atomic_write_text
+    from reports.render import render_report
+
+    atomic_write_text(stem.with_suffix(".json"), result.to_json())
+    atomic_write_text(stem.with_suffix(".html"), render_report(result.to_dict()))
     counts = result.counts()
     echo(f"      {result.status.upper()}: {counts['error']} errors, {counts['warning']} warnings, "
          f"{counts['info']} notes")
     for f in result.findings:
         if f.severity != "info":
             echo(f"      {f.severity:<7} {f.check}: {f.message}")
-    ok = result.status == "pass"
-    echo(f"demo finished in {time.perf_counter() - t0:.1f} s")
-    echo(f"HTML report: {(reports / 'validate.html').resolve()}")
-    echo(f"JSON result: {(reports / 'validate.json').resolve()}")
-    if not ok:
-        echo("unexpected: the clean demo dataset did not pass validation")
-    return 0 if ok else 1
+
+
+def make_leaky_copy(splits_dir: Path, leaky_dir: Path, *, n: int = 3) -> list[str]:
+    """Copy a folder-format split and add ``n`` test participants' rows to train (a classic leak)."""
+    from audit.fsutil import atomic_write_text
+
+    leaky_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("train.tsv", "validation.tsv", "test.tsv"):
+        shutil.copyfile(splits_dir / name, leaky_dir / name)
+    test_lines = (splits_dir / "test.tsv").read_text().splitlines()
+    header, rows = test_lines[0], [r for r in test_lines[1:] if r.strip()]
+    chosen = sorted({r.split("\t")[0] for r in rows})[:n]
+    moved = [r for r in rows if r.split("\t")[0] in chosen]
+    train = (splits_dir / "train.tsv").read_text().rstrip("\n").splitlines()
+    if train[0] != header:
+        raise ValueError("train.tsv and test.tsv have different columns")
+    atomic_write_text(leaky_dir / "train.tsv", "\n".join(train + moved) + "\n")
+    return chosen

@@ -44,7 +44,7 @@ a folder of TSV/CSV files
 a folder with ``splits_final.json`` (or exactly one ``*.json``) and no TSV/CSV
     ``nnunet`` (nnU-Net's preprocessed folder: its other JSON files are not read).
 
-Hidden files, ``bidsaudit-certificate.json`` and files that are neither
+Hidden files, bidsaudit's own ``bidsaudit-certificate.json`` and ``split_params.json``, and files that are neither
 TSV/CSV nor JSON are ignored everywhere.
 """
 
@@ -61,6 +61,10 @@ __all__ = ["Part", "Plan", "detect_format", "plan_splits", "split_name_of"]
 
 TABLE_SUFFIXES = (".tsv", ".csv")
 CERTIFICATE = "bidsaudit-certificate.json"
+#: What ``bidsaudit split`` writes beside the split files (parameters and balance statistics).
+SPLIT_PARAMS = "split_params.json"
+#: bidsaudit's own files, never split files.
+OWN_FILES = frozenset({CERTIFICATE, SPLIT_PARAMS})
 NNUNET_FILE = "splits_final.json"
 EXPECTED = ("a folder of split files (train.tsv, validation.tsv, test.tsv), one TSV/CSV with a split column, "
             "ClinicaDL's split-N folders, or nnU-Net's splits_final.json")
@@ -123,7 +127,7 @@ def _visible(folder: Path) -> list[Path]:
         entries = sorted(folder.iterdir())
     except OSError as err:
         raise InputError(folder, f"cannot list the folder: {err.strerror or err}") from None
-    return [p for p in entries if not p.name.startswith(".") and p.name != CERTIFICATE]
+    return [p for p in entries if not p.name.startswith(".") and p.name not in OWN_FILES]
 
 
 def _tables_in(folder: Path) -> list[Path]:
