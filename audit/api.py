@@ -178,7 +178,19 @@ def splits_block(split_set: Any) -> dict[str, Any]:
         key = table.name if table.fold is None else f"{table.name}/fold-{table.fold}"
         sizes[key] = len(split_set.subjects(table.name, table.fold))
     return {"format": split_set.format, "fingerprint": "sha256:" + digest.hexdigest(), "sizes": sizes,
-            "files": list(split_set.files), "folds": list(split_set.folds), "notes": list(split_set.notes)}
+            "files": list(split_set.files), "folds": list(split_set.folds), "notes": list(split_set.notes),
+            "overlap": overlap_matrices(split_set)}
+
+
+def overlap_matrices(split_set: Any) -> list[dict[str, Any]]:
+    """Participants shared by each pair of splits, per fold view (the report's overlap matrix)."""
+    out = []
+    for fold, tables in split_set.views():
+        names = [n for n in split_set.names if n in tables] + sorted(n for n in tables if n not in split_set.names)
+        subjects = {n: tables[n].subjects() for n in names}
+        matrix = [[len(subjects[a] & subjects[b]) for b in names] for a in names]
+        out.append({"fold": fold, "splits": names, "matrix": matrix})
+    return out
 
 
 def read_pretrain(path: Path) -> frozenset[str]:

@@ -212,7 +212,8 @@ class BidsRules:
 
     def is_inheritable_sidecar(self, parsed: ParsedName) -> bool:
         """A metadata file above the data level (``task-rest_bold.json``, ``T1w.json``)."""
-        return parsed.error is None and parsed.extension in _INHERITABLE and parsed.suffix in self.all_suffixes
+        return parsed.error is None and parsed.extension in _INHERITABLE and (
+            parsed.suffix in self.all_suffixes or parsed.suffix in self._table_rules)
 
 
 @cache
