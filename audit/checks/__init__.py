@@ -4,6 +4,6 @@ Order matters only for :mod:`audit.checks.late`, which reports problems met by
 lazy reads in the other checks and so must stay last.
 """
 
-from audit.checks import bids, quality  # noqa: F401
+from audit.checks import bids, leakage, quality, split  # noqa: F401
 from audit.checks import images  # noqa: F401
 from audit.checks import late  # noqa: F401  (keep last)
