@@ -186,3 +186,15 @@ def test_report_command_renders_saved_result_and_rejects_bad_json(tmp_path):
     (tmp_path / "other.json").write_text('{"findings": [], "status": "maybe"}')
     res = invoke("report", str(tmp_path / "other.json"), "--output", str(tmp_path / "x.html"))
     assert res.exit_code == 2 and "other.json" in res.output
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    root = make_bids(tmp_path / "ds")
+    validate_json(tmp_path, root)
+    mode = stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
