@@ -14,13 +14,16 @@ __all__ = ["run_checks", "build_result"]
 
 
 def run_checks(
-    ctx: AuditContext, families: Iterable[str] | None = None
+    ctx: AuditContext, families: Iterable[str] | None = None, *, out_of_scope: Iterable[str] = ()
 ) -> tuple[list[Finding], list[dict[str, str]]]:
     """Run every registered check of ``families`` (all when ``None``).
 
+    Checks that need anything in ``out_of_scope`` (e.g. ``"splits"`` for
+    ``validate``) are not part of this command: neither run nor listed.
     Returns the stamped findings and the checks skipped, each with a reason
     (a need that is not met, e.g. "no dataset given").
     """
+    scope_out = set(out_of_scope)
     wanted = None if families is None else set(families)
     overrides: dict[str, Any] = dict(ctx.options.config.get("severity", {}))
     findings: list[Finding] = []
@@ -28,6 +31,8 @@ def run_checks(
     ran: set[str] = set()
     for spec in all_checks().values():
         if wanted is not None and spec.family not in wanted and spec.id not in wanted:
+            continue
+        if spec.needs & scope_out:
             continue
         reason = _unmet(ctx, spec)
         if reason is not None:
