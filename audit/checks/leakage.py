@@ -3,26 +3,77 @@
 Every fold view of a k-fold layout is audited (the shared test split against
 each fold's train and validation). Rows of one subject inside one split (a
 longitudinal subject) are never a leak.
+
+Pairs of splits are taken in the split set's order (train, validation, test,
+then the others by name), so a finding reads "in both train and test".
+Findings and their evidence do not depend on the order of rows or files:
+subjects are sorted, and evidence rows are listed by participant, session,
+file and line.
+
+Speed: participant sets are cached by the tables; session pairs are built
+only for the participants two splits share, from the tables' column frames
+(:func:`table_frame`, cached per audit in ``ctx.cache``), so a million-row
+split set is audited in well under a second when it does not leak.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from itertools import combinations
-from typing import Any
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from itertools import combinations, islice
+from typing import TYPE_CHECKING, Any
 
 from audit.checks.registry import check
 from audit.context import AuditContext
-from audit.findings import Finding, finding
+from audit.findings import Finding, finding, normalise_subject
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from audit.splits import SplitTable
 
 MAX_EXAMPLES = 50
+NAMED = 5  # participants named in a message after the count
 EVALUATION = ("test", "validation")
+MISSING = (None, "", "n/a")
+FEW = 2000  # up to this many participants, rows are looked up one by one rather than through a frame
+
+
+def table_frame(ctx: AuditContext, table: SplitTable) -> pd.DataFrame:
+    """``table.to_frame()`` (participant_id, session_id, label, file, line, ...), built once per audit."""
+    cache = ctx.cache.setdefault("split_frames", {})
+    key = (table.name, table.fold)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not table:
+        hit = cache[key] = (table, table.to_frame())
+    return hit[1]
+
+
+def named(names: Iterable[str], n: int = NAMED, *, count: int | None = None) -> str:
+    """``": sub-01, sub-02, and 3 more"``: the names after a count in a message (empty for none).
+
+    ``names`` is sorted here, unless ``count`` (the total) is given: then it is
+    taken as already sorted, and may hold only the first names.
+    """
+    if count is None:
+        first = sorted(names)
+        count = len(first)
+    else:
+        first = list(islice(names, n))
+    if not count:
+        return ""
+    more = count - min(n, len(first))
+    return ": " + ", ".join(first[:n]) + (f", and {more} more" if more > 0 else "")
 
 
 def _views(ctx: AuditContext) -> Iterator[tuple[int | None, Mapping[str, Any]]]:
     assert ctx.splits is not None
     yield from ctx.splits.views()
+
+
+def _pairs(tables: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Pairs of split names in the view's order (train, validation, test, others)."""
+    return combinations(list(tables), 2)
 
 
 def _where(fold: int | None) -> dict[str, Any]:
@@ -33,73 +84,122 @@ def _label(fold: int | None, a: str, b: str) -> str:
     return f"{a} and {b}" + ("" if fold is None else f" (fold {fold})")
 
 
-def _files_of(table: Any, subjects: set[str]) -> list[dict[str, Any]]:
-    out = []
-    for row in table.rows_for(subjects)[:MAX_EXAMPLES]:
-        out.append({"participant_id": row.participant_id, "session_id": row.session_id,
-                    "file": row.file, "line": row.line})
-    return out
+def _subset(ctx: AuditContext, table: SplitTable, subjects: Collection[str]) -> pd.DataFrame:
+    frame = table_frame(ctx, table)
+    return frame[frame["participant_id"].isin(subjects)]
+
+
+def _files_of(table: SplitTable, ordered: Sequence[str]) -> list[dict[str, Any]]:
+    """The first rows (by participant, session, file, line) of the participants ``ordered`` (sorted) in ``table``.
+
+    Only the first participants are looked up: the rows listed come from them.
+    """
+    first = ordered[:MAX_EXAMPLES]
+    rows = sorted(table.rows_for(first), key=lambda r: (r.participant_id, r.session_id or "", r.file, r.line))
+    return [{"participant_id": r.participant_id, "session_id": r.session_id, "file": r.file, "line": r.line}
+            for r in rows[:MAX_EXAMPLES]]
+
+
+def _sessions_of(ctx: AuditContext, table: SplitTable, subjects: Collection[str]) -> pd.DataFrame:
+    """Distinct ``participant_id, session_id`` of the rows of ``subjects`` in ``table``.
+
+    A few participants: their rows alone are built; many: taken from the table's column frame.
+    """
+    import pandas as pd
+
+    if len(subjects) <= FEW:
+        rows = table.rows_for(subjects)
+        frame = pd.DataFrame({"participant_id": pd.Series([r.participant_id for r in rows], dtype=object),
+                              "session_id": pd.Series([r.session_id for r in rows], dtype=object)})
+    else:
+        frame = _subset(ctx, table, subjects)[["participant_id", "session_id"]]
+    return frame.drop_duplicates()
+
+
+def shared_sessions(sa: pd.DataFrame, sb: pd.DataFrame) -> pd.DataFrame:
+    """Participant sessions of both sides (``participant_id, session_id``), sorted.
+
+    A row without a session (``None``) stands for every session of its
+    participant, so it shares every named session of that participant on the
+    other side. Two rows without a session give nothing (the participant
+    overlap is ``leakage.subject_overlap``'s).
+    """
+    import pandas as pd
+
+    named_a, named_b = sa[sa["session_id"].notna()], sb[sb["session_id"].notna()]
+    every_a = sa.loc[sa["session_id"].isna(), "participant_id"]
+    every_b = sb.loc[sb["session_id"].isna(), "participant_id"]
+    both = pd.concat([named_a.merge(named_b, on=["participant_id", "session_id"]),
+                      named_b[named_b["participant_id"].isin(every_a)],
+                      named_a[named_a["participant_id"].isin(every_b)]], ignore_index=True)
+    return both.drop_duplicates().sort_values(["participant_id", "session_id"], ignore_index=True)
 
 
 @check("leakage.subject_overlap", default="error", needs={"splits"})
 def subject_overlap(ctx: AuditContext) -> Iterator[Finding]:
     """A participant is in more than one split."""
     for fold, tables in _views(ctx):
-        for a, b in combinations(sorted(tables), 2):
+        for a, b in _pairs(tables):
             both = tables[a].subjects() & tables[b].subjects()
             if both:
+                ordered = sorted(both)
                 yield finding(
-                    f"{len(both)} participants are in both {_label(fold, a, b)}",
-                    splits=(a, b), subjects=both,
+                    f"{len(both)} participants are in both {_label(fold, a, b)}{named(ordered, count=len(both))}",
+                    splits=(a, b), subjects=ordered,
                     evidence={**_where(fold), "count": len(both),
-                              "rows": _files_of(tables[a], both) + _files_of(tables[b], both)},
+                              "rows": _files_of(tables[a], ordered) + _files_of(tables[b], ordered)},
                 )
 
 
 @check("leakage.session_overlap", default="error", needs={"splits"})
 def session_overlap(ctx: AuditContext) -> Iterator[Finding]:
-    """The same participant and session is in more than one split."""
+    """The same participant and session is in more than one split.
+
+    A row without a session means every session of that participant: it
+    overlaps every session of that participant on the other side. Two rows
+    without a session (a participant on both sides, sessions unnamed) are
+    left to ``leakage.subject_overlap``.
+    """
     for fold, tables in _views(ctx):
-        for a, b in combinations(sorted(tables), 2):
-            sa, sb = tables[a].sessions(), tables[b].sessions()
-            both = {s for s in sa & sb if s[1] is not None}
-            # a row without session means every session of that participant
-            any_a = {p for p, s in sa if s is None}
-            any_b = {p for p, s in sb if s is None}
-            both |= {(p, s) for p, s in sb if p in any_a and s is not None}
-            both |= {(p, s) for p, s in sa if p in any_b and s is not None}
-            if both:
-                pairs = sorted(both)
+        for a, b in _pairs(tables):
+            shared = tables[a].subjects() & tables[b].subjects()
+            if not shared:  # no participant on both sides, no session either
+                continue
+            both = shared_sessions(_sessions_of(ctx, tables[a], shared), _sessions_of(ctx, tables[b], shared))
+            if len(both):
+                head = both.head(MAX_EXAMPLES)
+                shown = [f"{p}/{s}" for p, s in zip(head["participant_id"].tolist(), head["session_id"].tolist())]
                 yield finding(
-                    f"{len(pairs)} participant sessions are in both {_label(fold, a, b)}",
-                    splits=(a, b), subjects={p for p, _ in pairs},
-                    evidence={**_where(fold), "count": len(pairs),
-                              "sessions": [f"{p}/{s}" for p, s in pairs[:MAX_EXAMPLES]]},
+                    f"{len(both)} participant sessions are in both {_label(fold, a, b)}"
+                    + named(shown, count=len(both)),
+                    splits=(a, b), subjects=both["participant_id"].unique().tolist(),
+                    evidence={**_where(fold), "count": len(both), "sessions": shown},
                 )
 
 
-def _group_of(ctx: AuditContext) -> dict[str, str] | None:
+def _group_of(ctx: AuditContext) -> dict[str, str]:
+    """``participant_id -> group`` from participants.tsv, then (for participants it lacks) the split files."""
     column = ctx.options.group
-    if not column:
-        return None
     mapping: dict[str, str] = {}
+    if not column:
+        return mapping
     if ctx.index is not None and ctx.index.participants is not None and column in ctx.index.participants:
         table = ctx.index.participants
-        for pid, g in zip(table["participant_id"], table[column]):
-            if g not in ("", "n/a"):
-                mapping[pid] = g
+        for pid, g in zip(table["participant_id"].tolist(), table[column].tolist()):
+            if g not in MISSING and str(pid).strip():
+                mapping[normalise_subject(pid)] = str(g).strip()
     assert ctx.splits is not None
     for t in ctx.splits.tables:
         for pid, g in t.column_values(column):
-            if g not in ("", "n/a", None):
-                mapping.setdefault(pid, g)
+            if g not in MISSING:
+                mapping.setdefault(pid, str(g).strip())
     return mapping
 
 
 @check("leakage.group_overlap", default="error", needs={"splits", "group"})
 def group_overlap(ctx: AuditContext) -> Iterator[Finding]:
     """Participants of one group (--group: family, patient) are in different splits."""
-    groups = _group_of(ctx) or {}
+    groups = _group_of(ctx)
     for fold, tables in _views(ctx):
         where: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         for name, table in tables.items():
@@ -107,14 +207,15 @@ def group_overlap(ctx: AuditContext) -> Iterator[Finding]:
                 g = groups.get(pid)
                 if g is not None:
                     where[g][name].add(pid)
-        for a, b in combinations(sorted(tables), 2):
+        for a, b in _pairs(tables):
             # the same participant on both sides is subject_overlap; here: different members of one group
             cross = {g: m for g, m in where.items()
-                     if a in m and b in m and any(p != q for p in m[a] for q in m[b])}
+                     if a in m and b in m and (len(m[a]) > 1 or len(m[b]) > 1 or m[a] != m[b])}
             if cross:
                 members = sorted({p for m in cross.values() for p in m[a] | m[b]})
                 yield finding(
-                    f"{len(cross)} groups ({ctx.options.group}) have members in both {_label(fold, a, b)}",
+                    f"{len(cross)} groups ({ctx.options.group}) have members in both {_label(fold, a, b)}"
+                    + named(cross),
                     splits=(a, b), subjects=members,
                     evidence={**_where(fold), "column": ctx.options.group, "count": len(cross),
                               "groups": {g: {a: sorted(m[a]), b: sorted(m[b])}
@@ -126,24 +227,32 @@ def group_overlap(ctx: AuditContext) -> Iterator[Finding]:
 def pretrain_overlap(ctx: AuditContext) -> Iterator[Finding]:
     """Participants used for pretraining are in an evaluation split (test; validation as a warning)."""
     assert ctx.pretrain_subjects is not None and ctx.splits is not None
+    pretrained = {normalise_subject(p) for p in ctx.pretrain_subjects}
     for name in ctx.splits.names:
         if name not in EVALUATION:
             continue
-        both = ctx.splits.subjects(name) & ctx.pretrain_subjects
+        both = ctx.splits.subjects(name) & pretrained
         if both:
             yield finding(
-                f"{len(both)} participants used for pretraining are in {name}",
+                f"{len(both)} participants used for pretraining are in {name}{named(both)}",
                 splits=(name,), subjects=both, severity=None if name == "test" else "warning",
-                evidence={"pretrain": ctx.options.pretrain, "count": len(both)},
+                evidence={"pretrain": ctx.options.pretrain, "count": len(both),
+                          "examples": sorted(both)[:MAX_EXAMPLES]},
             )
 
 
 @check("leakage.no_test_split", default="warning", needs={"splits"})
 def no_test_split(ctx: AuditContext) -> Iterator[Finding]:
-    """There is no independent test split."""
+    """There is no independent test split (none, or an empty one)."""
     assert ctx.splits is not None
-    if "test" not in ctx.splits.names:
+    names = list(ctx.splits.names)
+    if "test" not in names:
         yield finding(
             "there is no test split: metrics chosen on validation data are not an independent estimate",
-            splits=tuple(ctx.splits.names), evidence={"splits": list(ctx.splits.names)},
+            splits=tuple(names), evidence={"splits": names},
+        )
+    elif not ctx.splits.subjects("test"):
+        yield finding(
+            "the test split is empty: metrics chosen on validation data are not an independent estimate",
+            splits=("test",), evidence={"splits": names, "test_rows": 0},
         )
