@@ -13,6 +13,9 @@ handful of leaks:
 * ``--leaks`` test rows without session_id for train participants ("every
   session": session overlap through the empty session).
 
+With ``--whole-copy`` the test split also holds a copy of every train row
+(the worst case: a file given twice), so every train participant is a leak.
+
 With ``--folds K`` it writes ClinicaDL's layout instead (``split-N/train.tsv``,
 ``split-N/validation.tsv`` for every fold plus a shared ``test.tsv``; the pool
 is cut into K validation folds, so ``--subjects`` rows are read K times).
@@ -59,7 +62,8 @@ def _write(path: Path, frame) -> None:  # type: ignore[no-untyped-def]
     frame.to_csv(path, sep="\t", index=False, na_rep="")
 
 
-def make_splits_folder(root: Path, subjects: int, sessions: int, leaks: int, folds: int, seed: int = 0) -> dict:
+def make_splits_folder(root: Path, subjects: int, sessions: int, leaks: int, folds: int, seed: int = 0,
+                       whole_copy: bool = False) -> dict:
     """Write the split files under ``root``; return the planted leaks."""
     import numpy as np
     import pandas as pd
@@ -95,9 +99,12 @@ def make_splits_folder(root: Path, subjects: int, sessions: int, leaks: int, fol
     extra = pd.DataFrame({"participant_id": sessionless, "session_id": "",
                           "diagnosis": "CN", "age": "70"})
     test = pd.concat([test, extra], ignore_index=True)
+    if whole_copy:
+        test = pd.concat([test, train], ignore_index=True)
     # shuffle rows so nothing relies on file order
     train, val, test = (f.sample(frac=1.0, random_state=seed).reset_index(drop=True) for f in (train, val, test))
-    planted = {"copied": copied, "cut": cut, "sessionless": sessionless}
+    planted = {"copied": list(train["participant_id"].unique()) if whole_copy else copied, "cut": cut,
+               "sessionless": sessionless}
     if folds:
         pool = pd.concat([train, val], ignore_index=True)
         pids = pool["participant_id"].unique()
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=4)
     ap.add_argument("--leaks", type=int, default=3, help="participants planted per kind of leak")
     ap.add_argument("--folds", type=int, default=0, help="0: train/validation/test folder; K: ClinicaDL k-fold")
+    ap.add_argument("--whole-copy", action="store_true", help="test also holds every train row (worst case)")
     ap.add_argument("--repeat", type=int, default=3, help="best of N for every timing")
     ap.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
     args = ap.parse_args(argv)
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if root.exists():
             shutil.rmtree(root)
         planted, t_gen = _timed(lambda: make_splits_folder(root, args.subjects, args.sessions, args.leaks,
-                                                           args.folds))
+                                                           args.folds, whole_copy=args.whole_copy))
         files = sorted(root.rglob("*.tsv"))
         nrows = sum(sum(1 for _ in open(f, "rb")) - 1 for f in files)
         print(f"split files: {len(files)} under {root}, {nrows:,} rows "
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print("skipped: " + ", ".join(f"{s['check']} ({s['reason']})" for s in skipped))
 
         for f in findings:
-            print(f"  {f.severity:<7} {f.check:<26} {f.message}")
+            print(f"  {f.severity:<7} {f.check:<26} {f.message[:160]}")
         subjects = {s for f in findings if f.check == "leakage.subject_overlap" for s in f.subjects}
         sessions = {s for f in findings if f.check == "leakage.session_overlap" for s in f.subjects}
         want_subjects = set(planted["copied"]) | set(planted["cut"]) | set(planted["sessionless"])

@@ -180,6 +180,15 @@ def test_session_overlap(splits: SplitSet, sessions: list[str], lookup: str, mon
         assert f.message.startswith(f"{len(sessions)} participant sessions are in both train and test")
 
 
+def test_baseline_file_inside_the_longitudinal_file_is_no_leak() -> None:
+    """ClinicaDL's AD.tsv and AD_baseline.tsv merged into one split: the baseline rows appear twice."""
+    longitudinal = [r("01", "M00", "AD"), r("01", "M12", "AD"), r("02", "M00", "AD"), r("02", "M06", "AD")]
+    baseline = [r("01", "M00", "AD"), r("02", "M00", "AD")]
+    s = S(T("train", *longitudinal, *baseline), T("test", r("03", "M00", "CN"), r("03", "M00", "CN")))
+    for check in ("leakage.subject_overlap", "leakage.session_overlap", "quality.label_conflict"):
+        assert run(s, check) == [], check
+
+
 def test_session_overlap_is_also_a_subject_overlap() -> None:
     splits = S(T("train", r("01", "M00"), r("02", "M00")), T("test", r("01", "M00")))
     assert one(run(splits, "leakage.subject_overlap")).subjects == ("sub-01",)
@@ -428,6 +437,13 @@ def test_unknown_subject_names_sessions(index: Any) -> None:
     f = one(run(S(T("train", r("01", "M99"))), "split.unknown_subject", index=index))
     assert f.message == "1 sessions in train are not in the dataset: sub-01/ses-M99"
     assert f.evidence["examples"] == ["sub-01/ses-M99"] and f.evidence["file"] == "train.tsv"
+
+
+def test_unknown_subject_in_kfold_names_the_fold(index: Any) -> None:
+    s = kfold({0: (["01", "09"], ["02"]), 1: (["02"], ["01", "09"])}, test=["03"])
+    found = [(f.message, f.evidence["fold"]) for f in run(s, "split.unknown_subject", index=index)]
+    assert found == [("1 participants in train (fold 0) are not in the dataset: sub-09", 0),
+                     ("1 participants in validation (fold 1) are not in the dataset: sub-09", 1)]
 
 
 def test_dataset_checks_skipped_without_dataset() -> None:

@@ -28,6 +28,7 @@ from audit.context import AuditContext
 from audit.findings import Finding, finding, normalise_subject
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from audit.splits import SplitTable
@@ -101,7 +102,7 @@ def _files_of(table: SplitTable, ordered: Sequence[str]) -> list[dict[str, Any]]
 
 
 def _sessions_of(ctx: AuditContext, table: SplitTable, subjects: Collection[str]) -> pd.DataFrame:
-    """Distinct ``participant_id, session_id`` of the rows of ``subjects`` in ``table``.
+    """``participant_id, session_id`` of the rows of ``subjects`` in ``table`` (repeats kept).
 
     A few participants: their rows alone are built; many: taken from the table's column frame.
     """
@@ -109,30 +110,53 @@ def _sessions_of(ctx: AuditContext, table: SplitTable, subjects: Collection[str]
 
     if len(subjects) <= FEW:
         rows = table.rows_for(subjects)
-        frame = pd.DataFrame({"participant_id": pd.Series([r.participant_id for r in rows], dtype=object),
-                              "session_id": pd.Series([r.session_id for r in rows], dtype=object)})
-    else:
-        frame = _subset(ctx, table, subjects)[["participant_id", "session_id"]]
-    return frame.drop_duplicates()
+        return pd.DataFrame({"participant_id": pd.Series([r.participant_id for r in rows], dtype=object),
+                             "session_id": pd.Series([r.session_id for r in rows], dtype=object)})
+    return _subset(ctx, table, subjects)[["participant_id", "session_id"]]
 
 
-def shared_sessions(sa: pd.DataFrame, sb: pd.DataFrame) -> pd.DataFrame:
-    """Participant sessions of both sides (``participant_id, session_id``), sorted.
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (sort and compare: numpy 2's hashed ``unique`` is slower)."""
+    import numpy as np
 
-    A row without a session (``None``) stands for every session of its
-    participant, so it shares every named session of that participant on the
-    other side. Two rows without a session give nothing (the participant
-    overlap is ``leakage.subject_overlap``'s).
-    """
+    s = np.sort(values)
+    return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
+
+
+def member_of(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``values`` in ``pool`` (a boolean mask), hashed by pandas."""
     import pandas as pd
 
-    named_a, named_b = sa[sa["session_id"].notna()], sb[sb["session_id"].notna()]
-    every_a = sa.loc[sa["session_id"].isna(), "participant_id"]
-    every_b = sb.loc[sb["session_id"].isna(), "participant_id"]
-    both = pd.concat([named_a.merge(named_b, on=["participant_id", "session_id"]),
-                      named_b[named_b["participant_id"].isin(every_a)],
-                      named_a[named_a["participant_id"].isin(every_b)]], ignore_index=True)
-    return both.drop_duplicates().sort_values(["participant_id", "session_id"], ignore_index=True)
+    return pd.Series(values, copy=False).isin(pool).to_numpy()
+
+
+def shared_sessions(sa: pd.DataFrame, sb: pd.DataFrame) -> tuple[list[str], list[str], int]:
+    """Participant sessions of both sides: ``(participant ids, session ids, count)``, sorted.
+
+    ``sa`` and ``sb`` hold ``participant_id, session_id`` rows (repeats
+    allowed). A row without a session (``None``) stands for every session of
+    its participant, so it shares every named session of that participant on
+    the other side. Two rows without a session give nothing (the participant
+    overlap is ``leakage.subject_overlap``'s). Ids are coded as integers in
+    sorted order, so sorting the codes sorts the pairs.
+    """
+    import numpy as np
+    import pandas as pd
+
+    n = len(sa)
+    pcode, pids = pd.factorize(pd.concat([sa["participant_id"], sb["participant_id"]], ignore_index=True), sort=True)
+    scode, sessions = pd.factorize(pd.concat([sa["session_id"], sb["session_id"]], ignore_index=True), sort=True)
+    width = len(sessions) + 1
+    key = pcode.astype(np.int64) * width + (scode.astype(np.int64) + 1)  # session code 0: no session
+    named = scode >= 0
+    ka, kb = key[:n][named[:n]], key[n:][named[n:]]
+    every_a, every_b = pcode[:n][~named[:n]], pcode[n:][~named[n:]]
+    both = sorted_unique(np.concatenate([
+        ka[member_of(ka, kb)],
+        kb[member_of(kb // width, every_a)],
+        ka[member_of(ka // width, every_b)],
+    ]))
+    return ([str(p) for p in pids[both // width]], [str(x) for x in sessions[both % width - 1]], len(both))
 
 
 @check("leakage.subject_overlap", default="error", needs={"splits"})
@@ -165,15 +189,14 @@ def session_overlap(ctx: AuditContext) -> Iterator[Finding]:
             shared = tables[a].subjects() & tables[b].subjects()
             if not shared:  # no participant on both sides, no session either
                 continue
-            both = shared_sessions(_sessions_of(ctx, tables[a], shared), _sessions_of(ctx, tables[b], shared))
-            if len(both):
-                head = both.head(MAX_EXAMPLES)
-                shown = [f"{p}/{s}" for p, s in zip(head["participant_id"].tolist(), head["session_id"].tolist())]
+            pids, sessions, count = shared_sessions(_sessions_of(ctx, tables[a], shared),
+                                                    _sessions_of(ctx, tables[b], shared))
+            if count:
+                shown = [f"{p}/{s}" for p, s in zip(pids[:MAX_EXAMPLES], sessions[:MAX_EXAMPLES])]
                 yield finding(
-                    f"{len(both)} participant sessions are in both {_label(fold, a, b)}"
-                    + named(shown, count=len(both)),
-                    splits=(a, b), subjects=both["participant_id"].unique().tolist(),
-                    evidence={**_where(fold), "count": len(both), "sessions": shown},
+                    f"{count} participant sessions are in both {_label(fold, a, b)}" + named(shown, count=count),
+                    splits=(a, b), subjects=set(pids),
+                    evidence={**_where(fold), "count": count, "sessions": shown},
                 )
 
 

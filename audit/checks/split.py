@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from itertools import combinations
 from typing import Any
 
-from audit.checks.leakage import MISSING, named, table_frame
+from audit.checks.leakage import MISSING, member_of, named, sorted_unique, table_frame
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding, normalise_subject
@@ -202,7 +202,7 @@ class _Labels:
             self._members = {}
             for chunk_tl, chunk in zip(np.split(tl_sorted, cuts), np.split(key_sorted, cuts)):
                 t, lab = divmod(int(chunk_tl[0]), nl)
-                self._members[(t, lab)] = np.unique(chunk)
+                self._members[(t, lab)] = sorted_unique(chunk)  # sorted already: the sort is cheap
         return self._members
 
     def nested(self, labels: tuple[str, ...]) -> bool:
@@ -232,7 +232,7 @@ class _Labels:
         """``key -> label -> ["file:line", ...]`` (sorted by file and line, five at most) for ``keys``."""
         import numpy as np
 
-        sel = np.isin(self.key, np.asarray(keys, dtype=np.int64))
+        sel = member_of(self.key, np.asarray(keys, dtype=np.int64))
         rows = self.rows.loc[sel, ["label", "file", "line"]].assign(_key=self.key[sel])
         rows = rows.sort_values(["file", "line"], kind="stable")
         out: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
