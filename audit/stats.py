@@ -1,0 +1,744 @@
+"""Statistics for confound and shift checks: small samples first, no NaN out.
+
+Pure functions over plain sequences and numpy arrays; nothing here reads a
+file or knows about checks. Every figure a function returns is a finite
+``float``, an ``int`` or ``None`` (never NaN or infinity), so it can go into
+a finding's evidence as it is. scipy and scikit-learn are imported inside
+the functions that need them (``bidsaudit --help`` stays fast).
+
+Tests chosen for small neuroimaging samples (10-20 test subjects):
+
+Categorical association (:func:`association_test`)
+    A 2x2 table gets Fisher's exact test. A larger table gets Pearson's
+    chi-square when every expected count is at least
+    :data:`MIN_EXPECTED` (Cochran's rule) or when it has more than
+    :data:`PERMUTATION_MAX_N` observations; otherwise a Monte-Carlo
+    permutation chi-square (the column labels shuffled ``n_permutations``
+    times, seeded; ``p = (1 + #{chi2* >= chi2}) / (1 + B)``). The effect size
+    is Cramér's V with Bergsma's (2013) bias correction, which is near 0 on
+    independent data at any sample size (the uncorrected V is not: ~0.3 for
+    20 subjects).
+
+Continuous two-sample comparison
+    Mann-Whitney U and Kolmogorov-Smirnov (exact for small samples), the
+    standardised mean difference over the pooled SD (:func:`smd`), the
+    Wasserstein distance over the pooled SD (:func:`wasserstein`), and an
+    equivalence test (:func:`tost_smd`: two one-sided Welch t-tests that
+    the SMD lies inside ``±margin``).
+
+Multiplicity
+    :func:`benjamini_hochberg` (step-up adjusted p-values).
+
+Cross-validated predictors with permutation p-values
+    :func:`label_from_site` (how well site alone predicts a label: the
+    Bayes rule for one categorical feature, the majority label of each site
+    in the training folds) and :func:`domain_classifier` (a ridge-regularised
+    linear classifier on standardised features; for two classes the ROC
+    AUC, for more the balanced accuracy). Permutation p-values shuffle the
+    rows of the features against the labels with the folds held fixed
+    (valid under the null of independence; Ojala & Garriga 2010), with
+    Besag & Clifford's (1991) sequential stop once ``h`` permuted scores have
+    reached the observed one: a null result stops after ~20 permutations.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "MIN_EXPECTED",
+    "PERMUTATION_MAX_N",
+    "MISSING",
+    "Association",
+    "finite",
+    "is_missing",
+    "parse_number",
+    "contingency",
+    "cramers_v",
+    "association_test",
+    "proportion_smd",
+    "tost_proportions",
+    "kruskal_test",
+    "smd",
+    "wasserstein",
+    "mann_whitney",
+    "ks_test",
+    "tost_smd",
+    "benjamini_hochberg",
+    "label_from_site",
+    "domain_classifier",
+    "roc_auc",
+    "balanced_accuracy",
+]
+
+#: Cochran's rule: Pearson's chi-square only when every expected count reaches this.
+MIN_EXPECTED = 5.0
+#: Above this many observations the asymptotic chi-square is used whatever the expected counts.
+PERMUTATION_MAX_N = 5000
+#: Cell values that mean "no value" (compared case-insensitively, after stripping).
+MISSING = frozenset({"", "n/a", "na", "nan", "none", "null", "?", "unknown"})
+
+_RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*$")
+
+
+# --------------------------------------------------------------------------- plain values
+def finite(x: Any, digits: int | None = 6) -> float | None:
+    """``x`` as a float rounded to ``digits`` significant digits, or ``None`` when missing, NaN or infinite.
+
+    >>> finite(0.1234567891), finite(1.23456789e-12), finite(float("nan")), finite(None), finite(3)
+    (0.123457, 1.23457e-12, None, None, 3.0)
+    """
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(v):
+        return None
+    return float(f"{v:.{digits}g}") if digits is not None else v
+
+
+def is_missing(value: Any) -> bool:
+    """A missing cell: ``None``, NaN, or one of :data:`MISSING` (``n/a``, empty...).
+
+    >>> is_missing("n/a"), is_missing(" "), is_missing("0"), is_missing(None)
+    (True, True, False, True)
+    """
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return str(value).strip().lower() in MISSING
+
+
+def parse_number(value: Any) -> tuple[float | None, str | None]:
+    """A number from a table cell, and how it was read.
+
+    Returns ``(number, how)``: ``how`` is ``None`` for a plain number,
+    ``"censored"`` for a top- or bottom-coded value (``"89+"``, ``">89"``,
+    ``"<18"``: read as the bound), ``"range"`` for a binned value
+    (``"26-30"``: read as the midpoint), and the number is ``None`` when the
+    cell is not a number (``how`` is then ``"text"``, or ``"missing"``).
+
+    >>> parse_number("71.5"), parse_number("89+"), parse_number("26-30")
+    ((71.5, None), (89.0, 'censored'), (28.0, 'range'))
+    >>> parse_number("old"), parse_number("n/a")
+    ((None, 'text'), (None, 'missing'))
+    """
+    if is_missing(value):
+        return None, "missing"
+    text = str(value).strip()
+    how = None
+    if text.endswith("+"):
+        text, how = text[:-1].strip(), "censored"
+    elif text[:1] in "<>":
+        text, how = text[1:].lstrip("=").strip(), "censored"
+    try:
+        x = float(text)
+    except ValueError:
+        m = _RANGE.match(text) if how is None else None
+        if m is None:
+            return None, "text"
+        lo, hi = float(m.group(1)), float(m.group(2))
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+            return None, "text"
+        return (lo + hi) / 2.0, "range"
+    if not math.isfinite(x):
+        return None, "text"
+    return x, how
+
+
+# --------------------------------------------------------------------------- contingency tables
+def contingency(rows: Sequence[Hashable], cols: Sequence[Hashable]) -> tuple[np.ndarray, list[Any], list[Any]]:
+    """Cross-tabulate two aligned sequences: ``(counts, row levels, column levels)``, levels sorted.
+
+    >>> t, r, c = contingency(["a", "a", "b"], ["x", "y", "y"])
+    >>> t.tolist(), r, c
+    ([[1, 1], [0, 1]], ['a', 'b'], ['x', 'y'])
+    """
+    if len(rows) != len(cols):
+        raise ValueError("rows and cols must have the same length")
+    r_levels = sorted(set(rows), key=str)
+    c_levels = sorted(set(cols), key=str)
+    ri = {v: i for i, v in enumerate(r_levels)}
+    ci = {v: i for i, v in enumerate(c_levels)}
+    table = np.zeros((len(r_levels), len(c_levels)), dtype=np.int64)
+    for a, b in zip(rows, cols):
+        table[ri[a], ci[b]] += 1
+    return table, r_levels, c_levels
+
+
+def _drop_empty(table: np.ndarray) -> np.ndarray:
+    t = np.asarray(table, dtype=np.int64)
+    return t[t.sum(1) > 0][:, t.sum(0) > 0]
+
+
+def _chi2_stat(table: np.ndarray) -> float:
+    t = np.asarray(table, dtype=float)
+    n = t.sum()
+    if n == 0:
+        return 0.0
+    expected = np.outer(t.sum(1), t.sum(0)) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(expected > 0, (t - expected) ** 2 / expected, 0.0)
+    return float(terms.sum())
+
+
+def cramers_v(table: np.ndarray, *, corrected: bool = True) -> float | None:
+    """Cramér's V of a contingency table (Bergsma's bias correction by default).
+
+    ``None`` when the table has fewer than two non-empty rows or columns.
+    The corrected V is 0 when the association is no stronger than chance.
+
+    >>> cramers_v([[8, 2], [2, 8]]), cramers_v([[8, 2], [2, 8]], corrected=False), cramers_v([[5, 5], [5, 5]])
+    (0.5696, 0.6, 0.0)
+    """
+    t = _drop_empty(np.asarray(table))
+    r, k = t.shape if t.ndim == 2 else (0, 0)
+    n = float(t.sum())
+    if r < 2 or k < 2 or n < 2:
+        return None
+    phi2 = _chi2_stat(t) / n
+    if not corrected:
+        return finite(math.sqrt(phi2 / min(r - 1, k - 1)))
+    phi2c = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
+    rc = r - (r - 1) ** 2 / (n - 1)
+    kc = k - (k - 1) ** 2 / (n - 1)
+    denom = min(kc - 1, rc - 1)
+    if denom <= 0:
+        return None
+    return finite(math.sqrt(phi2c / denom))
+
+
+@dataclass(frozen=True)
+class Association:
+    """The result of :func:`association_test` (JSON-ready through :meth:`to_dict`)."""
+
+    test: str  # "fisher_exact" | "chi_square" | "permutation_chi_square" | "none"
+    statistic: float | None
+    p_value: float | None
+    dof: int | None
+    cramers_v: float | None
+    cramers_v_uncorrected: float | None
+    min_expected: float | None
+    n: int
+    n_permutations: int | None = None
+    odds_ratio: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: (finite(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def association_test(table: np.ndarray, *, n_permutations: int = 2000, seed: int = 0) -> Association:
+    """Test independence of rows and columns of a contingency table.
+
+    Rule (documented in the module docstring): 2x2 -> Fisher's exact test;
+    larger -> Pearson's chi-square when every expected count is at least
+    :data:`MIN_EXPECTED` or ``n`` exceeds :data:`PERMUTATION_MAX_N`, else a
+    seeded Monte-Carlo permutation chi-square. Empty rows and columns are
+    dropped first; a table with fewer than two non-empty rows or columns
+    cannot show an association (``test == "none"``, ``p_value`` ``None``).
+
+    >>> a = association_test([[8, 1], [1, 8]])
+    >>> a.test, round(a.p_value, 4)
+    ('fisher_exact', 0.0034)
+    >>> association_test([[3, 4]]).test
+    'none'
+    """
+    t = _drop_empty(np.asarray(table))
+    n = int(t.sum())
+    if t.ndim != 2 or t.shape[0] < 2 or t.shape[1] < 2:
+        return Association("none", None, None, None, None, None, None, n)
+    expected = np.outer(t.sum(1), t.sum(0)) / n
+    min_exp = float(expected.min())
+    chi2 = _chi2_stat(t)
+    dof = (t.shape[0] - 1) * (t.shape[1] - 1)
+    v = cramers_v(t)
+    v_raw = cramers_v(t, corrected=False)
+    if t.shape == (2, 2):
+        from scipy.stats import fisher_exact
+
+        res = fisher_exact(t)
+        odds = float(res.statistic) if np.isfinite(res.statistic) else None
+        return Association("fisher_exact", finite(chi2), finite(float(res.pvalue)), dof, v, v_raw,
+                           finite(min_exp), n, odds_ratio=finite(odds))
+    if min_exp >= MIN_EXPECTED or n > PERMUTATION_MAX_N:
+        from scipy.stats import chi2 as chi2_dist
+
+        p = float(chi2_dist.sf(chi2, dof))
+        return Association("chi_square", finite(chi2), finite(p), dof, v, v_raw, finite(min_exp), n)
+    p = _permutation_chi2(t, chi2, n_permutations, seed)
+    return Association("permutation_chi_square", finite(chi2), finite(p), dof, v, v_raw, finite(min_exp), n,
+                       n_permutations=n_permutations)
+
+
+def _permutation_chi2(t: np.ndarray, observed: float, n_permutations: int, seed: int) -> float:
+    """Monte-Carlo p-value of Pearson's chi-square with both margins fixed (column labels shuffled)."""
+    r, k = t.shape
+    rows = np.repeat(np.arange(r), t.sum(1))
+    cols = np.repeat(np.arange(k), t.sum(0))
+    n = rows.size
+    rng = np.random.default_rng(seed)
+    row_tot = t.sum(1).astype(float)
+    col_tot = t.sum(0).astype(float)
+    expected = np.outer(row_tot, col_tot) / n
+    hits = 0
+    done = 0
+    batch = max(1, min(n_permutations, 2_000_000 // max(n, 1)))
+    while done < n_permutations:
+        b = min(batch, n_permutations - done)
+        perm = rng.permuted(np.broadcast_to(cols, (b, n)), axis=1)
+        codes = rows[None, :] * k + perm + (np.arange(b) * r * k)[:, None]
+        tables = np.bincount(codes.ravel(), minlength=b * r * k).reshape(b, r, k)
+        stats = (((tables - expected) ** 2) / expected).sum(axis=(1, 2))
+        hits += int((stats >= observed - 1e-9).sum())
+        done += b
+    return (1 + hits) / (1 + n_permutations)
+
+
+def proportion_smd(table: np.ndarray) -> float | None:
+    """Largest standardised difference in a level's proportion between the two rows of a 2xk table.
+
+    ``|p_a - p_b| / sqrt((p_a (1 - p_a) + p_b (1 - p_b)) / 2)`` (Austin 2009),
+    the largest over levels. Unlike Cramér's V it does not shrink when one
+    split is much smaller than the other. ``None`` when a row is empty.
+
+    >>> round(proportion_smd([[50, 50], [70, 30]]), 3)
+    0.417
+    >>> proportion_smd([[10, 0], [10, 0]])
+    0.0
+    """
+    t = np.asarray(table, dtype=float)
+    if t.ndim != 2 or t.shape[0] != 2:
+        raise ValueError("proportion_smd needs a 2 x k table")
+    na, nb = t.sum(1)
+    if na == 0 or nb == 0:
+        return None
+    pa, pb = t[0] / na, t[1] / nb
+    var = (pa * (1 - pa) + pb * (1 - pb)) / 2
+    diff = np.abs(pa - pb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.where(var > 0, diff / np.sqrt(var), np.where(diff > 0, np.inf, 0.0))
+    best = float(d.max()) if d.size else 0.0
+    return finite(best, None) if math.isfinite(best) else 10.0  # all-or-none on each side: cap at 10
+
+
+def tost_proportions(table: np.ndarray, margin: float) -> float | None:
+    """Equivalence p-value that every level's proportion differs by less than ``margin`` standardised units.
+
+    For each level, two one-sided z-tests that ``p_a - p_b`` lies inside
+    ``±margin * sqrt((p_a (1 - p_a) + p_b (1 - p_b)) / 2)``; the p-value is
+    the largest over levels and sides (intersection-union). Normal
+    approximation: reliable with at least ~10 per side. ``None`` when a row
+    is empty.
+    """
+    from scipy.stats import norm
+
+    t = np.asarray(table, dtype=float)
+    na, nb = t.sum(1)
+    if na < 2 or nb < 2:
+        return None
+    worst = 0.0
+    for j in range(t.shape[1]):
+        pa, pb = t[0, j] / na, t[1, j] / nb
+        sd = math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / 2)
+        if sd == 0:
+            continue  # the level is absent (or everything) on both sides: identical
+        bound = margin * sd
+        se = math.sqrt(max(pa * (1 - pa) / na + pb * (1 - pb) / nb, 1e-12))
+        d = pa - pb
+        p = max(float(norm.sf((d + bound) / se)), float(norm.cdf((d - bound) / se)))
+        worst = max(worst, p)
+    return finite(worst)
+
+
+def kruskal_test(values: Sequence[float], groups: Sequence[Hashable]) -> dict[str, Any]:
+    """Kruskal-Wallis test of a continuous variable across groups, with epsilon-squared.
+
+    ``epsilon2 = H / (n - 1)`` (Tomczak & Tomczak 2014): 0 no effect, ~0.01
+    small, ~0.08 medium, ~0.26 large. Groups with one value still count.
+    """
+    from scipy.stats import kruskal
+
+    by: dict[Any, list[float]] = {}
+    for v, g in zip(values, groups):
+        by.setdefault(g, []).append(float(v))
+    samples = [np.asarray(s) for s in by.values() if len(s)]
+    n = sum(len(s) for s in samples)
+    if len(samples) < 2 or n < 3 or len(set(np.concatenate(samples).tolist())) < 2:
+        return {"test": "kruskal_wallis", "statistic": None, "p_value": None, "epsilon2": None, "n": n}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = kruskal(*samples)
+    h = float(res.statistic)
+    return {"test": "kruskal_wallis", "statistic": finite(h), "p_value": finite(float(res.pvalue)),
+            "epsilon2": finite(min(1.0, h / (n - 1))), "n": n}
+
+
+# --------------------------------------------------------------------------- two continuous samples
+def _arr(x: Iterable[float]) -> np.ndarray:
+    a = np.asarray(list(x), dtype=float)
+    return a[np.isfinite(a)]
+
+
+def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float | None:
+    if a.size < 2 and b.size < 2:
+        return None
+    va = float(a.var(ddof=1)) if a.size >= 2 else None
+    vb = float(b.var(ddof=1)) if b.size >= 2 else None
+    vs = [v for v in (va, vb) if v is not None]
+    sd = math.sqrt(sum(vs) / len(vs))
+    return sd if sd > 1e-12 else None
+
+
+def smd(a: Iterable[float], b: Iterable[float]) -> float | None:
+    """Standardised mean difference ``(mean_b - mean_a) / sqrt((var_a + var_b) / 2)``.
+
+    Signed (positive: ``b`` is larger). ``None`` when a sample is empty or
+    both are constant and equal; two different constants give ±10 (capped).
+
+    >>> smd([1, 2, 3], [2, 3, 4])
+    1.0
+    >>> smd([1, 1], [1, 1]) is None, smd([], [1, 2]) is None
+    (True, True)
+    """
+    x, y = _arr(a), _arr(b)
+    if x.size == 0 or y.size == 0:
+        return None
+    diff = float(y.mean() - x.mean())
+    sd = _pooled_sd(x, y)
+    if sd is None:
+        return None if diff == 0 else math.copysign(10.0, diff)
+    return finite(max(-10.0, min(10.0, diff / sd)))
+
+
+def wasserstein(a: Iterable[float], b: Iterable[float], *, standardise: bool = True) -> float | None:
+    """First Wasserstein (earth mover's) distance between two samples, over the pooled SD by default.
+
+    At least ``|SMD|``; it also grows with differences in spread and shape.
+
+    >>> wasserstein([0, 1, 2], [0, 1, 2])
+    0.0
+    >>> wasserstein([0, 1, 2], [1, 2, 3], standardise=False)
+    1.0
+    """
+    from scipy.stats import wasserstein_distance
+
+    x, y = _arr(a), _arr(b)
+    if x.size == 0 or y.size == 0:
+        return None
+    w = float(wasserstein_distance(x, y))
+    if not standardise:
+        return finite(w)
+    sd = _pooled_sd(x, y)
+    if sd is None:
+        return 0.0 if w == 0 else 10.0
+    return finite(min(10.0, w / sd))
+
+
+def mann_whitney(a: Iterable[float], b: Iterable[float]) -> tuple[float | None, float | None]:
+    """Two-sided Mann-Whitney U test: ``(U, p)`` (exact when small and tie-free); ``None`` if a sample is empty."""
+    from scipy.stats import mannwhitneyu
+
+    x, y = _arr(a), _arr(b)
+    if x.size == 0 or y.size == 0:
+        return None, None
+    if np.ptp(np.concatenate([x, y])) == 0:
+        return finite(x.size * y.size / 2), 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mannwhitneyu(x, y, alternative="two-sided", method="auto")
+    return finite(float(res.statistic)), finite(float(res.pvalue))
+
+
+def ks_test(a: Iterable[float], b: Iterable[float]) -> tuple[float | None, float | None]:
+    """Two-sided two-sample Kolmogorov-Smirnov test: ``(D, p)`` (exact for small samples)."""
+    from scipy.stats import ks_2samp
+
+    x, y = _arr(a), _arr(b)
+    if x.size == 0 or y.size == 0:
+        return None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ks_2samp(x, y, alternative="two-sided", method="auto")
+    return finite(float(res.statistic)), finite(float(res.pvalue))
+
+
+def tost_smd(a: Iterable[float], b: Iterable[float], margin: float) -> float | None:
+    """Equivalence (TOST) p-value for ``|SMD| < margin`` (small p: the samples are shown to be balanced).
+
+    Two one-sided Welch t-tests of the mean difference against
+    ``±margin * pooled SD`` (the SD taken as known). ``None`` when a side has
+    fewer than two values or no spread.
+
+    >>> p = tost_smd(list(range(100)), list(range(100)), 0.5)
+    >>> p < 0.01
+    True
+    """
+    from scipy.stats import t as t_dist
+
+    x, y = _arr(a), _arr(b)
+    if x.size < 2 or y.size < 2:
+        return None
+    sd = _pooled_sd(x, y)
+    if sd is None:
+        return None
+    va, vb = float(x.var(ddof=1)), float(y.var(ddof=1))
+    se2 = va / x.size + vb / y.size
+    if se2 <= 0:
+        return None
+    se = math.sqrt(se2)
+    df = se2**2 / ((va / x.size) ** 2 / (x.size - 1) + (vb / y.size) ** 2 / (y.size - 1) or 1e-300)
+    d = float(y.mean() - x.mean())
+    bound = margin * sd
+    p_low = float(t_dist.sf((d + bound) / se, df))
+    p_high = float(t_dist.cdf((d - bound) / se, df))
+    return finite(max(p_low, p_high))
+
+
+# --------------------------------------------------------------------------- multiplicity
+def benjamini_hochberg(p_values: Sequence[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg adjusted p-values (``None`` stays ``None`` and does not count as a test).
+
+    A test is significant at false discovery rate ``q`` when its adjusted
+    p-value is at most ``q``. Under the complete null this also bounds the
+    chance of any false discovery by ``q``.
+
+    >>> benjamini_hochberg([0.01, 0.04, None, 0.03, 0.5])
+    [0.04, 0.0533333, None, 0.0533333, 0.5]
+    """
+    idx = [i for i, p in enumerate(p_values) if p is not None and math.isfinite(float(p))]
+    out: list[float | None] = [None] * len(p_values)
+    m = len(idx)
+    if m == 0:
+        return out
+    ps = np.array([float(p_values[i]) for i in idx])  # type: ignore[arg-type]
+    order = np.argsort(ps, kind="stable")
+    ranked = ps[order] * m / np.arange(1, m + 1)
+    adj = np.minimum.accumulate(ranked[::-1])[::-1]
+    adj = np.minimum(adj, 1.0)
+    for pos, i in enumerate(order):
+        out[idx[i]] = finite(float(adj[pos]))
+    return out
+
+
+# --------------------------------------------------------------------------- scores
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC of ``score`` for the binary labels ``y`` (1 positive), ties counted half; ``None`` if one class.
+
+    >>> roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    0.75
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y).astype(bool)
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    if n1 == 0 or n0 == 0:
+        return None
+    ranks = rankdata(score)
+    return finite((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _auc_columns(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUC of each column of ``scores`` (n x B) against binary ``y``."""
+    from scipy.stats import rankdata
+
+    y = y.astype(bool)
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    ranks = rankdata(scores, axis=0)
+    return (ranks[y].sum(0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int | None = None) -> float | None:
+    """Mean recall over the classes present in ``y``.
+
+    >>> balanced_accuracy(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0]))
+    0.5
+    """
+    y = np.asarray(y)
+    pred = np.asarray(pred)
+    classes = np.unique(y)
+    if classes.size == 0:
+        return None
+    recalls = [float((pred[y == c] == c).mean()) for c in classes]
+    return finite(sum(recalls) / len(recalls))
+
+
+def _folds(y: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import StratifiedKFold
+
+    cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(cv.split(np.zeros(len(y)), y))
+
+
+def _n_splits(y: np.ndarray, wanted: int) -> int:
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    return int(min(wanted, counts.min())) if counts.size else 0
+
+
+# --------------------------------------------------------------------------- label from site
+def _site_rule_predictions(site: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+                           n_sites: int, n_classes: int) -> np.ndarray:
+    """Out-of-fold predictions of the majority label of each site (training-fold majority for unseen sites)."""
+    pred = np.empty_like(y)
+    for tr, te in folds:
+        counts = np.zeros((n_sites, n_classes))
+        np.add.at(counts, (site[tr], y[tr]), 1)
+        overall = np.bincount(y[tr], minlength=n_classes)
+        # ties broken towards the overall training majority, then the lowest class code
+        score = counts + 1e-6 * overall[None, :] / max(overall.sum(), 1)
+        rule = score.argmax(1)
+        unseen = counts.sum(1) == 0
+        rule[unseen] = int(overall.argmax())
+        pred[te] = rule[site[te]]
+    return pred
+
+
+def label_from_site(sites: Sequence[Hashable], labels: Sequence[Hashable], *, n_splits: int = 5,
+                    n_permutations: int = 200, seed: int = 0, stop_after: int = 10) -> dict[str, Any]:
+    """How well site alone predicts the label: cross-validated balanced accuracy and a permutation p-value.
+
+    The classifier is the best one possible from a single categorical
+    feature: each site predicts the majority label of its participants in
+    the training folds (sites unseen in training: the overall majority).
+    Folds: ``StratifiedKFold`` on the label (``n_splits`` lowered to the
+    smallest class size), seeded. Balanced accuracy is taken over the
+    pooled out-of-fold predictions. ``chance`` is ``1 / classes``, what the
+    majority baseline scores. The p-value shuffles the sites against the
+    labels with the folds fixed (sequential stop after ``stop_after``
+    permuted scores reach the observed one).
+    """
+    s_levels = {v: i for i, v in enumerate(sorted(set(sites), key=str))}
+    y_levels = {v: i for i, v in enumerate(sorted(set(labels), key=str))}
+    site = np.array([s_levels[v] for v in sites], dtype=np.int64)
+    y = np.array([y_levels[v] for v in labels], dtype=np.int64)
+    n_classes = len(y_levels)
+    out: dict[str, Any] = {"classifier": "majority label per site", "metric": "balanced_accuracy",
+                           "n": int(y.size), "classes": n_classes, "chance": finite(1 / max(n_classes, 1)),
+                           "balanced_accuracy": None, "gain": None, "p_value": None, "n_splits": None,
+                           "n_permutations": 0}
+    k = _n_splits(y, n_splits)
+    if n_classes < 2 or len(s_levels) < 2 or k < 2:
+        return out
+    folds = _folds(y, k, seed)
+    observed = balanced_accuracy(y, _site_rule_predictions(site, y, folds, len(s_levels), n_classes))
+    assert observed is not None
+    rng = np.random.default_rng(seed + 1)
+    hits = done = 0
+    for _ in range(n_permutations):
+        perm = site[rng.permutation(site.size)]
+        score = balanced_accuracy(y, _site_rule_predictions(perm, y, folds, len(s_levels), n_classes))
+        done += 1
+        hits += int(score is not None and score >= observed - 1e-12)
+        if hits >= stop_after:
+            break
+    p = hits / done if hits >= stop_after else (1 + hits) / (1 + done)
+    out.update(balanced_accuracy=finite(observed), gain=finite(observed - 1 / n_classes), p_value=finite(p),
+               n_splits=k, n_permutations=done)
+    return out
+
+
+# --------------------------------------------------------------------------- domain classifier
+def _ridge_oof(X: np.ndarray, T: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+               alpha: float) -> np.ndarray:
+    """Out-of-fold decision values of ridge regression of targets ``T`` on fold-standardised ``X``."""
+    out = np.empty(T.shape, dtype=float)
+    eye = alpha * np.eye(X.shape[1])
+    for tr, te in folds:
+        xt = X[tr]
+        mu = xt.mean(0)
+        sd = xt.std(0)
+        sd[sd < 1e-12] = 1.0
+        z = (xt - mu) / sd
+        tm = T[tr].mean(0)
+        w = np.linalg.solve(z.T @ z + eye, z.T @ (T[tr] - tm))
+        out[te] = ((X[te] - mu) / sd) @ w + tm
+    return out
+
+
+def domain_classifier(X: np.ndarray, labels: Sequence[Hashable], *, feature_names: Sequence[str] | None = None,
+                      n_splits: int = 5, n_permutations: int = 200, seed: int = 0, alpha: float = 10.0,
+                      stop_after: int = 10) -> dict[str, Any]:
+    """Cross-validated linear classifier telling groups apart from features, with a permutation p-value.
+
+    The classifier is ridge regression on ±1 targets (one-vs-rest indicator
+    targets for more than two groups) of features standardised inside each
+    training fold; the same decision function as scikit-learn's
+    ``make_pipeline(StandardScaler(), RidgeClassifier(alpha))``, solved in
+    numpy so that a permutation test costs milliseconds. Folds:
+    ``StratifiedKFold`` (``n_splits`` lowered to the smallest group), seeded.
+    Two groups: ``score`` is the ROC AUC of the pooled out-of-fold decision
+    values (0.5 = cannot tell them apart); more: the balanced accuracy of
+    the arg-max prediction (chance ``1 / groups``). The p-value shuffles the
+    rows of ``X`` against the labels, folds fixed, with a sequential stop.
+
+    Also returns, fitted on every row, the standardised coefficients (two
+    groups: positive pushes towards the second group in sorted order).
+    Constant features are dropped; missing values (NaN) are imputed with the
+    feature's median.
+    """
+    X = np.asarray(X, dtype=float)
+    levels = sorted(set(labels), key=str)
+    codes = {v: i for i, v in enumerate(levels)}
+    y = np.array([codes[v] for v in labels], dtype=np.int64)
+    names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0)]
+    out: dict[str, Any] = {"classifier": "ridge linear classifier on standardised features",
+                           "metric": "roc_auc" if len(levels) == 2 else "balanced_accuracy",
+                           "score": None, "chance": finite(0.5 if len(levels) == 2 else 1 / max(len(levels), 1)),
+                           "p_value": None, "n": int(y.size), "groups": [str(v) for v in levels],
+                           "n_splits": None, "n_permutations": 0, "features": [], "coefficients": {}}
+    if X.ndim != 2 or X.shape[0] != y.size or X.shape[1] == 0:
+        return out
+    X = X.copy()
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        bad = ~np.isfinite(col)
+        if bad.all():
+            col[:] = 0.0
+        elif bad.any():
+            col[bad] = float(np.median(col[~bad]))
+    keep = [j for j in range(X.shape[1]) if np.ptp(X[:, j]) > 1e-12]
+    X = X[:, keep]
+    names = [names[j] for j in keep]
+    out["features"] = names
+    k = _n_splits(y, n_splits)
+    if len(levels) < 2 or k < 2 or not keep:
+        return out
+    folds = _folds(y, k, seed)
+    binary = len(levels) == 2
+    T = (np.where(y == 1, 1.0, -1.0)[:, None] if binary else np.eye(len(levels))[y])
+
+    def score_of(x: np.ndarray) -> float:
+        dv = _ridge_oof(x, T, folds, alpha)
+        if binary:
+            return float(_auc_columns(y, dv)[0])
+        return float(balanced_accuracy(y, dv.argmax(1)) or 0.0)
+
+    observed = score_of(X)
+    rng = np.random.default_rng(seed + 1)
+    hits = done = 0
+    for _ in range(n_permutations):
+        done += 1
+        hits += int(score_of(X[rng.permutation(y.size)]) >= observed - 1e-12)
+        if hits >= stop_after:
+            break
+    p = hits / done if hits >= stop_after else (1 + hits) / (1 + done)
+    mu, sd = X.mean(0), X.std(0)
+    z = (X - mu) / sd
+    w = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (T - T.mean(0)))
+    coef = w[:, 0] if binary else np.abs(w).max(1)
+    out.update(score=finite(observed), p_value=finite(p), n_splits=k, n_permutations=done,
+               coefficients={n: finite(float(c)) for n, c in zip(names, coef)})
+    return out
