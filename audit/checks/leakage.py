@@ -18,6 +18,7 @@ split set is audited in well under a second when it does not leak.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import combinations, islice
@@ -201,27 +202,34 @@ def session_overlap(ctx: AuditContext) -> Iterator[Finding]:
 
 
 def _group_of(ctx: AuditContext) -> dict[str, str]:
-    """``participant_id -> group`` from participants.tsv, then (for participants it lacks) the split files."""
+    """``participant_id -> group`` from participants.tsv, then (for participants it lacks) the split files.
+
+    In the split files the first table (in the split set's order) and the first row with a value win.
+    """
     column = ctx.options.group
     mapping: dict[str, str] = {}
     if not column:
         return mapping
+    assert ctx.splits is not None
+    for t in reversed(ctx.splits.tables):
+        rows = [(pid, g) for pid, g in t.column_values(column) if g not in MISSING]
+        mapping.update(reversed(rows))  # the last update wins: the first row, of the first table
+    mapping = {pid: str(g).strip() for pid, g in mapping.items()}
     if ctx.index is not None and ctx.index.participants is not None and column in ctx.index.participants:
         table = ctx.index.participants
         for pid, g in zip(table["participant_id"].tolist(), table[column].tolist()):
             if g not in MISSING and str(pid).strip():
                 mapping[normalise_subject(pid)] = str(g).strip()
-    assert ctx.splits is not None
-    for t in ctx.splits.tables:
-        for pid, g in t.column_values(column):
-            if g not in MISSING:
-                mapping.setdefault(pid, str(g).strip())
     return mapping
 
 
 @check("leakage.group_overlap", default="error", needs={"splits", "group"})
 def group_overlap(ctx: AuditContext) -> Iterator[Finding]:
-    """Participants of one group (--group: family, patient) are in different splits."""
+    """Participants of one group (--group: family, patient) are in different splits.
+
+    The evidence lists the first groups (by name) and, for each, the first
+    members (by id) on each side.
+    """
     groups = _group_of(ctx)
     for fold, tables in _views(ctx):
         where: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -235,14 +243,15 @@ def group_overlap(ctx: AuditContext) -> Iterator[Finding]:
             cross = {g: m for g, m in where.items()
                      if a in m and b in m and (len(m[a]) > 1 or len(m[b]) > 1 or m[a] != m[b])}
             if cross:
-                members = sorted({p for m in cross.values() for p in m[a] | m[b]})
+                members = {p for m in cross.values() for p in m[a] | m[b]}
+                first = heapq.nsmallest(MAX_EXAMPLES, cross)
                 yield finding(
                     f"{len(cross)} groups ({ctx.options.group}) have members in both {_label(fold, a, b)}"
-                    + named(cross),
+                    + named(first, count=len(cross)),
                     splits=(a, b), subjects=members,
                     evidence={**_where(fold), "column": ctx.options.group, "count": len(cross),
-                              "groups": {g: {a: sorted(m[a]), b: sorted(m[b])}
-                                         for g, m in sorted(cross.items())[:MAX_EXAMPLES]}},
+                              "groups": {g: {a: heapq.nsmallest(MAX_EXAMPLES, cross[g][a]),
+                                             b: heapq.nsmallest(MAX_EXAMPLES, cross[g][b])} for g in first}},
                 )
 
 
