@@ -1,0 +1,280 @@
+"""The gate: nothing is trained until the certificate matches what is on disk.
+
+:func:`open_gate` is the first thing ``bidsaudit train`` does, before any
+image is decoded and before torch is imported. It
+
+1. finds the certificate (``--certificate``, or ``bidsaudit-certificate.json``
+   beside the split files) and checks its schema (missing or malformed:
+   :class:`~audit.errors.InputError`, exit 2);
+2. re-hashes every split file, always, and compares the hashes, the split
+   fingerprint and the split format with the certificate's;
+3. checks the signature (required with ``require_signature``), the recorded
+   status and error count;
+4. indexes the dataset and compares every file's content hash, and the
+   fingerprint, with the certificate's: through the hash cache by default
+   (``verify="cache"``: a file whose path, size, mtime and inode are unchanged
+   is not read again), or by re-reading every byte (``verify="full"``).
+
+Any difference closes the gate: :class:`GateClosed` (exit 1) with one line per
+difference naming what changed. There is no option that skips the gate.
+
+What an unsigned certificate cannot protect: fields that nothing on disk can
+be compared with (``created``, ``tool.version``, ``config_hash``,
+``options``). Editing those is caught only by a signature
+(``BIDSAUDIT_SIGNING_KEY`` when auditing, ``require_signature`` here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from audit.errors import BidsauditError, InputError
+
+if TYPE_CHECKING:
+    from audit.bidsindex import DatasetIndex
+    from audit.splits import SplitSet
+
+__all__ = ["VERIFY_MODES", "GateClosed", "GatePass", "Refused", "certificate_path", "open_gate"]
+
+VERIFY_MODES = ("cache", "full")
+MAX_LISTED = 20
+
+
+class Refused(BidsauditError):
+    """The tool ran and refuses to go on: a closed gate or a leak (exit code 1).
+
+    Attributes
+    ----------
+    problems : tuple of str
+        Every reason, one sentence each.
+    exit_code : int
+        Always 1 (the contract's "the gate is closed").
+    """
+
+    exit_code = 1
+
+    def __init__(self, headline: str, problems: Sequence[str] = ()) -> None:
+        self.headline = headline
+        self.problems = tuple(problems)
+        shown = list(self.problems[:MAX_LISTED])
+        more = len(self.problems) - len(shown)
+        body = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+        super().__init__(f"{headline}: {body}" if body else headline)
+
+
+class GateClosed(Refused):
+    """The certificate does not vouch for the dataset and split files given."""
+
+
+@dataclass(frozen=True)
+class GatePass:
+    """What the gate verified; the trainer reads only what is listed here.
+
+    Attributes
+    ----------
+    certificate : dict
+        The loaded certificate.
+    certificate_path : Path
+        Where it was read.
+    certificate_sha256 : str
+        ``sha256:<hex>`` of the certificate file's bytes.
+    splits : SplitSet
+        The split files as read after verification.
+    index : DatasetIndex
+        The dataset index built during verification.
+    files : Mapping[str, str]
+        Content hash (``sha256:<hex>``) of every dataset file, by relative
+        path, as certified: the data loader compares the bytes it decodes with
+        these.
+    verify : str
+        ``"cache"`` or ``"full"``.
+    notes : tuple of str
+        Things worth knowing that do not close the gate.
+    """
+
+    certificate: dict[str, Any]
+    certificate_path: Path
+    certificate_sha256: str
+    splits: SplitSet
+    index: DatasetIndex
+    files: Mapping[str, str]
+    verify: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def dataset(self) -> Path:
+        return self.index.root
+
+    def record(self) -> dict[str, Any]:
+        """What a model folder keeps of this verification (``maps.json``)."""
+        cert = self.certificate
+        return {
+            "certificate": str(self.certificate_path),
+            "certificate_sha256": self.certificate_sha256,
+            "certificate_created": cert.get("created"),
+            "signed": bool(cert.get("signature")),
+            "dataset_fingerprint": (cert.get("dataset") or {}).get("fingerprint"),
+            "split_fingerprint": (cert.get("splits") or {}).get("fingerprint"),
+            "audited_options": dict(cert.get("options") or {}),
+            "verify": self.verify,
+            "notes": list(self.notes),
+        }
+
+
+def certificate_path(splits: str | os.PathLike[str], certificate: str | os.PathLike[str] | None = None) -> Path:
+    """The certificate to read: the one given, or the one beside the split files."""
+    from audit.certificate import CERTIFICATE_NAME
+
+    if certificate is not None:
+        return Path(certificate)
+    s = Path(splits)
+    return (s if s.is_dir() else s.parent) / CERTIFICATE_NAME
+
+
+def open_gate(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], *,
+              certificate: str | os.PathLike[str] | None = None, label: str | None = None,
+              verify: str = "cache", require_signature: bool = False, key: str | None = None) -> GatePass:
+    """Verify the certificate against the dataset and split files; raise unless everything matches.
+
+    Parameters
+    ----------
+    dataset : path-like
+        The BIDS dataset the trainer will read.
+    splits : path-like
+        The split input (any format :func:`audit.splits.read_splits` accepts).
+    certificate : path-like, optional
+        Default: ``bidsaudit-certificate.json`` beside the split files.
+    label : str, optional
+        The label column the split tables are read with.
+    verify : {"cache", "full"}
+        How dataset files are re-hashed (split files are always re-read).
+    require_signature : bool
+        Refuse an unsigned certificate, or a signed one without the key.
+    key : str, optional
+        Signing key (default ``$BIDSAUDIT_SIGNING_KEY``).
+
+    Returns
+    -------
+    GatePass
+
+    Raises
+    ------
+    InputError
+        ``verify`` is not a mode; the certificate, the dataset or the split
+        input is missing or malformed (and the split files are as certified).
+    GateClosed
+        Anything differs from what the certificate records.
+    """
+    from audit.certificate import load_certificate, verify_certificate
+    from audit.splits import read_splits
+
+    if verify not in VERIFY_MODES:
+        raise InputError(None, field="--verify", expected=" or ".join(repr(m) for m in VERIFY_MODES),
+                         got=repr(verify))
+    splits_path = Path(splits)
+    if not splits_path.exists():
+        raise InputError(splits_path, "no such file or folder", field="--splits",
+                         expected="split files audited by 'bidsaudit audit'")
+    cert_path = certificate_path(splits_path, certificate)
+    cert = load_certificate(cert_path)
+    cert_sha = "sha256:" + hashlib.sha256(cert_path.read_bytes()).hexdigest()
+    headline = f"the gate is closed: certificate {cert_path} does not match"
+
+    # split files: always re-hashed; a split input that no longer parses is first compared byte for byte
+    try:
+        split_set = read_splits(splits_path, label=label)
+    except InputError:
+        audited = sorted((cert.get("splits") or {}).get("files") or {})
+        check = verify_certificate(cert, dataset=None, split_files=[f for f in audited if Path(f).is_file()],
+                                   require_signature=require_signature, key=key)
+        if not check.ok:
+            raise GateClosed(headline, check.problems) from None
+        raise
+    check = verify_certificate(cert, dataset=None, split_files=list(split_set.files),
+                               require_signature=require_signature, key=key)
+    problems = list(check.problems)
+    notes: list[str] = []
+    problems += _split_identity(cert, split_set, files_ok=not any(p.startswith("split file") for p in problems))
+
+    cdata = cert.get("dataset")
+    if not cdata:
+        problems.append("the certificate was written for the split files alone (an audit without DATASET); "
+                        "training reads images, so it needs an audit of the split with the dataset")
+        raise GateClosed(headline, problems)
+    index, files, changes, dnotes = _dataset_changes(cdata, Path(dataset), full=verify == "full")
+    problems += changes
+    notes += dnotes
+
+    audited_label = (cert.get("options") or {}).get("label")
+    if label and audited_label and label != audited_label:
+        notes.append(f"the audit checked label '{audited_label}' (confounds, label shift, conflicts); "
+                     f"this run trains on '{label}', which the audit did not check")
+    if problems:
+        raise GateClosed(headline, problems)
+    return GatePass(certificate=cert, certificate_path=cert_path.resolve(), certificate_sha256=cert_sha,
+                    splits=split_set, index=index, files=files, verify=verify, notes=tuple(notes))
+
+
+def _split_identity(cert: Mapping[str, Any], split_set: SplitSet, *, files_ok: bool) -> list[str]:
+    """Format and fingerprint recorded for the split files, compared with what they are now."""
+    from audit.api import splits_block
+
+    out = []
+    csplits = cert.get("splits") or {}
+    if csplits.get("format") is not None and csplits.get("format") != split_set.format:
+        out.append(f"the certificate records split format '{csplits.get('format')}'; "
+                   f"the split input is read as '{split_set.format}'")
+    if files_ok and csplits.get("fingerprint") is not None:
+        now = splits_block(split_set)["fingerprint"]
+        if now != csplits.get("fingerprint"):
+            out.append("the split fingerprint recorded in the certificate does not match the split files "
+                       "(the certificate was edited)")
+    return out
+
+
+def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *,
+                     full: bool) -> tuple[DatasetIndex, dict[str, str], list[str], list[str]]:
+    """Index and fingerprint the dataset; every file that differs from the certificate's list."""
+    from audit.bidsindex import index_dataset
+    from audit.hashing import HashCache, dataset_fingerprint
+
+    index = index_dataset(dataset)
+    cache = HashCache(memory=True) if full else HashCache.default()
+    try:
+        fp = dataset_fingerprint(index, cache)
+    finally:
+        cache.close()
+    want = {str(k): str(v) for k, v in dict(cdata.get("files") or {}).items()}
+    have = dict(fp.files)
+    problems: list[str] = []
+    notes: list[str] = []
+    cname, cpath = cdata.get("name"), cdata.get("path")
+    if cname != index.name:
+        problems.append(f"the certificate was written for dataset '{cname}' ({cpath}), "
+                        f"not for '{index.name}' ({index.root})")
+    elif cpath and str(Path(cpath)) != str(index.root):
+        same = have == want and fp.fingerprint == cdata.get("fingerprint")
+        problems.append(f"the certificate was written for the dataset at {cpath}, not {index.root}"
+                        + (" (same content: audit the dataset where it lies now)" if same else ""))
+    for path, msg in fp.unreadable:
+        problems.append(f"dataset file {path} cannot be read: {msg}")
+    for f in sorted(set(want) | set(have)):
+        if f not in have:
+            problems.append(f"dataset file {f} was removed")
+        elif f not in want:
+            problems.append(f"dataset file {f} was added")
+        elif want[f] != have[f]:
+            problems.append(f"dataset file {f} changed")
+    new_subjects = sorted({f.split("/", 1)[0] for f in set(have) - set(want) if f.startswith("sub-")}
+                          - {f.split("/", 1)[0] for f in want if f.startswith("sub-")})
+    if new_subjects:
+        problems.insert(0, f"{len(new_subjects)} subject folder(s) added: {', '.join(new_subjects[:MAX_LISTED])}")
+    if fp.fingerprint != cdata.get("fingerprint") and have == want:
+        problems.append("the dataset fingerprint recorded in the certificate does not match the dataset "
+                        "(the certificate was edited)")
+    return index, have, problems, notes

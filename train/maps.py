@@ -1,0 +1,282 @@
+"""The model folder (MAPS, after ClinicaDL): everything needed to trust, resume and reuse a run.
+
+Layout::
+
+    MAPS/
+      maps.json                 status, every hyperparameter, seeds, folds, versions, device,
+                                the gate's record (certificate hash, fingerprints), label classes
+      environment.json          installed distributions and their versions
+      bidsaudit-certificate.json  a copy of the certificate the gate verified
+      splits/                   copies of the split files (paths relative to the split root)
+      train+validation.tsv      every participant seen in training, validation or pretraining
+      split-<fold>/seed-<seed>/
+        preprocessing.json      what was fitted on this fold's training set
+        checkpoint.pt           last finished epoch (model, optimiser, early-stopping state)
+        metrics.tsv             one row per finished epoch
+        best-loss/model.pt      best validation loss
+        best-<metric>/model.pt  best main metric
+        predictions/<split>_best-<sel>.tsv
+        metrics/<split>_best-<sel>.json   metrics with bootstrap 95 % CIs
+        done.json               written last: the run is complete
+      summary.json, summary.tsv per split, fold and seed; mean ± sd over runs
+
+Every file is written atomically (a temporary file renamed over the target),
+``maps.json`` first with ``"status": "running"`` and last with
+``"complete"``: a run killed at any point leaves a folder whose files are each
+whole, which ``train --resume`` continues and ``predict`` refuses until it is
+complete. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from audit.errors import InputError
+from audit.fsutil import atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "MAPS_VERSION",
+    "TrainConfig",
+    "MapsFolder",
+    "environment",
+    "read_tsv",
+    "write_tsv",
+]
+
+MAPS_VERSION = "1"
+MAIN_METRIC = {"classification": ("balanced_accuracy", "max"), "regression": ("mae", "min"),
+               "segmentation": ("dice", "max"), "reconstruction": ("mse", "min")}
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of a training run (what ``maps.json`` records and ``--resume`` must match)."""
+
+    task: str = "classification"
+    label: str | None = "diagnosis"
+    model: str = "conv5fc3"
+    mode: str = "image"
+    suffix: str = "T1w"
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    patience: int = 5
+    width: int = 8
+    seed: int = 0
+    seeds: int = 1
+    folds: list[int] | None = None
+    shape: list[int] | None = None
+    resize: str = "crop_pad"
+    norm: str = "image"
+    augment: bool = True
+    slice_axis: int = 2
+    slice_discard: float = 0.15
+    patch_size: int = 16
+    patch_stride: int = 16
+    num_workers: int = 0
+    bootstrap: int = 1000
+    selection: str = "loss"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def main_metric(self) -> tuple[str, str]:
+        """(metric, "max" or "min") used for ``best-<metric>``."""
+        return MAIN_METRIC[self.task]
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform and every installed distribution with its version."""
+    from importlib import metadata
+
+    dists = {}
+    for d in metadata.distributions():
+        name = d.metadata.get("Name")
+        if name:
+            dists[name] = d.version
+    return {"python": platform.python_version(), "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "packages": dict(sorted(dists.items(), key=lambda kv: kv[0].lower()))}
+
+
+def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a TSV atomically (``n/a`` for missing values, floats with 6 significant digits)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        w.writerow(["n/a" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in r])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+@dataclass
+class MapsFolder:
+    """A model folder on disk."""
+
+    root: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ paths
+    def run_dir(self, fold: int, seed: int) -> Path:
+        return self.root / f"split-{fold}" / f"seed-{seed}"
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.meta.get("config") or {})
+
+    # ------------------------------------------------------------ create
+    @classmethod
+    def create(cls, root: Path, *, config: TrainConfig, gate: Any, folds: Sequence[int], extra: Mapping[str, Any],
+               train_validation: Sequence[Sequence[Any]], tv_header: Sequence[str]) -> MapsFolder:
+        """Start a model folder: copies of certificate and splits, ``train+validation.tsv``, ``maps.json``."""
+        from audit import __version__
+
+        root = Path(root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise InputError(root, "already exists and is not empty",
+                             expected="a new folder for the model (or --resume to continue the run there)")
+        root.mkdir(parents=True, exist_ok=True)
+        split_set = gate.splits
+        copies = {}
+        for src, rel in zip(split_set.files, split_set.relative_files):
+            rel = rel.replace("../", "_parent/")
+            dst = root / "splits" / rel
+            atomic_write_bytes(dst, Path(src).read_bytes())
+            copies[rel] = str(Path(src).resolve())
+        atomic_write_bytes(root / "bidsaudit-certificate.json", gate.certificate_path.read_bytes())
+        write_tsv(root / "train+validation.tsv", tv_header, train_validation)
+        write_json(root / "environment.json", environment())
+        meta = {
+            "maps_version": MAPS_VERSION,
+            "status": "running",
+            "tool": {"name": "bidsaudit", "version": __version__},
+            "config": config.to_dict(),
+            "folds": list(folds),
+            "seeds": config.seed_list,
+            "dataset": {"path": str(gate.dataset), "name": gate.index.name},
+            "splits": {"root": str(Path(split_set.root).resolve()), "format": split_set.format, "files": copies},
+            "gate": gate.record(),
+            "versions": _versions(),
+            **extra,
+        }
+        self = cls(root, meta)
+        self.save()
+        return self
+
+    @classmethod
+    def open(cls, root: Path, *, complete: bool = True) -> MapsFolder:
+        """Read a model folder; refuse one that is not a model folder or not complete.
+
+        Raises
+        ------
+        InputError
+            No folder, no or malformed ``maps.json``, missing files, or (with
+            ``complete``) a run that did not finish.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            raise InputError(root, "no such folder", expected="a model folder written by 'bidsaudit train'")
+        path = root / "maps.json"
+        if not path.is_file():
+            raise InputError(root, "no maps.json here", expected="a model folder written by 'bidsaudit train'")
+        from audit.bidsindex import read_json
+
+        meta = read_json(path)
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "status" not in meta:
+            raise InputError(path, "not a bidsaudit model folder description", field="config/status",
+                             expected="maps.json written by 'bidsaudit train'")
+        self = cls(root, meta)
+        try:
+            TrainConfig.from_dict(meta["config"])
+        except TypeError as err:
+            raise InputError(path, f"malformed config: {err}", field="config") from None
+        if complete:
+            if meta.get("status") != "complete":
+                raise InputError(root, f"the training run is incomplete (status '{meta.get('status')}')",
+                                 expected="a complete model folder (continue it with 'bidsaudit train --resume')")
+            missing = [p for p in ("train+validation.tsv", "bidsaudit-certificate.json") if not (root / p).is_file()]
+            for fold in meta.get("folds") or []:
+                for seed in meta.get("seeds") or []:
+                    run = self.run_dir(fold, seed)
+                    for p in ("done.json", "preprocessing.json", f"best-{self.selection_name()}/model.pt"):
+                        if not (run / p).is_file():
+                            missing.append(str((run / p).relative_to(root)))
+            if missing:
+                raise InputError(root, "the model folder is incomplete or damaged: missing "
+                                 + ", ".join(missing[:10]), expected="a complete model folder")
+        return self
+
+    def selection_name(self, selection: str | None = None) -> str:
+        sel = selection or self.config.selection
+        return "loss" if sel == "loss" else self.config.main_metric[0]
+
+    def save(self) -> None:
+        write_json(self.root / "maps.json", self.meta)
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        self.meta["status"] = "complete"
+        self.meta["summary"] = summary
+        self.save()
+
+    def seen_subjects(self) -> dict[str, str]:
+        """Participants seen in training, validation or pretraining: ``{participant_id: role}``."""
+        path = self.root / "train+validation.tsv"
+        if not path.is_file():
+            raise InputError(self.root, "no train+validation.tsv", expected="a complete model folder")
+        out: dict[str, str] = {}
+        for row in read_tsv(path):
+            pid = (row.get("participant_id") or "").strip()
+            if pid:
+                pid = "sub-" + pid.removeprefix("sub-")
+                out.setdefault(pid, row.get("split") or "train")
+        return out
+
+
+def _versions() -> dict[str, Any]:
+    from importlib import metadata
+
+    out: dict[str, Any] = {"python": platform.python_version()}
+    for name in ("torch", "monai", "numpy", "nibabel", "scikit-learn", "scipy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def remove_partial(root: Path) -> None:
+    """Remove a run folder's partial state (used only on a fresh start of that run)."""
+    if root.exists():
+        shutil.rmtree(root)
+
+
+def file_exists(path: str | os.PathLike[str]) -> bool:
+    return Path(path).is_file()
