@@ -86,11 +86,6 @@ def _label(fold: int | None, a: str, b: str) -> str:
     return f"{a} and {b}" + ("" if fold is None else f" (fold {fold})")
 
 
-def _subset(ctx: AuditContext, table: SplitTable, subjects: Collection[str]) -> pd.DataFrame:
-    frame = table_frame(ctx, table)
-    return frame[frame["participant_id"].isin(subjects)]
-
-
 def _files_of(table: SplitTable, ordered: Sequence[str]) -> list[dict[str, Any]]:
     """The first rows (by participant, session, file, line) of the participants ``ordered`` (sorted) in ``table``.
 
@@ -103,9 +98,12 @@ def _files_of(table: SplitTable, ordered: Sequence[str]) -> list[dict[str, Any]]
 
 
 def _sessions_of(ctx: AuditContext, table: SplitTable, subjects: Collection[str]) -> pd.DataFrame:
-    """``participant_id, session_id`` of the rows of ``subjects`` in ``table`` (repeats kept).
+    """``participant_id, session_id`` of (at least) the rows of ``subjects`` in ``table`` (repeats kept).
 
-    A few participants: their rows alone are built; many: taken from the table's column frame.
+    A few participants: their rows alone are built. Many: the whole column
+    frame is returned, rows of other participants included (selecting them
+    would cost more than :func:`shared_sessions` spends on them, and they can
+    share no session).
     """
     import pandas as pd
 
@@ -113,7 +111,7 @@ def _sessions_of(ctx: AuditContext, table: SplitTable, subjects: Collection[str]
         rows = table.rows_for(subjects)
         return pd.DataFrame({"participant_id": pd.Series([r.participant_id for r in rows], dtype=object),
                              "session_id": pd.Series([r.session_id for r in rows], dtype=object)})
-    return _subset(ctx, table, subjects)[["participant_id", "session_id"]]
+    return table_frame(ctx, table)[["participant_id", "session_id"]]
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
