@@ -192,6 +192,27 @@ class AuditConfig:
             "fingerprint": self.fingerprint(),
         }
 
+    @classmethod
+    def from_options_dict(cls, data: Mapping[str, Any] | None) -> AuditConfig:
+        """Rebuild a configuration from :meth:`as_options_dict` output (``{}`` gives the empty one).
+
+        For code that holds only ``AuditOptions.config``; the data is trusted
+        (it was validated when the file was read).
+        """
+        data = data or {}
+        severity = dict(data.get("severity") or {})
+        severity.update({k: "off" for k in data.get("off") or ()})
+        waivers = tuple(
+            Waiver(check=str(w["check"]),
+                   subjects=None if w.get("subjects") is None else tuple(w["subjects"]),
+                   reason=str(w["reason"]),
+                   expires=None if not w.get("expires") else dt.date.fromisoformat(str(w["expires"])),
+                   origin=str(w.get("origin", "")))
+            for w in data.get("waivers") or ())
+        return cls(severity=_frozen(severity),
+                   thresholds=_frozen({k: _frozen(v) for k, v in (data.get("thresholds") or {}).items()}),
+                   columns=_frozen(data.get("columns") or {}), waivers=waivers)
+
     def column(self, name: str, given: str | None = None) -> str | None:
         """The column for ``label``/``site``/``group``: the option when given, else the configured one."""
         return given if given else self.columns.get(name)

@@ -104,6 +104,7 @@ class Inputs:
     splits_given: bool
     skipped: Mapping[str, str]
     ran: frozenset[str] | None
+    waivers: tuple[Mapping[str, Any], ...] = ()
 
     def of(self, checks: Iterable[str]) -> list[tuple[str, str, str]]:
         wanted = set(checks)
@@ -382,6 +383,10 @@ def _evaluate(item: Item, x: Inputs) -> dict[str, Any]:
         notes.extend(quoted + ([f"and {more} more findings"] if more > 0 else []))
     elif checks_ran:
         notes.append("no finding of " + ", ".join(c for c in item.checks if x.ran_any([c])))
+    for w in x.waivers:
+        if w.get("check") in item.checks and w.get("status", "active") == "active" and w.get("matched"):
+            who = ", ".join(map(str, w.get("subjects") or [])) or "the whole check"
+            notes.append(f"{w['matched']} finding(s) of {w['check']} waived for {who}: {w.get('reason', '')}")
     return {**base, "status": status, "points": 0.0, "counted": True, "evidence": "; ".join(notes),
             "findings": sorted({c for c, _, _ in moved}), "advice": "" if status == "pass" else item.advice}
 
@@ -401,7 +406,7 @@ def _not_assessed_advice(item: Item, reason: str) -> str:
 def score_readiness(findings: Iterable[Any], summary: Mapping[str, Any] | None = None, *,
                     label: str | None = None, labels: Mapping[str, Any] | None = None,
                     splits_given: bool = False, skipped: Iterable[Mapping[str, str]] = (),
-                    ran: Iterable[str] | None = None) -> dict[str, Any]:
+                    ran: Iterable[str] | None = None, waivers: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Score data readiness from plain data.
 
     Parameters
@@ -424,6 +429,10 @@ def score_readiness(findings: Iterable[Any], summary: Mapping[str, Any] | None =
     ran : iterable of str, optional
         The check ids that ran. When not given, a check not in ``skipped``
         is taken to have run.
+    waivers : iterable of dict
+        The waiver records of :func:`audit.policy.apply_policy`: an item
+        whose findings were waived says so in its evidence (waived findings
+        do not move it).
 
     Returns
     -------
@@ -437,6 +446,7 @@ def score_readiness(findings: Iterable[Any], summary: Mapping[str, Any] | None =
         summary=summary, label=label or None, labels=labels, splits_given=splits_given,
         skipped={str(s.get("check")): str(s.get("reason", "")) for s in skipped},
         ran=None if ran is None else frozenset(ran),
+        waivers=tuple(waivers),
     )
     items = [_evaluate(item, x) for item in RUBRIC]
 
@@ -569,7 +579,8 @@ def checks_in_reach(ctx: Any, families: Iterable[str] | None = None) -> frozense
 
 def readiness_for(ctx: Any, findings: Iterable[Any], skipped: Iterable[Mapping[str, str]],
                   summary: Mapping[str, Any] | None, *, ran: Iterable[str] | None = None,
-                  families: Iterable[str] | None = None) -> dict[str, Any]:
+                  families: Iterable[str] | None = None,
+                  waivers: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """:func:`score_readiness` with its inputs taken from an :class:`~audit.context.AuditContext`.
 
     ``ran`` (the check ids that ran) defaults to ``ctx.cache["checks_ran"]``
@@ -583,7 +594,7 @@ def readiness_for(ctx: Any, findings: Iterable[Any], skipped: Iterable[Mapping[s
         ran = cached if cached is not None else checks_in_reach(ctx, families)
     return score_readiness(findings, summary if getattr(ctx, "index", None) is not None else None,
                            label=label, labels=labels_for(ctx, label), splits_given=ctx.splits is not None,
-                           skipped=skipped, ran=ran)
+                           skipped=skipped, ran=ran, waivers=waivers)
 
 
 # --------------------------------------------------------------------------- documentation

@@ -363,3 +363,10 @@ def test_broken_config_found_by_search_names_its_file(tmp_path):
         load_config(tmp_path / "ds", None)
     assert info.value.path == str(path) and info.value.line == 2
     assert "did you mean 'leakage.subject_overlap'?" in str(info.value)
+
+
+def test_options_dict_round_trips():
+    config = parse_config(FULL)
+    again = AuditConfig.from_options_dict(config.as_options_dict())
+    assert again == config and again.fingerprint() == config.fingerprint()
+    assert AuditConfig.from_options_dict({}) == AuditConfig() == AuditConfig.from_options_dict(None)

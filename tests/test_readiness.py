@@ -317,3 +317,13 @@ def test_checks_outside_the_command_are_not_assessed(tmp_path):
     assert it["A.confounds"]["status"] == "not_assessed"
     assert it["B.labels"]["evidence"].startswith("all 3 participants have a value")
     assert "no finding" not in it["B.labels"]["evidence"]  # the split-file label checks did not run
+
+
+def test_waived_findings_do_not_move_an_item_but_are_named():
+    waivers = [{"check": "leakage.subject_overlap", "subjects": ["sub-03"], "reason": "a phantom", "status": "active",
+                "matched": 1}, {"check": "shift.image", "subjects": [], "reason": "r", "status": "expired",
+                                "matched": 2}]
+    it = items(score(waivers=waivers))
+    assert it["A.split_integrity"]["status"] == "pass" and it["A.split_integrity"]["findings"] == []
+    assert "1 finding(s) of leakage.subject_overlap waived for sub-03: a phantom" in it["A.split_integrity"]["evidence"]
+    assert "waived" not in it["A.shift"]["evidence"]  # an expired waiver waives nothing
