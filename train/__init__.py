@@ -1,1 +1,32 @@
-"""The gated trainer (torch lives only here). Not yet implemented: see issue 5."""
+"""The gated trainer: nothing trains until an audit certificate matches the data byte for byte.
+
+Importing :mod:`train` imports neither torch nor MONAI; they are imported by
+:func:`train_model` and :func:`predict` after the gate has opened.
+
+Modules: :mod:`train.gate` (certificate verification, torch-free),
+:mod:`train.data` (items, decoded-volume cache, fitted preprocessing, samples;
+torch-free), :mod:`train.models` (the network registry), :mod:`train.loop`
+(the training loop), :mod:`train.metrics` (metrics and bootstrap CIs),
+:mod:`train.maps` (the model folder), :mod:`train.predict` (inference that
+refuses training participants), :mod:`train.api` (what the CLI calls).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["predict", "train_model"]
+
+
+def train_model(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`train.api.train_model`."""
+    from train.api import train_model as _train_model
+
+    return _train_model(*args, **kwargs)
+
+
+def predict(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`train.api.predict`."""
+    from train.api import predict as _predict
+
+    return _predict(*args, **kwargs)

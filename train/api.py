@@ -80,7 +80,9 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                 folds: Sequence[int] | None = None, batch_size: int | None = None, lr: float | None = None,
                 patience: int | None = None, width: int | None = None, shape: Sequence[int] | None = None,
                 resize: str | None = None, norm: str | None = None, augment: bool | None = None,
-                suffix: str | None = None, verify: str = "cache", require_signature: bool = False,
+                suffix: str | None = None, slice_axis: int | None = None, slice_discard: float | None = None,
+                patch_size: int | None = None, patch_stride: int | None = None, weight_decay: float | None = None,
+                selection: str | None = None, verify: str = "cache", require_signature: bool = False,
                 resume: bool = False, device: str = "auto", num_workers: int | None = None,
                 bootstrap: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
                 threads: int | None = None, progress: bool = True, echo: Echo = print,
@@ -105,6 +107,9 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     epochs, model, seeds, seed, mode, folds, batch_size, lr, patience, width, shape, resize, norm, augment, suffix
         See :class:`train.maps.TrainConfig`; ``seeds`` is how many seeds
         (``seed``, ``seed + 1``, ...), ``folds`` restricts a k-fold split.
+    slice_axis, slice_discard, patch_size, patch_stride, weight_decay, selection
+        Also :class:`train.maps.TrainConfig` (``selection``: ``loss`` or
+        ``metric``, the best model that predictions and the summary use).
     verify : {"cache", "full"}
         How the gate re-hashes dataset files (split files are always re-read).
     require_signature : bool
@@ -162,7 +167,9 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
              "mode": mode, "folds": None if folds is None else sorted(int(f) for f in folds),
              "batch_size": batch_size, "lr": lr, "patience": patience, "width": width,
              "shape": None if shape is None else [int(s) for s in shape], "resize": resize, "norm": norm,
-             "augment": augment, "suffix": suffix, "num_workers": num_workers, "bootstrap": bootstrap}
+             "augment": augment, "suffix": suffix, "num_workers": num_workers, "bootstrap": bootstrap,
+             "slice_axis": slice_axis, "slice_discard": slice_discard, "patch_size": patch_size,
+             "patch_stride": patch_stride, "weight_decay": weight_decay, "selection": selection}
     if stored is not None:
         clash = [f"{k}={v!r} (the folder has {getattr(stored, k)!r})" for k, v in given.items()
                  if v is not None and v != getattr(stored, k)]
@@ -190,6 +197,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                              + (", ".join(map(str, split_set.folds)) or "none (not a k-fold split)"))
         fold_ids = [f for f in fold_ids if f in cfg.folds]
 
+    if cfg.label and cfg.task in ("classification", "regression"):
+        _check_label(cfg.label, gate)
     masks = find_masks(gate.dataset) if cfg.task == "segmentation" else None
     store = VolumeStore(gate.dataset, cache_dir=cache_dir)
     folds_items: dict[int, dict[str, list[Any]]] = {}
@@ -310,8 +319,26 @@ def _check_config(cfg: Any) -> None:
         raise InputError(None, field="--norm", expected=" or ".join(NORMS), got=repr(cfg.norm))
     if cfg.task in ("classification", "regression") and not cfg.label:
         raise InputError(None, f"{cfg.task} needs a label column", field="--label")
+    if cfg.selection not in ("loss", "metric"):
+        raise InputError(None, field="--selection", expected="loss or metric", got=repr(cfg.selection))
+    if not 0 <= cfg.slice_discard < 0.5:
+        raise InputError(None, field="--slice-discard", expected="a fraction in [0, 0.5)", got=repr(cfg.slice_discard))
     if cfg.slice_axis not in (0, 1, 2):
         raise InputError(None, field="--slice-axis", expected="0, 1 or 2", got=repr(cfg.slice_axis))
+
+
+def _check_label(label: str, gate: Any) -> None:
+    """The label column must be in the split files or participants.tsv (with the nearest name)."""
+    import difflib
+
+    columns = set(gate.index.participants.columns) if gate.index.participants is not None else set()
+    for t in gate.splits.tables:
+        columns |= set(t.columns)
+    if label not in columns:
+        near = difflib.get_close_matches(label, sorted(columns), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise InputError(None, f"no column '{label}'{hint}", field="--label",
+                         expected="a column of the split files or participants.tsv: " + ", ".join(sorted(columns)))
 
 
 def _train_validation_rows(folds_items: dict[int, dict[str, list[Any]]], cfg: Any, gate: Any,
