@@ -57,7 +57,7 @@ def checks_of_result(result: Mapping[str, Any]) -> list[str]:
 
     Uses the result's ``checks`` list (ids that ran) when present; otherwise
     the registered checks in scope of the result's command (``validate``
-    runs the checks that need no split).
+    and ``readiness`` run the checks that need no split).
     """
     ids: set[str] = set()
     ran = result.get("checks")
@@ -67,8 +67,9 @@ def checks_of_result(result: Mapping[str, Any]) -> list[str]:
         from audit.checks.registry import all_checks
 
         command = str(result.get("command") or "")
+        families = {"validate": ("bids", "quality"), "readiness": ("bids", "quality", "confound")}.get(command)
         for spec in all_checks().values():
-            if command == "validate" and ("splits" in spec.needs or spec.family not in ("bids", "quality")):
+            if families is not None and ("splits" in spec.needs or spec.family not in families):
                 continue
             ids.add(spec.id)
     ids |= {str(f.get("check")) for f in result.get("findings") or [] if f.get("check")}

@@ -157,3 +157,9 @@ def test_any_messages_give_parseable_xml_with_consistent_counts(findings, reason
 def test_bad_timings_give_time_zero(value):
     root = parse(junit_xml({"findings": [], "skipped": [], "checks": [], "reproduce": {"timings": {"total_s": value}}}))
     assert root.get("time") == "0"
+
+
+def test_readiness_command_lists_the_confound_check_but_no_split_check():
+    ids = checks_of_result({"command": "readiness", "findings": [], "skipped": []})
+    assert "confound.label_site" in ids and "bids.invalid" in ids
+    assert not any(i.startswith(("leakage.", "shift.", "split.")) for i in ids)
