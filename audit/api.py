@@ -20,7 +20,8 @@ __all__ = ["validate_dataset", "dataset_summary", "scanner_label"]
 VALIDATE_FAMILIES = ("bids", "quality")
 
 
-def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, command: str = "validate") -> Result:
+def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, command: str = "validate",
+                     families: tuple[str, ...] = VALIDATE_FAMILIES) -> Result:
     """Index and validate a dataset: the official validator plus checks that need no split."""
     from audit.bidsindex import index_dataset
 
@@ -37,12 +38,14 @@ def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, c
                                       config=options.validator_config)
         timings["validator_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    findings, skipped = run_checks(ctx, VALIDATE_FAMILIES, out_of_scope=("splits",))
+    findings, skipped = run_checks(ctx, families, out_of_scope=("splits",))
     timings["checks_s"] = time.perf_counter() - t
     dataset = dataset_block(ctx)
+    summary = dataset_summary(ctx)
+    findings, extra = _finish(ctx, findings, skipped, families, summary)
     timings["total_s"] = time.perf_counter() - t0
-    return build_result(command, ctx, findings, skipped, dataset=dataset,
-                        summary=dataset_summary(ctx), reproduce=reproduce_block(command, options, timings))
+    return build_result(command, ctx, findings, skipped, dataset=dataset, summary=summary,
+                        reproduce=reproduce_block(command, options, timings), **extra)
 
 
 def dataset_block(ctx: AuditContext) -> dict[str, Any]:
@@ -142,16 +145,57 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
     t = time.perf_counter()
     findings, skipped = run_checks(ctx, AUDIT_FAMILIES)
     timings["checks_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
     dataset_info = dataset_block(ctx) if ctx.index is not None else None
+    summary = dataset_summary(ctx) if ctx.index is not None else {}
+    findings, extra = _finish(ctx, findings, skipped, AUDIT_FAMILIES, summary)
+    timings["total_s"] = time.perf_counter() - t0
     return build_result(
         command, ctx, findings, skipped,
         attachments={"dataset_files": dict(ctx.cache["fingerprint"].files)} if ctx.index is not None else {},
         dataset=dataset_info,
         splits=splits_block(split_set),
-        summary=dataset_summary(ctx) if ctx.index is not None else {},
+        summary=summary,
         reproduce=reproduce_block(command, options, timings),
+        **extra,
     )
+
+
+def readiness_dataset(path: str | Path, options: AuditOptions) -> Result:
+    """Readiness of a dataset for a learning task on ``options.label`` (no splits needed)."""
+    from audit.bidsindex import index_dataset
+    from audit.errors import InputError
+
+    index = index_dataset(path)
+    label = options.label
+    table = index.participants
+    columns = list(table.columns) if table is not None else []
+    if not label or label not in columns:
+        import difflib
+
+        near = difflib.get_close_matches(label or "", columns, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise InputError(index.root / "participants.tsv", f"no column '{label}'{hint}", field="--label",
+                         expected="a column of participants.tsv: " + (", ".join(columns) or "(no table)"))
+    return validate_dataset(path, options, command="readiness", families=(*VALIDATE_FAMILIES, "confound"))
+
+
+def _finish(ctx: AuditContext, findings: list[Any], skipped: list[dict[str, str]], families: tuple[str, ...],
+            summary: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Apply the configuration's severities and waivers, then score readiness."""
+    import datetime as dt
+
+    from audit.config import AuditConfig
+    from audit.policy import apply_policy
+    from audit.readiness import readiness_for
+
+    config = AuditConfig.from_options_dict(ctx.options.config)
+    today = dt.date.today()
+    findings, waivers = apply_policy(findings, config, today)
+    readiness = readiness_for(ctx, findings, skipped, summary, families=families, waivers=waivers)
+    return list(findings), {"waivers": tuple(waivers), "readiness": readiness,
+                            "checks": tuple(ctx.cache.get("checks_ran", ())),
+                            "config": {"fingerprint": config.fingerprint(), "date": today.isoformat(),
+                                       "source": ctx.options.config.get("source")}}
 
 
 def splits_block(split_set: Any) -> dict[str, Any]:

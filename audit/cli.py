@@ -47,6 +47,27 @@ ValidatorConfigOpt = Annotated[
     Optional[Path], typer.Option("--validator-config", help="The official validator's JSON config (ignored codes).")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", help="A bidsaudit.toml (or pyproject.toml with [tool.bidsaudit]); "
+                                 "default: found beside the dataset or above the split files.")]
+JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report (one test case per "
+                                                  "check) for CI systems.")]
+
+
+def load_options(dataset: Path | None, splits: Path | None, config_path: Path | None, **kwargs: object) -> object:
+    """AuditOptions with the configuration file found (or given) applied; CLI options win over the file."""
+    from audit.config import load_config
+    from audit.context import AuditOptions
+
+    config, source = load_config(dataset, splits, config_path)
+    for name in ("label", "site", "group"):
+        if name in kwargs:
+            kwargs[name] = config.column(name, kwargs[name])  # type: ignore[arg-type]
+    data = config.as_options_dict()
+    data["source"] = str(source) if source else None
+    if source:
+        typer.echo(f"Configuration: {source}", err=True)
+    return AuditOptions(config=data, **kwargs)  # type: ignore[arg-type]
 
 
 def _version(value: bool) -> None:
@@ -90,7 +111,7 @@ def reported_errors() -> Iterator[None]:
 
 
 def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir: Path, stem: str,
-         quiet: bool = False) -> None:
+         quiet: bool = False, junit_out: Path | None = None) -> None:
     """Write the JSON result and the HTML report (atomically) and print a summary."""
     from audit.fsutil import atomic_write_text
     from reports.render import render_report
@@ -105,6 +126,10 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
         written.append(("JSON result", atomic_write_text(json_out, result.to_json())))
     if html_out:
         written.append(("HTML report", atomic_write_text(html_out, render_report(result.to_dict()))))
+    if junit_out:
+        from audit.junit import junit_xml
+
+        written.append(("JUnit XML", atomic_write_text(junit_out, junit_xml(result.to_dict()))))
     if json_out == "-":
         return
     print_summary(result, quiet=quiet)
@@ -125,6 +150,16 @@ def print_summary(result: Result, *, quiet: bool = False) -> None:
         typer.echo(f"  {f.severity:<7} {f.check:<28} {f.message}")
     for s in result.skipped:
         typer.echo(f"  skipped {s['check']:<28} {s['reason']}")
+    for w in result.waivers:
+        who = ", ".join(w.get("subjects") or []) or "whole check"
+        until = f" (until {w['expires']})" if w.get("expires") else ""
+        typer.echo(f"  {w.get('status', 'waived'):<7} {w.get('check', ''):<28} {who}: {w.get('reason', '')}{until}")
+    readiness = result.readiness or {}
+    if readiness.get("level"):
+        typer.echo(f"  readiness {readiness['level']} ({readiness.get('level_name', '')}), "
+                   f"score {readiness.get('score', 0):.1f}/100")
+        for step in list(readiness.get("next_steps") or [])[:3]:
+            typer.echo(f"    next: {step}")
 
 
 @app.command()
@@ -135,25 +170,28 @@ def validate(
     no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
     = None,
+    config: ConfigOpt = None,
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
+    junit_out: JunitOpt = None,
     out_dir: OutDirOpt = Path("bidsaudit-reports"),
     quiet: QuietOpt = False,
 ) -> None:
     """BIDS validity (the official validator) plus the checks that need no split."""
     with reported_errors():
         from audit.api import validate_dataset
-        from audit.context import AuditOptions
 
         if validator_config is not None and not validator_config.is_file():
             from audit.errors import InputError
 
             raise InputError(validator_config, "no such file", field="--validator-config",
                              expected="the validator's JSON config file")
-        options = AuditOptions(ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
+        options = load_options(dataset if dataset.is_dir() else None, None, config,
+                               ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers)
-        result = validate_dataset(dataset, options)
-        emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet)
+        result = validate_dataset(dataset, options)  # type: ignore[arg-type]
+        emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet,
+             junit_out=junit_out)
     raise typer.Exit(result.exit_code)
 
 
@@ -183,30 +221,63 @@ def audit(
                                                         "pass (default: bidsaudit-certificate.json beside the "
                                                         "split files).")] = None,
     no_certificate: Annotated[bool, typer.Option("--no-certificate", help="Do not write a certificate.")] = False,
+    config: ConfigOpt = None,
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
+    junit_out: JunitOpt = None,
     out_dir: OutDirOpt = Path("bidsaudit-reports"),
     quiet: QuietOpt = False,
 ) -> None:
     """Everything: validation, leakage, confounds, shift; without DATASET, every check the split tables allow."""
     with reported_errors():
         from audit.api import audit_splits
-        from audit.context import AuditOptions
         from audit.errors import InputError
 
         if str(splits) == "--":
             raise InputError(None, "missing option", field="--splits", expected="the split files to audit")
-        options = AuditOptions(label=label, site=site, group=group, pretrain=str(pretrain) if pretrain else None,
+        options = load_options(dataset if dataset is not None and dataset.is_dir() else None, splits, config,
+                               label=label, site=site, group=group,
+                               pretrain=str(pretrain) if pretrain else None,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers, scheduler=scheduler)
-        result = audit_splits(dataset, splits, options)
-        emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet)
+        result = audit_splits(dataset, splits, options)  # type: ignore[arg-type]
+        emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet,
+             junit_out=junit_out)
         if result.status == "pass" and not no_certificate:
             from audit.api import certify
 
-            path = certify(result, options, splits, certificate)
+            path = certify(result, options, splits, certificate)  # type: ignore[arg-type]
             if json_out != "-":
                 typer.echo(f"Certificate: {path}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def readiness(
+    dataset: Annotated[Path, typer.Argument(help="The BIDS dataset folder.")],
+    label: Annotated[Optional[str], typer.Option("--label", help="The label column of the learning task.")]
+    = None,
+    site: Annotated[Optional[str], typer.Option("--site", help="Site/scanner column (default: from sidecars).")]
+    = None,
+    ignore_nifti_headers: IgnoreHeadersOpt = False,
+    no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = None,
+    html_out: HtmlOpt = None,
+    junit_out: JunitOpt = None,
+    out_dir: OutDirOpt = Path("bidsaudit-reports"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Data readiness score (0-100) and level for a learning task on label column COL."""
+    with reported_errors():
+        from audit.api import readiness_dataset
+
+        options = load_options(dataset if dataset.is_dir() else None, None, config, label=label or "diagnosis",
+                               site=site, ignore_nifti_headers=ignore_nifti_headers,
+                               run_validator=not no_validator)
+        result = readiness_dataset(dataset, options)  # type: ignore[arg-type]
+        emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="readiness", quiet=quiet,
+             junit_out=junit_out)
     raise typer.Exit(result.exit_code)
 
 

@@ -29,6 +29,9 @@ class Result:
     splits: Mapping[str, Any] | None = None
     readiness: Mapping[str, Any] | None = None
     skipped: tuple[Mapping[str, str], ...] = ()
+    waivers: tuple[Mapping[str, Any], ...] = ()
+    checks: tuple[str, ...] = ()
+    config: Mapping[str, Any] | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)
     reproduce: Mapping[str, Any] = field(default_factory=dict)
     #: Data that travels with the result in memory but is not part of the JSON
@@ -61,6 +64,9 @@ class Result:
             "findings": [f.to_dict() for f in self.findings],
             "readiness": _plain(self.readiness) if self.readiness is not None else None,
             "skipped": [dict(s) for s in self.skipped],
+            "waivers": [_plain(w) for w in self.waivers],
+            "checks": list(self.checks),
+            "config": _plain(self.config) if self.config is not None else None,
             "summary": _plain(self.summary),
             "reproduce": _plain(self.reproduce),
         }
@@ -77,6 +83,9 @@ class Result:
             splits=data.get("splits"),
             readiness=data.get("readiness"),
             skipped=tuple(data.get("skipped", [])),
+            waivers=tuple(data.get("waivers") or ()),
+            checks=tuple(data.get("checks") or ()),
+            config=data.get("config"),
             summary=data.get("summary") or {},
             reproduce=data.get("reproduce") or {},
         )

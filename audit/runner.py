@@ -44,6 +44,7 @@ def run_checks(
         severity = overrides.get(spec.id, spec.default)
         for f in spec.func(ctx):
             findings.append(f.stamped(spec.id, f.severity or severity))
+    ctx.cache["checks_ran"] = sorted(ran)
     return findings, [{"check": k, "reason": v} for k, v in sorted(skipped.items())]
 
 
