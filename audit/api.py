@@ -275,7 +275,8 @@ def _check_columns(ctx: AuditContext) -> None:
         if column and column not in columns:
             near = difflib.get_close_matches(column, sorted(columns), n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise InputError("participants.tsv" if ctx.index is not None else ctx.splits.root, f"no column '{column}'{hint}", field=option,
+            raise InputError(ctx.index.root / "participants.tsv" if ctx.index is not None else ctx.splits.root,
+                             f"no column '{column}'{hint}", field=option,
                              expected="a column of participants.tsv or of the split files: "
                              + ", ".join(sorted(columns)))
 
