@@ -375,8 +375,10 @@ def test_an_ensemble_checks_every_member(case, trained):
     s2.mkdir()
     tr, va, te = ((s1 / f"{n}.tsv").read_text().splitlines() for n in ("train", "validation", "test"))
     (s2 / "train.tsv").write_text("\n".join([tr[0]] + te[1:] + va[1:]) + "\n")
-    (s2 / "validation.tsv").write_text("\n".join([tr[0]] + tr[1:4]) + "\n")
-    (s2 / "test.tsv").write_text("\n".join([tr[0]] + tr[4:]) + "\n")
+    ids = sorted({r.split("\t")[0] for r in tr[1:]})
+    val_ids = set(ids[: len(ids) // 2])
+    (s2 / "validation.tsv").write_text("\n".join([tr[0]] + [r for r in tr[1:] if r.split("\t")[0] in val_ids]) + "\n")
+    (s2 / "test.tsv").write_text("\n".join([tr[0]] + [r for r in tr[1:] if r.split("\t")[0] not in val_ids]) + "\n")
     _certify(case / "dataset", s2)
     train_model(case / "dataset", s2, case / "maps2", epochs=1, echo=lambda s: None, **FAST)
     with pytest.raises(LeakageRefused, match="maps2"):
@@ -466,3 +468,33 @@ def test_cuda_when_available(case):
     s = train_model(case / "dataset", case / "splits", case / "maps", epochs=1, echo=lambda s: None,
                     **dict(FAST, device="cuda"))
     assert s.device.startswith("cuda")
+
+
+@pytest.mark.torch
+def test_demo_training_trains_and_refuses_the_leaky_split(case):
+    from audit.demo import make_leaky_copy
+    from train.api import demo_training
+
+    make_leaky_copy(case / "splits", case / "splits-leaky", n=2)
+    lines: list[str] = []
+    assert demo_training(case, epochs=1, echo=lines.append)
+    text = "\n".join(lines)
+    assert "trained 1 run(s)" in text
+    assert "refused (exit 2)" in text and "no certificate here" in text
+    assert "refused (exit 1)" in text and "splits-leaky/train.tsv was not audited" in text
+    assert not (case / "maps-leaky").exists()
+
+
+@pytest.mark.torch
+def test_a_failure_before_training_leaves_no_model_folder(case, monkeypatch):
+    import train.data
+
+    from train.api import train_model
+
+    def one_class(*a, **k):
+        raise InputError(None, "the training split has one class only (CN)")
+
+    monkeypatch.setattr(train.data, "fit_preprocessing", one_class)
+    with pytest.raises(InputError, match="one class only"):
+        train_model(case / "dataset", case / "splits", case / "maps", epochs=1, echo=lambda s: None, **FAST)
+    assert not (case / "maps").exists()
