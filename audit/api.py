@@ -35,7 +35,7 @@ def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, c
 
         t = time.perf_counter()
         ctx.validator = run_validator(index.root, ignore_nifti_headers=options.ignore_nifti_headers,
-                                      config=options.validator_config)
+                                      config=options.validator_config, n_files=len(index.rows))
         timings["validator_s"] = time.perf_counter() - t
     t = time.perf_counter()
     findings, skipped = run_checks(ctx, families, out_of_scope=("splits",))
@@ -139,7 +139,7 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
 
             t = time.perf_counter()
             ctx.validator = run_validator(ctx.index.root, ignore_nifti_headers=options.ignore_nifti_headers,
-                                          config=options.validator_config)
+                                          config=options.validator_config, n_files=len(ctx.index.rows))
             timings["validator_s"] = time.perf_counter() - t
     _check_columns(ctx)
     t = time.perf_counter()

@@ -109,9 +109,17 @@ def validator_command() -> list[str]:
                          "pip install bids-validator-deno, or pass --no-validator")
 
 
+#: Above this many files, go straight to the text output: the JSON output of a large dataset
+#: with sparse sidecars (millions of warnings) fails after minutes of work.
+TEXT_FIRST_FILES = 100_000
+
+
 def run_validator(dataset: Path, *, ignore_nifti_headers: bool = False, config: Path | None = None,
-                  timeout: float | None = None) -> ValidatorRun:
+                  timeout: float | None = None, n_files: int | None = None) -> ValidatorRun:
     """Run the official validator on ``dataset`` and aggregate its issues by code.
+
+    ``n_files`` (the index's file count, when known) above :data:`TEXT_FIRST_FILES`
+    skips the JSON attempt and parses the validator's aggregated text output.
 
     Raises
     ------
@@ -137,6 +145,10 @@ def run_validator(dataset: Path, *, ignore_nifti_headers: bool = False, config: 
                    "PARTICIPANT_ID_MISMATCH errors on large datasets"]
     env = dict(os.environ, NO_COLOR="1")
     t0 = time.perf_counter()
+    if n_files is not None and n_files > TEXT_FIRST_FILES:
+        corrections.append(f"{n_files} files: the validator's aggregated text output was parsed (its JSON output "
+                           "fails on millions of warnings)")
+        return _run_text(cmd, args, env, timeout, t0, corrections, reason=None)
     with tempfile.TemporaryDirectory(prefix="bidsaudit-validator-") as tmp:
         out = Path(tmp) / "result.json"
         try:
@@ -155,21 +167,27 @@ def run_validator(dataset: Path, *, ignore_nifti_headers: bool = False, config: 
                                 summary=_small_summary(data.get("summary", {})))
         reason = _first_line(proc.stderr) or f"exit status {proc.returncode}"
     # JSON output failed (e.g. millions of warnings): the text output is aggregated by the validator itself.
-    text_proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=env, bufsize=1 << 16)
-    try:
-        assert text_proc.stdout is not None and text_proc.stderr is not None
-        codes = parse_text_output(text_proc.stdout)
-        stderr = text_proc.stderr.read()
-        rc = text_proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        text_proc.kill()
-        raise ValidatorError(f"the official BIDS validator did not finish within {timeout:.0f} s") from None
-    if rc not in (0, ERROR_EXIT) or (not codes and rc != 0):
-        raise ValidatorError(f"the official BIDS validator gave no result: {reason}; "
-                             f"text output: {_first_line(stderr) or f'exit status {rc}'}")
     corrections.append(f"the validator's JSON output failed ({reason}); its text output, which it aggregates "
                        "by code, was parsed instead")
+    return _run_text(cmd, args, env, timeout, t0, corrections, reason=reason)
+
+
+def _run_text(cmd: list[str], args: list[str], env: dict[str, str], timeout: float | None, t0: float,
+              corrections: list[str], *, reason: str | None) -> ValidatorRun:
+    with subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, bufsize=1 << 16) as text_proc:
+        try:
+            assert text_proc.stdout is not None and text_proc.stderr is not None
+            codes = parse_text_output(text_proc.stdout)  # streamed: the output is never held whole
+            stderr = text_proc.stderr.read()
+            rc = text_proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            text_proc.kill()
+            raise ValidatorError(f"the official BIDS validator did not finish within {timeout:.0f} s") from None
+    if rc not in (0, ERROR_EXIT) or (not codes and rc != 0):
+        before = f"{reason}; " if reason else ""
+        raise ValidatorError(f"the official BIDS validator gave no result: {before}"
+                             f"text output: {_first_line(stderr) or f'exit status {rc}'}")
     return ValidatorRun(version=_version(cmd), exit_code=rc, seconds=time.perf_counter() - t0, codes=codes,
                         corrections=tuple(corrections), output_format="text")
 

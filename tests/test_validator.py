@@ -123,3 +123,16 @@ def test_missing_dataset_path_gives_no_traceback(tmp_path):
     res = CliRunner().invoke(app, ["validate", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert Path(tmp_path / "nope").name in res.output
+
+
+def test_large_datasets_go_straight_to_the_text_output(shared_data, monkeypatch):
+    import audit.validator as v
+
+    monkeypatch.setattr(v, "TEXT_FIRST_FILES", 10)
+    ds = shared_data / "bids-examples" / "ds001"
+    cfg = shared_data / "bids-examples" / "default-config.json"
+    text = run_validator(ds, ignore_nifti_headers=True, config=cfg, n_files=135)
+    assert text.output_format == "text" and any("text output" in c for c in text.corrections)
+    json_run = run_validator(ds, ignore_nifti_headers=True, config=cfg)
+    assert {c: s.count for c, s in text.codes.items()} == {
+        c: s.count for c, s in json_run.codes.items() if s.severity != "ignore"}
