@@ -25,6 +25,14 @@ def _torch():
     return pytest.importorskip("torch")
 
 
+@pytest.fixture(autouse=True)
+def _skip_without_torch(request):
+    """Tests marked ``torch`` are skipped where torch (or MONAI) is not installed."""
+    if request.node.get_closest_marker("torch"):
+        pytest.importorskip("torch")
+        pytest.importorskip("monai")
+
+
 def _write_masks(dataset: Path) -> None:
     """derivatives/tissue/sub-*/.../*_desc-tissue_dseg.nii.gz: three classes by intensity."""
     import nibabel as nib

@@ -407,7 +407,7 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
                     bootstrap=bootstrap, echo=echo)
 
 
-def demo_training(directory: str | os.PathLike[str], *, epochs: int = 3,
+def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5,
                   echo: Echo = print) -> bool:
     """The demo's training step: train on the audited split, then show the leaky split refused.
 
@@ -428,7 +428,7 @@ def demo_training(directory: str | os.PathLike[str], *, epochs: int = 3,
         have_torch = False
     if have_torch:
         echo(f"      bidsaudit train: a small Conv5_FC3 on the certified split ({epochs} epochs, CPU)")
-        summary = train_model(dataset, clean, directory / "maps", epochs=epochs, width=4, batch_size=4,
+        summary = train_model(dataset, clean, directory / "maps", epochs=epochs, width=4, batch_size=4, lr=1e-3,
                               augment=True, bootstrap=200, device="cpu", threads=1, progress=False,
                               echo=lambda s: echo("      " + s))
         for line in summary.lines():

@@ -32,9 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -271,12 +269,3 @@ def _versions() -> dict[str, Any]:
             out[name] = None
     return out
 
-
-def remove_partial(root: Path) -> None:
-    """Remove a run folder's partial state (used only on a fresh start of that run)."""
-    if root.exists():
-        shutil.rmtree(root)
-
-
-def file_exists(path: str | os.PathLike[str]) -> bool:
-    return Path(path).is_file()
