@@ -94,8 +94,9 @@ def reported_errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except BidsauditError as err:
-        typer.echo(f"bidsaudit: error: {err}", err=True)
-        raise typer.Exit(2) from None
+        code = getattr(err, "exit_code", 2)  # 1: the tool ran and refuses (a closed gate, a leak)
+        typer.echo(f"bidsaudit: {'refused' if code == 1 else 'error'}: {err}", err=True)
+        raise typer.Exit(code) from None
     except KeyboardInterrupt:
         typer.echo("bidsaudit: interrupted; nothing was left half-written", err=True)
         raise typer.Exit(130) from None
@@ -308,6 +309,59 @@ def split(
         for line in summary(result):
             typer.echo(line)
         typer.echo(f"wrote {len(files)} files under {output}")
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="The BIDS dataset folder the certificate vouches for.")],
+    splits: Annotated[Path, typer.Option("--splits", help="The audited split files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The model folder (MAPS) to write.")],
+    certificate: Annotated[Optional[Path], typer.Option("--certificate", help="Default: "
+                                                        "bidsaudit-certificate.json beside the split files.")]
+    = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="classification, regression, reconstruction or "
+                                                "segmentation.")] = None,
+    label: Annotated[Optional[str], typer.Option("--label", help="Target column.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs per run.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="conv5fc3, resnet or unet.")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="image, slice or patch.")] = None,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", min=1, help="Repeat with N seeds (mean ± sd).")]
+    = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    verify: Annotated[str, typer.Option("--verify", help="cache (size, mtime, inode) or full (re-hash every "
+                                        "file).")] = "cache",
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="Refuse a certificate without a "
+                                                    "valid BIDSAUDIT_SIGNING_KEY signature.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed)."""
+    with reported_errors():
+        from train.api import train_model
+
+        summary = train_model(dataset, splits, output, certificate=certificate, task=task, label=label,
+                              epochs=epochs, model=model, mode=mode, seeds=seeds, batch_size=batch_size, lr=lr,
+                              verify=verify, require_signature=require_signature, resume=resume, device=device,
+                              echo=typer.echo)
+        for line in summary.lines():
+            typer.echo(line)
+        typer.echo(f"Model folder: {summary.maps}")
+
+
+@app.command()
+def predict(
+    maps: Annotated[list[Path], typer.Argument(help="One model folder, or several (an ensemble).")],
+    data: Annotated[Path, typer.Option("--data", help="The BIDS dataset to predict on.")],
+    split_file: Annotated[Path, typer.Option("--split", help="The participants to predict (a split TSV).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write predictions.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Predict; refuses participants that trained the model(s) or their pretraining sources."""
+    with reported_errors():
+        from train.api import predict as run_predict
+
+        run_predict(maps, data, split_file, output=output, device=device, echo=typer.echo)
 
 
 @app.command()

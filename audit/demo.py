@@ -44,7 +44,7 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     (directory / ".bidsaudit-demo").write_text("made by bidsaudit demo\n")
 
     t0 = time.perf_counter()
-    steps = 4
+    steps = 5
     echo(f"[1/{steps}] writing a synthetic {subjects}-subject, multi-site BIDS dataset to {dataset}")
     summary = make_dataset(dataset, n_subjects=subjects, seed=seed)
     echo(f"      {summary.n_subjects} subjects, {summary.n_images} T1w images, sites: {', '.join(summary.sites)}"
@@ -73,10 +73,18 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     _save(leaky, reports / "audit-leaky", echo)
     ok = ok and clean.status == "pass" and leaky.status == "fail"
 
+    echo(f"[5/{steps}] bidsaudit train: only the certified split may be used")
+    from train.api import demo_training
+
+    ok = demo_training(directory, echo=echo) and ok
+    maps = directory / "maps" / "report.html"
+
     echo(f"demo finished in {time.perf_counter() - t0:.1f} s")
     echo(f"HTML report (clean split): {(reports / 'audit.html').resolve()}")
     echo(f"HTML report (leaky split): {(reports / 'audit-leaky.html').resolve()}")
     echo(f"HTML report (validation):  {(reports / 'validate.html').resolve()}")
+    if maps.exists():
+        echo(f"Training report:           {maps.resolve()}")
     if not ok:
         echo("unexpected: the clean demo should pass and the leaky copy should fail")
     return 0 if ok else 1
