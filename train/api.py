@@ -395,7 +395,7 @@ def _write_summary(maps: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
 def predict(maps_dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
             data: str | os.PathLike[str], split_file: str | os.PathLike[str], *,
             output: str | os.PathLike[str] | None = None, label: str | None = None, selection: str | None = None,
-            device: str = "auto", bootstrap: int = 1000, echo: Echo = print) -> Any:
+            device: str = "auto", bootstrap: int = 1000, threads: int | None = None, echo: Echo = print) -> Any:
     """Predict with one model folder or an ensemble of several; refuse any participant seen in training.
 
     See :func:`train.predict.predict`.
@@ -404,7 +404,7 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
 
     dirs = [maps_dirs] if isinstance(maps_dirs, (str, os.PathLike)) else list(maps_dirs)
     return _predict(dirs, data, split_file, output=output, label=label, selection=selection, device=device,
-                    bootstrap=bootstrap, echo=echo)
+                    bootstrap=bootstrap, threads=threads, echo=echo)
 
 
 def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5,
