@@ -361,7 +361,9 @@ def predict(
     with reported_errors():
         from train.api import predict as run_predict
 
-        run_predict(maps, data, split_file, output=output, device=device, echo=typer.echo)
+        summary = run_predict(maps, data, split_file, output=output, device=device, echo=typer.echo)
+        for line in summary.lines():
+            typer.echo(line)
 
 
 @app.command()
