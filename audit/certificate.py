@@ -66,6 +66,20 @@ def split_file_hashes(files: list[str]) -> dict[str, str]:
     return out
 
 
+def describe_changes(want: Mapping[str, str], have: Mapping[str, str], what: str, *,
+                     removed: str = "was removed", added: str = "was added", changed: str = "changed") -> list[str]:
+    """One sentence per key whose hash differs between what was certified and what is there now."""
+    out = []
+    for key in sorted(set(want) | set(have)):
+        if key not in have:
+            out.append(f"{what} {key} {removed}")
+        elif key not in want:
+            out.append(f"{what} {key} {added}")
+        elif want[key] != have[key]:
+            out.append(f"{what} {key} {changed}")
+    return out
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -181,13 +195,8 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
     want = dict((cert.get("splits") or {}).get("files") or {})
     have = split_file_hashes(split_files)
     have = {str(Path(f).resolve()): h for f, h in have.items()}
-    for f in sorted(set(want) | set(have)):
-        if f not in have:
-            problems.append(f"split file {f} was audited but is not among the files given now")
-        elif f not in want:
-            problems.append(f"split file {f} was not audited")
-        elif want[f] != have[f]:
-            problems.append(f"split file {f} changed since the audit")
+    problems.extend(describe_changes(want, have, "split file", removed="was audited but is not among the files "
+                                     "given now", added="was not audited", changed="changed since the audit"))
 
     cdata = cert.get("dataset")
     if dataset is not None:
@@ -207,16 +216,7 @@ def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *, full: bool) -> 
     fp = dataset_fingerprint(index, cache)
     if fp.fingerprint == cdata.get("fingerprint"):
         return []
-    want = dict(cdata.get("files") or {})
-    have = dict(fp.files)
-    out = []
-    for f in sorted(set(want) | set(have)):
-        if f not in have:
-            out.append(f"dataset file {f} was removed")
-        elif f not in want:
-            out.append(f"dataset file {f} was added")
-        elif want[f] != have[f]:
-            out.append(f"dataset file {f} changed")
+    out = describe_changes(dict(cdata.get("files") or {}), dict(fp.files), "dataset file")
     if not out:
         out.append("the dataset fingerprint differs from the certificate's")
     return out

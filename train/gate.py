@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit.errors import BidsauditError, InputError
+from audit.certificate import describe_changes
 
 if TYPE_CHECKING:
     from audit.bidsindex import DatasetIndex
@@ -263,13 +264,7 @@ def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *,
                         + (" (same content: audit the dataset where it lies now)" if same else ""))
     for path, msg in fp.unreadable:
         problems.append(f"dataset file {path} cannot be read: {msg}")
-    for f in sorted(set(want) | set(have)):
-        if f not in have:
-            problems.append(f"dataset file {f} was removed")
-        elif f not in want:
-            problems.append(f"dataset file {f} was added")
-        elif want[f] != have[f]:
-            problems.append(f"dataset file {f} changed")
+    problems.extend(describe_changes(want, have, "dataset file"))
     new_subjects = sorted({f.split("/", 1)[0] for f in set(have) - set(want) if f.startswith("sub-")}
                           - {f.split("/", 1)[0] for f in want if f.startswith("sub-")})
     if new_subjects:
