@@ -36,7 +36,8 @@ Splits
     split). A training split is reported only when it is worse than the
     whole population (otherwise the dataset finding says it all).
 
-Scanner signature (an info finding under the same id, needs images)
+Scanner signature (an info finding under the same id; it needs images, and
+the label too so that the check runs or is skipped as a whole)
     How well per-image features (intensity percentiles and ratios,
     foreground, voxel size, thumbnail components: see
     :func:`audit.checks.shift.image_features`) predict the site: a
@@ -63,8 +64,9 @@ from audit.findings import Finding, finding
 THRESHOLDS: dict[str, dict[str, Any]] = {
     "confound.label_site": {
         "alpha": 0.05,                 # significance of the association test and of the permutation test
-        "cramers_v_warning": 0.2,      # moderate association (Cohen's w = 0.3 for 2 classes ~ V 0.3; V 0.2 is
-        "cramers_v_error": 0.4,        # Deepchecks' drift limit); 0.4: strong (Rea & Parker 1992)
+        # Rea & Parker (1992): V 0.2-0.4 moderate, 0.4-0.6 relatively strong (0.2 is also Deepchecks' limit)
+        "cramers_v_warning": 0.2,
+        "cramers_v_error": 0.4,
         "accuracy_gain_warning": 0.1,  # site alone beats chance by 10 points of balanced accuracy
         "accuracy_gain_error": 0.25,   # ... by 25 points (75 % balanced accuracy on two classes)
         "epsilon2_warning": 0.08,      # continuous label: medium effect of site (Kruskal-Wallis)
@@ -258,7 +260,7 @@ def label_site(ctx: AuditContext) -> Iterator[Finding]:
                                     "dataset_severity": m["severity"]})
 
 
-@check("confound.label_site", default="error", needs={"images"})
+@check("confound.label_site", default="error", needs={"images", "label"})
 def scanner_signature(ctx: AuditContext) -> Iterator[Finding]:
     """Image features predict the site or scanner: a signature a CNN can learn (info)."""
     import numpy as np
