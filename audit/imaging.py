@@ -29,7 +29,15 @@ Thumbnail (``thumbnail``)
     sampled (trilinear) at the centres of a 16x16x16 grid spanning the
     world-space bounding box of its foreground, then z-scored and rounded
     to float16. It survives reorientation, translation, resampling,
-    intensity rescaling and mild noise, for ``leakage.near_duplicate_image``.
+    intensity rescaling and mild noise (a quick look at the content).
+
+Near-duplicate fingerprint (``fingerprint``, ``fingerprint_spread``)
+    :func:`audit.neardup.fingerprint` of the reference volume in canonical
+    orientation: ``FP_SIZE**3`` log intensities sampled in a frame
+    the image defines (foreground centroid, principal axes, spread), as
+    base64 float16, and the foreground's spreads (mm) along its principal
+    axes, for ``leakage.near_duplicate_image``. Empty for images smaller
+    than ``FP_MIN_EDGE`` voxels along an axis.
 
 Statistics
     ``min``/``max`` over every finite voxel of the whole array; ``mean``,
@@ -74,7 +82,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit import hashing
+from audit import hashing, neardup
 from audit.errors import InputError
 from audit.hashing import CHUNK, EMPTY_SHA256, CacheKey, HashCache
 
@@ -99,7 +107,7 @@ MAX_DIM = 2**15
 STATS_VOXELS = 2**20
 _DEFLATE_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1
 #: Changes whenever what a summary holds or how it is computed changes (cache entries of other versions are ignored).
-SUMMARY_VERSION = f"bidsaudit-image-summary-1/thumb{THUMB_SIZE}"
+SUMMARY_VERSION = f"bidsaudit-image-summary-2/thumb{THUMB_SIZE}/{neardup.FINGERPRINT_VERSION}"
 STATUSES = ("ok", "corrupt", "empty", "unreadable", "placeholder", "skipped")
 _PRESENT = ("file", "symlink")
 #: How long to wait for a Dask scheduler given by address.
@@ -152,6 +160,13 @@ class ImageSummary:
         ``THUMB_SIZE**3`` z-scored samples as base64 of little-endian
         float16 (8 KiB; empty when not computed): compact enough to keep
         for every image of a large dataset. :meth:`thumbnail_vector` decodes it.
+    fingerprint : str
+        The near-duplicate fingerprint (:mod:`audit.neardup`) as base64 of
+        little-endian float16 (16 KB; empty when not computed).
+        :meth:`fingerprint_vector` decodes it.
+    fingerprint_spread : tuple of 3 float or None
+        Standard deviations (mm) of the foreground along its principal axes,
+        ascending: the size the fingerprint was normalised by.
     """
 
     path: str
@@ -183,6 +198,8 @@ class ImageSummary:
     p50: float | None = None
     p99: float | None = None
     thumbnail: str = ""
+    fingerprint: str = ""
+    fingerprint_spread: tuple[float, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -196,10 +213,14 @@ class ImageSummary:
         """The thumbnail as a float32 vector (length 0 when there is none)."""
         return np.frombuffer(base64.b64decode(self.thumbnail), dtype="<f2").astype(np.float32)
 
+    def fingerprint_vector(self) -> np.ndarray:
+        """The fingerprint as a float16 vector (length 0 when there is none)."""
+        return neardup.decode(self.fingerprint)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (tuples become lists)."""
         out = asdict(self)
-        for key in ("shape", "zooms", "affine"):
+        for key in ("shape", "zooms", "affine", "fingerprint_spread"):
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
@@ -207,7 +228,7 @@ class ImageSummary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageSummary:
         kw = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        for key in ("shape", "zooms", "affine"):
+        for key in ("shape", "zooms", "affine", "fingerprint_spread"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
         return cls(**kw)
@@ -820,3 +841,10 @@ def _stats(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any]) -> None:
     sd = float(samples.std())
     thumb = (samples - samples.mean()) / sd if sd > 0 else np.zeros_like(samples)
     out["thumbnail"] = base64.b64encode(thumb.astype("<f2").tobytes()).decode("ascii")
+    try:
+        fp = neardup.fingerprint(ref, affine)
+    except (ValueError, ArithmeticError, IndexError, np.linalg.LinAlgError):  # never a reason to fail an image
+        fp = None
+    if fp is not None:
+        out["fingerprint"] = neardup.encode(fp.vector)
+        out["fingerprint_spread"] = fp.spread

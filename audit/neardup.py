@@ -1,0 +1,585 @@
+"""Near-duplicate image fingerprints and a candidate search that scales.
+
+Pure functions over arrays. The image pass (:mod:`audit.imaging`) calls
+:func:`fingerprint` once per image (on the decoded, closest-canonical
+reference volume it already holds); the content checks
+(:mod:`audit.checks.content`) call :func:`near_pairs` over the fingerprints
+of a dataset.
+
+Fingerprint (``FINGERPRINT_VERSION``)
+    A ``FP_SIZE**3`` grid (20**3 = 8000 values) sampled from the image in
+    world space (millimetres, through the affine), in a frame the image
+    itself defines, so that what a re-save, a reorientation, a resampling, a
+    rigid move or an intensity map does to the file cancels out:
+
+    1. *Data*: finite, non-zero voxels. Exact zeros are "no data" (padding,
+       masking, the corners a resampling fills), so a zero-padded or
+       zero-filled copy holds the same data as its original.
+    2. *Smoothing*: block sums, then a Gaussian by normalised convolution (no
+       data neither counts nor pulls values down), sigma ``FP_SMOOTH`` grid
+       spacings: noise, denoising, voxel size and interpolation fade.
+    3. *Foreground*: Otsu's threshold on log intensities (clipped below the
+       ``FP_FLOOR_Q`` percentile of the positive values), so scaling and
+       gamma move it with the data. When the two Otsu classes are less than
+       ``FP_BG_GAP`` apart in log intensity (e^1.2 = 3.3 times) there is no
+       dark background (a tight crop, a masked image): all data are
+       foreground.
+    4. *Frame*: centre = the foreground's centroid; axes = its principal
+       axes, signed and ordered to be the rotation closest to the world axes
+       (a head scanned upright keeps its anatomical axes), drawn towards the
+       world axes when two principal spreads are nearly equal
+       (``FRAME_GAP``: the axes in their plane are arbitrary then); half
+       width = ``FP_EXTENT`` times the root-mean-square spread (one isotropic
+       scale). Translation, rotation, reorientation and voxel size cancel.
+    5. *Intensities*: the log of the smoothed values, clamped from below at
+       the ``FP_CLAMP_Q`` percentile of the foreground samples (background,
+       and every point outside the data, hold the clamp value: the head's
+       outline does not outweigh what is inside it), centred and scaled to
+       unit length: scaling and gamma are an additive and a multiplicative
+       constant of log intensities, which the normalisation removes.
+
+    :class:`Fingerprint` also keeps the foreground's spreads (mm) along its
+    principal axes: the one thing the frame normalises away, and the first
+    thing in which two different people differ. Volumes smaller than
+    ``FP_MIN_EDGE`` voxels along an axis (slabs, toy volumes) get no
+    fingerprint: there is no 3-D shape to compare.
+
+Similarity
+    Fingerprints of one dataset share the anatomy all its scans have (raw
+    cosines of different synthetic subjects are 0.97-0.998), so similarity is
+    *relative to the group*: each fingerprint minus the mean fingerprint of
+    its group (one BIDS suffix of one dataset), cosine of what is left
+    (:class:`Residuals`). A copy keeps what makes its original differ from
+    the mean; different people share little of it (median about 0). Groups
+    of fewer than ``MIN_GROUP`` images have no meaningful mean and are not
+    compared.
+
+Candidate search (:func:`near_pairs`)
+    Residuals are projected on their top ``SEARCH_DIMS`` principal axes
+    (fitted on a sample). A projection on orthonormal axes never lengthens
+    a distance, and the part off the axes bounds it further
+    (:func:`_bound`), so a pair whose full cosine is at least ``t`` is
+    within ``sqrt(2 - 2t)`` there: that is the candidate filter, and every
+    candidate is confirmed with the full cosine. Up to ``EXACT_MAX`` images
+    every pair is screened (nothing above the threshold can be missed);
+    larger groups use an inverted file: k-means cells in the projection,
+    each image looks in its ``n_probe`` nearest cells and a pair is missed
+    only when neither image's cells hold the other (recall 0.99 at 100,000
+    phantom-like fingerprints, ``bench/bench_neardup.py``). At most
+    ``CANDIDATES_PER_ROW`` candidates per image are confirmed (the closest
+    in the projection), which bounds time and memory for fingerprints that
+    the projection does not describe (white noise).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Iterator, Sequence
+from itertools import permutations, product
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "FINGERPRINT_VERSION",
+    "FP_SIZE",
+    "Fingerprint",
+    "MIN_GROUP",
+    "decode",
+    "encode",
+    "fingerprint",
+    "near_pairs",
+    "Residuals",
+    "residuals",
+]
+
+FP_SIZE = 20
+FP_EXTENT = 2.0
+FP_SMOOTH = 0.4
+FP_FLOOR_Q = 5.0
+FP_BG_GAP = 1.2
+FP_CLAMP_Q = 65.0
+#: Relative gaps between principal spreads below which the principal axes are not trusted (see _frame).
+FRAME_GAP = (0.02, 0.06)
+FP_MIN_EDGE = 8
+#: Moments of the data region come from a regular subsample of at most about this many voxels.
+MOMENT_VOXELS = 2**18
+#: Changes whenever the fingerprint's definition changes.
+FINGERPRINT_VERSION = f"fp1-{FP_SIZE}-log-pca-frame"
+#: Fewest images of a group for a relative similarity.
+MIN_GROUP = 3
+#: Principal axes of the candidate search's projection.
+SEARCH_DIMS = 32
+#: Candidate pairs confirmed per image at most (the closest in the projection are kept beyond that).
+CANDIDATES_PER_ROW = 32
+#: Up to this many images, every pair is screened in the projection (beyond: the inverted file).
+EXACT_MAX = 10_000
+
+
+# ------------------------------------------------------------ fingerprint
+class Fingerprint(NamedTuple):
+    """A fingerprint: the vector and the principal spreads of the foreground."""
+
+    vector: np.ndarray  # float32, unit length, FP_SIZE**3
+    spread: tuple[float, ...]  # standard deviations (mm) along the principal axes, ascending
+
+
+def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
+    """The fingerprint of a 3-D volume, or ``None``.
+
+    Parameters
+    ----------
+    volume : ndarray, 3-D
+        Decoded voxel values (NaN and exact zeros are "no data").
+    affine : ndarray (4, 4)
+        Voxel to world (mm).
+
+    Returns
+    -------
+    Fingerprint or None
+        ``None`` for a volume too small (``FP_MIN_EDGE``), without enough
+        data, or of one value.
+    """
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 3 or min(vol.shape) < FP_MIN_EDGE:
+        return None
+    affine = np.asarray(affine, dtype=np.float64)
+    valid = np.isfinite(vol) & (vol != 0)
+    if np.count_nonzero(valid) < 64:
+        return None
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    # 1. the size of the data region sets how much to smooth
+    step = max(1, math.ceil((vol.size / MOMENT_VOXELS) ** (1 / 3)))
+    _, cov0 = _moments(valid[::step, ::step, ::step].astype(np.float32))
+    a_sub = affine[:3, :3] * step
+    s0 = math.sqrt(max(float(np.linalg.eigvalsh(a_sub @ cov0 @ a_sub.T).mean()), 0.0))
+    h0 = 2 * FP_EXTENT * max(s0, float(zooms.max())) / FP_SIZE  # about the grid spacing (mm)
+    # 2. block means to about a third of that, then a Gaussian (normalised convolution)
+    f = [max(1, int(h0 / (3 * z))) for z in zooms]
+    filled = np.where(valid, vol, np.float32(0))
+    count = valid.astype(np.float32)
+    if max(f) > 1:
+        filled = _block_sum(filled, f)
+        count = _block_sum(count, f)
+    aff = affine @ np.diag([f[0], f[1], f[2], 1.0])
+    aff[:3, 3] = affine[:3, :3] @ ((np.array(f, dtype=np.float64) - 1) / 2) + affine[:3, 3]
+    zred = zooms * np.array(f)
+    blur = FP_SMOOTH * h0
+    sigma = [math.sqrt(max(blur**2 - (z**2 / 12 if k > 1 else 0.0), 0.0)) / z for z, k in zip(zred, f)]
+    sm = gaussian_filter(filled.astype(np.float64), sigma, mode="constant")
+    sc = gaussian_filter(count.astype(np.float64), sigma, mode="constant")
+    cover = sc / float(f[0] * f[1] * f[2])
+    inside = cover > 0.5
+    vals = np.where(inside, sm / np.where(inside, sc, 1.0), 0.0)
+    # 3. foreground: Otsu on clipped log intensities
+    v = vals[inside]
+    pos = v[v > 0]
+    if pos.size < 8:
+        return None
+    floor = float(np.percentile(pos, FP_FLOOR_Q))
+    lv = np.log(np.maximum(v, floor))
+    tl = _otsu(lv)
+    low, high = lv[lv <= tl], lv[lv > tl]
+    if low.size and high.size and float(high.mean() - low.mean()) > FP_BG_GAP:
+        t = max(math.exp(tl), floor)
+        fg = inside & (vals > t)
+    else:  # no dark background mode: every datum is foreground
+        t = floor
+        fg = inside
+    if np.count_nonzero(fg) < 8:
+        return None
+    # 4. frame: centroid, principal axes, isotropic spread
+    centre, cov = _moments(fg.astype(np.float32))
+    centre_w = aff[:3, :3] @ centre + aff[:3, 3]
+    cov_w = aff[:3, :3] @ cov @ aff[:3, :3].T
+    spread = math.sqrt(max(float(np.linalg.eigvalsh(cov_w).mean()), 0.0))
+    if not spread > 0:
+        return None
+    rot = _frame(cov_w)
+    half = FP_EXTENT * spread
+    u = (np.arange(FP_SIZE) + 0.5) / FP_SIZE * 2 - 1
+    gx, gy, gz = np.meshgrid(u, u, u, indexing="ij")
+    world = rot @ (np.stack([gx.ravel(), gy.ravel(), gz.ravel()]) * half) + centre_w[:, None]
+    inv = np.linalg.inv(aff)
+    vox = inv[:3, :3] @ world + inv[:3, 3:4]
+    samples = map_coordinates(vals, vox, order=1, mode="constant", cval=0.0, prefilter=False)
+    covered = map_coordinates(cover, vox, order=1, mode="constant", cval=0.0, prefilter=False) > 0.5
+    # 5. log intensities clamped at the threshold; outside the data = background
+    inner = samples[covered & (samples > t)]
+    clamp = max(t, float(np.percentile(inner, FP_CLAMP_Q))) if inner.size else t
+    x = np.log(np.maximum(np.where(covered, samples, clamp), clamp))
+    x -= x.mean()
+    norm = float(np.linalg.norm(x))
+    if not norm > 1e-9 * max(1.0, abs(math.log(clamp))):
+        return None
+    axes = np.sqrt(np.maximum(np.linalg.eigvalsh(cov_w), 0.0))
+    return Fingerprint((x / norm).astype(np.float32), tuple(round(float(a), 4) for a in axes))
+
+
+def _otsu(values: np.ndarray, bins: int = 128) -> float:
+    """Otsu's threshold of ``values`` (the lowest value when they hardly vary)."""
+    lo, hi = float(values.min()), float(values.max())
+    if not hi - lo > 1e-9 * max(abs(lo), abs(hi), 1e-30):
+        return lo
+    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    mids = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist).astype(np.float64)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * mids)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(mids[int(np.argmax(between[:-1]))])
+
+
+def _moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted centroid (3,) and covariance (3, 3) of voxel indices (from marginal sums)."""
+    total = weights.sum(dtype=np.float64)
+    idx = [np.arange(n, dtype=np.float64) for n in weights.shape]
+    marg = [weights.sum(axis=tuple(a for a in range(3) if a != ax), dtype=np.float64) for ax in range(3)]
+    centre = np.array([(marg[a] * idx[a]).sum() / total for a in range(3)])
+    cov = np.empty((3, 3))
+    for a in range(3):
+        cov[a, a] = (marg[a] * idx[a] ** 2).sum() / total - centre[a] ** 2
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        plane = weights.sum(axis=3 - a - b, dtype=np.float64)  # axes (a, b) in order
+        cov[a, b] = cov[b, a] = float(idx[a] @ plane @ idx[b]) / total - centre[a] * centre[b]
+    return centre, cov
+
+
+def _signed_permutations() -> list[np.ndarray]:
+    out = []
+    for perm in permutations(range(3)):
+        for signs in product((1.0, -1.0), repeat=3):
+            p = np.zeros((3, 3))
+            for col, (row, s) in enumerate(zip(perm, signs)):
+                p[row, col] = s
+            if np.linalg.det(p) > 0:
+                out.append(p)
+    return out
+
+
+_ROTATIONS = _signed_permutations()
+
+
+def _frame(cov: np.ndarray) -> np.ndarray:
+    """The rotation to sample in: the principal axes of ``cov``, signed and ordered closest to the world axes.
+
+    When two principal spreads are nearly equal the axes in their plane are
+    arbitrary (noise turns them); the rotation is then drawn towards the
+    world axes, fully below a relative gap of ``FRAME_GAP[0]``, not at all
+    above ``FRAME_GAP[1]`` (continuous in between, so no copy jumps frames).
+    """
+    from scipy.spatial.transform import Rotation
+
+    vals, vecs = np.linalg.eigh(cov)
+    if np.linalg.det(vecs) < 0:
+        vecs[:, 0] = -vecs[:, 0]
+    best, score = np.eye(3), -math.inf
+    for p in _ROTATIONS:
+        r = vecs @ p
+        s = float(np.trace(r))
+        if s > score + 1e-12:
+            best, score = r, s
+    sd = np.sqrt(np.maximum(vals, 0.0))
+    gap = min(float((sd[1] - sd[0]) / max(sd[1], 1e-12)), float((sd[2] - sd[1]) / max(sd[2], 1e-12)))
+    lo, hi = FRAME_GAP
+    trust = min(max((gap - lo) / (hi - lo), 0.0), 1.0)
+    if trust >= 1.0:
+        return best
+    out: np.ndarray = Rotation.from_rotvec(trust * Rotation.from_matrix(best).as_rotvec()).as_matrix()
+    return out
+
+
+def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
+    shape = [math.ceil(n / k) for n, k in zip(a.shape, f)]
+    a = np.pad(a, [(0, s * k - n) for s, k, n in zip(shape, f, a.shape)])
+    out: np.ndarray = a.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).sum(axis=(1, 3, 5))
+    return out
+
+
+def encode(vector: np.ndarray) -> str:
+    """Base64 of little-endian float16 (how a summary stores a fingerprint)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f2").tobytes()).decode("ascii")
+
+
+def decode(text: str) -> np.ndarray:
+    """The float16 vector of :func:`encode` (length 0 for an empty string)."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f2")
+
+
+# ------------------------------------------------------------------ search
+class Residuals(NamedTuple):
+    """A group's fingerprints as float32, their mean, and each one's distance from it."""
+
+    x: np.ndarray  # (n, d) float32
+    mean: np.ndarray  # (d,) float32
+    dot_mean: np.ndarray  # (n,) x . mean
+    norms: np.ndarray  # (n,) |x - mean|
+
+    def unit(self, rows: np.ndarray | slice) -> np.ndarray:
+        """``(x - mean) / |x - mean|`` of ``rows`` (float32)."""
+        r = self.x[rows] - self.mean
+        scale = self.norms[rows]
+        r /= np.where(scale > 0, scale, 1.0).astype(np.float32)[:, None]
+        return r
+
+    def cosine(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Relative similarity of row pairs (float64), from ``x_i . x_j`` alone."""
+        out = np.empty(len(i), dtype=np.float64)
+        mm = float(self.mean @ self.mean)
+        for s in _chunks(len(i), 4096):
+            a, b = i[s], j[s]
+            dots = np.einsum("ij,ij->i", self.x[a], self.x[b], dtype=np.float64)
+            num = dots - self.dot_mean[a] - self.dot_mean[b] + mm
+            den = self.norms[a] * self.norms[b]
+            out[s] = num / np.where(den > 0, den, 1.0)
+        return out
+
+
+def residuals(vectors: np.ndarray) -> Residuals:
+    """:class:`Residuals` of a group (one float32 copy when ``vectors`` are float16)."""
+    n, d = vectors.shape
+    if vectors.dtype == np.float32:
+        x = np.ascontiguousarray(vectors)
+    else:
+        x = np.empty((n, d), dtype=np.float32)
+        for s in _chunks(n, 8192):
+            x[s] = vectors[s]
+    total = np.zeros(d, dtype=np.float64)
+    ones = np.ones(8192, dtype=np.float32)
+    for s in _chunks(n, 8192):
+        total += ones[:s.stop - s.start] @ x[s]  # column sums through BLAS, per chunk
+    mean = (total / max(n, 1)).astype(np.float32)
+    dot_mean = np.empty(n, dtype=np.float64)
+    sq = np.empty(n, dtype=np.float64)
+    for s in _chunks(n, 8192):
+        dot_mean[s] = x[s] @ mean
+        sq[s] = np.einsum("ij,ij->i", x[s], x[s])
+    norms = np.sqrt(np.maximum(sq - 2 * dot_mean + float(mean @ mean), 0.0))
+    return Residuals(x, mean, dot_mean, norms)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for i in range(0, n, size):
+        yield slice(i, min(n, i + size))
+
+
+def near_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed: int = 0,
+               exact_max: int = EXACT_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """Pairs of rows whose relative similarity is at least ``threshold``.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, d)
+        Fingerprints of one group (float16 or float32); not modified.
+    threshold : float
+        On the cosine of ``vector - group mean``.
+    n_probe : int
+        Cells each row looks in (groups larger than ``exact_max`` only).
+    exact_max : int
+        Up to this many rows, every pair is screened in the projection (no
+        pair above the threshold can be missed).
+
+    Returns
+    -------
+    i, j : ndarray of int64
+        Row pairs, ``i < j``, sorted.
+    sim : ndarray of float64
+        Their relative similarity.
+    stats : dict
+        ``candidates`` (pairs confirmed with the full vectors) and ``exact``
+        (1.0 when every pair was screened).
+    """
+    n = len(vectors)
+    empty = np.zeros(0, dtype=np.int64)
+    if n < MIN_GROUP:
+        return empty, empty, np.zeros(0), {"candidates": 0.0, "exact": 1.0}
+    clock = [time.perf_counter()]
+    res = residuals(vectors)
+    clock.append(time.perf_counter())
+    usable = np.flatnonzero(res.norms > 1e-6)
+    if len(usable) < 2:
+        return empty, empty, np.zeros(0), {"candidates": 0.0, "exact": 1.0}
+    proj = _project(res, usable, seed=seed)
+    clock.append(time.perf_counter())
+    radius = math.sqrt(max(2.0 - 2.0 * threshold, 0.0))
+    screened_all = len(usable) <= exact_max
+    budget = _Budget(CANDIDATES_PER_ROW * len(usable) + 10_000)
+    if screened_all:
+        _all_within(proj, radius, budget)
+    else:
+        _ivf_candidates(proj, radius, budget, n_probe=n_probe, seed=seed)
+    ci, cj = budget.pairs()
+    clock.append(time.perf_counter())
+    i, j = usable[ci], usable[cj]
+    sim = res.cosine(i, j)
+    clock.append(time.perf_counter())
+    keep = sim >= threshold
+    lo, hi, s = _sorted(i[keep], j[keep], sim[keep])
+    exact = screened_all and not budget.pruned
+    seconds = dict(zip(("residuals_s", "projection_s", "search_s", "confirm_s"), np.diff(clock).tolist()))
+    return lo, hi, s, {"candidates": float(len(ci)), "exact": 1.0 if exact else 0.0,
+                       "pruned": float(budget.pruned), **seconds}
+
+
+class _Budget:
+    """Candidate pairs with their projected squared distance; beyond ``limit`` only the closest are kept."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.i: list[np.ndarray] = []
+        self.j: list[np.ndarray] = []
+        self.d: list[np.ndarray] = []
+        self.size = 0
+        self.pruned = 0
+
+    def add(self, i: np.ndarray, j: np.ndarray, d2: np.ndarray) -> None:
+        if not len(i):
+            return
+        self.i.append(i.astype(np.int64))
+        self.j.append(j.astype(np.int64))
+        self.d.append(d2.astype(np.float32))
+        self.size += len(i)
+        if self.size > 4 * self.limit:
+            self._prune()
+
+    def _prune(self) -> None:
+        i, j, d = (np.concatenate(x) for x in (self.i, self.j, self.d))
+        key = i * (max(int(i.max(initial=0)), int(j.max(initial=0))) + 1) + j
+        key, first = np.unique(key, return_index=True)
+        i, j, d = i[first], j[first], d[first]
+        if len(d) > self.limit:
+            keep = np.argpartition(d, self.limit - 1)[:self.limit]
+            self.pruned += len(d) - self.limit
+            i, j, d = i[keep], j[keep], d[keep]
+        self.i, self.j, self.d, self.size = [i], [j], [d], len(i)
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.i:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        self._prune()
+        return self.i[0], self.j[0]
+
+
+def _sorted(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    order = np.lexsort((hi, lo))
+    return lo[order], hi[order], s[order]
+
+
+def _project(res: Residuals, rows: np.ndarray, *, seed: int) -> np.ndarray:
+    """Unit residuals of ``rows`` on their top principal axes (fitted on a sample), float32 (n, k)."""
+    rng = np.random.default_rng(seed)
+    sample = rows[np.sort(rng.choice(len(rows), size=min(len(rows), 4096), replace=False))]
+    x = res.unit(sample)
+    x -= x.mean(axis=0)
+    k = min(SEARCH_DIMS, x.shape[0], x.shape[1])
+    # randomised range finder with a few power iterations; orthonormalised through the small Gram matrix
+    q = x.T @ rng.standard_normal((x.shape[0], k + 8)).astype(np.float32)
+    for _ in range(3):
+        q = _orthonormal(x.T @ (x @ _orthonormal(q)))
+    _, _, vt = np.linalg.svd((x @ q).astype(np.float64), full_matrices=False)
+    axes = np.ascontiguousarray((q.astype(np.float64) @ vt.T)[:, :k].astype(np.float32))  # (d, k' <= k)
+    shift = res.mean @ axes
+    out = np.empty((len(rows), axes.shape[1]), dtype=np.float32)
+    every = len(rows) == len(res.x)  # all rows: slices, no gathered copies
+    for s in _chunks(len(rows), 8192):
+        r = s if every else rows[s]
+        out[s] = (res.x[r] @ axes - shift) / res.norms[r].astype(np.float32)[:, None]
+    return out
+
+
+def _orthonormal(q: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning ``q`` (through the eigen-decomposition of ``q.T q``)."""
+    g = q.T.astype(np.float64) @ q.astype(np.float64)
+    w, v = np.linalg.eigh(g)
+    keep = w > w.max() * 1e-10
+    out: np.ndarray = (q.astype(np.float64) @ (v[:, keep] / np.sqrt(w[keep]))).astype(np.float32)
+    return out
+
+
+def _bound(sq_a: np.ndarray, sq_b: np.ndarray, dots: np.ndarray) -> np.ndarray:
+    """A lower bound of the full squared distance of unit residuals from their projections.
+
+    ``|a - b|^2 = |Pa - Pb|^2 + |Qa - Qb|^2 >= |Pa - Pb|^2 + (|Qa| - |Qb|)^2`` with
+    ``|Qa|^2 = 1 - |Pa|^2`` (``Q``: the part off the projection axes).
+    """
+    qa = np.sqrt(np.maximum(1 - sq_a, 0))
+    qb = np.sqrt(np.maximum(1 - sq_b, 0))
+    out: np.ndarray = sq_a[:, None] + sq_b[None, :] - 2 * dots + (qa[:, None] - qb[None, :]) ** 2
+    return out
+
+
+def _all_within(p: np.ndarray, radius: float, budget: _Budget) -> None:
+    """Every pair of rows of ``p`` whose full distance may be within ``radius``."""
+    sq = np.einsum("ij,ij->i", p, p)
+    r2 = np.float32(radius * radius + 1e-3)  # float32 rounding never drops a pair at the threshold
+    for s in _chunks(len(p), 2048):
+        d2 = _bound(sq[s], sq, p[s] @ p.T)
+        a, b = np.nonzero(d2 <= r2)
+        keep = a + s.start < b
+        budget.add(a[keep] + s.start, b[keep], d2[a[keep], b[keep]])
+
+
+def _ivf_candidates(p: np.ndarray, radius: float, budget: _Budget, *, n_probe: int, seed: int) -> None:
+    """Row pairs within ``radius`` of each other in ``p``, looking only in each row's ``n_probe`` nearest cells."""
+    n = len(p)
+    n_cells = max(1, min(int(2 * math.sqrt(n)), n // 8))
+    centres = _kmeans(p, n_cells, seed=seed)
+    sq = np.einsum("ij,ij->i", p, p)
+    csq = np.einsum("ij,ij->i", centres, centres)
+    n_probe = min(n_probe, n_cells)
+    home = np.empty(n, dtype=np.int64)
+    probes = np.empty((n, n_probe), dtype=np.int64)
+    for s in _chunks(n, 16384):
+        d2 = sq[s, None] + csq[None, :] - 2 * (p[s] @ centres.T)
+        home[s] = np.argmin(d2, axis=1)
+        if n_probe < n_cells:
+            probes[s] = np.argpartition(d2, n_probe - 1, axis=1)[:, :n_probe]
+        else:
+            probes[s] = np.arange(n_cells)
+    order = np.argsort(home, kind="stable")
+    starts = np.searchsorted(home[order], np.arange(n_cells + 1))
+    q_rows = np.repeat(np.arange(n), n_probe)
+    q_cells = probes.ravel()
+    q_order = np.argsort(q_cells, kind="stable")
+    q_starts = np.searchsorted(q_cells[q_order], np.arange(n_cells + 1))
+    r2 = np.float32(radius * radius + 1e-3)  # float32 rounding never drops a pair at the threshold
+    for c in range(n_cells):
+        members = order[starts[c]:starts[c + 1]]
+        queries = q_rows[q_order[q_starts[c]:q_starts[c + 1]]]
+        if not len(members) or not len(queries):
+            continue
+        pm, sm = p[members], sq[members]
+        for s in _chunks(len(queries), 4096):
+            qs = queries[s]
+            d2 = _bound(sq[qs], sm, p[qs] @ pm.T)
+            a, b = np.nonzero(d2 <= r2)
+            qa, mb = qs[a], members[b]
+            keep = qa != mb  # found from either side: a pair counts when one row probes the other's cell
+            budget.add(np.minimum(qa[keep], mb[keep]), np.maximum(qa[keep], mb[keep]), d2[a[keep], b[keep]])
+
+
+def _kmeans(p: np.ndarray, k: int, *, seed: int, iters: int = 10) -> np.ndarray:
+    """Lloyd's k-means on a sample of ``p`` (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    sample = p[np.sort(rng.choice(len(p), size=min(len(p), max(30 * k, 10000)), replace=False))]
+    centres = sample[np.sort(rng.choice(len(sample), size=k, replace=False))].copy()
+    ssq = np.einsum("ij,ij->i", sample, sample)
+    for _ in range(iters):
+        labels = np.empty(len(sample), dtype=np.int64)
+        csq = np.einsum("ij,ij->i", centres, centres)
+        for s in _chunks(len(sample), 16384):
+            labels[s] = np.argmin(ssq[s, None] + csq[None, :] - 2 * (sample[s] @ centres.T), axis=1)
+        counts = np.bincount(labels, minlength=k)
+        sums = np.zeros((k, p.shape[1]), dtype=np.float64)
+        for dim in range(p.shape[1]):
+            sums[:, dim] = np.bincount(labels, weights=sample[:, dim], minlength=k)
+        filled = counts > 0
+        centres[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
+    return centres
