@@ -1,0 +1,463 @@
+"""Near-duplicate images: the candidate search at scale, and the separation behind the default threshold.
+
+Two modes.
+
+Search (default)
+    Random but structured fingerprints: a Gaussian model of real
+    fingerprints of synthetic T1w phantoms (:func:`audit.synthetic.make_dataset`,
+    ``--bases-subjects``): their mean plus random combinations of their
+    principal components with the phantoms' own variances, plus 5 % white
+    noise, so different "subjects" are as alike as the phantoms are; 1 % of
+    them get a planted near-copy (relative similarity about 0.88-0.99). For
+    each size (10k, 30k, 100k by default) one process writes the float16
+    fingerprints, a fresh one loads them and runs
+    :func:`audit.neardup.near_pairs` (the inverted-file search; at 10k also
+    the screening of every pair, the reference), and reports the time (and
+    its phases), the resident memory with the fingerprints loaded and the
+    peak of the process, the candidate pairs confirmed, the recall of the
+    planted copies at or above the threshold, and the other pairs found.
+
+Separation (``--separation``)
+    The figures behind ``leakage.near_duplicate_image``'s defaults: planted
+    copies of synthetic phantoms and of the real images in
+    ``../shared/data/nifti`` (each written as a NIfTI file and read through
+    the image pass, :func:`audit.imaging.summarise_file`), every pair of
+    different subjects of synthetic datasets of several sizes, the real
+    near-duplicate pairs (``anatomical.nii`` with its reoriented/resampled
+    copies, ``aniso_vox`` with its denoised ``ascm_out_test``) and every pair
+    of different real images. Prints, per transform, the lowest relative
+    similarity and the largest size difference of the copies, and, per
+    dataset, the highest similarity of different subjects (all, and those of
+    the same size).
+
+Usage::
+
+    .venv/bin/python bench/bench_neardup.py [--sizes 10000 30000 100000]
+    .venv/bin/python bench/bench_neardup.py --separation [--subjects 12 24 60 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+REAL = ROOT.parent / "shared" / "data" / "nifti"
+
+THRESHOLD = 0.90
+SIZE_TOLERANCE = 0.04
+#: Real pairs that are the same scan (near-duplicate ground truth).
+REAL_FAMILIES = (
+    {"nibabel/anatomical.nii", "nibabel/reoriented_anat_moved.nii", "nibabel/resampled_anat_moved.nii"},
+    {"dipy/aniso_vox.nii.gz", "dipy/ascm_out_test.nii.gz"},
+)
+#: Real images whose planted copies are measured (3-D brain volumes large enough to fingerprint).
+REAL_BASES = ("nibabel/anatomical.nii", "dipy/aniso_vox.nii.gz", "nibabel/example4d.nii.gz")
+
+
+# ------------------------------------------------------------------ search
+def _bases(n_subjects: int, seed: int, work: Path) -> Any:
+    import numpy as np
+
+    from audit.imaging import summarise_file
+    from audit.neardup import decode
+    from audit.synthetic import make_dataset
+
+    root = work / f"bases-{n_subjects}-{seed}"
+    if not (root / "dataset_description.json").exists():
+        make_dataset(root, n_subjects=n_subjects, seed=seed, session_fraction=0.0)
+    vecs = []
+    for p in sorted(root.rglob("*_T1w.nii.gz")):
+        fp = summarise_file(str(p))["content"].get("fingerprint")
+        if fp:
+            vecs.append(decode(fp).astype(np.float32))
+    return np.array(vecs)
+
+
+def make_fingerprints(bases: Any, n: int, *, seed: int = 0, planted: float = 0.01,
+                      white: float = 0.05) -> tuple[Any, Any]:
+    """``(vectors float16 (n, d), planted pairs (m, 2))``: phantom-like fingerprints and near-copies of 1 %.
+
+    A Gaussian model of the base fingerprints: their mean plus random
+    combinations of their principal components with the bases' own variances
+    (so different "subjects" are as alike as the phantoms: relative
+    similarity p99 about 0.6), plus white noise with ``white`` of the energy.
+    A planted copy adds a second, smaller draw of the same model (relative
+    similarity 0.91-0.99 to its original).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b = bases.astype(np.float64)
+    mean = b.mean(axis=0)
+    _, sv, vt = np.linalg.svd(b - mean, full_matrices=False)
+    sd = sv / math.sqrt(len(b))
+    k, d = vt.shape
+    white_sd = math.sqrt(white / (1 - white) * float((sd**2).sum()) / d)
+    vt32 = vt.astype(np.float32)
+    out = np.empty((n, d), dtype=np.float16)
+
+    def draw(m: int) -> Any:
+        x = (rng.standard_normal((m, k)) * sd).astype(np.float32) @ vt32
+        x += rng.standard_normal((m, d)).astype(np.float32) * np.float32(white_sd)
+        return x
+
+    n_copies = int(n * planted)
+    n_orig = n - n_copies
+    for s in range(0, n_orig, 4096):
+        m = min(4096, n_orig - s)
+        out[s:s + m] = (mean + draw(m)).astype(np.float16)
+    src = rng.choice(n_orig, size=n_copies, replace=False)
+    for s in range(0, n_copies, 4096):
+        rows = src[s:s + 4096]
+        eps = rng.uniform(0.14, 0.42, size=(len(rows), 1)).astype(np.float32)
+        x = out[rows].astype(np.float32) + draw(len(rows)) * eps
+        out[n_orig + s:n_orig + s + len(rows)] = x.astype(np.float16)
+    perm = rng.permutation(n)  # shuffle, so copies are not at the end
+    inv = np.empty(n, dtype=np.int64)
+    inv[perm] = np.arange(n)
+    pairs = np.stack([inv[src], inv[np.arange(n_orig, n)]], axis=1)
+    pairs.sort(axis=1)
+    return out[perm], pairs
+
+
+def _make(args: argparse.Namespace) -> int:
+    """Child process: write the fingerprints of one size (and the planted pairs) to ``.npy`` files."""
+    import numpy as np
+
+    vectors, planted = make_fingerprints(np.load(args.bases), args.make, seed=args.seed)
+    np.save(args.out.with_suffix(".vectors.npy"), vectors)
+    np.save(args.out.with_suffix(".planted.npy"), planted)
+    return 0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _one(args: argparse.Namespace) -> int:
+    """Child process: search one set of fingerprints; prints a JSON line."""
+    import numpy as np
+
+    from audit import neardup
+
+    vectors = np.load(args.one.with_suffix(".vectors.npy"))
+    planted = np.load(args.one.with_suffix(".planted.npy"))
+    rss_data = _rss_mb()
+    t = time.perf_counter()
+    i, j, sim, info = neardup.near_pairs(vectors, THRESHOLD, exact_max=10**9 if args.exact else 0,
+                                         **({"n_probe": args.probe} if args.probe else {}))
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = set(zip(i.tolist(), j.tolist()))
+    want = {tuple(p) for p in planted.tolist()}
+    planted_sim = neardup.residuals(vectors).cosine(planted[:, 0], planted[:, 1])
+    above = want & {p for p, s in zip(map(tuple, planted.tolist()), planted_sim) if s >= THRESHOLD}
+    print(json.dumps({
+        "n": len(vectors), "exact": bool(args.exact), "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak / 1024), "data_mb": round(vectors.nbytes / 2**20),
+        "rss_before_search_mb": round(rss_data), "candidates": int(info["candidates"]),
+        "planted": len(want), "planted_above": len(above), "found_planted": len(found & above),
+        "other_pairs": len(found - want), "planted_sim_min": round(float(planted_sim.min()), 3),
+        "pruned": int(info.get("pruned", 0)),
+        "phases": {k: round(v, 2) for k, v in info.items() if k.endswith("_s")},
+    }))
+    return 0
+
+
+def search_bench(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    bases = _bases(args.bases_subjects, 1, work)
+    path = work / "bases.npy"
+    np.save(path, bases)
+    print(f"{len(bases)} base fingerprints of {bases.shape[1]} values from synthetic phantoms "
+          f"({time.perf_counter() - t:.1f} s); threshold {THRESHOLD}; {os.cpu_count()} cpus")
+    runs = [(n, False) for n in args.sizes]
+    if args.sizes and min(args.sizes) <= 20000:
+        runs.insert(1, (min(args.sizes), True))
+    print(f"{'images':>8} {'search':>6} {'seconds':>8} {'(residuals projection search confirm)':>38} "
+          f"{'RSS data':>9} {'peak RSS':>9} {'candidates':>11} {'planted':>8} {'recall':>7} {'other':>6}")
+    for n, exact in runs:
+        data = work / f"fp-{n}-{args.seed}"
+        if not data.with_suffix(".vectors.npy").exists():
+            made = subprocess.run([sys.executable, __file__, "--make", str(n), "--bases", str(path), "--seed",
+                                   str(args.seed), "--out", str(data)], capture_output=True, text=True, check=False)
+            if made.returncode != 0:
+                print(made.stderr)
+                return 1
+        cmd = [sys.executable, __file__, "--one", str(data)] + (["--exact"] if exact else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            print(out.stderr)
+            return 1
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        recall = r["found_planted"] / max(r["planted_above"], 1)
+        ph = r["phases"]
+        phases = f"({ph['residuals_s']:.1f} {ph['projection_s']:.1f} {ph['search_s']:.1f} {ph['confirm_s']:.1f})"
+        print(f"{r['n']:>8} {'exact' if r['exact'] else 'ivf':>6} {r['seconds']:>8.2f} {phases:>38} "
+              f"{r['rss_before_search_mb']:>6} MB {r['peak_rss_mb']:>6} MB {r['candidates']:>11} "
+              f"{r['planted_above']:>8} {recall:>7.3f} {r['other_pairs']:>6}")
+    print("RSS data: resident memory with the float16 fingerprints loaded; peak RSS: the search process's peak "
+          "(its float32 copy of the fingerprints included); planted: copies at or above the threshold; "
+          "other: pairs found that were not planted (different draws that came out alike)")
+    return 0
+
+
+# -------------------------------------------------------------- separation
+def _rot(axis: int, deg: float) -> Any:
+    import numpy as np
+
+    a = math.radians(deg)
+    c, s = math.cos(a), math.sin(a)
+    m = np.eye(3)
+    i, j = [k for k in range(3) if k != axis]
+    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+    return m
+
+
+def transforms(data: Any, affine: Any, rng: Any) -> dict[str, tuple[Any, Any]]:
+    """The planted near-copies of one image: name -> (data, affine)."""
+    import numpy as np
+    from scipy.ndimage import affine_transform
+
+    d = np.asarray(data, dtype=np.float32)
+    p99 = float(np.nanpercentile(d, 99))
+    mx = float(np.nanmax(d))
+    out: dict[str, tuple[Any, Any]] = {}
+    slope = mx / 32000
+    out["int16+scaling"] = (np.rint(d / slope) * slope, affine)
+    out["noise 2%"] = (d + rng.normal(0, 0.02 * p99, d.shape), affine)
+    out["noise 5%"] = (d + rng.normal(0, 0.05 * p99, d.shape), affine)
+    for g in (0.8, 1.25):
+        out[f"gamma {g}"] = (mx * (np.clip(d, 0, None) / mx) ** g, affine)
+    crop = affine.copy()
+    crop[:3, 3] = affine[:3, :3] @ [3, 3, 3] + affine[:3, 3]
+    out["crop 3 (one side)"] = (d[3:, 3:, 3:], crop)
+    both = affine.copy()
+    both[:3, 3] = affine[:3, :3] @ [2, 2, 2] + affine[:3, 3]
+    out["crop 2 (both sides)"] = (d[2:-2, 2:-2, 2:-2], both)
+    pad = affine.copy()
+    pad[:3, 3] = affine[:3, :3] @ [-3, -3, -3] + affine[:3, 3]
+    out["pad 3"] = (np.pad(d, 3), pad)
+    res = affine.copy()
+    res[:3, :3] = affine[:3, :3] * 1.5
+    res[:3, 3] = affine[:3, :3] @ [0.25, 0.25, 0.25] + affine[:3, 3]
+    shape = tuple(int(math.ceil(n / 1.5)) for n in d.shape)
+    m = np.linalg.inv(affine) @ res
+    out["resample 1.5x voxels"] = (affine_transform(d, m[:3, :3], m[:3, 3], output_shape=shape, order=1), res)
+    flip = np.eye(4)
+    flip[0, 0], flip[0, 3] = -1, d.shape[0] - 1
+    perm = np.eye(4)[[0, 2, 1, 3]]
+    out["reorient (flip, swap axes)"] = (np.ascontiguousarray(np.transpose(d[::-1], (0, 2, 1))),
+                                         affine @ flip @ perm)
+    centre = affine[:3, :3] @ ((np.array(d.shape) - 1) / 2) + affine[:3, 3]
+    for axis, deg in ((2, 7), (0, 10)):
+        r = np.eye(4)
+        r[:3, :3] = _rot(axis, deg)
+        r[:3, 3] = centre - _rot(axis, deg) @ centre
+        m = np.linalg.inv(affine) @ np.linalg.inv(r) @ affine
+        out[f"rotate {deg} deg (resampled)"] = (affine_transform(d, m[:3, :3], m[:3, 3], order=1), affine)
+    moved = np.eye(4)
+    moved[:3, :3] = _rot(0, 6) @ _rot(1, 8) @ _rot(2, 10)
+    moved[:3, 3] = [3, 4, 5]
+    out["moved affine (rigid, same voxels)"] = (d, moved @ affine)
+    return out
+
+
+def _summarise_array(data: Any, affine: Any, path: Path) -> dict[str, Any]:
+    import nibabel as nib
+    import numpy as np
+
+    from audit.imaging import summarise_file
+
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), str(path))
+    content: dict[str, Any] = summarise_file(str(path))["content"]
+    return content
+
+
+class _Group:
+    """Fingerprints of one group (a dataset, or the real images) and their mean."""
+
+    def __init__(self, names: list[str], contents: list[dict[str, Any]]) -> None:
+        import numpy as np
+
+        from audit.neardup import decode
+
+        keep = [k for k, c in enumerate(contents) if c.get("fingerprint")]
+        self.names = [names[k] for k in keep]
+        self.vec = np.array([decode(contents[k]["fingerprint"]).astype(np.float64) for k in keep])
+        self.spread = np.log(np.array([contents[k]["fingerprint_spread"] for k in keep], dtype=np.float64))
+        self.mean = self.vec.mean(axis=0)
+
+    def unit(self, v: Any) -> Any:
+        import numpy as np
+
+        r = np.asarray(v, dtype=np.float64) - self.mean
+        return r / np.linalg.norm(r, axis=-1, keepdims=True)
+
+    def sim(self, a: Any, b: Any) -> float:
+        return float(self.unit(a) @ self.unit(b))
+
+
+def separation(args: argparse.Namespace) -> int:
+    import nibabel as nib
+    import numpy as np
+
+    from audit.neardup import decode
+    from audit.synthetic import make_dataset
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-sep-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    copies: dict[str, list[tuple[str, float, float]]] = {}
+    distinct_rows = []
+    real_lines: list[str] = []
+
+    def add_copies(group: _Group, label: str, src: Path, kind: str) -> None:
+        img = nib.load(str(src))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        if data.ndim > 3:
+            data = data.reshape(data.shape[:3] + (-1,)).mean(axis=-1)
+        k = group.names.index(label)
+        for name, (d, a) in transforms(data, img.affine, rng).items():
+            c = _summarise_array(d, a, work / "copy.nii")
+            if not c.get("fingerprint"):
+                copies.setdefault(name, []).append((f"{kind}:{label}", float("nan"), float("nan")))
+                continue
+            v = decode(c["fingerprint"]).astype(np.float64)
+            size = float(np.abs(np.log(np.array(c["fingerprint_spread"])) - group.spread[k]).max())
+            copies.setdefault(name, []).append((f"{kind}:{label}", group.sim(v, group.vec[k]), size))
+
+    t0 = time.perf_counter()
+    for n_sub, seed in zip(args.subjects, itertools.count(1)):
+        root = work / f"ph-{n_sub}-{seed}"
+        if not (root / "dataset_description.json").exists():
+            make_dataset(root, n_subjects=n_sub, seed=seed)
+        files = sorted(root.rglob("*_T1w.nii.gz"))
+        from audit.imaging import summarise_file
+
+        contents = [summarise_file(str(p))["content"] for p in files]
+        names = [p.name.split("_T1w")[0] for p in files]
+        g = _Group(names, contents)
+        subj = [x.split("_")[0] for x in g.names]
+        u = g.unit(g.vec)
+        s = u @ u.T
+        iu = np.triu_indices(len(g.names), 1)
+        diff = np.array([subj[a] != subj[b] for a, b in zip(*iu)])
+        size = np.abs(g.spread[iu[0]] - g.spread[iu[1]]).max(axis=1)
+        sims = s[iu]
+        same_size = diff & (size <= SIZE_TOLERANCE)
+        sessions = sims[~diff]
+        distinct_rows.append((f"synthetic, {n_sub} subjects ({len(g.names)} images, seed {seed})",
+                              float(sims[diff].max()), float(sims[same_size].max()) if same_size.any() else -1.0,
+                              int(diff.sum()), float(np.percentile(sims[diff], 99)),
+                              float(sessions.min()) if sessions.size else float("nan")))
+        for label in g.names[:args.copies_per_dataset]:
+            src = next(p for p in files if p.name.startswith(label + "_T1w"))
+            add_copies(g, label, src, "synthetic")
+    if REAL.is_dir():
+        files = sorted(p for p in REAL.rglob("*") if p.name.endswith((".nii", ".nii.gz")))
+        labels = [p.relative_to(REAL).as_posix() for p in files]
+        from audit.imaging import summarise_file
+
+        contents = [summarise_file(str(p))["content"] for p in files]
+        g = _Group(labels, contents)
+        none = sorted(set(labels) - set(g.names))
+        real_lines.append(f"real images: {len(labels)}, fingerprinted {len(g.names)} "
+                          f"(too small or 2-D, no fingerprint: {', '.join(none)})")
+        pairs = []
+        for a, b in itertools.combinations(range(len(g.names)), 2):
+            na, nb = g.names[a], g.names[b]
+            same = any(na in f and nb in f for f in REAL_FAMILIES)
+            sim = g.sim(g.vec[a], g.vec[b])
+            size = float(np.abs(g.spread[a] - g.spread[b]).max())
+            if same:
+                real_lines.append(f"  real pair {na} ~ {nb}: similarity {sim:.3f}, size difference {size:.3f}"
+                                  f" -> {'caught' if sim >= THRESHOLD and size <= SIZE_TOLERANCE else 'missed'}")
+            else:
+                pairs.append((sim, size, na, nb))
+        top = max(pairs)
+        same_size = [p for p in pairs if p[1] <= SIZE_TOLERANCE]
+        distinct_rows.append((f"real images, different scans ({len(g.names)} images)", top[0],
+                              max(same_size)[0] if same_size else -1.0, len(pairs),
+                              float(np.percentile([p[0] for p in pairs], 99)), float("nan")))
+        real_lines.append(f"  most similar different real images: {top[2]} ~ {top[3]} ({top[0]:.3f})")
+        for label in REAL_BASES:
+            if label in g.names:
+                add_copies(g, label, REAL / label, "real")
+    print(f"relative similarity: cosine of fingerprints minus their group's mean; rule: similarity >= {THRESHOLD} "
+          f"and principal sizes within {SIZE_TOLERANCE:.1%}; {time.perf_counter() - t0:.0f} s")
+    print("\nplanted copies (lowest similarity / largest size difference; caught = meets the rule):")
+    print(f"{'transform':36} {'synthetic':>22} {'real':>22}  real, per image")
+    caught_min = math.inf
+    for name, rows in copies.items():
+        line = f"{name:36}"
+        for kind in ("synthetic", "real"):
+            rr = [r for r in rows if r[0].startswith(kind)]
+            if not rr:
+                line += f" {'-':>22}"
+                continue
+            sims = [r[1] for r in rr]
+            ok = sum(1 for r in rr if r[1] >= THRESHOLD and r[2] <= SIZE_TOLERANCE)
+            line += f" {min(sims):6.3f}/{max(r[2] for r in rr):.3f} {ok:>3}/{len(rr):<3}"
+            if ok == len(rr):
+                caught_min = min(caught_min, min(sims))
+        line += "  " + " ".join(f"{r[0].split('/')[-1][:10]} {r[1]:.2f}" for r in rows if r[0].startswith("real"))
+        print(line)
+    print("\ndifferent subjects (never the same scan):")
+    print(f"{'dataset':52} {'pairs':>7} {'max sim':>8} {'max sim, same size':>19} {'p99':>6} {'sessions min':>13}")
+    for label, top, top_same, n_pairs, p99, ses in distinct_rows:
+        print(f"{label:52} {n_pairs:>7} {top:>8.3f} {top_same:>19.3f} {p99:>6.3f} {ses:>13.3f}")
+    for line in real_lines:
+        print(line)
+    worst = max(r[2] for r in distinct_rows)
+    print(f"\nseparation: lowest similarity of a transform caught every time {caught_min:.3f}; "
+          f"highest similarity of different subjects of the same size {worst:.3f} "
+          f"(of any size {max(r[1] for r in distinct_rows):.3f}); threshold {THRESHOLD}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10000, 30000, 100000])
+    ap.add_argument("--bases-subjects", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
+    ap.add_argument("--separation", action="store_true")
+    ap.add_argument("--subjects", type=int, nargs="*", default=[12, 24, 40, 60, 60, 120, 200],
+                    help="synthetic datasets of these sizes (seeds 1, 2, 3...)")
+    ap.add_argument("--copies-per-dataset", type=int, default=8)
+    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--make", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--bases", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--probe", type=int, default=0, help="cells each image looks in (default: audit.neardup's)")
+    args = ap.parse_args(argv)
+    if args.make:
+        return _make(args)
+    if args.one:
+        return _one(args)
+    if args.separation:
+        return separation(args)
+    return search_bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
