@@ -1,0 +1,354 @@
+"""Content leakage: the same scan, or a near-copy of it, under other ids in another split.
+
+``leakage.duplicate_image`` [error]
+    Two images with the same decoded-content hash
+    (:attr:`~audit.imaging.ImageSummary.content_hash`: SHA-256 of the
+    decoded, canonical-RAS float32 voxels, so re-compression, header-only
+    edits, another axis order, and another on-disk type or scaling that decode
+    to the same values all hash alike) in different splits, under different
+    participant ids, or under one participant's different session ids (the
+    same voxels cannot be a genuine second visit).
+
+``leakage.near_duplicate_image`` [error]
+    Two images of *different participants* in different splits whose
+    near-duplicate fingerprints (:mod:`audit.neardup`) agree: relative
+    similarity at least ``similarity`` (default 0.90: cosine of the two
+    fingerprints after removing the mean fingerprint of the images of their
+    BIDS suffix) *and* foreground sizes within ``size_tolerance`` (default
+    4 %, along each principal axis). Pairs with equal content hashes are left
+    to ``leakage.duplicate_image``. Two sessions of one participant are
+    expected to look alike and are never reported here (split apart, they are
+    ``leakage.subject_overlap``). Suffixes with fewer than three fingerprinted
+    images are not compared (no mean to compare against).
+
+How the defaults were chosen (``bench/bench_neardup.py --separation``
+measures the figures in :data:`SEPARATION`, which every near-duplicate
+finding carries in its evidence): planted copies of synthetic phantoms (56)
+and of real images (3) (re-saved as int16 with scaling, 2 % and 5 % noise,
+gamma 0.8 and 1.25, cropping, zero padding, resampling to 1.5 times the
+voxel size, 7 and 10 degree rotations, reorientation, a moved affine)
+against every pair of different subjects of seven synthetic datasets of 12
+to 200 subjects (54,000 pairs) and of the real images in
+``../shared/data/nifti``:
+
+* copies caught every time (noise, gamma, padding, resampling, int16 and
+  scaling of the phantoms; gamma, padding, int16 and scaling of the real
+  images): relative similarity 0.937 or more, sizes within 1.5 %;
+* different subjects: at most 0.891, and 0.874 among those whose sizes
+  agree within 4 % (synthetic phantoms come from one template, so some
+  "people" are near-twins); different real images at most 0.04;
+* so 0.90 with the size test has no false positive on any of them, with
+  0.026 to spare; it catches nearly all rotated phantoms (110 of 112) and
+  the real reoriented copy ``reoriented_anat_moved.nii`` of
+  ``anatomical.nii`` (0.911, sizes 3.6 % apart);
+* missed: crops that cut into the object, noise added to a zero-masked
+  image (the mask's edge moves), rotations and resampling of tight crops
+  that change their extent by more than 4 %, the denoised
+  ``ascm_out_test.nii.gz`` of ``aniso_vox.nii.gz`` (0.62: denoising moved its
+  foreground by 15 %), and images too small to fingerprint (the 3-slice
+  ``resampled_anat_moved.nii``).
+
+Identical voxels stored under another affine (a moved or reoriented copy)
+have the same content hash: ``leakage.duplicate_image`` reports them.
+
+Images are mapped to splits by participant and session: a split row without
+a session covers every session of that participant. Pairs inside one split
+are not leakage and are not reported. Findings: one per pair of splits (per
+fold of a k-fold layout), naming every participant involved, with the pairs
+(paths, ids, hash or similarity) in evidence (the first :data:`MAX_PAIRS`;
+the count is complete).
+
+Both checks read the one image pass of the audit
+(:meth:`~audit.context.AuditContext.image_summaries`); with
+``--ignore-nifti-headers`` nothing is read and they report nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audit import neardup
+from audit.checks.registry import check
+from audit.context import AuditContext
+from audit.findings import Finding, finding
+
+if TYPE_CHECKING:
+    from audit.imaging import ImageSummaries, ImageSummary
+
+__all__ = ["MAX_PAIRS", "SEPARATION", "THRESHOLDS", "near_duplicates"]
+
+#: Pairs listed in one finding's evidence (the count is always complete).
+MAX_PAIRS = 50
+NAMED = 4  # pairs named in a message
+
+#: Defaults; override in ``bidsaudit.toml``: ``[thresholds."leakage.near_duplicate_image"] similarity = 0.95``.
+THRESHOLDS: dict[str, dict[str, Any]] = {
+    "leakage.near_duplicate_image": {
+        "similarity": 0.90,       # relative fingerprint similarity (cosine after removing the suffix's mean)
+        "size_tolerance": 0.04,   # largest |log| ratio of the principal spreads (4 %)
+    },
+}
+
+#: Measured by ``bench/bench_neardup.py --separation`` (see the module documentation).
+SEPARATION: dict[str, Any] = {
+    "measured_with": "bench/bench_neardup.py --separation",
+    "copies_lowest_similarity": 0.937,  # transforms caught every time (noise, gamma, padding, resampling...)
+    "distinct_highest_similarity_same_size": 0.874,  # different subjects whose sizes agree within 4 %
+    "distinct_highest_similarity": 0.891,  # different subjects, any size
+    "distinct_pairs": 54_000,
+    "datasets": "synthetic phantoms, 7 datasets of 12 to 200 subjects; 9 real images of ../shared/data/nifti",
+}
+
+
+# ------------------------------------------------------------------ splits
+@dataclass(frozen=True)
+class _Member:
+    """Where an image lies in one fold view: the splits holding its participant (and session)."""
+
+    image: ImageSummary
+    splits: tuple[str, ...]
+
+
+def _membership(tables: Mapping[str, Any]) -> Any:
+    """A function from (participant, session) to the names of the splits (in view order) holding it."""
+    sessions = {name: t.sessions() for name, t in tables.items()}
+    subjects = {name: t.subjects() for name, t in tables.items()}
+
+    def splits_of(subject: str | None, session: str | None) -> tuple[str, ...]:
+        if subject is None:
+            return ()
+        out = []
+        for name in tables:
+            ses = sessions[name]
+            if (subject, None) in ses:
+                out.append(name)
+            elif session is None:
+                if subject in subjects[name]:
+                    out.append(name)
+            elif (subject, session) in ses:
+                out.append(name)
+        return tuple(out)
+
+    return splits_of
+
+
+def _cross_split(a: ImageSummary, b: ImageSummary, splits_of: Any,
+                 order: Mapping[str, int]) -> list[tuple[str, str, ImageSummary, ImageSummary]]:
+    """``(split x, split y, image in x, image in y)`` for every pair of different splits, x before y."""
+    sa, sb = splits_of(a.subject, a.session), splits_of(b.subject, b.session)
+    out = []
+    seen = set()
+    for x in sa:
+        for y in sb:
+            if x == y:
+                continue
+            if order[x] < order[y]:
+                key = (x, y, a.path, b.path)
+                item = (x, y, a, b)
+            else:
+                key = (y, x, b.path, a.path)
+                item = (y, x, b, a)
+            if key not in seen:
+                seen.add(key)
+                out.append(item)
+    return out
+
+
+def _side(split: str, s: ImageSummary) -> dict[str, Any]:
+    return {"split": split, "participant_id": s.subject, "session_id": s.session, "path": s.path}
+
+
+def _where(fold: int | None) -> dict[str, Any]:
+    return {} if fold is None else {"fold": fold}
+
+
+def _label(fold: int | None, a: str, b: str) -> str:
+    return f"{a} and {b}" + ("" if fold is None else f" (fold {fold})")
+
+
+def _pair_name(a: ImageSummary, b: ImageSummary) -> str:
+    def one(s: ImageSummary) -> str:
+        return f"{s.subject}/{s.session}" if s.session else str(s.subject)
+
+    return f"{one(a)} = {one(b)}"
+
+
+def _findings(fold: int | None, hits: dict[tuple[str, str], list[dict[str, Any]]], what: tuple[str, str],
+              extra: Mapping[str, Any]) -> Iterator[Finding]:
+    """One finding per pair of splits; ``what``: the words after the count (one pair, several pairs)."""
+    for (x, y), rows in hits.items():
+        rows.sort(key=lambda r: (r["a"]["participant_id"] or "", r["b"]["participant_id"] or "",
+                                 r["a"]["path"], r["b"]["path"]))
+        names = [r["name"] for r in rows]
+        shown = ", ".join(names[:NAMED]) + (f", and {len(names) - NAMED} more" if len(names) > NAMED else "")
+        subjects = {r[k]["participant_id"] for r in rows for k in ("a", "b") if r[k]["participant_id"]}
+        pairs = [{k: v for k, v in r.items() if k != "name"} for r in rows[:MAX_PAIRS]]
+        yield finding(
+            f"{len(rows)} image pair{'s' if len(rows) != 1 else ''} in {_label(fold, x, y)} "
+            f"{what[0] if len(rows) == 1 else what[1]}: {shown}",
+            splits=(x, y), subjects=subjects,
+            evidence={**_where(fold), "count": len(rows), "pairs": pairs, **extra},
+        )
+
+
+def _summaries(ctx: AuditContext) -> ImageSummaries:
+    summaries: ImageSummaries = ctx.image_summaries()
+    return summaries
+
+
+def _views(ctx: AuditContext) -> Iterator[tuple[int | None, Mapping[str, Any]]]:
+    assert ctx.splits is not None
+    yield from ctx.splits.views()
+
+
+# --------------------------------------------------------------- duplicates
+@check("leakage.duplicate_image", default="error", needs={"splits", "images"})
+def duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
+    """The same decoded voxels under different participant or session ids in different splits."""
+    summaries = _summaries(ctx)
+    if summaries.ignore_headers:
+        return
+    by_hash: dict[str, list[ImageSummary]] = defaultdict(list)
+    for s in summaries:
+        if s.content_hash and s.subject and s.status in ("ok", "empty"):
+            by_hash[s.content_hash].append(s)
+    groups = [g for g in by_hash.values() if len({(s.subject, s.session) for s in g}) > 1]
+    if not groups:
+        return
+    for fold, tables in _views(ctx):
+        splits_of = _membership(tables)
+        order = {name: i for i, name in enumerate(tables)}
+        hits: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for group in groups:
+            for a, b in combinations(sorted(group, key=lambda s: s.path), 2):
+                if (a.subject, a.session) == (b.subject, b.session):
+                    continue  # one visit stored twice (two runs): not leakage between ids
+                for x, y, ia, ib in _cross_split(a, b, splits_of, order):
+                    hits[(x, y)].append({"a": _side(x, ia), "b": _side(y, ib), "content_hash": a.content_hash,
+                                         "name": _pair_name(ia, ib)})
+        yield from _findings(fold, _ordered(hits, order), ("holds the same voxel data under two ids",
+                                                           "hold the same voxel data under two ids"), {
+            "hash": "sha256 of the decoded voxels (canonical RAS order, float32): survives re-compression, "
+                    "header edits and on-disk type or scaling changes that decode to the same values",
+        })
+
+
+def _ordered(hits: dict[tuple[str, str], list[dict[str, Any]]],
+             order: Mapping[str, int]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    return {k: hits[k] for k in sorted(hits, key=lambda k: (order[k[0]], order[k[1]]))}
+
+
+# ----------------------------------------------------------- near-duplicates
+@dataclass(frozen=True)
+class NearPair:
+    """Two images whose fingerprints agree."""
+
+    a: ImageSummary
+    b: ImageSummary
+    similarity: float
+    size_difference: float  # largest |log ratio| of the principal spreads
+    group: str  # the suffix whose mean was removed
+    group_size: int
+
+
+def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float,
+                    size_tolerance: float) -> tuple[list[NearPair], dict[str, Any]]:
+    """Pairs of images of different participants (and different content) whose fingerprints agree.
+
+    Images are compared within their suffix (``T1w``, ``bold``...), each
+    group centred on its own mean fingerprint (:func:`audit.neardup.near_pairs`).
+    Returns the pairs (sorted by path) and figures about the search.
+    """
+    groups: dict[str, list[ImageSummary]] = defaultdict(list)
+    for s in summaries:
+        if s.fingerprint and s.fingerprint_spread and s.subject and s.status == "ok":
+            groups[s.suffix or "?"].append(s)
+    pairs: list[NearPair] = []
+    stats: dict[str, Any] = {"groups": {}, "candidates": 0}
+    for suffix, members in sorted(groups.items()):
+        members.sort(key=lambda s: s.path)
+        n = len(members)
+        stats["groups"][suffix] = n
+        if n < neardup.MIN_GROUP:
+            continue
+        decoded = [m.fingerprint_vector() for m in members]
+        width = len(decoded[0])
+        keep = [k for k, v in enumerate(decoded) if len(v) == width]  # one fingerprint version per group
+        members = [members[k] for k in keep]
+        vectors = np.empty((len(members), width), dtype=np.float16)
+        for row, k in enumerate(keep):
+            vectors[row] = decoded[k]
+        del decoded
+        i, j, sim, info = neardup.near_pairs(vectors, similarity)
+        stats["candidates"] += int(info["candidates"])
+        spread = np.log(np.array([m.fingerprint_spread for m in members], dtype=np.float64))
+        for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
+            ma, mb = members[a], members[b]
+            if ma.subject == mb.subject or (ma.content_hash and ma.content_hash == mb.content_hash):
+                continue
+            diff = float(np.abs(spread[a] - spread[b]).max())
+            if diff > size_tolerance:
+                continue
+            pairs.append(NearPair(ma, mb, round(float(s), 4), round(diff, 4), suffix, len(members)))
+    pairs.sort(key=lambda p: (p.a.path, p.b.path))
+    return pairs, stats
+
+
+def _near_cached(ctx: AuditContext, similarity: float, size_tolerance: float) -> tuple[list[NearPair], dict[str, Any]]:
+    key = ("near_duplicates", similarity, size_tolerance)
+    if key not in ctx.cache:
+        ctx.cache[key] = near_duplicates(_summaries(ctx), similarity=similarity, size_tolerance=size_tolerance)
+    hit: tuple[list[NearPair], dict[str, Any]] = ctx.cache[key]
+    return hit
+
+
+def _thresholds(ctx: AuditContext, key: str) -> tuple[dict[str, Any], list[str]]:
+    """The defaults with the overrides of ``config["thresholds"][key]`` (and the overrides ignored)."""
+    defaults = THRESHOLDS[key]
+    values = dict(defaults)
+    ignored: list[str] = []
+    table = ctx.options.config.get("thresholds", {}) if isinstance(ctx.options.config, Mapping) else {}
+    over = table.get(key, {}) if isinstance(table, Mapping) else {}
+    for k, v in (over.items() if isinstance(over, Mapping) else ()):
+        if k in defaults and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
+            values[k] = float(v)
+        else:
+            ignored.append(f"{key}.{k}")
+    return values, ignored
+
+
+@check("leakage.near_duplicate_image", default="error", needs={"splits", "images"})
+def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
+    """Near-copies of one scan (re-saved, rescaled, noised, resampled, moved) under different participants in different splits."""
+    summaries = _summaries(ctx)
+    if summaries.ignore_headers:
+        return
+    th, ignored = _thresholds(ctx, "leakage.near_duplicate_image")
+    pairs, stats = _near_cached(ctx, th["similarity"], th["size_tolerance"])
+    if not pairs:
+        return
+    extra: dict[str, Any] = {
+        "threshold": th["similarity"], "size_tolerance": th["size_tolerance"],
+        "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
+                      "their suffix (audit.neardup)",
+        "separation": SEPARATION,
+        **({"ignored_overrides": ignored} if ignored else {}),
+    }
+    for fold, tables in _views(ctx):
+        splits_of = _membership(tables)
+        order = {name: i for i, name in enumerate(tables)}
+        hits: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for p in pairs:
+            for x, y, ia, ib in _cross_split(p.a, p.b, splits_of, order):
+                hits[(x, y)].append({"a": _side(x, ia), "b": _side(y, ib), "similarity": p.similarity,
+                                     "size_difference": p.size_difference, "suffix": p.group,
+                                     "compared_with": p.group_size, "name": _pair_name(ia, ib)})
+        yield from _findings(fold, _ordered(hits, order), ("is a near-duplicate under two participants",
+                                                           "are near-duplicates under two participants"), extra)
