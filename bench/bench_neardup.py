@@ -420,6 +420,8 @@ def separation(args: argparse.Namespace) -> int:
                 caught_min = min(caught_min, min(sims))
         line += "  " + " ".join(f"{r[0].split('/')[-1][:10]} {r[1]:.2f}" for r in rows if r[0].startswith("real"))
         print(line)
+    print("(reorient, moved affine and int16+scaling of an int16 image keep the decoded voxels: the content hash "
+          "is the same and leakage.duplicate_image reports them whatever the fingerprint says)")
     print("\ndifferent subjects (never the same scan):")
     print(f"{'dataset':52} {'pairs':>7} {'max sim':>8} {'max sim, same size':>19} {'p99':>6} {'sessions min':>13}")
     for label, top, top_same, n_pairs, p99, ses in distinct_rows:
