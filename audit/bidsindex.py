@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,16 +167,17 @@ class DatasetIndex:
     # ---------------------------------------------------------------- sidecars
     def read_json(self, relpath: str) -> Any:
         """Read a JSON file of the dataset once (malformed → a problem, ``None``)."""
-        if relpath in self._json_cache:
-            return self._json_cache[relpath]
+        cache = self._json_cache
+        if relpath in cache:
+            return cache[relpath]
         try:
-            value: Any = read_json(self.root / relpath)
+            value: Any = read_json(f"{self.root}/{relpath}")
         except InputError as err:
             self._late_problems.append(
                 IndexProblem("malformed_json", relpath, err.detail or str(err), err.line, err.column)
             )
             value = None
-        self._json_cache[relpath] = value
+        cache[relpath] = value
         return value
 
     @cached_property
@@ -184,6 +186,16 @@ class DatasetIndex:
         for r in self.rows:
             if r.extension == ".json" and r.valid and r.role in ("sidecar", "inherited"):
                 out.setdefault(posix_dirname(r.path), []).append(r)
+        return out
+
+    @cached_property
+    def _sidecar_candidates(self) -> dict[tuple[str, str | None], list[tuple[tuple[tuple[str, str], ...], str]]]:
+        """(folder, suffix) -> [(entity pairs, path)] of the sidecars there, in path order."""
+        out: dict[tuple[str, str | None], list[tuple[tuple[tuple[str, str], ...], str]]] = {}
+        for folder, cands in self._sidecars_by_dir.items():
+            for cand in cands:
+                ents = tuple(dict(_entity_pairs(cand.entities)).items())
+                out.setdefault((folder, cand.suffix), []).append((ents, cand.path))
         return out
 
     def sidecar(self, relpath: str) -> dict[str, Any]:
@@ -196,6 +208,7 @@ class DatasetIndex:
         row = self._row_by_path.get(relpath)
         if row is None or row.suffix is None:
             return {}
+        suffix = row.suffix
         target = dict(_entity_pairs(row.entities))
         merged: dict[str, Any] = {}
         folder = posix_dirname(relpath)
@@ -205,13 +218,11 @@ class DatasetIndex:
             if folder == "":
                 break
             folder = posix_dirname(folder)
+        candidates = self._sidecar_candidates
         for folder in reversed(chain):  # root first, closest last
-            for cand in self._sidecars_by_dir.get(folder, ()):
-                if cand.suffix != row.suffix:
-                    continue
-                ents = dict(_entity_pairs(cand.entities))
-                if all(target.get(k) == v for k, v in ents.items()):
-                    data = self.read_json(cand.path)
+            for ents, path in candidates.get((folder, suffix), ()):
+                if all(target.get(k) == v for k, v in ents):
+                    data = self.read_json(path)
                     if isinstance(data, dict):
                         merged.update(data)
         return merged
@@ -234,10 +245,11 @@ def _entity_pairs(entities: str) -> Iterator[tuple[str, str]]:
         yield key, value
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file; a malformed one raises :class:`InputError` with line and column."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except OSError as err:
         raise InputError(path, f"cannot read: {err.strerror or err}") from None
     try:
@@ -282,10 +294,23 @@ def index_dataset(root: str | os.PathLike[str]) -> DatasetIndex:
     subjects: list[str] = []
     bidsignore = _read_bidsignore(root)
     seen_dirs: set[tuple[int, int]] = set()
+    opaque_dirs = r.opaque_dirs
+    judged: dict[tuple[int, str | None, bool, str], _Judged] = {}
+    label_ok: dict[tuple[str, str], bool] = {}
 
-    def walk(folder: Path, rel: str, depth: int, sub: str | None, ses: str | None, datatype: str | None) -> None:
+    def plain_label(folder: str, entity: str) -> bool:
+        """``sub-<label>`` / ``ses-<label>`` whose label is a valid value of the entity (so it parses alike)."""
+        ok = label_ok.get((folder, entity))
+        if ok is None:
+            fmt = r.entity_format.get(entity, "label")
+            pattern = r.format_patterns.get(fmt)
+            value = folder.partition("-")[2]
+            ok = label_ok[(folder, entity)] = pattern is not None and pattern.match(value) is not None
+        return ok
+
+    def walk(folder: str, rel: str, depth: int, sub: str | None, ses: str | None, datatype: str | None) -> None:
         try:
-            st = folder.stat()
+            st = os.stat(folder)
         except OSError as err:
             problems.append(IndexProblem("unreadable", rel or ".", f"cannot read folder: {err.strerror or err}"))
             return
@@ -295,15 +320,24 @@ def index_dataset(root: str | os.PathLike[str]) -> DatasetIndex:
             return
         seen_dirs.add(key)
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = sorted(os.scandir(folder), key=_entry_name)
         except OSError as err:
             problems.append(IndexProblem("unreadable", rel or ".", f"cannot list folder: {err.strerror or err}"))
             return
+        # Names in sub-<label>/[ses-<label>/] that start with those labels are judged once per shape
+        # (the rest of the name, where it lies): only the labels differ, and they are checked here.
+        prefix = None
+        if sub is not None and plain_label(sub, "subject"):
+            if ses is None:
+                prefix = sub + "_"
+            elif plain_label(ses, "session"):
+                prefix = f"{sub}_{ses}_"
+        relpre = rel + "/" if rel else ""
         for entry in entries:
             name = entry.name
-            relpath = f"{rel}/{name}" if rel else name
-            if name.startswith(".") or (depth == 0 and name in r.opaque_dirs) or name in _SKIP_DIRS:
+            if name[0] == "." or (depth == 0 and name in opaque_dirs) or name in _SKIP_DIRS:
                 continue
+            relpath = relpre + name
             if bidsignore and _ignored(relpath, bidsignore):
                 continue
             try:
@@ -318,28 +352,32 @@ def index_dataset(root: str | os.PathLike[str]) -> DatasetIndex:
                 if depth == 0:
                     if name.startswith("sub-"):
                         subjects.append(name)
-                        walk(Path(entry.path), relpath, 1, name, None, None)
+                        walk(entry.path, relpath, 1, name, None, None)
                     elif name == "phenotype":
-                        walk(Path(entry.path), relpath, 9, None, None, None)
+                        walk(entry.path, relpath, 9, None, None, None)
                     else:
                         rows.append(_other(entry, relpath, "folder is not part of BIDS raw data"))
                 elif depth == 1 and name.startswith("ses-"):
-                    walk(Path(entry.path), relpath, 2, sub, name, None)
+                    walk(entry.path, relpath, 2, sub, name, None)
                 elif depth in (1, 2) and datatype is None:
-                    walk(Path(entry.path), relpath, 3, sub, ses, name)
+                    walk(entry.path, relpath, 3, sub, ses, name)
                 elif depth == 3 and "." in name:  # a data "file" that is a folder (.ds/, .ome.zarr/)
-                    rows.append(_file_row(entry, relpath, depth, sub, ses, datatype, problems))
+                    rows.append(_file_row(entry, relpath, depth, sub, ses, datatype, problems, prefix, judged))
                 else:
-                    walk(Path(entry.path), relpath, depth + 1, sub, ses, datatype)
+                    walk(entry.path, relpath, depth + 1, sub, ses, datatype)
                 continue
-            rows.append(_file_row(entry, relpath, depth, sub, ses, datatype, problems))
+            rows.append(_file_row(entry, relpath, depth, sub, ses, datatype, problems, prefix, judged))
 
-    walk(root, "", 0, None, None, None)
-    rows.sort(key=lambda row: row.path)
+    walk(str(root), "", 0, None, None, None)
+    rows.sort(key=_row_path)
     return DatasetIndex(
         root=root, description=description, rows=tuple(rows), subjects=tuple(sorted(subjects)),
         problems=tuple(problems),
     )
+
+
+_entry_name = attrgetter("name")
+_row_path = attrgetter("path")
 
 
 def _stat(entry: os.DirEntry[str]) -> tuple[int, int, int, str, str | None]:
@@ -360,21 +398,48 @@ def _stat(entry: os.DirEntry[str]) -> tuple[int, int, int, str, str | None]:
     return st.st_size, st.st_mtime_ns, st.st_ino, "file", None
 
 
+#: What the name alone decides: suffix (None when the name does not parse), extension, entities
+#: (short keys), why the name is not valid (None: valid) and role.
+_Judged = tuple[str | None, str, str, str | None, str]
+
+
 def _file_row(entry: os.DirEntry[str], relpath: str, depth: int, sub: str | None, ses: str | None,
-              datatype: str | None, problems: list[IndexProblem]) -> FileRow:
-    r = rules()
+              datatype: str | None, problems: list[IndexProblem], prefix: str | None = None,
+              judged: dict[tuple[int, str | None, bool, str], _Judged] | None = None) -> FileRow:
     name = entry.name
     try:
         size, mtime, inode, link, annex_key = _stat(entry)
     except OSError as err:
         problems.append(IndexProblem("unreadable", relpath, f"cannot stat: {err.strerror or err}"))
         size, mtime, inode, link, annex_key = 0, 0, 0, "dangling", None
-    parsed = r.parse(name)
-    ext = parsed.extension
+    if prefix is not None and judged is not None and name.startswith(prefix):
+        # ``prefix`` is "sub-<label>_[ses-<label>_]" of this very folder, with labels that are valid
+        # values: those entities parse, pass and match the folders whatever the labels, so the
+        # judgement of the rest of the name holds for every file of that shape in that kind of folder.
+        key = (depth, datatype, ses is None, name[len(prefix):])
+        hit = judged.get(key)
+        if hit is None:
+            suffix, ext, short, reason, role = _judge_name(name, depth, sub, ses, datatype)
+            hit = judged[key] = (suffix, ext, short[len(prefix):], reason, role)
+            suffix, ext, rest, reason, role = hit
+        else:
+            suffix, ext, rest, reason, role = hit
+        short = prefix + rest if rest else prefix[:-1]
+    else:
+        suffix, ext, short, reason, role = _judge_name(name, depth, sub, ses, datatype)
     if link == "file" and ext in IMAGE_EXTENSIONS and 0 < size <= _POINTER_MAX:
         annex_key = _pointer_key(entry.path)
         if annex_key:
             link = "annex-pointer"
+    return FileRow(relpath, sub, ses, datatype, suffix, ext, short, size, mtime, inode, link, annex_key,
+                   reason is None, reason, role)
+
+
+def _judge_name(name: str, depth: int, sub: str | None, ses: str | None, datatype: str | None) -> _Judged:
+    """Judge a file name where it lies (no file system access)."""
+    r = rules()
+    parsed = r.parse(name)
+    ext = parsed.extension
     short = "_".join(f"{r.long_to_short[k]}-{v}" for k, v in parsed.entities)
     file_sub = parsed.get("subject")
     file_ses = parsed.get("session")
@@ -408,23 +473,8 @@ def _file_row(entry: os.DirEntry[str], relpath: str, depth: int, sub: str | None
         reason = f"session entity ses-{file_ses} does not match folder {ses}"
     if reason is None and datatype is not None and ses is None and file_ses is not None:
         reason = f"session entity ses-{file_ses} but no ses-{file_ses}/ folder"
-    return FileRow(
-        path=relpath,
-        subject=sub,
-        session=ses,
-        datatype=datatype,
-        suffix=parsed.suffix if parsed.error is None else None,
-        extension=ext,
-        entities=short,
-        size=size,
-        mtime_ns=mtime,
-        inode=inode,
-        link=link,
-        annex_key=annex_key,
-        valid=reason is None,
-        reason=reason,
-        role=role if reason is None else "other",
-    )
+    suffix = parsed.suffix if parsed.error is None else None
+    return suffix, ext, short, reason, (role if reason is None else "other")
 
 
 def _other(entry: os.DirEntry[str], relpath: str, reason: str) -> FileRow:
