@@ -1,21 +1,37 @@
 """The official BIDS validator, run as a subprocess, its every issue kept.
 
 :func:`run_validator` runs ``bids-validator-deno`` (the official validator,
-shipped as a PyPI wheel) and aggregates what it reports by issue code: count,
-severity, and up to :data:`MAX_EXAMPLES` examples (file, sub-code, message).
-Nothing it reports is lost: every code comes out with its count.
+shipped as a PyPI wheel) and aggregates what it reports by issue code: a count
+per severity, the sub-codes, the participants concerned and up to
+:data:`MAX_EXAMPLES` examples (file, sub-code, message). Nothing it reports is
+lost: every code comes out with its count, and :func:`validator_findings` turns
+each code into one ``bids.invalid`` (error) or ``bids.warning`` finding.
 
 Where the validator alone is not right, bidsaudit corrects it and says so in
 :attr:`ValidatorRun.corrections`:
 
-* The validator reads only the first 1,000 rows of a TSV by default, so at
-  5,000 subjects it reports false ``PARTICIPANT_ID_MISMATCH`` errors; it is
-  always run with ``--max-rows -1`` (every row).
-* With millions of warnings (20,000 subjects with sparse sidecars) it dies
-  while writing its JSON output and gives no result at all. bidsaudit then
-  re-runs it with its text output, which the validator itself aggregates by
-  code (examples plus "N more files with the same issue"), and parses that
-  stream line by line into the same per-code counts.
+* **Row limit.** The validator reads at most ``--max-rows`` (default 1,000)
+  rows of every TSV, and its ``PARTICIPANT_ID_MISMATCH`` rule compares the
+  subject folders with the *rows it read* of ``participants.tsv``: above 1,000
+  participants it reports a false error. When ``participants.tsv``,
+  ``samples.tsv`` or a ``phenotype/*.tsv`` has more than 1,000 rows, the
+  validator is run with ``--max-rows -1`` (every row). Below that the
+  validator's default is kept, so small datasets get exactly the official
+  verdict. (``-1`` rather than the row count: the validator pre-allocates
+  ``max-rows`` slots per column of every TSV it opens, which at tens of
+  thousands of rows costs more memory than reading every row does.)
+* **Millions of issues.** The validator builds its whole JSON output as one
+  string (``JSON.stringify``); V8 caps a string at 2**29 - 24 characters
+  (about 512 MiB), so beyond roughly 1.2 million issues (about 430 bytes each:
+  20,000 subjects with sparse sidecars give 1.76 million warnings) it dies with
+  ``RangeError: Invalid string length`` after the whole validation and gives no
+  result. Its text output is aggregated by the validator itself (per code and
+  sub-code: two examples and "N more files with the same issue"), so it stays
+  small at any size; bidsaudit parses it into the same per-code counts. Large
+  datasets (more than :data:`TEXT_FIRST_FILES` files) go to the text output
+  directly; otherwise JSON is tried first and the text output is the fallback.
+* **Memory.** The JSON output (190 MB at 5,000 subjects) is read as a stream,
+  one issue at a time, so bidsaudit's own memory does not grow with it.
 """
 
 from __future__ import annotations
@@ -29,28 +45,57 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from audit.errors import BidsauditError, InputError
 from audit.findings import Finding, finding
 
-__all__ = ["CodeSummary", "ValidatorRun", "ValidatorError", "run_validator", "validator_findings",
-           "summarise_issues", "validator_command"]
+__all__ = [
+    "CodeSummary",
+    "ValidatorRun",
+    "ValidatorError",
+    "run_validator",
+    "validator_findings",
+    "summarise_issues",
+    "parse_text_output",
+    "iter_json_issues",
+    "read_json_output",
+    "validator_command",
+    "dataset_table_rows",
+    "ignored_counts",
+    "MAX_EXAMPLES",
+]
 
+#: Examples kept per code (file, sub-code, message).
 MAX_EXAMPLES = 10
-ERROR_EXIT = 16  # the validator's exit status when the dataset has errors
+#: The validator's exit status when the dataset has errors.
+ERROR_EXIT = 16
+#: The validator's own ``--max-rows`` default.
+VALIDATOR_DEFAULT_MAX_ROWS = 1000
+#: Above this many files the validator's text output is parsed straight away: its JSON output
+#: fails beyond about 1.2 million issues, i.e. 25 issues per file at 50,000 files, and a failed
+#: JSON attempt costs a whole validation.
+TEXT_FIRST_FILES = 50_000
+_SEVERITY_RANK = {"error": 0, "warning": 1, "ignore": 2}
 
 
 class ValidatorError(BidsauditError):
-    """The official validator could not be run or gave no result."""
+    """The official validator could not be run or gave no usable result."""
 
 
 @dataclass
 class CodeSummary:
-    """Every issue of one code, aggregated."""
+    """Every issue of one code, aggregated.
+
+    ``count`` is the number of issues of this code, ``severities`` splits it by
+    severity (``error``/``warning``, and ``ignore`` for issues the validator's
+    config silenced); ``severity`` is the most severe of them. ``subjects``
+    holds every participant named by an issue's file when ``subjects_complete``
+    (JSON output), only those of the examples otherwise (text output).
+    """
 
     code: str
     severity: str  # "error" | "warning" | "ignore"
@@ -58,45 +103,98 @@ class CodeSummary:
     message: str = ""
     examples: list[dict[str, Any]] = field(default_factory=list)
     subcodes: dict[str, int] = field(default_factory=dict)
+    severities: dict[str, int] = field(default_factory=dict)
+    subjects: set[str] = field(default_factory=set)
+    subjects_complete: bool = True
+    _shown: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
-    def add(self, location: str | None, subcode: str | None = None, detail: str | None = None, n: int = 1) -> None:
+    def add(self, location: str | None, subcode: str | None = None, detail: str | None = None, n: int = 1,
+            *, severity: str | None = None, extra: Mapping[str, Any] | None = None) -> None:
+        """Count ``n`` issues (one example at most: ``location`` and its details)."""
+        sev = severity or self.severity
         self.count += n
+        self.severities[sev] = self.severities.get(sev, 0) + n
+        if _SEVERITY_RANK.get(sev, 0) < _SEVERITY_RANK.get(self.severity, 0):
+            self.severity = sev
         if subcode:
             self.subcodes[subcode] = self.subcodes.get(subcode, 0) + n
-        if location is not None and len(self.examples) < MAX_EXAMPLES:
-            ex: dict[str, Any] = {"file": location}
+        if location:
+            subject = _subject_of(location)
+            if subject:
+                self.subjects.add(subject)
+        if (location is not None or detail) and self._room(sev):
+            ex: dict[str, Any] = {"file": location, "severity": sev}
             if subcode:
                 ex["subcode"] = subcode
             if detail:
-                ex["detail"] = detail[:500]
+                ex["message"] = detail.strip()[:500]
+            for key, value in (extra or {}).items():
+                if value is not None and value != "":
+                    ex[key] = value
             self.examples.append(ex)
+            self._shown[sev] = self._shown.get(sev, 0) + 1
+
+    def _room(self, severity: str) -> bool:
+        """Fewer than :data:`MAX_EXAMPLES` examples of ``severity`` so far."""
+        return self._shown.get(severity, 0) < MAX_EXAMPLES
+
+    def reported(self, severity: str) -> int:
+        """Issues of this code with ``severity``."""
+        return self.severities.get(severity, 0)
 
 
 @dataclass(frozen=True)
 class ValidatorRun:
-    """What the official validator said, aggregated by code."""
+    """What the official validator said, aggregated by code (plain data)."""
 
     version: str
     exit_code: int
     seconds: float
     codes: Mapping[str, CodeSummary]
     corrections: tuple[str, ...] = ()
-    output_format: str = "json"
+    output_format: str = "json"  # "json" | "text": which of the validator's outputs was read
     summary: Mapping[str, Any] = field(default_factory=dict)
+    max_rows: int = VALIDATOR_DEFAULT_MAX_ROWS
+    command: tuple[str, ...] = ()
 
     @property
     def errors(self) -> list[str]:
-        return sorted(c for c, s in self.codes.items() if s.severity == "error")
+        """Codes with at least one error."""
+        return sorted(c for c, s in self.codes.items() if s.reported("error"))
 
     @property
     def warnings(self) -> list[str]:
-        return sorted(c for c, s in self.codes.items() if s.severity == "warning")
+        """Codes with at least one warning."""
+        return sorted(c for c, s in self.codes.items() if s.reported("warning"))
+
+    @property
+    def ignored(self) -> list[str]:
+        """Codes with issues the validator's config ignored."""
+        return sorted(c for c, s in self.codes.items() if s.reported("ignore"))
 
     @property
     def valid(self) -> bool:
         return not self.errors
 
+    @property
+    def derived_exit_code(self) -> int:
+        """1 when any issue is an error, else 0 (the validator's own 16 means errors)."""
+        return 1 if self.errors else 0
 
+    def total(self, severity: str) -> int:
+        return sum(s.reported(severity) for s in self.codes.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
+            "output_format": self.output_format, "max_rows": self.max_rows, "corrections": list(self.corrections),
+            "codes": {c: {"severity": s.severity, "count": s.count, "severities": dict(s.severities),
+                          "subcodes": dict(s.subcodes), "examples": list(s.examples)}
+                      for c, s in sorted(self.codes.items())},
+        }
+
+
+# ---------------------------------------------------------------------------------------------- running
 def validator_command() -> list[str]:
     """The validator's command line (the console script beside this Python, else on PATH)."""
     here = Path(sys.executable).parent / "bids-validator-deno"
@@ -109,92 +207,270 @@ def validator_command() -> list[str]:
                          "pip install bids-validator-deno, or pass --no-validator")
 
 
-#: Above this many files, go straight to the text output: the JSON output of a large dataset
-#: with sparse sidecars (millions of warnings) fails after minutes of work.
-TEXT_FIRST_FILES = 100_000
+def dataset_table_rows(dataset: Path) -> dict[str, int]:
+    """Rows of the dataset-level tables whose row count grows with the cohort.
+
+    ``participants.tsv``, ``samples.tsv`` and ``phenotype/*.tsv``: the ones the
+    validator's cross-file rules compare with the whole dataset. Lines after the
+    header are counted (an upper bound of the validator's rows).
+    """
+    candidates = [dataset / "participants.tsv", dataset / "samples.tsv"]
+    pheno = dataset / "phenotype"
+    if pheno.is_dir():
+        candidates += sorted(p for p in pheno.iterdir() if p.suffix == ".tsv")
+    out = {}
+    for path in candidates:
+        n = _count_lines(path)
+        if n is not None:
+            out[path.relative_to(dataset).as_posix()] = max(n - 1, 0)
+    return out
+
+
+def _count_lines(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as fh:
+            n, last = 0, b"\n"
+            while chunk := fh.read(1 << 20):
+                n += chunk.count(b"\n")
+                last = chunk[-1:]
+    except OSError:
+        return None
+    return n + (last != b"\n")
+
+
+def _check_config(config: Path) -> None:
+    """The validator's config must be a JSON object of ``ignore``/``warning``/``error`` filter lists."""
+    from audit.bidsindex import read_json
+
+    if not Path(config).is_file():
+        raise InputError(config, "no such file", field="--validator-config",
+                         expected="the validator's JSON config file")
+    data = read_json(Path(config))  # malformed JSON -> InputError with line and column
+    if not isinstance(data, dict):
+        raise InputError(config, field="--validator-config", expected='a JSON object such as '
+                         '{"ignore": [{"code": "EMPTY_FILE"}]}', got=type(data).__name__)
+    for level in ("ignore", "warning", "error"):
+        filters = data.get(level, [])
+        if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
+            raise InputError(config, field=level, expected='a list of issue filters such as [{"code": "EMPTY_FILE"}]',
+                             got=json.dumps(filters)[:80])
+
+
+def _count_files(dataset: Path, stop: int) -> int:
+    """Files under ``dataset``, counting stops above ``stop``."""
+    n = 0
+    stack = [dataset]
+    while stack and n <= stop:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name not in (".git", ".datalad"):
+                            stack.append(Path(entry.path))
+                    else:
+                        n += 1
+        except OSError:
+            continue
+    return n
 
 
 def run_validator(dataset: Path, *, ignore_nifti_headers: bool = False, config: Path | None = None,
-                  timeout: float | None = None, n_files: int | None = None) -> ValidatorRun:
+                  timeout: float | None = None, n_files: int | None = None, output: str = "auto",
+                  max_rows: int | None = None) -> ValidatorRun:
     """Run the official validator on ``dataset`` and aggregate its issues by code.
 
-    ``n_files`` (the index's file count, when known) above :data:`TEXT_FIRST_FILES`
-    skips the JSON attempt and parses the validator's aggregated text output.
+    Parameters
+    ----------
+    ignore_nifti_headers, config
+        Passed to the validator as ``--ignoreNiftiHeaders`` and ``--config``.
+    timeout
+        Seconds for the whole call (every attempt together).
+    n_files
+        The dataset's file count when known (counted otherwise); above
+        :data:`TEXT_FIRST_FILES` the aggregated text output is read directly.
+    output
+        ``"auto"`` (JSON, text when large or when JSON fails), ``"json"`` or ``"text"``.
+    max_rows
+        The validator's ``--max-rows``; ``None`` chooses: every row when a
+        dataset-level table is longer than the validator's 1,000-row default.
 
     Raises
     ------
     InputError
-        ``config`` is not a readable JSON file.
+        ``dataset`` is not a folder, or ``config`` is not a readable validator config.
     ValidatorError
-        The validator is missing, timed out, or gave no usable output in any format.
+        The validator is missing, timed out, or gave no usable output.
     """
+    if output not in ("auto", "json", "text"):
+        raise ValueError(f"output must be auto, json or text, not {output!r}")
+    dataset = Path(dataset)
+    if not dataset.is_dir():
+        raise InputError(dataset, "no such folder", expected="a BIDS dataset folder")
     if config is not None:
-        from audit.bidsindex import read_json
-
-        if not Path(config).is_file():
-            raise InputError(config, "no such file", field="--validator-config",
-                             expected="the validator's JSON config file")
-        read_json(Path(config))  # malformed JSON -> InputError with line and column
+        _check_config(Path(config))
     cmd = validator_command()
-    args = [str(dataset), "--max-rows", "-1", "--no-color"]
+    corrections: list[str] = []
+    if max_rows is None:
+        rows = dataset_table_rows(dataset)
+        longest = max(rows.items(), key=lambda kv: kv[1], default=("", 0))
+        if longest[1] > VALIDATOR_DEFAULT_MAX_ROWS:
+            max_rows = -1
+            corrections.append(
+                f"{longest[0]} has {longest[1]:,} rows, more than the validator's default of "
+                f"{VALIDATOR_DEFAULT_MAX_ROWS:,}: run with --max-rows -1 so that every row is read (with its "
+                "default it reports false PARTICIPANT_ID_MISMATCH errors for the participants past row 1,000)")
+    args = [str(dataset), "--no-color"]
+    if max_rows is not None:
+        args += ["--max-rows", str(max_rows)]
     if ignore_nifti_headers:
         args.append("--ignoreNiftiHeaders")
-    if config is not None:
-        args += ["--config", str(config)]
-    corrections = ["read every TSV row (--max-rows -1); the validator's default of 1,000 rows reports false "
-                   "PARTICIPANT_ID_MISMATCH errors on large datasets"]
     env = dict(os.environ, NO_COLOR="1")
+    env.pop("FORCE_COLOR", None)
     t0 = time.perf_counter()
-    if n_files is not None and n_files > TEXT_FIRST_FILES:
-        corrections.append(f"{n_files} files: the validator's aggregated text output was parsed (its JSON output "
-                           "fails on millions of warnings)")
-        return _run_text(cmd, args, env, timeout, t0, corrections, reason=None)
+    deadline = None if timeout is None else t0 + timeout
+    used_rows = VALIDATOR_DEFAULT_MAX_ROWS if max_rows is None else max_rows
+    version = _version(cmd)
+
+    if output == "auto":
+        if n_files is None:
+            n_files = _count_files(dataset, TEXT_FIRST_FILES)
+        if n_files > TEXT_FIRST_FILES:
+            output = "text"
+            corrections.append(
+                f"more than {TEXT_FIRST_FILES:,} files: the validator's text output (which it aggregates by code) "
+                "was read, because its JSON output fails beyond about 1.2 million issues")
     with tempfile.TemporaryDirectory(prefix="bidsaudit-validator-") as tmp:
-        out = Path(tmp) / "result.json"
-        try:
-            proc = subprocess.run([*cmd, *args, "--format", "json", "--outfile", str(out)], capture_output=True,
-                                  text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            raise ValidatorError(f"the official BIDS validator did not finish within {timeout:.0f} s") from None
-        except OSError as err:
-            raise ValidatorError(f"cannot run the official BIDS validator: {err}") from None
-        data = _load_json(out) if proc.returncode in (0, ERROR_EXIT) else None
-        if data is not None:
-            codes = summarise_issues(data.get("issues", {}).get("issues", []),
-                                     data.get("issues", {}).get("codeMessages", {}))
-            return ValidatorRun(version=_version(cmd), exit_code=proc.returncode,
-                                seconds=time.perf_counter() - t0, codes=codes, corrections=tuple(corrections),
-                                summary=_small_summary(data.get("summary", {})))
-        reason = _first_line(proc.stderr) or f"exit status {proc.returncode}"
-    # JSON output failed (e.g. millions of warnings): the text output is aggregated by the validator itself.
-    corrections.append(f"the validator's JSON output failed ({reason}); its text output, which it aggregates "
-                       "by code, was parsed instead")
-    return _run_text(cmd, args, env, timeout, t0, corrections, reason=reason)
-
-
-def _run_text(cmd: list[str], args: list[str], env: dict[str, str], timeout: float | None, t0: float,
-              corrections: list[str], *, reason: str | None) -> ValidatorRun:
-    with subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env, bufsize=1 << 16) as text_proc:
-        try:
-            assert text_proc.stdout is not None and text_proc.stderr is not None
-            codes = parse_text_output(text_proc.stdout)  # streamed: the output is never held whole
-            stderr = text_proc.stderr.read()
-            rc = text_proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            text_proc.kill()
-            raise ValidatorError(f"the official BIDS validator did not finish within {timeout:.0f} s") from None
-    if rc not in (0, ERROR_EXIT) or (not codes and rc != 0):
-        before = f"{reason}; " if reason else ""
+        reason = None
+        if output in ("auto", "json"):
+            out = Path(tmp) / "result.json"
+            full = [*cmd, *args, *(["--config", str(config)] if config else []), "--format", "json",
+                    "--outfile", str(out)]
+            rc, stderr = _call(full, env, deadline, Path(tmp) / "stderr.txt")
+            if rc in (0, ERROR_EXIT) and out.is_file():
+                try:
+                    codes, tail = read_json_output(out)
+                except ValueError as err:
+                    reason = f"unreadable JSON output ({err})"
+                else:
+                    return ValidatorRun(exit_code=rc, seconds=time.perf_counter() - t0, codes=codes,
+                                        corrections=tuple(corrections), output_format="json",
+                                        summary=_small_summary(tail.get("summary", {})),
+                                        command=tuple(full[len(cmd):]), version=version, max_rows=used_rows)
+            else:
+                reason = _failure(stderr, rc)
+            if output == "json":
+                raise ValidatorError(f"the official BIDS validator gave no result: {reason}")
+            corrections.append(f"the validator's JSON output failed ({reason}); its text output, which it "
+                               "aggregates by code, was read instead")
+        stdout_path = Path(tmp) / "stdout.txt"
+        text_config, shown_ignored, note = _text_config(config, Path(tmp))
+        if note:
+            corrections.append(note)
+        args += ["--config", str(text_config)] if text_config else []
+        rc, stderr = _call([*cmd, *args], env, deadline, Path(tmp) / "stderr.txt", stdout=stdout_path)
+        with open(stdout_path, encoding="utf-8", errors="replace") as fh:
+            notes: list[str] = []
+            codes = parse_text_output(fh, notes=notes)
+        corrections += notes
+        for code in shown_ignored & codes.keys():
+            _relabel(codes[code], "warning", "ignore")
+        if config is not None and text_config != config:
+            args[-1] = str(config)  # the command as the user would repeat it
+        clean = not codes and _says_compatible(stdout_path)
+    if (rc not in (0, ERROR_EXIT) or (rc == ERROR_EXIT and not any(s.reported("error") for s in codes.values()))
+            or (not codes and not clean)):
+        before = f"JSON output: {reason}; " if reason else ""
         raise ValidatorError(f"the official BIDS validator gave no result: {before}"
-                             f"text output: {_first_line(stderr) or f'exit status {rc}'}")
-    return ValidatorRun(version=_version(cmd), exit_code=rc, seconds=time.perf_counter() - t0, codes=codes,
-                        corrections=tuple(corrections), output_format="text")
+                             f"text output: {_failure(stderr, rc)}")
+    return ValidatorRun(exit_code=rc, seconds=time.perf_counter() - t0, codes=codes, corrections=tuple(corrections),
+                        output_format="text", command=tuple(args), version=version, max_rows=used_rows)
+
+
+def _text_config(config: Path | None, tmp: Path) -> tuple[Path | None, set[str], str | None]:
+    """The config for a text-output run, in which the codes the user's config ignores stay countable.
+
+    The text output shows only warnings and errors. A code ignored by a
+    code-only filter (``{"code": "EMPTY_FILE"}``), and named by no ``warning``
+    or ``error`` filter, is moved to the ``warning`` level for this run, so its
+    issues are printed and counted, then labelled ``ignore`` again. Returns the
+    config to pass, the codes moved, and a note when some ignored issues
+    cannot be counted (filters on files or sub-codes).
+    """
+    if config is None:
+        return None, set(), None
+    data = json.loads(Path(config).read_text(encoding="utf-8-sig"))
+    others = [f for level in ("warning", "error") for f in data.get(level, [])]
+    if any("code" not in f for f in others):
+        named: set[str] | None = None  # a filter without a code may touch any code: move none
+    else:
+        named = {str(f["code"]) for f in others}
+    moved: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    for f in data.get("ignore", []):
+        movable = named is not None and set(f) == {"code"} and str(f["code"]) not in named
+        (moved if movable else kept).append(f)
+    note = None
+    if kept:
+        note = ("the validator's text output omits issues its config ignores; those of "
+                + ", ".join(json.dumps(f, sort_keys=True) for f in kept[:5])
+                + (" ..." if len(kept) > 5 else "") + " are not counted")
+    if not moved:
+        return config, set(), note
+    path = tmp / "text-config.json"
+    path.write_text(json.dumps({**data, "ignore": kept, "warning": [*data.get("warning", []), *moved]}))
+    return path, {str(f["code"]) for f in moved}, note
+
+
+def _relabel(summary: CodeSummary, old: str, new: str) -> None:
+    """Issues of ``summary`` counted as ``old`` are ``new`` (the text run's moved ignore filters)."""
+    n = summary.severities.pop(old, 0)
+    if n:
+        summary.severities[new] = summary.severities.get(new, 0) + n
+    for ex in summary.examples:
+        if ex.get("severity") == old:
+            ex["severity"] = new
+    summary._shown[new] = summary._shown.pop(old, 0) + summary._shown.get(new, 0)
+    summary.severity = min(summary.severities, key=lambda s: _SEVERITY_RANK.get(s, 0), default=new)
+
+
+def _says_compatible(stdout: Path) -> bool:
+    """The text output says the dataset has no issue at all."""
+    with open(stdout, encoding="utf-8", errors="replace") as fh:
+        return any("appears to be BIDS compatible" in line for line in fh)
+
+
+def _call(argv: list[str], env: dict[str, str], deadline: float | None, stderr_path: Path,
+          stdout: Path | None = None) -> tuple[int, str]:
+    """Run the validator with its output in files (no pipe to fill); return exit status and stderr."""
+    remaining = None if deadline is None else max(deadline - time.perf_counter(), 0.001)
+    try:
+        with open(stderr_path, "wb") as err, open(stdout or os.devnull, "wb") as out:
+            proc = subprocess.run(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                  timeout=remaining, check=False)
+    except subprocess.TimeoutExpired:
+        raise ValidatorError("the official BIDS validator did not finish in time "
+                             f"({remaining:.0f} s left of the time limit)") from None
+    except OSError as exc:
+        raise ValidatorError(f"cannot run the official BIDS validator: {exc}") from None
+    with open(stderr_path, "rb") as fh:
+        fh.seek(max(os.fstat(fh.fileno()).st_size - 20_000, 0))
+        return proc.returncode, fh.read().decode("utf-8", "replace")
+
+
+def _failure(stderr: str, rc: int) -> str:
+    """One line that says why the validator failed."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    key = next((ln for ln in lines if re.search(r"Error\b|error:|heap limit|out of memory", ln)),
+               lines[0] if lines else f"exit status {rc}")
+    if re.search(r"heap limit|out of memory", stderr, re.I):
+        key += " (the validator ran out of memory; DENO_V8_FLAGS=--max-old-space-size=MiB raises its limit)"
+    return f"exit status {rc}: {key[:300]}"
 
 
 @functools.cache
 def _version_cached(cmd: tuple[str, ...]) -> str:
-    """The validator's version, from its package metadata (its ``--version`` prints a git describe)."""
+    """The validator's version from its package metadata (its ``--version`` prints the git describe of
+    the current directory, not its own version)."""
     from importlib import metadata
 
     try:
@@ -207,26 +483,94 @@ def _version(cmd: list[str]) -> str:
     return _version_cached(tuple(cmd))
 
 
-def _first_line(text: str | None) -> str:
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if line:
-            return line[:300]
-    return ""
-
-
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _small_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     keep = ("totalFiles", "size", "dataTypes", "modalities", "schemaVersion")
-    return {k: summary[k] for k in keep if k in summary}
+    out = {k: summary[k] for k in keep if k in summary}
+    if isinstance(summary.get("subjects"), list):
+        out["subjects"] = len(summary["subjects"])
+    return out
+
+
+# ------------------------------------------------------------------------------------------ JSON output
+_JSON_HEAD = '{"issues":{"issues":['
+
+
+def iter_json_issues(fh: IO[str], tail: dict[str, Any] | None = None, chunk: int = 1 << 20
+                     ) -> Iterator[dict[str, Any]]:
+    """Yield the issues of the validator's JSON output one at a time, without holding the document.
+
+    The validator writes ``{"issues":{"issues":[...],"codeMessages":{...}},"summary":{...}}``;
+    the issue list is decoded object by object, the rest (small) is parsed whole into ``tail``
+    (``codeMessages`` and ``summary``). Any other layout is parsed whole (correct, not streamed).
+    """
+    decoder = json.JSONDecoder()
+    buf = fh.read(max(chunk, 4096))
+    eof = not buf
+    start = len(buf) - len(buf.lstrip())
+    if not buf[start:].startswith(_JSON_HEAD):
+        whole = json.loads(buf + fh.read())
+        block = whole.get("issues") if isinstance(whole, dict) else None
+        if not isinstance(block, dict) or not isinstance(block.get("issues", []), list):
+            raise ValueError('the validator\'s JSON output has no {"issues": {"issues": [...]}}')
+        if tail is not None:
+            tail.update(codeMessages=block.get("codeMessages") or {}, summary=whole.get("summary") or {})
+        yield from block.get("issues") or []
+        return
+    pos = start + len(_JSON_HEAD)
+    after_value = False  # a "," or the closing "]" comes next
+    while True:
+        while pos < len(buf) and buf[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(buf):
+            if eof:
+                raise ValueError("the validator's JSON output ends inside its issue list")
+            buf, pos, eof = _more(fh, buf, pos, chunk)
+            continue
+        c = buf[pos]
+        if c == "]":
+            pos += 1
+            break
+        if after_value:
+            if c != ",":
+                raise ValueError(f"unexpected {c!r} between two issues of the validator's JSON output")
+            pos, after_value = pos + 1, False
+            continue
+        try:
+            issue, pos = decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError:
+            if eof:
+                raise
+            buf, pos, eof = _more(fh, buf, pos, chunk)  # the issue runs past the buffer
+            continue
+        after_value = True
+        if isinstance(issue, dict):
+            yield issue
+        if pos > chunk:
+            buf, pos = buf[pos:], 0
+    rest = json.loads('{"issues":{"issues":[]' + buf[pos:] + fh.read())
+    if tail is not None and isinstance(rest, dict):
+        tail.update(codeMessages=(rest.get("issues") or {}).get("codeMessages") or {},
+                    summary=rest.get("summary") or {})
+
+
+def _more(fh: IO[str], buf: str, pos: int, chunk: int) -> tuple[str, int, bool]:
+    data = fh.read(chunk)
+    return buf[pos:] + data, 0, not data
+
+
+def read_json_output(path: Path) -> tuple[dict[str, CodeSummary], dict[str, Any]]:
+    """Aggregate a file of the validator's JSON output by code, streamed; also return its
+    ``codeMessages`` and ``summary``. Malformed JSON raises :class:`ValueError`."""
+    tail: dict[str, Any] = {}
+    with open(path, encoding="utf-8") as fh:
+        try:
+            codes = summarise_issues(iter_json_issues(fh, tail))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"malformed JSON at character {err.pos}: {err.msg}") from None
+    for code, text in (tail.get("codeMessages") or {}).items():
+        if code in codes and isinstance(text, str):
+            codes[code].message = text.strip()
+    return codes, tail
 
 
 def summarise_issues(issues: Iterable[Mapping[str, Any]], messages: Mapping[str, str] | None = None
@@ -234,91 +578,213 @@ def summarise_issues(issues: Iterable[Mapping[str, Any]], messages: Mapping[str,
     """Aggregate the validator's JSON issues by code (every issue counted once)."""
     codes: dict[str, CodeSummary] = {}
     for issue in issues:
-        code = str(issue.get("code", "UNKNOWN"))
-        severity = str(issue.get("severity", "warning"))
+        code = str(issue.get("code") or "UNKNOWN")
+        severity = str(issue.get("severity") or "error")  # the validator's own default
         summary = codes.get(code)
         if summary is None:
-            summary = codes[code] = CodeSummary(code, severity, message=(messages or {}).get(code, "").strip())
-        elif severity == "error":
-            summary.severity = "error"
+            summary = codes[code] = CodeSummary(code, severity, message=str((messages or {}).get(code, "")).strip())
         detail = issue.get("issueMessage")
-        summary.add(issue.get("location"), issue.get("subCode"), str(detail) if detail else None)
+        extra = None
+        if summary._room(severity):
+            extra = {k: issue.get(k) for k in ("line", "character", "suggestion", "rule") if issue.get(k) is not None}
+        summary.add(issue.get("location"), issue.get("subCode"), str(detail) if detail else None,
+                    severity=severity, extra=extra)
     return codes
 
 
-_HEAD = re.compile(r"^\s*\[(ERROR|WARNING)\]\s+([A-Z0-9_]+)\s*(.*)$")
-_MORE = re.compile(r"^\s*(\d+) more files? with the same issue")
-_FILE = re.compile(r"^\t\t(/\S.*?)(?: - .*)?$")
-_SUB = re.compile(r"^\t\t([A-Za-z0-9_]+)\s*$")
+# ------------------------------------------------------------------------------------------ text output
+# The validator's text output (src/utils/output.ts), per severity (warnings, then errors), per code:
+#   \t[WARNING] CODE code message           (the message may run over several lines)
+#   \t\tSUBCODE                              (only when the code's issues have sub-codes)
+#   \t\t/location - issue message            (two issues per sub-code at most; messages may span lines)
+#   (blank)
+#   \t\tN more files with the same issue     (when there are more than two)
+#   \tPlease visit https://neurostars.org/search?q=CODE for existing conversations about this issue.
+_HEAD = re.compile(r"^\t\[(ERROR|WARNING)\] (\S+)(?: (.*))?$")
+_END = re.compile(r"^\tPlease visit \S*?q=(\S+) for existing conversations")
+_MORE = re.compile(r"^\t\t(\d+) more files? with the same issue\s*$")
 
 
-def parse_text_output(lines: Iterable[str]) -> dict[str, CodeSummary]:
-    """Parse the validator's text output (aggregated by code) into per-code counts."""
+def parse_text_output(lines: Iterable[str], notes: list[str] | None = None) -> dict[str, CodeSummary]:
+    """Parse the validator's text output (aggregated by code) into per-code counts.
+
+    Each code's block is read between its ``[SEVERITY] CODE`` line and its
+    ``Please visit ...?q=CODE`` line. Counts are exact: the printed issues plus
+    every "N more files with the same issue". Where a block cannot be read
+    unambiguously (issues with neither file nor sub-code), a line is added to
+    ``notes``.
+    """
     codes: dict[str, CodeSummary] = {}
-    current: CodeSummary | None = None
-    subcode: str | None = None
+    block: list[str] | None = None
+    head: tuple[str, str, str] | None = None
     for raw in lines:
-        line = raw.rstrip("\n")
+        line = raw.rstrip("\r\n")
         m = _HEAD.match(line)
         if m:
-            _at_least_one(current)
-            sev, code, msg = m.groups()
-            current = codes.setdefault(code, CodeSummary(code, sev.lower(), message=msg.strip()))
-            subcode = None
+            if block is not None and head is not None:  # a block with no closing line: keep it, say so
+                _add_block(codes, head, block, notes)
+                if notes is not None:
+                    notes.append(f"the validator's text output for {head[1]} has no closing line")
+            head, block = (m.group(1).lower(), m.group(2), (m.group(3) or "").strip()), []
             continue
-        if current is None:
+        if block is None or head is None:
             continue
-        m = _MORE.match(line)
-        if m:
-            current.add(None, subcode, n=int(m.group(1)))
+        m = _END.match(line)
+        if m and m.group(1) == head[1]:
+            _add_block(codes, head, block, notes)
+            block = head = None
             continue
-        m = _FILE.match(line)
-        if m:
-            current.add(m.group(1), subcode)
-            continue
-        m = _SUB.match(line)
-        if m:
-            subcode = m.group(1)
-    _at_least_one(current)
+        if line.startswith("\t\t"):
+            block.append(line[2:])
+    if block is not None and head is not None:  # output cut short: keep what was read
+        _add_block(codes, head, block, notes)
+        if notes is not None:
+            notes.append(f"the validator's text output ends inside the {head[1]} block")
     return codes
 
 
-def _at_least_one(summary: CodeSummary | None) -> None:
-    """A code the text output names without listing files still occurred once."""
-    if summary is not None and summary.count == 0:
-        summary.count = 1
+def _add_block(codes: dict[str, CodeSummary], head: tuple[str, str, str], tokens: list[str],
+               notes: list[str] | None) -> None:
+    severity, code, message = head
+    summary = codes.get(code)
+    if summary is None:
+        summary = codes[code] = CodeSummary(code, severity, message=message, subjects_complete=False)
+    groups, exact = _groups(tokens)
+    for subcode, issues, more in groups:
+        for issue in issues:
+            location, detail = _split_issue(issue)
+            summary.add(location, subcode, detail, severity=severity)
+        if more:
+            summary.add(None, subcode, None, n=more, severity=severity)
+    if not groups:  # a code with no printed issue still occurred
+        summary.add(None, None, None, severity=severity)
+        exact = False
+    if not exact and notes is not None:
+        notes.append(f"{code}: the validator's text output for this code is ambiguous (issues without a file); "
+                     "its count and sub-codes are read as well as the text allows")
 
 
+def _groups(tokens: list[str]) -> tuple[list[tuple[str | None, list[str], int]], bool]:
+    """Split a code block's ``\\t\\t`` lines into (sub-code, printed issues, N more) groups.
+
+    The lines are sub-code headings, issues (``/file - message``, or a bare
+    message when the issue names no file) and "N more" lines. The validator
+    prints, per group, a heading only when the code has sub-codes (issues
+    without one under ``None``), then one or two issues, then "N more" when
+    there were more than two. Returns the groups and whether the reading was
+    unambiguous.
+    """
+    kinds = ["more" if _MORE.match("\t\t" + t) else "file" if t.startswith("/") else "other" for t in tokens]
+    if "other" not in kinds:  # every issue names a file and there are no sub-codes: the common case
+        files = [t for t, k in zip(tokens, kinds) if k == "file"]
+        return [(None, files, sum(_more_count(t) for t, k in zip(tokens, kinds) if k == "more"))], True
+    groups: list[tuple[str | None, list[str], int]] = []
+    exact = True
+    headed = False  # the open group has a sub-code heading
+    subcode: str | None = None
+    issues: list[str] = []
+    more = 0
+    opened = False
+    for i, (tok, kind) in enumerate(zip(tokens, kinds)):
+        nxt = kinds[i + 1] if i + 1 < len(tokens) else None
+        if kind == "more":
+            more += _more_count(tok)
+            continue
+        if kind == "file":
+            issues.append(tok)
+            opened = True
+            continue
+        # "other": a sub-code heading, or an issue that names no file
+        if not tok.strip() or nxt in (None, "more"):
+            header = False  # a heading is always followed by an issue
+        elif not opened:
+            header = nxt == "file" or _looks_like_subcode(tok)
+            # heading + bare-message issue, or two bare-message issues: told apart by their shape
+            exact = exact and (nxt == "file" or _looks_like_subcode(tok) != _looks_like_subcode(tokens[i + 1]))
+        elif headed and not issues:
+            header = False  # right after a heading comes an issue
+        elif more or len(issues) >= 2 or (headed and nxt == "file"):
+            header = True  # the group is complete, or an issue cannot follow two issues
+        elif not headed:
+            header, exact = False, False  # no headings in this block: a stray line
+        else:
+            header, exact = _looks_like_subcode(tok), False
+        if header:
+            if opened:
+                groups.append((subcode, issues, more))
+            subcode = None if tok.strip() == "None" else tok
+            headed, issues, more, opened = True, [], 0, True
+        else:
+            issues.append(tok)
+            opened = True
+    if opened:
+        groups.append((subcode, issues, more))
+    if any(extra and len(printed) != 2 for _sub, printed, extra in groups):
+        exact = False
+    return groups, exact
+
+
+def _more_count(token: str) -> int:
+    m = _MORE.match("\t\t" + token)
+    return int(m.group(1)) if m else 0
+
+
+def _looks_like_subcode(text: str) -> bool:
+    s = text.strip()
+    return bool(s) and len(s) <= 120 and not re.search(r"\s", s)
+
+
+def _split_issue(text: str) -> tuple[str | None, str | None]:
+    """``/location - message`` (either part may be absent) into its parts."""
+    if text.startswith("/"):
+        location, _, detail = text.partition(" - ")
+        return location, detail or None
+    return None, text or None
+
+
+# ------------------------------------------------------------------------------------------- findings
 def validator_findings(run: ValidatorRun) -> list[Finding]:
-    """One ``bids.invalid`` finding per error code, one ``bids.warning`` per warning code."""
+    """One ``bids.invalid`` finding per error code, one ``bids.warning`` per warning code.
+
+    A code whose issues are partly errors and partly warnings (the validator's
+    config can do that) gives both. Codes the config ignores give none (they are
+    counted in :func:`ignored_counts`). The sum of the findings' counts is the
+    number of issues the validator reported as errors or warnings.
+    """
     out: list[Finding] = []
     for code, s in sorted(run.codes.items()):
-        if s.severity not in ("error", "warning"):
-            continue  # codes the user's validator config ignores
-        subjects = sorted({_subject_of(e["file"]) for e in s.examples if _subject_of(e["file"])})
-        files = "" if not s.examples else f" (first: {s.examples[0]['file']})"
-        noun = "issue" if s.count == 1 else "issues"
-        message = f"{code}: {s.count} {noun}{files}" + (f" — {_short(s.message)}" if s.message else "")
-        out.append(finding(
-            message, subjects=subjects, severity="error" if s.severity == "error" else "warning",
-            evidence={"code": code, "count": s.count, "examples": s.examples, "subcodes": s.subcodes,
-                      "validator_version": run.version, "validator_message": s.message,
-                      "corrections": list(run.corrections)},
-        ))
+        for severity in ("error", "warning"):
+            count = s.reported(severity)
+            if not count:
+                continue
+            examples = [e for e in s.examples if e.get("severity") == severity]
+            noun = "issue" if count == 1 else "issues"
+            first = f" (first: {examples[0]['file']})" if examples and examples[0].get("file") else ""
+            message = f"{code}: {count:,} {noun}{first}" + (f" — {_short(s.message)}" if s.message else "")
+            evidence: dict[str, Any] = {
+                "code": code, "count": count, "examples": examples[:MAX_EXAMPLES], "subcodes": dict(s.subcodes),
+                "files": [e["file"] for e in examples if e.get("file")],
+                "n_subjects": len(s.subjects), "subjects_complete": s.subjects_complete,
+                "validator_version": run.version, "validator_message": s.message,
+                "validator_output": run.output_format, "max_rows": run.max_rows,
+                "corrections": list(run.corrections),
+            }
+            if len(s.severities) > 1:
+                evidence["severities"] = dict(s.severities)
+            out.append(finding(message, subjects=sorted(s.subjects), severity=severity, evidence=evidence))
     return out
 
 
 def ignored_counts(run: ValidatorRun) -> dict[str, int]:
     """Codes the validator's config ignored, with their counts."""
-    return {c: s.count for c, s in sorted(run.codes.items()) if s.severity == "ignore"}
+    return {c: s.reported("ignore") for c, s in sorted(run.codes.items()) if s.reported("ignore")}
 
 
 def _subject_of(path: str) -> str | None:
     part = path.lstrip("/").split("/", 1)[0]
-    return part if part.startswith("sub-") else None
+    return part if part.startswith("sub-") and len(part) > 4 else None
 
 
 def _short(text: str) -> str:
     first = " ".join(text.split())
     return first if len(first) <= 160 else first[:157] + "..."
-

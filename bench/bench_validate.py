@@ -1,18 +1,33 @@
 """Benchmark: the official validator alone vs ``bidsaudit``'s use of it, at 5,000 and 20,000 subjects.
 
-Baseline: ``bids-validator-deno DATASET --format json --ignoreNiftiHeaders``
-(the validator as a user runs it). Measured: ``audit.validator.run_validator``
-(every TSV row, JSON with a text-output fallback). For each it prints wall
-time, peak RSS of the validator process tree, the exit status, whether a
-result came out, and the error codes (a false PARTICIPANT_ID_MISMATCH at
-5,000 subjects is the validator's 1,000-row default).
+(a) ``bare``: ``bids-validator-deno DATASET --format json --ignoreNiftiHeaders
+    [--config CFG] --outfile FILE``, the validator as its users run it (its
+    default of 1,000 TSV rows).
+(b) ``ours``: :func:`audit.validator.run_validator` (every row when
+    participants.tsv is longer than that; JSON read as a stream, or the
+    validator's aggregated text output for large datasets / when JSON fails).
+
+Each measurement runs in a fresh Python process; the table gives wall seconds,
+the peak RSS of the validator process (``RUSAGE_CHILDREN``) and of the Python
+side (``RUSAGE_SELF``, which includes reading the validator's output), the exit
+status, and whether the result is correct.
+
+Correct means: the error and warning codes, and every code's count, equal the
+expected ones. The expectation does not come from the validator at that size
+(it has none to give at 20,000): the synthetic trees repeat the same files per
+subject and session, so the counts are extrapolated exactly from the
+validator's JSON output on trees of 2 and 3 subjects (count = base + per-subject
+* N), which is small enough for the validator to get right.
 
 Usage::
 
-    python bench/bench_validate.py --workdir /tmp/vbench --sizes 5000,20000
+    python bench/bench_validate.py [--workdir /tmp/bidsaudit-bench] [--sizes 5000,20000] [--sessions 2]
+                                   [--tools bare,ours] [--config FILE|none]
 
-Trees are made once with ``../shared/make_synthetic_bids.py`` (2 sessions,
-T1w + bold + sidecars, zero-byte images) and reused.
+Trees are made once with ``../shared/make_synthetic_bids.py`` (zero-byte
+images, so ``--ignoreNiftiHeaders``) and reused. The config defaults to
+bids-examples' ``default-config.json`` (ignores ``EMPTY_FILE``, as the official
+bids-examples runs do). Results are also written to WORKDIR/bench_validate.json.
 """
 
 from __future__ import annotations
@@ -21,85 +36,164 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parents[1]
-MAKER = HERE.parent / "shared" / "make_synthetic_bids.py"
+SHARED = HERE.parent / "shared"
+MAKER = SHARED / "make_synthetic_bids.py"
+DEFAULT_CONFIG = SHARED / "data" / "bids-examples" / "default-config.json"
+
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 
-def child_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
-def ensure_tree(workdir: Path, n: int) -> Path:
-    root = workdir / f"ds{n}"
-    if not (root / "dataset_description.json").exists():
-        subprocess.run([sys.executable, str(MAKER), str(root), "--subjects", str(n), "--sessions", "2"], check=True)
+def ensure_tree(workdir: Path, n: int, sessions: int) -> Path:
+    """The synthetic tree of ``n`` subjects (made once; a half-made tree is never reused)."""
+    root = workdir / (f"ds{n}" if sessions == 2 else f"ds{n}-ses{sessions}")
+    last = root / f"sub-{n:0{max(5, len(str(n)))}d}" / f"ses-{sessions:02d}"
+    if (root / "participants.tsv").is_file() and last.is_dir():
+        return root
+    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=workdir))
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(MAKER), str(tmp / "ds"), "--subjects", str(n), "--sessions", str(sessions)],
+                   check=True, capture_output=True)
+    if root.exists():
+        shutil.rmtree(root)
+    (tmp / "ds").rename(root)
+    tmp.rmdir()
+    print(f"# made {root} in {time.perf_counter() - t0:.0f} s", flush=True)
     return root
 
 
-def bare(root: Path, out: Path) -> dict:
-    from audit.validator import summarise_issues, validator_command
+# ----------------------------------------------------------------------------------- measurements
+def measure_bare(root: Path, config: Path | None) -> dict[str, Any]:
+    from audit.validator import read_json_output, validator_command
 
-    out.unlink(missing_ok=True)  # never read a previous run's output
-    t0 = time.perf_counter()
-    proc = subprocess.run([*validator_command(), str(root), "--format", "json", "--ignoreNiftiHeaders",
-                           "--outfile", str(out)], capture_output=True, text=True)
-    secs = time.perf_counter() - t0
-    try:
-        data = json.loads(out.read_text())
-        codes = summarise_issues(data["issues"]["issues"])
-        errors = sorted(c for c, s in codes.items() if s.severity == "error")
-        n_warn = sum(s.count for s in codes.values() if s.severity == "warning")
-        result = "yes"
-    except (OSError, ValueError, KeyError):
-        errors, n_warn, result = [], None, "no (" + (proc.stderr.strip().splitlines() or ["?"])[-1][:80] + ")"
-    return {"tool": "validator alone", "seconds": secs, "exit": proc.returncode, "result": result,
-            "errors": errors, "warnings": n_warn}
+    with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [*validator_command(), str(root), "--format", "json", "--ignoreNiftiHeaders", "--outfile", str(out)]
+        if config:
+            cmd += ["--config", str(config)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        secs = time.perf_counter() - t0
+        result: dict[str, Any] = {"tool": "validator alone", "seconds": secs, "exit": proc.returncode}
+        try:
+            codes, _tail = read_json_output(out)
+        except (OSError, ValueError):
+            lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+            why = next((ln for ln in lines if "Error" in ln), lines[0] if lines else f"exit {proc.returncode}")
+            result.update(result=None, failure=why[:160])
+        else:
+            result.update(result={c: {s: n for s, n in sm.severities.items()} for c, sm in codes.items()},
+                          output="json")
+    return result
 
 
-def ours(root: Path) -> dict:
+def measure_ours(root: Path, config: Path | None) -> dict[str, Any]:
     from audit.validator import run_validator
 
     t0 = time.perf_counter()
-    run = run_validator(root, ignore_nifti_headers=True)
+    run = run_validator(root, ignore_nifti_headers=True, config=config)
     return {"tool": "bidsaudit", "seconds": time.perf_counter() - t0, "exit": run.exit_code,
-            "result": f"yes ({run.output_format})", "errors": run.errors,
-            "warnings": sum(s.count for s in run.codes.values() if s.severity == "warning")}
+            "result": {c: dict(s.severities) for c, s in run.codes.items()}, "output": run.output_format,
+            "max_rows": run.max_rows, "corrections": list(run.corrections)}
+
+
+def _child(tool: str, root: Path, config: Path | None) -> None:
+    r = (measure_bare if tool == "bare" else measure_ours)(root, config)
+    r["validator_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    r["python_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(r))
+
+
+def measure(tool: str, root: Path, config: Path | None) -> dict[str, Any]:
+    """One measurement in a fresh process, so that its peak RSS figures are its own."""
+    cmd = [sys.executable, __file__, "--_child", tool, str(root), "--config", str(config) if config else "none"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"))
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        return {"tool": tool, "seconds": float("nan"), "exit": None, "result": None, "failure": tail[0][:160],
+                "validator_rss_mib": float("nan"), "python_rss_mib": float("nan")}
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+# ------------------------------------------------------------------------------------- expectation
+def expected_counts(workdir: Path, sessions: int, config: Path | None, n: int) -> dict[str, dict[str, int]]:
+    """Per code and severity, extrapolated from 2- and 3-subject trees (count = base + per-subject * n)."""
+    small: dict[int, dict[str, dict[str, int]]] = {}
+    for k in (2, 3):
+        r = measure_bare(ensure_tree(workdir, k, sessions), config)
+        if r["result"] is None:
+            raise SystemExit(f"the validator failed on the {k}-subject tree: {r.get('failure')}")
+        small[k] = r["result"]
+    out: dict[str, dict[str, int]] = {}
+    for code in set(small[2]) | set(small[3]):
+        for sev in set(small[2].get(code, {})) | set(small[3].get(code, {})):
+            c2, c3 = small[2].get(code, {}).get(sev, 0), small[3].get(code, {}).get(sev, 0)
+            count = c2 + (c3 - c2) * (n - 2)
+            if count:
+                out.setdefault(code, {})[sev] = count
+    return out
+
+
+def verdict(r: dict[str, Any], expected: dict[str, dict[str, int]]) -> str:
+    if r["result"] is None:
+        return "NO RESULT: " + str(r.get("failure", "?"))
+    got = {c: {s: n for s, n in sev.items() if n} for c, sev in r["result"].items()}
+    if got == expected:
+        return "correct"
+    extra = sorted(set(got) - set(expected))
+    missing = sorted(set(expected) - set(got))
+    wrong = sorted(c for c in set(got) & set(expected) if got[c] != expected[c])
+    parts = ([f"false {','.join(extra)}"] if extra else []) + ([f"missing {','.join(missing)}"] if missing else []) \
+        + ([f"miscounted {','.join(wrong)}"] if wrong else [])
+    return "WRONG: " + "; ".join(parts)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bidsaudit-bench"))
     ap.add_argument("--sizes", default="5000,20000")
+    ap.add_argument("--sessions", type=int, default=2)
     ap.add_argument("--tools", default="bare,ours")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else "none")
+    ap.add_argument("--_child", nargs=2, metavar=("TOOL", "DATASET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    config = None if args.config == "none" else Path(args.config)
+    if args._child:
+        _child(args._child[0], Path(args._child[1]), config)
+        return
+    if not MAKER.is_file():
+        raise SystemExit(f"{MAKER} not found (the ../shared folder is absent)")
     args.workdir.mkdir(parents=True, exist_ok=True)
+    from audit.validator import _version, validator_command
+
+    print(f"# {_version(validator_command())}; config: {config or 'none'}; {os.cpu_count()} CPUs", flush=True)
+    print(f"{'subjects':>8} {'files':>7}  {'tool':<16} {'seconds':>8} {'validator RSS':>14} {'python RSS':>11}  "
+          f"{'exit':>4}  {'output':<6}  result", flush=True)
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        root = ensure_tree(args.workdir, n)
+        root = ensure_tree(args.workdir, n, args.sessions)
+        expected = expected_counts(args.workdir, args.sessions, config, n)
+        files = 4 + 4 * n * args.sessions
         for tool in args.tools.split(","):
-            # each measurement in a fresh process so the RSS figure is its own
-            code = (f"import json,sys; sys.path.insert(0, {str(HERE)!r}); from bench.bench_validate import *; "
-                    f"r = {'bare' if tool == 'bare' else 'ours'}(Path({str(root)!r})"
-                    + (f", Path({str(args.workdir / 'bare.json')!r})" if tool == "bare" else "")
-                    + "); r['rss_mib'] = child_rss_mib(); print(json.dumps(r))")
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            r["subjects"] = n
+            r = measure(tool, root, config)
+            r.update(subjects=n, files=files, verdict=verdict(r, expected))
             rows.append(r)
-            print(f"{n:>6} {r['tool']:<16} {r['seconds']:8.1f} s {r['rss_mib']:8.0f} MiB  exit {r['exit']:<3} "
-                  f"result {r['result']:<28} errors {','.join(r['errors']) or '-'}  warnings {r['warnings']}",
-                  flush=True)
+            print(f"{n:>8} {files:>7}  {r['tool']:<16} {r['seconds']:>8.1f} {r['validator_rss_mib']:>10.0f} MiB "
+                  f"{r['python_rss_mib']:>7.0f} MiB  {r['exit'] if r['exit'] is not None else '-':>4}  "
+                  f"{r.get('output', '-'):<6}  {r['verdict']}", flush=True)
+        print(f"#   expected at {n}: " + ", ".join(f"{c} {s}" for c, s in sorted(expected.items())), flush=True)
     (args.workdir / "bench_validate.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("NO_COLOR", "1")
     main()
