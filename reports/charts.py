@@ -79,14 +79,19 @@ def _svg(width: float, height: float, body: list[str], label: str) -> Markup:
     )
 
 
-def _legend(splits: Sequence[str], x: float, y: float) -> list[str]:
+def _legend(splits: Sequence[str], x: float, y: float, right: float = 470) -> tuple[list[str], float]:
+    """Legend entries from (x, y), wrapping at ``right``; returns them and the height used."""
     out = []
+    x0, y0 = x, y
     for name in splits:
+        step = 24 + 7 * min(len(str(name)), 18)
+        if x > x0 and x + step > right:
+            x, y = x0, y + 15
         colour = split_colour(name, splits)
         out.append(f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" fill="{colour}"/>'
                    f'<text x="{x + 14:.1f}" y="{y:.1f}" fill="{TEXT}">{_t(name, 18)}</text>')
-        x += 24 + 7 * min(len(str(name)), 18)
-    return out
+        x += step
+    return out, y - y0 + 15
 
 
 def _splits_of(block: Mapping[str, Any], splits: Sequence[str]) -> list[str]:
@@ -103,16 +108,17 @@ def categorical_chart(block: Mapping[str, Any], splits: Sequence[str]) -> Markup
         return Markup("")
     totals = {s: sum(int(c) for c in block["counts"][s]) for s in splits}
     bar, gap = 11, 10
-    left, right, top = 150, 70, 26
+    left, right, top = 172, 66, 26
     width = 470
     plot = width - left - right
     group = len(splits) * bar + gap
+    body, used = _legend(splits, 10, 14, width)
+    top = max(top, used + 12)
     height = top + group * len(levels) + 6
-    body = _legend(splits, left, 14)
     for i, level in enumerate(levels):
         y0 = top + i * group
         body.append(f'<text x="{left - 8}" y="{y0 + len(splits) * bar / 2 + 4:.1f}" text-anchor="end" '
-                    f'fill="{TEXT}">{_t(level)}<title>{escape(level)}</title></text>')
+                    f'fill="{TEXT}">{_t(level, 24)}<title>{escape(level)}</title></text>')
         for j, s in enumerate(splits):
             n = int(block["counts"][s][i])
             share = n / totals[s] if totals[s] else 0.0
@@ -185,8 +191,8 @@ def heatmap(table: Mapping[str, Any], label: str = "label") -> Markup:
         return Markup("")
     cell_w, cell_h = max(64, min(110, 520 // max(len(labels), 1))), 30
     left, top = 190, 44
-    width = max(left + cell_w * len(labels) + 110, 560)
-    height = top + cell_h * len(sites) + 26
+    width = max(left + cell_w * len(labels) + 110, 640)
+    height = top + cell_h * len(sites) + 40
     body = [f'<text x="{left + cell_w * len(labels) / 2:.1f}" y="14" text-anchor="middle" fill="{TEXT}" '
             f'font-weight="600">{_t(label, 40)}</text>']
     for j, lab in enumerate(labels):
@@ -214,11 +220,10 @@ def heatmap(table: Mapping[str, Any], label: str = "label") -> Markup:
                     f'fill="#667085">{total}</text>')
     more = table.get("sites_total")
     if _finite(more) and int(more) > len(sites):
-        body.append(f'<text x="{left}" y="{height - 8}" fill="#667085">… and {int(more) - len(sites)} more sites '
+        body.append(f'<text x="0" y="{height - 22}" fill="#667085">… and {int(more) - len(sites)} more sites '
                     "(see the JSON result)</text>")
-    else:
-        body.append(f'<text x="{left}" y="{height - 8}" fill="#667085" font-size="11">cell: participants · share '
-                    "of the site; red: above the label's share overall, blue: below</text>")
+    body.append(f'<text x="0" y="{height - 8}" fill="#667085" font-size="11">cell: participants · share of the '
+                "site. Red: above the label's share overall; blue: below; white: as overall</text>")
     return _svg(width, height, body, f"{label} by site")
 
 
@@ -236,7 +241,7 @@ def auc_chart(records: Sequence[Mapping[str, Any]], threshold: Any = None) -> Ma
     def x(v: float) -> float:
         return left + min(max(v, 0.0), 1.0) * plot
 
-    body = []
+    body = [f'<text x="0" y="{top - 10}" fill="{TEXT}" font-weight="600">domain classifier ROC AUC</text>']
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):
         body.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 4}" y2="{height - 18}" stroke="{GRID}"/>'
                     f'<text x="{x(v):.1f}" y="{height - 5}" text-anchor="middle" fill="#667085" '
@@ -299,7 +304,7 @@ def box_chart(feature: Mapping[str, Any], splits: Sequence[str]) -> Markup:
     lo = min(float(stats[s]["min"]) for s in names)
     hi = max(float(stats[s]["max"]) for s in names)
     span = (hi - lo) or 1.0
-    left, right, top, bar = 120, 20, 22, 16
+    left, right, top, bar = 160, 20, 22, 16
     width = 470
     plot = width - left - right
     height = top + len(names) * (bar + 8) + 20
@@ -313,7 +318,7 @@ def box_chart(feature: Mapping[str, Any], splits: Sequence[str]) -> Markup:
         y = top + i * (bar + 8)
         c = split_colour(s, names)
         mid = y + bar / 2
-        body.append(f'<text x="{left - 8}" y="{mid + 4:.1f}" text-anchor="end" fill="{TEXT}">{_t(s, 16)} '
+        body.append(f'<text x="{left - 8}" y="{mid + 4:.1f}" text-anchor="end" fill="{TEXT}">{_t(s, 18)} '
                     f'<tspan fill="#667085">n={num(st.get("n"))}</tspan></text>'
                     f'<line x1="{x(st["min"]):.1f}" x2="{x(st["max"]):.1f}" y1="{mid:.1f}" y2="{mid:.1f}" stroke="{c}"/>'
                     f'<rect x="{x(st["q1"]):.1f}" y="{y}" width="{max(x(st["q3"]) - x(st["q1"]), 1):.1f}" '

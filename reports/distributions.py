@@ -6,7 +6,10 @@ that ``bidsaudit report RESULT.json`` can draw the charts again from the
 saved result alone:
 
 * ``splits``: the split keys charted, as in ``splits.sizes`` (``train``,
-  ``test``, ``train/fold-0``...), at most :data:`MAX_SPLITS`;
+  ``test``, ``train/fold-0``...), at most :data:`MAX_SPLITS`; of a k-fold
+  layout only its first fold view (``fold``; ``folds`` says how many there
+  are): every fold drawn at once is unreadable, and the shift checks'
+  findings name any fold that differs;
 * ``variables``: the label (``role: label``), the site or scanner
   (``role: site``) and the other participant columns (``role: covariate``,
   at most :data:`MAX_COVARIATES`), one value per participant as the shift
@@ -41,14 +44,21 @@ MAX_BINS = 12
 MAX_IMAGE_FEATURES = 4
 
 
-def _split_members(ctx: AuditContext) -> dict[str, frozenset[str]]:
+def _split_members(ctx: AuditContext) -> tuple[dict[str, frozenset[str]], int | None]:
+    """Participants per split key; a k-fold layout: those of its first fold view (and that fold)."""
     assert ctx.splits is not None
     out: dict[str, frozenset[str]] = {}
+    if ctx.splits.folds:
+        fold, tables = next(iter(ctx.splits.views()))
+        for name, table in tables.items():
+            key = name if table.fold is None else f"{name}/fold-{table.fold}"
+            if len(out) < MAX_SPLITS:
+                out[key] = table.subjects()
+        return out, fold
     for table in ctx.splits.tables:
-        key = table.name if table.fold is None else f"{table.name}/fold-{table.fold}"
-        if key not in out and len(out) < MAX_SPLITS:
-            out[key] = ctx.splits.subjects(table.name, table.fold)
-    return out
+        if table.name not in out and len(out) < MAX_SPLITS:
+            out[table.name] = ctx.splits.subjects(table.name)
+    return out, None
 
 
 def _round(x: float) -> float:
@@ -159,7 +169,7 @@ def split_distributions(ctx: AuditContext) -> dict[str, Any] | None:
     from audit.checks.shift import THRESHOLDS, make_variable
     from audit.scanner import participant_values, scanner_identity
 
-    members = _split_members(ctx)
+    members, fold = _split_members(ctx)
     max_levels = int(THRESHOLDS["shift"]["max_levels"])
     variables: list[dict[str, Any]] = []
     label = ctx.label_column
@@ -200,6 +210,9 @@ def split_distributions(ctx: AuditContext) -> dict[str, Any] | None:
             variables.append(block)
             covariates += 1
     out: dict[str, Any] = {"splits": list(members), "variables": variables}
+    if fold is not None:
+        out["fold"] = fold
+        out["folds"] = len(ctx.splits.folds)
     images = _image_features(ctx, members)
     if images:
         out["image_features"] = images

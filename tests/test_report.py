@@ -227,3 +227,39 @@ def test_only_png_base64_becomes_an_image():
     html = render_report(data)
     assert "javascript:" not in html
     assert html.count("<img") == 1 and 'src="data:image/png;base64,iVBORw0KGgo+/=="' in html
+
+
+def test_k_fold_layout_charts_its_first_fold_view(tmp_path):
+    import jsonschema
+
+    from audit.api import audit_splits
+    from audit.context import AuditOptions
+    from audit.splitting import SplitPlan, split_dataset
+    from audit.synthetic import make_dataset
+    from schemas import json_schema
+
+    ds, sp = tmp_path / "ds", tmp_path / "splits"
+    make_dataset(ds, n_subjects=18, seed=5)
+    split_dataset(ds, SplitPlan(label="diagnosis", seed=0, folds=3), sp, layout="clinicadl")
+    data = audit_splits(ds, sp, AuditOptions(label="diagnosis", run_validator=False, workers=1)).to_dict()
+    jsonschema.validate(data, json_schema("result"))
+    dist = data["splits"]["distributions"]
+    assert dist["splits"] == ["train/fold-0", "validation/fold-0", "test"]
+    assert (dist["fold"], dist["folds"]) == (0, 3)
+    label = next(v for v in dist["variables"] if v["role"] == "label")
+    assert {k: sum(c) for k, c in label["counts"].items()} == {
+        k: data["splits"]["sizes"][k] for k in ("train/fold-0", "validation/fold-0", "test")}
+    assert "Shown: fold 0 of the 3 folds" in render_report(data)
+
+
+def test_feature_bars_and_wrapped_legend():
+    from reports.charts import categorical_chart, feature_bars
+
+    svg = str(feature_bars([{"feature": "<b>x</b>", "smd": 1.5}, {"feature": "y", "smd": -0.4},
+                            {"feature": "z", "smd": None}]))
+    assert "SMD +1.50" in svg and "SMD -0.40" in svg and "&lt;b&gt;" in svg and svg.count("<rect") == 2
+    names = [f"split-{i}" for i in range(9)]
+    block = {"levels": ["a", "b"], "counts": {n: [1, 2] for n in names}}
+    svg = str(categorical_chart(block, names))
+    xs = [float(x) for x in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="10"', svg)]
+    assert len(xs) == 9 and max(xs) < 470  # legend wrapped inside the chart
