@@ -205,7 +205,7 @@ def heatmap(table: Mapping[str, Any], label: str = "label") -> Markup:
         total = sum(row)
         y = top + i * cell_h
         body.append(f'<text x="{left - 8}" y="{y + cell_h / 2 + 4:.1f}" text-anchor="end" fill="{TEXT}">'
-                    f'{_t(site)}<title>{escape(site)}</title></text>')
+                    f'{_t(site, 24)}<title>{escape(site)}</title></text>')
         for j, c in enumerate(row[: len(labels)]):
             share = c / total if total else 0.0
             excess = share - overall[j]
