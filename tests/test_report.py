@@ -263,3 +263,41 @@ def test_feature_bars_and_wrapped_legend():
     svg = str(categorical_chart(block, names))
     xs = [float(x) for x in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="10"', svg)]
     assert len(xs) == 9 and max(xs) < 470  # legend wrapped inside the chart
+
+
+def test_near_duplicate_finding_shows_both_middle_slices(tmp_path):
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    from audit.api import audit_splits
+    from audit.context import AuditOptions
+    from audit.synthetic import make_dataset
+
+    ds, sp = tmp_path / "ds", tmp_path / "splits"
+    make_dataset(ds, n_subjects=16, seed=4, session_fraction=0.0)
+    src = ds / "sub-003" / "anat" / "sub-003_T1w.nii.gz"
+    img = nib.load(src)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    noisy = data + np.random.default_rng(0).normal(0, 0.02 * float(data.std()), data.shape).astype(np.float32)
+    (ds / "sub-099" / "anat").mkdir(parents=True)
+    nib.save(nib.Nifti1Image(noisy, img.affine), ds / "sub-099" / "anat" / "sub-099_T1w.nii.gz")
+    shutil.copyfile(src.with_name("sub-003_T1w.json"), ds / "sub-099" / "anat" / "sub-099_T1w.json")
+    tsv = ds / "participants.tsv"
+    rows = tsv.read_text().splitlines()
+    head = rows[0].split("\t")
+    copy = dict(zip(head, next(r for r in rows if r.startswith("sub-003\t")).split("\t")))
+    copy["participant_id"] = "sub-099"
+    tsv.write_text("\n".join([*rows, "\t".join(copy[c] for c in head)]) + "\n")
+    sp.mkdir()
+    others = [f"sub-{i:03d}" for i in range(1, 17) if i != 3]
+    (sp / "train.tsv").write_text("participant_id\n" + "\n".join(["sub-003", *others[:10]]) + "\n")
+    (sp / "test.tsv").write_text("participant_id\n" + "\n".join(["sub-099", *others[10:]]) + "\n")
+    data = audit_splits(ds, sp, AuditOptions(label="diagnosis", run_validator=False, workers=1)).to_dict()
+    (near,) = [f for f in data["findings"] if f["check"] == "leakage.near_duplicate_image"]
+    pair = near["evidence"]["pairs"][0]
+    assert {pair["a"]["participant_id"], pair["b"]["participant_id"]} == {"sub-003", "sub-099"}
+    assert pair["a"]["thumbnail_png"] != pair["b"]["thumbnail_png"]  # noised: similar, not identical
+    html = render_report(data)
+    assert html.count('src="data:image/png;base64,iVBORw0KGgo') == 2 and "similarity 0.9" in html
