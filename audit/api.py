@@ -153,7 +153,7 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
         command, ctx, findings, skipped,
         attachments={"dataset_files": dict(ctx.cache["fingerprint"].files)} if ctx.index is not None else {},
         dataset=dataset_info,
-        splits=splits_block(split_set),
+        splits={**splits_block(split_set), **_distributions(ctx)},
         summary=summary,
         reproduce=reproduce_block(command, options, timings),
         **extra,
@@ -224,6 +224,14 @@ def splits_block(split_set: Any) -> dict[str, Any]:
     return {"format": split_set.format, "fingerprint": "sha256:" + digest.hexdigest(), "sizes": sizes,
             "files": list(split_set.files), "folds": list(split_set.folds), "notes": list(split_set.notes),
             "overlap": overlap_matrices(split_set)}
+
+
+def _distributions(ctx: AuditContext) -> dict[str, Any]:
+    """The report's per-split charts data (``splits.distributions``), from what the checks computed."""
+    from reports.distributions import split_distributions
+
+    block = split_distributions(ctx)
+    return {"distributions": block} if block else {}
 
 
 def overlap_matrices(split_set: Any) -> list[dict[str, Any]]:

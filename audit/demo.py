@@ -4,8 +4,13 @@ The demo writes ``DIR/dataset`` (a BIDS dataset with real gzipped NIfTI
 images, made by :mod:`audit.synthetic`), validates it, makes a leak-free split
 of it (``DIR/splits``), audits that split (it passes and gets a certificate),
 then audits a deliberately leaky copy (``DIR/splits-leaky``: three test
-participants copied into train), which fails and shows why. JSON results and
-HTML reports go under ``DIR/reports``.
+participants copied into train), which fails and shows why. Then a second,
+confounded dataset (``DIR/dataset-confounded``: the same kind of phantoms, but
+diagnosis tied to site, as when patients come from one hospital and controls
+from another) is split and audited: its split is leak-free, yet the audit
+rejects it (``confound.label_site`` error: a network could learn the scanner
+instead of the diagnosis; the report's heat map shows label by site). JSON
+results and HTML reports go under ``DIR/reports``.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     (directory / ".bidsaudit-demo").write_text("made by bidsaudit demo\n")
 
     t0 = time.perf_counter()
-    steps = 5
+    steps = 6
     echo(f"[1/{steps}] writing a synthetic {subjects}-subject, multi-site BIDS dataset to {dataset}")
     summary = make_dataset(dataset, n_subjects=subjects, seed=seed)
     echo(f"      {summary.n_subjects} subjects, {summary.n_images} T1w images, sites: {', '.join(summary.sites)}"
@@ -73,7 +78,13 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     _save(leaky, reports / "audit-leaky", echo)
     ok = ok and clean.status == "pass" and leaky.status == "fail"
 
-    echo(f"[5/{steps}] bidsaudit train: only the certified split may be used")
+    echo(f"[5/{steps}] a confounded dataset (diagnosis tied to site): leak-free, and still rejected")
+    confounded = confounded_audit(directory, subjects=subjects, seed=seed, echo=echo)
+    _save(confounded, reports / "audit-confounded", echo)
+    confound_errors = [f for f in confounded.findings if f.check == "confound.label_site" and f.severity == "error"]
+    ok = ok and confounded.status == "fail" and bool(confound_errors)
+
+    echo(f"[6/{steps}] bidsaudit train: only the certified split may be used")
     from train.api import demo_training
 
     ok = demo_training(directory, echo=echo) and ok
@@ -82,12 +93,29 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     echo(f"demo finished in {time.perf_counter() - t0:.1f} s")
     echo(f"HTML report (clean split): {(reports / 'audit.html').resolve()}")
     echo(f"HTML report (leaky split): {(reports / 'audit-leaky.html').resolve()}")
+    echo(f"HTML report (confounded):  {(reports / 'audit-confounded.html').resolve()}")
     echo(f"HTML report (validation):  {(reports / 'validate.html').resolve()}")
     if maps.exists():
         echo(f"Training report:           {maps.resolve()}")
     if not ok:
-        echo("unexpected: the clean demo should pass and the leaky copy should fail")
+        echo("unexpected: the clean demo should pass, and the leaky copy and the confounded dataset should fail")
     return 0 if ok else 1
+
+
+def confounded_audit(directory: Path, *, subjects: int, seed: int, echo: Callable[[str], None]):  # type: ignore[no-untyped-def]
+    """Make ``DIR/dataset-confounded`` (diagnosis tied to site), split it leak-free, and audit the split."""
+    from audit.api import audit_splits
+    from audit.context import AuditOptions
+    from audit.splitting import SplitPlan, split_dataset
+    from audit.synthetic import make_dataset
+
+    dataset = directory / "dataset-confounded"
+    splits_dir = directory / "splits-confounded"
+    summary = make_dataset(dataset, n_subjects=subjects, seed=seed + 1, confounded=True)
+    split_dataset(dataset, SplitPlan(label="diagnosis", seed=seed), splits_dir, layout="folder")
+    echo(f"      {summary.n_subjects} subjects in {dataset}: sites A and C mostly AD, site B mostly CN; "
+         f"split into {splits_dir}")
+    return audit_splits(dataset, splits_dir, AuditOptions(label="diagnosis"))
 
 
 def _save(result, stem: Path, echo: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,8 @@ def test_demo_runs_the_pipeline_and_leaves_reports(tmp_path):
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
     reports = tmp_path / "demo" / "reports"
-    for stem, status in (("validate", "pass"), ("audit", "pass"), ("audit-leaky", "fail")):
+    for stem, status in (("validate", "pass"), ("audit", "pass"), ("audit-leaky", "fail"),
+                         ("audit-confounded", "fail")):
         data = json.loads((reports / f"{stem}.json").read_text())
         jsonschema.validate(data, json_schema("result"))
         assert data["status"] == status, stem
@@ -27,6 +28,15 @@ def test_demo_runs_the_pipeline_and_leaves_reports(tmp_path):
     assert len(overlap["subjects"]) == 3 and overlap["splits"] == ["train", "test"]
     assert (tmp_path / "demo" / "splits" / "bidsaudit-certificate.json").is_file()
     assert "HTML report (leaky split):" in res.output
+    # the confounded dataset: a leak-free split, rejected because diagnosis follows site
+    confounded = json.loads((reports / "audit-confounded.json").read_text())
+    errors = [f for f in confounded["findings"] if f["severity"] == "error"]
+    assert [f["check"] for f in errors] == ["confound.label_site"]
+    assert errors[0]["evidence"]["table"]["counts"]
+    html = (reports / "audit-confounded.html").read_text()
+    assert "share of the site" in html and html.count("<svg") >= 5  # the heat map and the split charts
+    assert f"HTML report (confounded):  {(reports / 'audit-confounded.html').resolve()}" in res.output
+    assert not (tmp_path / "demo" / "splits-confounded" / "bidsaudit-certificate.json").exists()
 
 
 def test_demo_refuses_to_overwrite_a_foreign_folder(tmp_path):
