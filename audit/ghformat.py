@@ -52,10 +52,10 @@ def _command(kind: str, message: str, **props: Any) -> str:
 
 
 def annotations(result: Mapping[str, Any], *, root: str | os.PathLike[str] | None = None,
-                info: bool = False, skipped: bool = True) -> list[str]:
+                cwd: str | os.PathLike[str] | None = None, info: bool = False, skipped: bool = True) -> list[str]:
     """The workflow-command lines for a JSON result (a dict), errors first."""
     dataset = result.get("dataset") or {}
-    resolver = Resolver(dataset.get("path") if isinstance(dataset, Mapping) else None, root)
+    resolver = Resolver(dataset.get("path") if isinstance(dataset, Mapping) else None, root, cwd)
     lines: list[str] = []
     for f in result.get("findings") or []:
         kind = COMMANDS.get(str(f.get("severity")), "warning")

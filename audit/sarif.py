@@ -108,15 +108,15 @@ def _message(finding: Mapping[str, Any]) -> str:
 
 
 def sarif_log(result: Mapping[str, Any], *, root: str | os.PathLike[str] | None = None,
-              exit_code: int | None = None) -> dict[str, Any]:
+              cwd: str | os.PathLike[str] | None = None, exit_code: int | None = None) -> dict[str, Any]:
     """The SARIF 2.1.0 log (a dict) of a JSON result (a dict).
 
     ``root`` is the report root (default: the working directory); split
     files are named in a result as they were given, so relative to the
-    working directory of the run, where this is called.
+    working directory of the run, where this is called (``cwd``: another one).
     """
     dataset = result.get("dataset") or {}
-    resolver = Resolver(dataset.get("path") if isinstance(dataset, Mapping) else None, root)
+    resolver = Resolver(dataset.get("path") if isinstance(dataset, Mapping) else None, root, cwd)
     rules = _rules(result)
     index = {r["id"]: i for i, r in enumerate(rules)}
     results = []
