@@ -3,10 +3,11 @@
 Each finding becomes ``::error``, ``::warning`` or ``::notice`` (for
 ``info``) with ``file=`` (relative to the working directory, the repository
 checkout in CI), ``line=`` when known and ``title=`` (the check id), followed
-by the message. A finding whose rows lie in several files (a participant in
-``train.tsv`` and ``test.tsv``) gets one annotation per file, at most
-:data:`MAX_FILES`; a finding that names no file is placed as in SARIF
-(:meth:`audit.locations.Resolver.place`).
+by the message. A finding whose split rows lie in several files (a
+participant in ``train.tsv`` and ``test.tsv``) gets one annotation per split
+file, at most :data:`MAX_FILES`; a finding about dataset files (443 absent
+images) gets one, on the first file; a finding that names no file is placed
+as in SARIF (:meth:`audit.locations.Resolver.place`).
 
 Everything put in a command comes from the dataset (participant ids, file
 names, sidecar values) and is escaped the way GitHub's toolkit does it: in
@@ -63,7 +64,9 @@ def annotations(result: Mapping[str, Any], *, root: str | os.PathLike[str] | Non
             continue
         message = " ".join(str(f.get("message") or "").split())
         title = f"bidsaudit {f.get('check')}"
-        places = group_by_file(resolver.place(f, result))[:MAX_FILES]
+        places = group_by_file(resolver.place(f, result))
+        # split rows: one annotation per split file (the leak is between them); dataset files: the first only
+        places = places[:MAX_FILES] if places and places[0].root == "cwd" else places[:1]
         if not places:
             lines.append(_command(kind, message, title=title))
             continue

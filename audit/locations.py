@@ -64,6 +64,7 @@ class Place:
     line: int | None
     inside: bool
     absolute: str
+    root: Root = "dataset"
 
 
 def _line(value: Any) -> int | None:
@@ -182,7 +183,7 @@ class Resolver:
         rel = os.path.relpath(absolute, self.root)
         inside = rel != os.pardir and not rel.startswith(os.pardir + os.sep) and not os.path.isabs(rel)
         shown = PurePosixPath(*rel.split(os.sep)).as_posix() if inside else absolute
-        return Place(shown, loc.line, inside, absolute)
+        return Place(shown, loc.line, inside, absolute, loc.root)
 
     def fallback(self, finding: Mapping[str, Any], result: Mapping[str, Any]) -> list[Location]:
         """Where a finding without files is shown: its splits' files, else the dataset's participants table."""

@@ -319,3 +319,18 @@ def test_precommit_argv_respects_explicit_outputs() -> None:
 def test_precommit_bad_input_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert precommit_main(["--splits", str(tmp_path / "missing")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_dataset_file_findings_get_one_annotation_split_rows_one_per_file(tmp_path: Path) -> None:
+    files = [{"path": f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz"} for i in range(1, 8)]
+    result = {"status": "fail", "skipped": [], "dataset": {"path": str(tmp_path / "ds")},
+              "findings": [
+                  {"check": "quality.absent_images", "severity": "warning", "message": "7 images have no content",
+                   "splits": [], "subjects": [], "evidence": {"files": files}},
+                  {"check": "leakage.subject_overlap", "severity": "error", "message": "m", "splits": [],
+                   "subjects": [], "evidence": {"rows": [{"file": f"s/{n}.tsv", "line": 2}
+                                                         for n in ("train", "a", "b", "c", "d", "e", "test")]}}]}
+    lines = [parse(ln) for ln in annotations(result, root=tmp_path, cwd=tmp_path)]
+    assert [p["file"] for k, p, _ in lines if k == "warning"] == ["ds/sub-01/anat/sub-01_T1w.nii.gz"]
+    assert [p["file"] for k, p, _ in lines if k == "error"] == ["s/train.tsv", "s/a.tsv", "s/b.tsv", "s/c.tsv",
+                                                               "s/d.tsv"]
