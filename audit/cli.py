@@ -160,11 +160,26 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
 
         for line in annotations(result.to_dict()):
             typer.echo(line, err=json_out == "-")
+        _append_step_summary(result)
     if json_out == "-":
         return
     print_summary(result, quiet=quiet)
     for what, path in written:
         typer.echo(f"{what}: {path}")
+
+
+def _append_step_summary(result: Result) -> None:
+    """Inside a GitHub workflow, add the Markdown summary to the job's summary page."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from audit.ghformat import step_summary
+
+    try:
+        with open(target, "a", encoding="utf-8") as fh:  # appended, as GitHub asks: the runner reads it at step end
+            fh.write(step_summary(result.to_dict()))
+    except OSError as err:
+        typer.echo(f"bidsaudit: warning: could not write the step summary {target}: {err}", err=True)
 
 
 def print_summary(result: Result, *, quiet: bool = False) -> None:

@@ -21,17 +21,22 @@ checked. ``info`` findings (summaries such as "no label shift found") are
 left out unless ``info=True`` (then ``::notice`` too); they are in the
 summary printed after the annotations. GitHub shows at most 10 annotations
 of each kind per step; errors come first here.
+
+When ``$GITHUB_STEP_SUMMARY`` is set (inside a workflow), the CLI also
+appends :func:`step_summary` to it: the verdict and a table of the error and
+warning findings, every value escaped for Markdown.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from audit.locations import Resolver, group_by_file
 
-__all__ = ["annotations", "escape_data", "escape_property", "COMMANDS"]
+__all__ = ["annotations", "escape_data", "escape_property", "step_summary", "markdown_text", "COMMANDS"]
 
 COMMANDS = {"error": "error", "warning": "warning", "info": "notice"}
 MAX_FILES = 5
@@ -77,3 +82,47 @@ def annotations(result: Mapping[str, Any], *, root: str | os.PathLike[str] | Non
             lines.append(_command("notice", f"{s.get('check')} not run: {s.get('reason')}",
                                   title=f"bidsaudit skipped {s.get('check')}"))
     return lines
+
+
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+MAX_ROWS = 50
+
+
+def markdown_text(value: Any) -> str:
+    """Untrusted text for a Markdown table cell: one line, every ASCII punctuation backslash-escaped.
+
+    CommonMark takes a backslash-escaped punctuation character literally, so no
+    value can open a link, an image, raw HTML, emphasis or a new table cell.
+    """
+    return _MD_PUNCT.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def step_summary(result: Mapping[str, Any]) -> str:
+    """A Markdown summary for ``$GITHUB_STEP_SUMMARY``: verdict, counts, the error and warning findings."""
+    counts = {"error": 0, "warning": 0, "info": 0}
+    for f in result.get("findings") or []:
+        counts[str(f.get("severity"))] = counts.get(str(f.get("severity")), 0) + 1
+    status = str(result.get("status") or "")
+    dataset = result.get("dataset") or {}
+    name = f" — {markdown_text(dataset.get('name'))}" if isinstance(dataset, Mapping) and dataset.get("name") else ""
+    lines = [f"### bidsaudit {markdown_text(result.get('command') or '')}: "
+             f"{'✅ pass' if status == 'pass' else '❌ fail'}{name}", "",
+             f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes", ""]
+    shown = [f for f in result.get("findings") or [] if f.get("severity") in ("error", "warning")]
+    if shown:
+        lines += ["| severity | check | finding |", "| --- | --- | --- |"]
+        lines += [f"| {markdown_text(f.get('severity'))} | {markdown_text(f.get('check'))} | "
+                  f"{markdown_text(f.get('message'))} |" for f in shown[:MAX_ROWS]]
+        if len(shown) > MAX_ROWS:
+            lines.append(f"\n… and {len(shown) - MAX_ROWS} more (see the JSON result)")
+        lines.append("")
+    skipped = result.get("skipped") or []
+    if skipped:
+        lines.append("Not run: " + "; ".join(f"{markdown_text(s.get('check'))} ({markdown_text(s.get('reason'))})"
+                                             for s in skipped))
+        lines.append("")
+    readiness = result.get("readiness") or {}
+    if isinstance(readiness, Mapping) and readiness.get("level"):
+        lines.append(f"Readiness {markdown_text(readiness['level'])}, score {markdown_text(readiness.get('score'))}")
+        lines.append("")
+    return "\n".join(lines) + "\n"

@@ -35,6 +35,12 @@ FAST = ("--no-validator", "--workers", "1")
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run inside a workflow must not write into its real step summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 def invoke(*args: str) -> Any:
     result = runner.invoke(app, [str(a) for a in args])
     assert "Traceback" not in result.output, result.output
@@ -334,3 +340,25 @@ def test_dataset_file_findings_get_one_annotation_split_rows_one_per_file(tmp_pa
     assert [p["file"] for k, p, _ in lines if k == "warning"] == ["ds/sub-01/anat/sub-01_T1w.nii.gz"]
     assert [p["file"] for k, p, _ in lines if k == "error"] == ["s/train.tsv", "s/a.tsv", "s/b.tsv", "s/c.tsv",
                                                                "s/d.tsv"]
+
+
+def test_step_summary_is_written_inside_a_workflow_and_escapes_markdown(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit.ghformat import markdown_text, step_summary
+
+    root = leaky_repo(tmp_path)
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    res = run_in(root, "audit", "ds", "--splits", "splits", *FAST, "--ignore-nifti-headers", "--json", "r.json",
+                 "--no-certificate", "--format", "github")
+    assert res.exit_code == 1
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### bidsaudit audit: ❌ fail")
+    assert "| error | leakage\\.subject\\_overlap | 1 participants are in both train and test\\: sub\\-06 |" in text
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    hostile = step_summary(hostile_result())
+    rows = [ln for ln in hostile.splitlines() if ln.startswith("| error")]
+    assert len(rows) == 1 and rows[0].count("|") - rows[0].count("\\|") == 4  # three cells, no more
+    assert markdown_text("<img src=x onerror=alert(1)> [a](http://x) |") == \
+        "\\<img src\\=x onerror\\=alert\\(1\\)\\> \\[a\\]\\(http\\:\\/\\/x\\) \\|"
