@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -53,6 +53,8 @@ class Location:
     path: str
     line: int | None = None
     root: Root = "dataset"
+    #: what is at this place (a row's participant and session), when the evidence says
+    note: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Place:
     inside: bool
     absolute: str
     root: Root = "dataset"
+    note: str | None = None
 
 
 def _line(value: Any) -> int | None:
@@ -91,7 +94,8 @@ def _raw(finding: Mapping[str, Any]) -> Iterator[Location]:
             yield Location(item["path"], _line(item.get("line")), root)
     for item in ev.get("rows") or []:
         if isinstance(item, Mapping) and _str(item.get("file")):
-            yield Location(item["file"], _line(item.get("line")), "cwd")
+            who = "/".join(str(item[k]) for k in ("participant_id", "session_id") if _str(item.get(k)))
+            yield Location(item["file"], _line(item.get("line")), "cwd", who or None)
     file = _str(ev.get("file"))
     if file:
         root = "cwd" if check.startswith("split.") else "dataset"
@@ -133,7 +137,7 @@ def locations_of(finding: Mapping[str, Any], limit: int = MAX_LOCATIONS) -> list
         path = loc.path.strip()
         if loc.root == "dataset":
             path = path.lstrip("/")
-        loc = Location(path, loc.line, loc.root)
+        loc = Location(path, loc.line, loc.root, loc.note)
         key = (loc.path, loc.line, loc.root)
         if key in seen:
             continue
@@ -183,7 +187,7 @@ class Resolver:
         rel = os.path.relpath(absolute, self.root)
         inside = rel != os.pardir and not rel.startswith(os.pardir + os.sep) and not os.path.isabs(rel)
         shown = PurePosixPath(*rel.split(os.sep)).as_posix() if inside else absolute
-        return Place(shown, loc.line, inside, absolute, loc.root)
+        return Place(shown, loc.line, inside, absolute, loc.root, loc.note)
 
     def fallback(self, finding: Mapping[str, Any], result: Mapping[str, Any]) -> list[Location]:
         """Where a finding without files is shown: its splits' files, else the dataset's participants table."""

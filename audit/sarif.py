@@ -145,8 +145,11 @@ def sarif_log(result: Mapping[str, Any], *, root: str | os.PathLike[str] | None 
             item["locations"] = [{"physicalLocation": _physical(primary)}]
         related = places[1:1 + MAX_RELATED]
         if related:
-            item["relatedLocations"] = [{"id": i, "physicalLocation": _physical(p)}
+            item["relatedLocations"] = [{"id": i, "physicalLocation": _physical(p),
+                                         **({"message": {"text": " ".join(p.note.split())}} if p.note else {})}
                                         for i, p in enumerate(related, 1)]
+        if primary is not None and primary.note:
+            item["locations"][0]["message"] = {"text": " ".join(primary.note.split())}
         results.append(item)
     status = str(result.get("status") or "")
     code = exit_code if exit_code is not None else (1 if status == "fail" else 0)

@@ -116,9 +116,11 @@ def test_leak_is_located_on_the_split_rows(leaky: dict[str, Any]) -> None:
     loc = leak["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"] == {"uri": "splits/train.tsv", "uriBaseId": SRCROOT}
     assert loc["region"] == {"startLine": 7}  # header is line 1; sub-06 is the 6th row
+    assert leak["locations"][0]["message"]["text"] == "sub-06/ses-M00"
     related = leak["relatedLocations"][0]["physicalLocation"]
     assert related["artifactLocation"]["uri"] == "splits/test.tsv"
     assert related["region"]["startLine"] == 2
+    assert leak["relatedLocations"][0]["message"]["text"] == "sub-06/ses-M00"
     base = leaky["log"]["runs"][0]["originalUriBaseIds"][SRCROOT]["uri"]
     assert base == leaky["root"].resolve().as_uri() + "/" or base == leaky["root"].as_uri() + "/"
 
