@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -52,6 +53,18 @@ ConfigOpt = Annotated[
                                  "default: found beside the dataset or above the split files.")]
 JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report (one test case per "
                                                   "check) for CI systems.")]
+SarifOpt = Annotated[Optional[Path], typer.Option("--sarif", help="Write a SARIF 2.1.0 log (for code-scanning "
+                                                  "views); file paths relative to the working directory.")]
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    github = "github"
+
+
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text: the summary; github: GitHub Actions "
+                                                 "annotations (::error file=...,line=...::) before the summary.",
+                                                 case_sensitive=False)]
 
 
 def load_options(dataset: Path | None, splits: Path | None, config_path: Path | None, **kwargs: object) -> object:
@@ -112,8 +125,14 @@ def reported_errors() -> Iterator[None]:
 
 
 def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir: Path, stem: str,
-         quiet: bool = False, junit_out: Path | None = None) -> None:
-    """Write the JSON result and the HTML report (atomically) and print a summary."""
+         quiet: bool = False, junit_out: Path | None = None, sarif_out: Path | None = None,
+         fmt: OutputFormat = OutputFormat.text) -> None:
+    """Write the JSON result and the HTML report (atomically) and print a summary.
+
+    ``--format github`` prints GitHub Actions annotations before the summary
+    (on stderr when ``--json -`` holds stdout); ``--sarif`` and the annotations
+    give paths relative to the working directory (the repository checkout in CI).
+    """
     from audit.fsutil import atomic_write_text
     from reports.render import render_report
 
@@ -131,11 +150,36 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
         from audit.junit import junit_xml
 
         written.append(("JUnit XML", atomic_write_text(junit_out, junit_xml(result.to_dict()))))
+    if sarif_out:
+        from audit.sarif import sarif_json
+
+        written.append(("SARIF", atomic_write_text(sarif_out, sarif_json(result.to_dict(),
+                                                                          exit_code=result.exit_code))))
+    if fmt == OutputFormat.github:
+        from audit.ghformat import annotations
+
+        for line in annotations(result.to_dict()):
+            typer.echo(line, err=json_out == "-")
+        _append_step_summary(result)
     if json_out == "-":
         return
     print_summary(result, quiet=quiet)
     for what, path in written:
         typer.echo(f"{what}: {path}")
+
+
+def _append_step_summary(result: Result) -> None:
+    """Inside a GitHub workflow, add the Markdown summary to the job's summary page."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from audit.ghformat import step_summary
+
+    try:
+        with open(target, "a", encoding="utf-8") as fh:  # appended, as GitHub asks: the runner reads it at step end
+            fh.write(step_summary(result.to_dict()))
+    except OSError as err:
+        typer.echo(f"bidsaudit: warning: could not write the step summary {target}: {err}", err=True)
 
 
 def print_summary(result: Result, *, quiet: bool = False) -> None:
@@ -175,6 +219,8 @@ def validate(
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
+    sarif_out: SarifOpt = None,
+    fmt: FormatOpt = OutputFormat.text,
     out_dir: OutDirOpt = Path("bidsaudit-reports"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -192,7 +238,7 @@ def validate(
                                run_validator=not no_validator, workers=workers)
         result = validate_dataset(dataset, options)  # type: ignore[arg-type]
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet,
-             junit_out=junit_out)
+             junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
     raise typer.Exit(result.exit_code)
 
 
@@ -226,6 +272,8 @@ def audit(
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
+    sarif_out: SarifOpt = None,
+    fmt: FormatOpt = OutputFormat.text,
     out_dir: OutDirOpt = Path("bidsaudit-reports"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -243,7 +291,7 @@ def audit(
                                run_validator=not no_validator, workers=workers, scheduler=scheduler)
         result = audit_splits(dataset, splits, options)  # type: ignore[arg-type]
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet,
-             junit_out=junit_out)
+             junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
         if result.status == "pass" and not no_certificate:
             from audit.api import certify
 
@@ -266,6 +314,8 @@ def readiness(
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
+    sarif_out: SarifOpt = None,
+    fmt: FormatOpt = OutputFormat.text,
     out_dir: OutDirOpt = Path("bidsaudit-reports"),
     quiet: QuietOpt = False,
 ) -> None:
@@ -278,7 +328,7 @@ def readiness(
                                run_validator=not no_validator)
         result = readiness_dataset(dataset, options)  # type: ignore[arg-type]
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="readiness", quiet=quiet,
-             junit_out=junit_out)
+             junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
     raise typer.Exit(result.exit_code)
 
 
