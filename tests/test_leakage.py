@@ -178,6 +178,10 @@ def test_session_overlap(splits: SplitSet, sessions: list[str], lookup: str, mon
         assert f.severity == "error" and f.splits == ("train", "test")
         assert f.subjects == tuple(sorted({s.split("/")[0] for s in sessions}))
         assert f.message.startswith(f"{len(sessions)} participant sessions are in both train and test")
+        # the rows behind it (file and line on each side), for SARIF and annotations
+        rows = f.evidence["rows"]
+        assert {row["participant_id"] for row in rows} == set(f.subjects)
+        assert all(row["line"] >= 1 and row["file"] for row in rows)
 
 
 def test_baseline_file_inside_the_longitudinal_file_is_no_leak() -> None:

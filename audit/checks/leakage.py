@@ -192,10 +192,12 @@ def session_overlap(ctx: AuditContext) -> Iterator[Finding]:
                                                     _sessions_of(ctx, tables[b], shared))
             if count:
                 shown = [f"{p}/{s}" for p, s in zip(pids[:MAX_EXAMPLES], sessions[:MAX_EXAMPLES])]
+                ordered = sorted(set(pids))
                 yield finding(
                     f"{count} participant sessions are in both {_label(fold, a, b)}" + named(shown, count=count),
                     splits=(a, b), subjects=set(pids),
-                    evidence={**_where(fold), "count": count, "sessions": shown},
+                    evidence={**_where(fold), "count": count, "sessions": shown,
+                              "rows": _files_of(tables[a], ordered) + _files_of(tables[b], ordered)},
                 )
 
 
