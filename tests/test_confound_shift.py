@@ -303,8 +303,15 @@ def test_images_site_signature_and_image_shift(plain):
     assert img.evidence["effect"]["auc"] >= 0.7 and img.evidence["p_adjusted"] <= 0.025
     assert "driven by" in img.message and img.evidence["features"][0]["feature"]
     summary = of(findings, "shift.image", "info")[0]
-    assert "thumbnail_pc1" in summary.evidence["features"]
-    assert summary.evidence["not_available"]  # SNR/CNR and histogram are not in the image pass
+    assert {"thumbnail_pc1", "histogram_pc1", "snr", "snr_dietrich", "cnr", "cjv",
+            "foreground_volume"} <= set(summary.evidence["features"])
+    assert "not_available" not in summary.evidence
+    # the drivers are named, ranked by |SMD|, with their permutation importance (AUC lost when shuffled)
+    drivers = img.evidence["features"]
+    smds = [abs(d["smd"]) for d in drivers]
+    assert smds == sorted(smds, reverse=True) and smds[0] > 1
+    assert all(d["auc_drop"] is not None for d in drivers) and max(d["auc_drop"] for d in drivers) > 0
+    assert f"{drivers[0]['feature']} (AUC drop" in img.message
 
 
 def test_the_image_pass_runs_once(plain, monkeypatch):

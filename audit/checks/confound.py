@@ -38,7 +38,7 @@ Splits
 
 Scanner signature (an info finding under the same id; it needs images, and
 the label too so that the check runs or is skipped as a whole)
-    How well per-image features (intensity percentiles and ratios,
+    How well per-image features (intensity percentiles and ratios, SNR, CNR,
     foreground, voxel size, thumbnail components: see
     :func:`audit.checks.shift.image_features`) predict the site: a
     cross-validated linear classifier's balanced accuracy with a
