@@ -28,6 +28,7 @@ class AuditOptions:
     check_images: bool = True
     workers: int | None = None  # None: all local cores
     scheduler: str | None = None  # dask.distributed address
+    expectations: tuple[str, ...] = ()  # Great Expectations suite files (--expectations)
     config: dict[str, Any] = field(default_factory=dict)
 
 
