@@ -87,8 +87,10 @@ def test_bad_suite_files_are_input_errors_naming_the_place(tmp_path, content, wo
     assert words in str(err.value) and str(path) in str(err.value)
 
 
-def test_no_suite_no_finding(ds):
-    assert run(ds) == []
+def test_no_suite_no_finding_and_skipped_with_reason(ds):
+    ctx = AuditContext(options=AuditOptions(run_validator=False, check_images=False), index=index_dataset(ds))
+    findings, skipped = run_checks(ctx, ["expectations"])
+    assert findings == [] and skipped == [{"check": "expectations.failed", "reason": "no --expectations given"}]
 
 
 # --------------------------------------------------------------------------- running (GE)

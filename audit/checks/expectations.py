@@ -40,12 +40,10 @@ def _describe(rec: dict[str, Any]) -> str:
     return f"{rec['type']}{target} failed" + (f" ({'; '.join(parts)})" if parts else "")
 
 
-@check("expectations.failed", default="error")
+@check("expectations.failed", default="error", needs={"expectations"})
 def expectations_failed(ctx: AuditContext) -> Iterator[Finding]:
     """An expectation of the user's Great Expectations suite (--expectations) fails."""
     paths = tuple(ctx.options.expectations)
-    if not paths:
-        return
     from audit.expectations import images_table, load_suites, participants_table, run_suite
     from audit.findings import normalise_subject
 
