@@ -263,6 +263,22 @@ def test_reviewer_split_files_only_with_odd_values():
     assert "acquisition shift not measured" in of(findings, "shift.acquisition")[0].message
 
 
+def test_mostly_text_ages_and_a_single_class_label_are_explained_not_compared():
+    pids = [f"sub-{i:02d}" for i in range(1, 21)]
+    junk = ["62", "sixty", "70s", "abc", "unknown", "n/a"]
+    cols = {"age": {p: junk[i % len(junk)] for i, p in enumerate(pids)},
+            "sex": {p: "MF"[i % 2] for i, p in enumerate(pids)},
+            "diagnosis": {p: "CN" for p in pids}}
+    findings = audit(splits=split_set({"train": pids[:14], "test": pids[14:]}, cols), label="diagnosis")
+    cov = next(f for f in of(findings, "shift.covariate", "info") if "variables" in f.evidence)
+    age = cov.evidence["variables"]["age"]
+    assert age["kind"] == "skipped" and "should hold numbers" in age["not_tested"]
+    assert "not compared: age (should hold numbers" in cov.message and "'sixty'" in cov.message
+    (lab,) = of(findings, "shift.label", "info")
+    assert "a single value in every split (nothing can differ): diagnosis" in lab.message
+    assert alarms(findings) == []
+
+
 def test_single_split_and_k_fold_views_run():
     cols = {"age": {f"sub-{i:02d}": str(50 + i) for i in range(1, 21)}}
     one = split_set({"train": sorted(cols["age"])}, cols, label=None)

@@ -214,6 +214,12 @@ def make_variable(check_id: str, name: str, raw: Mapping[str, str], *, source: s
             var.notes["non_numeric"] = len(present) - len(numbers)
             var.notes["non_numeric_examples"] = text[:MAX_EXAMPLES]
         return var
+    if not categorical and numeric_name and 0 < frac < 0.5:
+        # "age" holding "62", "sixty", "70s", "abc": neither numbers to compare nor honest categories
+        var.reason = (f"should hold numbers but {len(present) - len(numbers)} of {len(present)} values are not "
+                      "numbers (e.g. " + ", ".join(repr(t) for t in text[:3]) + ")")
+        var.notes["non_numeric_examples"] = text[:MAX_EXAMPLES]
+        return var
     if not categorical and 0.1 < frac < 0.9 and distinct > MAX_DISCRETE:
         var.reason = (f"mixes numbers ({len(numbers)}) and text ({len(present) - len(numbers)}, e.g. "
                       + ", ".join(repr(t) for t in text[:3]) + ")")
@@ -887,10 +893,13 @@ def _summary(fam: ShiftFamily, check_id: str, records: list[dict[str, Any]], var
             if mde is not None and not n_flag and mde[0] > 2 * margin:
                 message += (f"; with {mde[1]} participants in {mde[2]} only shifts of about {mde[0]:.1f} SD or more "
                             "can be detected (80 % power)")
+        single = sorted({r["variable"] for r in records if r.get("note") == "a single value on both sides"})
+        if single:
+            message += "; a single value in every split (nothing can differ): " + ", ".join(single)
         if untested:
             message += f"; {len(untested)} not tested (too few participants on a side)"
         if skipped:
-            message += "; not compared: " + ", ".join(sorted(skipped))
+            message += "; not compared: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items()))
     mde = _detectable(fam, records)
     evidence: dict[str, Any] = {
         "comparisons": len(records), "flagged": n_flag, "balanced": n_bal,
