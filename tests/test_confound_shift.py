@@ -315,6 +315,9 @@ def test_images_site_signature_and_image_shift(plain):
     findings = audit(index=plain, splits=split_set({"train": rest, "test": site_a}), label="diagnosis", images=True)
     sig = [f for f in of(findings, "confound.label_site") if "classifier" in f.evidence]
     assert sig and sig[0].severity == "info" and "scanner signature" in sig[0].message
+    # three sites: cross-validated balanced accuracy against the majority-class baseline (1 / sites)
+    assert "balanced accuracy" in sig[0].message and "majority-class baseline 0.33" in sig[0].message
+    assert sig[0].evidence["classifier"]["score"] > 0.5 and sig[0].evidence["baseline"]["accuracy"] == pytest.approx(1 / 3, abs=1e-3)
     (img,) = of(findings, "shift.image", "warning")
     assert img.evidence["effect"]["auc"] >= 0.7 and img.evidence["p_adjusted"] <= 0.025
     assert "driven by" in img.message and img.evidence["features"][0]["feature"]
