@@ -9,6 +9,10 @@ no image. ``shift.image`` and the scanner signature of
 
 Definitions (``fg``: foreground, ``bg``: background, both over finite voxels)
 
+Winsorising
+    The finite voxels are first clipped to their 0.1th-99.9th percentiles
+    (:data:`CLIP_PERCENTILES`), so a few hot voxels (spikes, a bright
+    artefact) decide neither the mask nor the noise estimates.
 Foreground mask (``mask = "otsu"``)
     Otsu's threshold (:func:`otsu_threshold`: the cut of a 256-bin histogram
     that maximises the between-class variance) over the finite voxels:
@@ -58,9 +62,11 @@ import numpy as np
 __all__ = ["IQM_VERSION", "HIST_BINS", "PERCENTILES", "otsu_threshold", "quality_metrics", "histogram"]
 
 #: Part of the image-summary cache version: bump when a metric's definition changes.
-IQM_VERSION = "iqm1"
+IQM_VERSION = "iqm2"
 HIST_BINS = 32
 PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+#: Every value is first clipped to these percentiles of the finite voxels (hot voxels, spikes).
+CLIP_PERCENTILES = (0.1, 99.9)
 #: Fewest voxels on either side of a threshold for its classes to be used.
 MIN_CLASS = 16
 _OTSU_BINS = 256
@@ -139,6 +145,10 @@ def quality_metrics(volume: np.ndarray, *, voxel_volume_mm3: float | None = None
     if vals.size < 2 * MIN_CLASS:
         return None
     vals = vals.astype(np.float64)
+    # winsorise: a few hot voxels (spikes, a bright artefact) must not decide the mask, the noise or the range
+    lo_clip, hi_clip = np.percentile(vals, CLIP_PERCENTILES)
+    if hi_clip > lo_clip:
+        np.clip(vals, lo_clip, hi_clip, out=vals)
     mask = "otsu"
     parts = _split(vals)
     if parts is None:
