@@ -23,8 +23,12 @@ What is compared
       only when the scanner identity does not determine it already (in most
       datasets TR is a property of the scanner, and testing it again would
       only add tests);
-    * ``shift.image``: per-image features (:func:`image_features`) of each
-      participant's reference image, through a domain classifier.
+    * ``shift.image``: per-image features (:func:`image_features`: intensity
+      statistics, MRIQC-style SNR, CNR, CJV and foreground volume, histogram
+      and thumbnail components) of each participant's reference image,
+      through a domain classifier; a finding names the features that differ
+      most (standardised mean difference) with their permutation importance
+      (the cross-validated AUC lost when the feature is shuffled).
 
 Tests and effect sizes (:mod:`audit.stats`)
     Continuous variables (numbers with more than ten distinct values):
