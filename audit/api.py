@@ -17,7 +17,7 @@ from audit.runner import build_result, run_checks
 
 __all__ = ["validate_dataset", "dataset_summary", "scanner_label"]
 
-VALIDATE_FAMILIES = ("bids", "quality")
+VALIDATE_FAMILIES = ("bids", "quality", "expectations")
 
 
 def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, command: str = "validate",

@@ -51,6 +51,11 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the ve
 ConfigOpt = Annotated[
     Optional[Path], typer.Option("--config", help="A bidsaudit.toml (or pyproject.toml with [tool.bidsaudit]); "
                                  "default: found beside the dataset or above the split files.")]
+ExpectationsOpt = Annotated[
+    Optional[list[Path]], typer.Option("--expectations", metavar="SUITE.json",
+                                       help="A Great Expectations suite (JSON) to run on the participants or "
+                                       "images table (meta.bidsaudit.table); repeatable. Needs the "
+                                       "'expectations' extra.")]
 JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report (one test case per "
                                                   "check) for CI systems.")]
 SarifOpt = Annotated[Optional[Path], typer.Option("--sarif", help="Write a SARIF 2.1.0 log (for code-scanning "
@@ -81,6 +86,16 @@ def load_options(dataset: Path | None, splits: Path | None, config_path: Path | 
     if source:
         typer.echo(f"Configuration: {source}", err=True)
     return AuditOptions(config=data, **kwargs)  # type: ignore[arg-type]
+
+
+def suite_paths(expectations: list[Path] | None) -> tuple[str, ...]:
+    """Read and check the --expectations suites now (exit 2 before any work on a bad one)."""
+    if not expectations:
+        return ()
+    from audit.expectations import load_suites
+
+    load_suites(expectations)
+    return tuple(str(p) for p in expectations)
 
 
 def _version(value: bool) -> None:
@@ -216,6 +231,7 @@ def validate(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
     = None,
     config: ConfigOpt = None,
+    expectations: ExpectationsOpt = None,
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
@@ -235,7 +251,8 @@ def validate(
                              expected="the validator's JSON config file")
         options = load_options(dataset if dataset.is_dir() else None, None, config,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
-                               run_validator=not no_validator, workers=workers)
+                               run_validator=not no_validator, workers=workers,
+                               expectations=suite_paths(expectations))
         result = validate_dataset(dataset, options)  # type: ignore[arg-type]
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
@@ -269,6 +286,7 @@ def audit(
                                                         "split files).")] = None,
     no_certificate: Annotated[bool, typer.Option("--no-certificate", help="Do not write a certificate.")] = False,
     config: ConfigOpt = None,
+    expectations: ExpectationsOpt = None,
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
@@ -288,7 +306,8 @@ def audit(
                                label=label, site=site, group=group,
                                pretrain=str(pretrain) if pretrain else None,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
-                               run_validator=not no_validator, workers=workers, scheduler=scheduler)
+                               run_validator=not no_validator, workers=workers, scheduler=scheduler,
+                               expectations=suite_paths(expectations))
         result = audit_splits(dataset, splits, options)  # type: ignore[arg-type]
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
@@ -311,6 +330,7 @@ def readiness(
     ignore_nifti_headers: IgnoreHeadersOpt = False,
     no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
     config: ConfigOpt = None,
+    expectations: ExpectationsOpt = None,
     json_out: JsonOpt = None,
     html_out: HtmlOpt = None,
     junit_out: JunitOpt = None,
@@ -325,7 +345,7 @@ def readiness(
 
         options = load_options(dataset if dataset.is_dir() else None, None, config, label=label or "diagnosis",
                                site=site, ignore_nifti_headers=ignore_nifti_headers,
-                               run_validator=not no_validator)
+                               run_validator=not no_validator, expectations=suite_paths(expectations))
         result = readiness_dataset(dataset, options)  # type: ignore[arg-type]
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="readiness", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)

@@ -28,6 +28,7 @@ class AuditOptions:
     check_images: bool = True
     workers: int | None = None  # None: all local cores
     scheduler: str | None = None  # dask.distributed address
+    expectations: tuple[str, ...] = ()  # Great Expectations suite files (--expectations)
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,6 +66,8 @@ class AuditContext:
             return "no dataset given" if self.index is None else "the dataset has no readable participants.tsv"
         if need == "group" and not self.options.group:
             return "no --group given"
+        if need == "expectations" and not self.options.expectations:
+            return "no --expectations given"
         if need == "pretrain" and self.pretrain_subjects is None:
             return "no --pretrain given"
         if need == "label" and not self.label_column:

@@ -47,6 +47,9 @@ Statistics
     :data:`STATS_VOXELS` voxels (a 1 mm T1w) these come from a regular
     subsample (every 2nd, 3rd... voxel along each axis): deterministic
     estimates, for QC and shift checks, at a fraction of the cost.
+    ``iqm``: MRIQC-style quality metrics (Otsu foreground percentiles and
+    volume, SNR, CNR, CJV, a 32-bin histogram) of the same subsample,
+    :mod:`audit.imagefeatures`.
 
 Status
     ``ok``; ``corrupt`` (cannot be decoded, truncated, zero-byte, impossible
@@ -82,7 +85,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit import hashing, neardup
+from audit import hashing, imagefeatures, neardup
 from audit.errors import InputError
 from audit.hashing import CHUNK, EMPTY_SHA256, CacheKey, HashCache
 
@@ -107,7 +110,8 @@ MAX_DIM = 2**15
 STATS_VOXELS = 2**20
 _DEFLATE_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1
 #: Changes whenever what a summary holds or how it is computed changes (cache entries of other versions are ignored).
-SUMMARY_VERSION = f"bidsaudit-image-summary-2/thumb{THUMB_SIZE}/{neardup.FINGERPRINT_VERSION}"
+SUMMARY_VERSION = (f"bidsaudit-image-summary-2/thumb{THUMB_SIZE}/{neardup.FINGERPRINT_VERSION}"
+                   f"/{imagefeatures.IQM_VERSION}")
 STATUSES = ("ok", "corrupt", "empty", "unreadable", "placeholder", "skipped")
 _PRESENT = ("file", "symlink")
 #: How long to wait for a Dask scheduler given by address.
@@ -167,6 +171,10 @@ class ImageSummary:
     fingerprint_spread : tuple of 3 float or None
         Standard deviations (mm) of the foreground along its principal axes,
         ascending: the size the fingerprint was normalised by.
+    iqm : dict or None
+        Image quality metrics of the reference volume (Otsu foreground
+        percentiles and volume, SNR, CNR, CJV, histogram):
+        :func:`audit.imagefeatures.quality_metrics`.
     """
 
     path: str
@@ -200,6 +208,7 @@ class ImageSummary:
     thumbnail: str = ""
     fingerprint: str = ""
     fingerprint_spread: tuple[float, ...] | None = None
+    iqm: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -816,6 +825,8 @@ def _stats(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any]) -> None:
     out["foreground_fraction"] = float(np.count_nonzero(fg)) / sub.size
     p01, p50, p99 = np.percentile(sub[fg], [1, 50, 99])
     out["p01"], out["p50"], out["p99"] = float(p01), float(p50), float(p99)
+    out["iqm"] = imagefeatures.quality_metrics(sub, voxel_volume_mm3=abs(float(np.linalg.det(affine[:3, :3]))),
+                                               total_voxels=ref.size)
     # thumbnail: a cube centred on the foreground's intensity-weighted centroid, 2 * 2.2 of its largest
     # world-space standard deviation wide (moments from marginal sums: no per-voxel coordinate arrays)
     weights = np.where(fg, sub - np.float32(mean), np.float32(0.0))

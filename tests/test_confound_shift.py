@@ -263,6 +263,22 @@ def test_reviewer_split_files_only_with_odd_values():
     assert "acquisition shift not measured" in of(findings, "shift.acquisition")[0].message
 
 
+def test_mostly_text_ages_and_a_single_class_label_are_explained_not_compared():
+    pids = [f"sub-{i:02d}" for i in range(1, 21)]
+    junk = ["62", "sixty", "70s", "abc", "unknown", "n/a"]
+    cols = {"age": {p: junk[i % len(junk)] for i, p in enumerate(pids)},
+            "sex": {p: "MF"[i % 2] for i, p in enumerate(pids)},
+            "diagnosis": {p: "CN" for p in pids}}
+    findings = audit(splits=split_set({"train": pids[:14], "test": pids[14:]}, cols), label="diagnosis")
+    cov = next(f for f in of(findings, "shift.covariate", "info") if "variables" in f.evidence)
+    age = cov.evidence["variables"]["age"]
+    assert age["kind"] == "skipped" and "should hold numbers" in age["not_tested"]
+    assert "not compared: age (should hold numbers" in cov.message and "'sixty'" in cov.message
+    (lab,) = of(findings, "shift.label", "info")
+    assert "a single value in every split (nothing can differ): diagnosis" in lab.message
+    assert alarms(findings) == []
+
+
 def test_single_split_and_k_fold_views_run():
     cols = {"age": {f"sub-{i:02d}": str(50 + i) for i in range(1, 21)}}
     one = split_set({"train": sorted(cols["age"])}, cols, label=None)
@@ -299,12 +315,22 @@ def test_images_site_signature_and_image_shift(plain):
     findings = audit(index=plain, splits=split_set({"train": rest, "test": site_a}), label="diagnosis", images=True)
     sig = [f for f in of(findings, "confound.label_site") if "classifier" in f.evidence]
     assert sig and sig[0].severity == "info" and "scanner signature" in sig[0].message
+    # three sites: cross-validated balanced accuracy against the majority-class baseline (1 / sites)
+    assert "balanced accuracy" in sig[0].message and "majority-class baseline 0.33" in sig[0].message
+    assert sig[0].evidence["classifier"]["score"] > 0.5 and sig[0].evidence["baseline"]["accuracy"] == pytest.approx(1 / 3, abs=1e-3)
     (img,) = of(findings, "shift.image", "warning")
     assert img.evidence["effect"]["auc"] >= 0.7 and img.evidence["p_adjusted"] <= 0.025
     assert "driven by" in img.message and img.evidence["features"][0]["feature"]
     summary = of(findings, "shift.image", "info")[0]
-    assert "thumbnail_pc1" in summary.evidence["features"]
-    assert summary.evidence["not_available"]  # SNR/CNR and histogram are not in the image pass
+    assert {"thumbnail_pc1", "histogram_pc1", "snr", "snr_dietrich", "cnr", "cjv",
+            "foreground_volume"} <= set(summary.evidence["features"])
+    assert "not_available" not in summary.evidence
+    # the drivers are named, ranked by |SMD|, with their permutation importance (AUC lost when shuffled)
+    drivers = img.evidence["features"]
+    smds = [abs(d["smd"]) for d in drivers]
+    assert smds == sorted(smds, reverse=True) and smds[0] > 1
+    assert all(d["auc_drop"] is not None for d in drivers) and max(d["auc_drop"] for d in drivers) > 0
+    assert f"{drivers[0]['feature']} (AUC drop" in img.message
 
 
 def test_the_image_pass_runs_once(plain, monkeypatch):

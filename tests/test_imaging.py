@@ -440,6 +440,8 @@ def test_second_run_reads_no_image_and_touch_rereads(tmp_path):
     second = summarise_images(index_dataset(root), workers=1, cache=HashCache(tmp_path / "cache"))
     assert second.images_read == 0 and second.cache_hits == 4 and second.bytes_read == 0
     assert second.images == first.images
+    # the quality metrics (audit.imagefeatures) come from the cache too, with no image read
+    assert all(s.iqm and s.iqm["snr"] is not None and len(s.iqm["histogram"]) == 32 for s in second)
 
     path = image_path(root, "02")
     st = path.stat()

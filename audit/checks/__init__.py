@@ -8,4 +8,5 @@ from audit.checks import bids, leakage, quality, split  # noqa: F401
 from audit.checks import images  # noqa: F401
 from audit.checks import confound, shift  # noqa: F401
 from audit.checks import content  # noqa: F401
+from audit.checks import expectations  # noqa: F401
 from audit.checks import late  # noqa: F401  (keep last)

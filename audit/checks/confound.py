@@ -38,7 +38,7 @@ Splits
 
 Scanner signature (an info finding under the same id; it needs images, and
 the label too so that the check runs or is skipped as a whole)
-    How well per-image features (intensity percentiles and ratios,
+    How well per-image features (intensity percentiles and ratios, SNR, CNR,
     foreground, voxel size, thumbnail components: see
     :func:`audit.checks.shift.image_features`) predict the site: a
     cross-validated linear classifier's balanced accuracy with a
@@ -294,12 +294,17 @@ def scanner_signature(ctx: AuditContext) -> Iterator[Finding]:
     score, p = res["score"], res["p_value"]
     top = sorted(res["coefficients"].items(), key=lambda kv: -abs(kv[1] or 0.0))[:3]
     metric = "ROC AUC" if res["metric"] == "roc_auc" else "balanced accuracy"
+    # the majority-class baseline: balanced accuracy 1 / sites (= res["chance"]), plain accuracy the largest share
+    site_counts = sorted((c for s, c in counts.items() if s in sites), reverse=True)
+    baseline = {"balanced_accuracy": res["chance"], "accuracy": round(site_counts[0] / len(pids), 4),
+                "rule": "always predict the largest site"}
+    chance = "chance" if res["metric"] == "roc_auc" else "majority-class baseline"
     if p is not None and p < th["alpha"]:
         msg = (f"image features predict the site ({ident.describe()}) with {metric} {_fmt(score)} "
-               f"(chance {_fmt(res['chance'])}, permutation p={_p(p)}, {len(pids)} participants): a scanner "
+               f"({chance} {_fmt(res['chance'])}, permutation p={_p(p)}, {len(pids)} participants): a scanner "
                f"signature a CNN can learn; strongest features: {', '.join(k for k, _ in top)}")
     else:
-        msg = (f"image features do not predict the site better than chance ({metric} {_fmt(score)}, chance "
+        msg = (f"image features do not predict the site better than chance ({metric} {_fmt(score)}, {chance} "
                f"{_fmt(res['chance'])}, permutation p={_p(p)}, {len(pids)} participants)")
     yield finding(msg, severity="info", evidence={**base, "classifier": res, "participants": len(pids),
-                                                  "sites": sorted(sites)})
+                                                  "sites": sorted(sites), "baseline": baseline})

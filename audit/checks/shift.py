@@ -23,8 +23,12 @@ What is compared
       only when the scanner identity does not determine it already (in most
       datasets TR is a property of the scanner, and testing it again would
       only add tests);
-    * ``shift.image``: per-image features (:func:`image_features`) of each
-      participant's reference image, through a domain classifier.
+    * ``shift.image``: per-image features (:func:`image_features`: intensity
+      statistics, MRIQC-style SNR, CNR, CJV and foreground volume, histogram
+      and thumbnail components) of each participant's reference image,
+      through a domain classifier; a finding names the features that differ
+      most (standardised mean difference) with their permutation importance
+      (the cross-validated AUC lost when the feature is shuffled).
 
 Tests and effect sizes (:mod:`audit.stats`)
     Continuous variables (numbers with more than ten distinct values):
@@ -213,6 +217,12 @@ def make_variable(check_id: str, name: str, raw: Mapping[str, str], *, source: s
         if text:
             var.notes["non_numeric"] = len(present) - len(numbers)
             var.notes["non_numeric_examples"] = text[:MAX_EXAMPLES]
+        return var
+    if not categorical and numeric_name and 0 < frac < 0.5:
+        # "age" holding "62", "sixty", "70s", "abc": neither numbers to compare nor honest categories
+        var.reason = (f"should hold numbers but {len(present) - len(numbers)} of {len(present)} values are not "
+                      "numbers (e.g. " + ", ".join(repr(t) for t in text[:3]) + ")")
+        var.notes["non_numeric_examples"] = text[:MAX_EXAMPLES]
         return var
     if not categorical and 0.1 < frac < 0.9 and distinct > MAX_DISCRETE:
         var.reason = (f"mixes numbers ({len(numbers)}) and text ({len(present) - len(numbers)}, e.g. "
@@ -418,8 +428,20 @@ IMAGE_FEATURES: tuple[str, ...] = (
     "nonzero_fraction",    # zeroed background (defacing, masking, skull stripping)
     "voxel_volume",        # log10 of the voxel volume (mm^3)
     "field_of_view",       # log10 of the imaged volume (mm^3)
+    # MRIQC-style quality metrics of the one decode (audit.imagefeatures), all scale-free but the volume
+    "snr",                 # log10 of mean / SD of the Otsu foreground (MRIQC snr)
+    "snr_dietrich",        # log10 of the foreground mean over the air-background SD (MRIQC snr_dietrich)
+    "cnr",                 # contrast-to-noise of the two Otsu classes of the foreground (MRIQC cnr)
+    "cjv",                 # coefficient of joint variation of those classes (MRIQC cjv)
+    "foreground_volume",   # log10 of the Otsu foreground volume (mL): head size, field of view, defacing
+    "fg_p05_over_median",  # robust percentiles of the Otsu foreground over its median
+    "fg_p95_over_median",
+    "fg_iqr_over_median",  # (p75 - p25) / p50: spread of the tissue intensities
+    "bright_class_fraction",  # share of the foreground in the bright Otsu class (white matter on a T1w)
 )
 N_THUMBNAIL_COMPONENTS = 5
+#: Principal components of the 32-bin foreground histograms (the shape of the contrast) used as features.
+N_HISTOGRAM_COMPONENTS = 3
 
 
 def image_features(ctx: AuditContext) -> dict[str, Any]:
@@ -427,8 +449,11 @@ def image_features(ctx: AuditContext) -> dict[str, Any]:
 
     Returns ``{"suffix", "names", "by_subject": {participant: vector}, "excluded": {...}}``. The
     reference image of a participant is its first image of the dataset's most common suffix. Features
-    are :data:`IMAGE_FEATURES` plus the first principal components of the 16^3 thumbnails (the
-    coarse anatomy and contrast layout; PCA over every participant, no split used).
+    are :data:`IMAGE_FEATURES` (header facts, intensity statistics and the MRIQC-style quality metrics
+    of :mod:`audit.imagefeatures`: SNR, CNR, CJV, Otsu-foreground percentiles and volume) plus the
+    first principal components of the 16^3 thumbnails (the coarse anatomy and contrast layout) and of
+    the 32-bin foreground histograms (the shape of the contrast); PCA over every participant, no
+    split used.
     """
     hit = ctx.cache.get("image_features")
     if hit is not None:
@@ -442,6 +467,7 @@ def image_features(ctx: AuditContext) -> dict[str, Any]:
     summaries = ctx.image_summaries().by_path()
     rows: dict[str, list[float]] = {}
     with_thumb: dict[str, Any] = {}
+    hists: dict[str, Any] = {}
     excluded: Counter[str] = Counter()
     for sub, path in sorted(ref.items()):
         s = summaries.get(path)
@@ -462,19 +488,32 @@ def image_features(ctx: AuditContext) -> dict[str, Any]:
         vox = float(np.prod(zooms)) if len(zooms) == 3 else None
         shape = list(s.spatial_shape or [])
         fov = vox * float(np.prod(shape)) if vox is not None and len(shape) == 3 else None
+        q = s.iqm or {}
+
+        def num(x: Any) -> float:
+            return float(x) if x is not None else math.nan
+
+        iqr = (q["fg_p75"] - q["fg_p25"]) if q.get("fg_p75") is not None and q.get("fg_p25") is not None else None
         rows[sub] = [log10(s.p50), ratio(s.p01, s.p50), ratio(s.p99, s.p50), ratio(s.mean, s.p50),
                      ratio(s.std, s.mean), s.foreground_fraction if s.foreground_fraction is not None else math.nan,
-                     s.nonzero_fraction if s.nonzero_fraction is not None else math.nan, log10(vox), log10(fov)]
+                     s.nonzero_fraction if s.nonzero_fraction is not None else math.nan, log10(vox), log10(fov),
+                     log10(q.get("snr")), log10(q.get("snr_dietrich")), num(q.get("cnr")), num(q.get("cjv")),
+                     log10(q.get("fg_volume_ml")), ratio(q.get("fg_p05"), q.get("fg_p50")),
+                     ratio(q.get("fg_p95"), q.get("fg_p50")), ratio(iqr, q.get("fg_p50")),
+                     num(q.get("high_fraction"))]
         if s.thumbnail:
             with_thumb[sub] = s
+        if q.get("histogram"):
+            hists[sub] = np.asarray(q["histogram"], dtype=np.float64)
     names = list(IMAGE_FEATURES)
     by_subject = {p: np.asarray(v, dtype=float) for p, v in rows.items()}
-    pcs = _thumbnail_components(with_thumb)
-    if pcs:
-        k = len(next(iter(pcs.values())))
-        names += [f"thumbnail_pc{i + 1}" for i in range(k)]
-        for p in by_subject:
-            by_subject[p] = np.concatenate([by_subject[p], pcs.get(p, np.full(k, np.nan))])
+    for prefix, pcs in (("thumbnail", _thumbnail_components(with_thumb)),
+                        ("histogram", _components(hists, N_HISTOGRAM_COMPONENTS))):
+        if pcs:
+            k = len(next(iter(pcs.values())))
+            names += [f"{prefix}_pc{i + 1}" for i in range(k)]
+            for p in by_subject:
+                by_subject[p] = np.concatenate([by_subject[p], pcs.get(p, np.full(k, np.nan))])
     out = {"suffix": suffix, "names": names, "by_subject": by_subject, "excluded": dict(excluded)}
     ctx.cache["image_features"] = out
     return out
@@ -483,6 +522,28 @@ def image_features(ctx: AuditContext) -> dict[str, Any]:
 #: The thumbnail components are fitted on at most this many thumbnails (a seeded sample), then every
 #: thumbnail is projected one at a time: memory stays small on a 50,000-image dataset.
 PCA_SAMPLE = 2000
+
+
+def _components(vectors: Mapping[str, Any], k_max: int) -> dict[str, Any]:
+    """First ``k_max`` principal-component scores of equal-length finite vectors (seeded sample fit)."""
+    import numpy as np
+
+    subs = sorted(p for p, v in vectors.items() if np.isfinite(v).all())
+    if len(subs) < 4:
+        return {}
+    size = Counter(len(vectors[p]) for p in subs).most_common(1)[0][0]
+    subs = [p for p in subs if len(vectors[p]) == size]
+    if len(subs) < 4:
+        return {}
+    rng = np.random.default_rng(0)
+    sample = subs if len(subs) <= PCA_SAMPLE else [subs[i] for i in sorted(rng.choice(len(subs), PCA_SAMPLE,
+                                                                                        replace=False))]
+    m = np.stack([vectors[p] for p in sample])
+    mean = m.mean(0)
+    k = min(k_max, len(sample) - 1)
+    _u, _sv, vt = np.linalg.svd(m - mean, full_matrices=False)
+    basis = vt[:k]
+    return {p: basis @ (vectors[p] - mean) for p in subs}
 
 
 def _thumbnail_components(summaries: Mapping[str, Any]) -> dict[str, Any]:
@@ -544,18 +605,60 @@ def _image_compare(ctx: AuditContext, a: str, b: str, sa: frozenset[str], sb: fr
     rec["large"] = auc is not None and auc >= th["auc"]
     rec["classifier"] = {k: res[k] for k in ("classifier", "n_splits", "n_permutations")}
     names = feats["names"]
+    importance = (_permutation_importance(X, y, names, res["features"], auc, th, seed)
+                  if rec["large"] else {})
     drivers = []
     for j, name in enumerate(names):
         if name not in res["features"]:
             continue
         col_a, col_b = X[: len(pa), j], X[len(pa):, j]
         drivers.append({"feature": name, "smd": smd(col_a[np.isfinite(col_a)], col_b[np.isfinite(col_b)]),
-                        "coefficient": res["coefficients"].get(name)})
+                        "coefficient": res["coefficients"].get(name), "auc_drop": importance.get(name)})
+    # ranked by |SMD|: how far apart the splits are on each feature alone. The permutation importance
+    # (auc_drop) is kept beside it but not used to rank: correlated features (SNR, CNR, CJV, histogram
+    # components) share their information, so shuffling one of them costs the classifier little.
     drivers.sort(key=lambda d: -abs(d["smd"] or 0.0))
+    rec["features_ranked_by"] = "|smd|"
     rec["features"] = drivers
     rec["equivalence_p"] = None
     rec["balanced"] = False
     return rec
+
+
+#: Shuffles of each feature column for its permutation importance.
+IMPORTANCE_REPEATS = 3
+
+
+def _permutation_importance(X: Any, y: list[int], names: list[str], used: list[str], observed: float | None,
+                            th: Mapping[str, Any], seed: int) -> dict[str, float | None]:
+    """Drop of the cross-validated ROC AUC when one feature's values are shuffled (same folds, seeded).
+
+    The classic permutation importance (Breiman 2001; scikit-learn's
+    ``permutation_importance``), measured out of fold: the AUC the
+    classifier loses without that feature's information. Features the
+    classifier dropped (constant) are left out.
+    """
+    import numpy as np
+
+    from audit.stats import domain_classifier, finite
+
+    if observed is None:
+        return {}
+    rng = np.random.default_rng(seed + 7)
+    out: dict[str, float | None] = {}
+    for j, name in enumerate(names):
+        if name not in used:
+            continue
+        scores = []
+        for _ in range(IMPORTANCE_REPEATS):
+            Xp = X.copy()
+            Xp[:, j] = Xp[rng.permutation(Xp.shape[0]), j]
+            r = domain_classifier(Xp, y, feature_names=names, n_splits=int(th["n_splits"]), n_permutations=0,
+                                  seed=seed, alpha=float(th["ridge_alpha"]))
+            if r["score"] is not None:
+                scores.append(float(r["score"]))
+        out[name] = finite(observed - float(np.mean(scores)), 4) if scores else None
+    return out
 
 
 # --------------------------------------------------------------------------- the family
@@ -794,10 +897,13 @@ def _summary(fam: ShiftFamily, check_id: str, records: list[dict[str, Any]], var
             if mde is not None and not n_flag and mde[0] > 2 * margin:
                 message += (f"; with {mde[1]} participants in {mde[2]} only shifts of about {mde[0]:.1f} SD or more "
                             "can be detected (80 % power)")
+        single = sorted({r["variable"] for r in records if r.get("note") == "a single value on both sides"})
+        if single:
+            message += "; a single value in every split (nothing can differ): " + ", ".join(single)
         if untested:
             message += f"; {len(untested)} not tested (too few participants on a side)"
         if skipped:
-            message += "; not compared: " + ", ".join(sorted(skipped))
+            message += "; not compared: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items()))
     mde = _detectable(fam, records)
     evidence: dict[str, Any] = {
         "comparisons": len(records), "flagged": n_flag, "balanced": n_bal,
@@ -850,7 +956,9 @@ def image_shift(ctx: AuditContext) -> Iterator[Finding]:
         if not r["flagged"]:
             continue
         top = r["features"][:k]
-        named = ", ".join(f"{d['feature']} (SMD {d['smd']:+.2f})" for d in top if d["smd"] is not None)
+        named = ", ".join(f"{d['feature']} (" + (f"AUC drop {d['auc_drop']:.2f}, " if d.get("auc_drop") is not None
+                                                  else "") + f"SMD {d['smd']:+.2f})"
+                          for d in top if d["smd"] is not None)
         yield finding(
             f"a classifier tells {_pair(r)} apart from image features: ROC AUC {_fmt(r['statistic'])} "
             f"(permutation p={_p(r['p_value'])}, adjusted {_p(r['p_adjusted'])}); driven by {named}",
@@ -863,6 +971,4 @@ def image_shift(ctx: AuditContext) -> Iterator[Finding]:
     ev["features"] = feats.get("names", [])
     ev["reference_suffix"] = feats.get("suffix")
     ev["images_excluded"] = feats.get("excluded", {})
-    ev["not_available"] = ["SNR and CNR (need tissue or background statistics the image pass does not keep)",
-                           "intensity histogram (not kept by the image pass)"]
     yield finding(summary.message, severity="info", splits=summary.splits, evidence=ev)
