@@ -158,7 +158,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         raise InputError(None, "training needs PyTorch, which is not installed",
                          expected="pip install torch==2.13.0 and pip install 'bidsaudit[train]'") from None
     from train.data import VolumeStore, collect_items, find_masks
-    from train.gate import Refused
+    from train.gate import GateClosed, Refused
     from train.loop import resolve_device
     from train.maps import MapsFolder, TrainConfig
     from train.models import DEFAULT_MODEL
@@ -200,6 +200,10 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     if cfg.label and cfg.task in ("classification", "regression"):
         _check_label(cfg.label, gate)
     masks = find_masks(gate.dataset) if cfg.task == "segmentation" else None
+    if cfg.task == "segmentation" and gate.masks is None:
+        raise GateClosed(f"the gate is closed: certificate {gate.certificate_path} does not cover segmentation "
+                         "masks", ["it has no record of the derivatives masks (written by an older bidsaudit): "
+                                   "audit the dataset again"])
     store = VolumeStore(gate.dataset, cache_dir=cache_dir)
     folds_items: dict[int, dict[str, list[Any]]] = {}
     for f in fold_ids:
@@ -215,7 +219,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                     raise Refused(f"leakage: participants are in both {a} and {b}"
                                   + ("" if f is None else f" of fold {f}"), [", ".join(both[:20])])
         folds_items[f or 0] = {name: collect_items(gate.index, gate.files, table, task=cfg.task, label=cfg.label,
-                                                   suffix=cfg.suffix, masks=masks, notes=notes)
+                                                   suffix=cfg.suffix, masks=masks, notes=notes,
+                                                   mask_hashes=gate.masks)
                                for name, table in view.items()}
         if not folds_items[f or 0]["train"]:
             raise InputError(view["train"].path, f"no {cfg.suffix} image for any training row",
@@ -224,7 +229,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         notes.append("no validation split: no early stopping; the best models are the last epoch's")
     if masks:
         notes.append(f"segmentation masks come from derivatives/ ({len({i.mask for fi in folds_items.values() for s in fi.values() for i in s})} files), "
-                     "which the certificate does not cover; their hashes are in maps.json")
+                     "certified by the audit; their hashes are in maps.json")
 
     config_hash = "sha256:" + hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
     if stored is not None:

@@ -1,0 +1,85 @@
+"""The trainer's extras: masks under the certificate, ONNX export, transfer learning, learning curves, torchrun.
+
+Tiny volumes and 1-2 epochs; anything that needs torch is marked ``torch``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from audit.errors import InputError
+from tests.test_gate import _certify
+from tests.test_train import FAST, _base, _skip_without_torch, case, trained  # noqa: F401 (fixtures)
+from train.gate import GateClosed, open_gate
+
+runner = CliRunner()
+
+
+def _masks(case: Path) -> list[Path]:
+    return sorted((case / "dataset" / "derivatives").glob("*/sub-*/**/*_dseg.nii.gz"))
+
+
+# ------------------------------------------------------------------ masks and the certificate
+def test_the_certificate_records_every_derivatives_mask(case):
+    cert = json.loads((case / "splits" / "bidsaudit-certificate.json").read_text())
+    masks = cert["dataset"]["masks"]
+    assert len(masks) == len(_masks(case)) > 0
+    assert all(k.startswith("derivatives/tissue/sub-") and v.startswith("sha256:") for k, v in masks.items())
+    assert open_gate(case / "dataset", case / "splits").masks == masks
+
+
+def test_editing_a_mask_after_the_audit_closes_the_gate_naming_it(case):
+    mask = _masks(case)[0]
+    raw = bytearray(mask.read_bytes())
+    raw[-1] ^= 0xFF
+    mask.write_bytes(bytes(raw))
+    rel = mask.relative_to(case / "dataset").as_posix()
+    with pytest.raises(GateClosed, match=f"segmentation mask {rel} changed since the audit"):
+        open_gate(case / "dataset", case / "splits")
+
+
+def test_removing_or_adding_a_mask_closes_the_gate(case):
+    mask = _masks(case)[0]
+    extra = mask.with_name(mask.name.replace("_desc-tissue_dseg", "_desc-other_mask"))
+    shutil.copy(mask, extra)
+    mask.unlink()
+    with pytest.raises(GateClosed) as info:
+        open_gate(case / "dataset", case / "splits")
+    assert "was removed" in str(info.value) and extra.name in str(info.value)
+
+
+@pytest.mark.torch
+def test_segmentation_with_a_certificate_without_a_mask_record_is_refused(case):
+    from train.api import train_model
+
+    path = case / "splits" / "bidsaudit-certificate.json"
+    cert = json.loads(path.read_text())
+    del cert["dataset"]["masks"]
+    path.write_text(json.dumps(cert))
+    with pytest.raises(GateClosed, match="does not cover segmentation masks"):
+        train_model(case / "dataset", case / "splits", case / "maps", task="segmentation", epochs=1,
+                    echo=lambda s: None, **FAST)
+    assert not (case / "maps").exists()
+
+
+@pytest.mark.torch
+def test_missing_masks_for_some_subjects_is_exit_2_naming_them(case):
+    from audit.cli import app
+
+    gone = [m for m in _masks(case) if "sub-" in m.name][:2]
+    subs = sorted({m.name.split("_")[0] for m in gone})
+    for m in gone:
+        m.unlink()
+    _certify(case / "dataset", case / "splits")
+    res = runner.invoke(app, ["train", str(case / "dataset"), "--splits", str(case / "splits"), "--output",
+                              str(case / "maps"), "--task", "segmentation", "--epochs", "1", "--device", "cpu"])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "no segmentation mask for" in res.output
+    assert all(s in res.output for s in subs)
+    assert not (case / "maps").exists()
