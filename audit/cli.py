@@ -367,6 +367,28 @@ def predict(
 
 
 @app.command()
+def export(
+    maps: Annotated[Path, typer.Argument(help="A complete model folder written by 'bidsaudit train'.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write (*.onnx).")],
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Which fold's run (default: the first).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Which seed's run (default: the first).")] = None,
+    selection: Annotated[Optional[str], typer.Option("--selection", help="loss or metric: which best model "
+                                                     "(default: the folder's).")] = None,
+    opset: Annotated[int, typer.Option("--opset", min=7, help="ONNX opset version.")] = 17,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest absolute difference allowed between "
+                                             "onnxruntime's and PyTorch's outputs.")] = 1e-4,
+) -> None:
+    """Export a trained model to ONNX, checked against PyTorch with onnxruntime."""
+    with reported_errors():
+        from train.export import export_onnx
+
+        rep = export_onnx(maps, output, fold=fold, seed=seed, selection=selection, opset=opset, tolerance=tolerance)
+        typer.echo(f"wrote {output} (fold {rep['fold']}, seed {rep['seed']}, {rep['weights']}); onnxruntime vs "
+                   f"PyTorch max abs diff {rep['check']['max_abs_diff']:.3g} (tolerance {tolerance:g}); "
+                   f"report {output}.json")
+
+
+@app.command()
 def report(
     result_json: Annotated[Path, typer.Argument(metavar="RESULT.json", help="A saved JSON result.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML report.")],

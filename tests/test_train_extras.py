@@ -83,3 +83,40 @@ def test_missing_masks_for_some_subjects_is_exit_2_naming_them(case):
     assert "Traceback" not in res.output and "no segmentation mask for" in res.output
     assert all(s in res.output for s in subs)
     assert not (case / "maps").exists()
+
+
+# ------------------------------------------------------------------ ONNX export
+@pytest.mark.torch
+def test_onnx_export_matches_pytorch(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from audit.cli import app
+
+    root, _ = trained
+    out = tmp_path / "model.onnx"
+    res = runner.invoke(app, ["export", str(root / "maps"), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert rep["check"]["passed"] and rep["check"]["max_abs_diff"] <= 1e-4
+    assert rep["output"]["shape"] == ["batch", 2] and rep["classes"] == ["AD", "CN"] or len(rep["classes"]) == 2
+    meta = json.loads((root / "maps" / "maps.json").read_text())
+    assert meta["exports"][-1]["sha256"] == rep["sha256"]
+    # the file runs on its own, with another batch size
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = np.zeros((3, *rep["input"]["shape"][1:]), np.float32)
+    assert sess.run(None, {"image": x})[0].shape == (3, 2)
+    print(f"ONNX max abs diff {rep['check']['max_abs_diff']:.3g}")
+
+
+@pytest.mark.torch
+def test_onnx_export_bad_input_is_exit_2(trained, tmp_path):
+    from audit.cli import app
+
+    root, _ = trained
+    for args, says in ((["export", str(tmp_path / "nope"), "-o", str(tmp_path / "m.onnx")], "no such folder"),
+                       (["export", str(root / "maps"), "-o", str(tmp_path / "m.txt")], ".onnx"),
+                       (["export", str(root / "maps"), "-o", str(tmp_path / "m.onnx"), "--fold", "7"], "no fold 7")):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "m.onnx").exists()
