@@ -335,15 +335,32 @@ def train(
                                                     "valid BIDSAUDIT_SIGNING_KEY signature.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    width: Annotated[Optional[int], typer.Option("--width", min=1, help="Channels of the first layer.")] = None,
+    transfer_from: Annotated[Optional[Path], typer.Option("--transfer-from", help="A model folder whose weights "
+                                                          "start this model (its participants must not be in this "
+                                                          "split's validation or test sets).")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="With --transfer-from: encoder, decoder, both "
+                                                  "or none.")] = None,
+    transfer_lr: Annotated[Optional[float], typer.Option("--transfer-lr", help="Learning rate of the transferred "
+                                                         "parameters (default --lr).")] = None,
+    learning_curve: Annotated[Optional[str], typer.Option("--learning-curve", help="Increasing fractions of the "
+                                                          "training participants, e.g. 0.25,0.5,0.75,1.0: the "
+                                                          "validation metric against training-set size.")] = None,
 ) -> None:
-    """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed)."""
-    with reported_errors():
-        from train.api import train_model
+    """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed).
 
+    Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel;
+    every rank runs the gate and rank 0 writes the model folder.
+    """
+    with reported_errors():
+        from train.api import parse_fractions, train_model
+
+        curve = parse_fractions(learning_curve) if learning_curve is not None else None
         summary = train_model(dataset, splits, output, certificate=certificate, task=task, label=label,
                               epochs=epochs, model=model, mode=mode, seeds=seeds, batch_size=batch_size, lr=lr,
                               verify=verify, require_signature=require_signature, resume=resume, device=device,
-                              echo=typer.echo)
+                              width=width, transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr,
+                              learning_curve=curve, echo=typer.echo)
         for line in summary.lines():
             typer.echo(line)
         typer.echo(f"Model folder: {summary.maps}")

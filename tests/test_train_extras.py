@@ -120,3 +120,72 @@ def test_onnx_export_bad_input_is_exit_2(trained, tmp_path):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ------------------------------------------------------------------ transfer learning
+def _source_split(case: Path) -> Path:
+    """A split of the target's training participants only (train and validation), certified."""
+    lines = (case / "splits" / "train.tsv").read_text().splitlines()
+    head, rows = lines[0], lines[1:]
+    src = case / "src-splits"
+    src.mkdir()
+    (src / "train.tsv").write_text("\n".join([head, *rows[:-2]]) + "\n")
+    (src / "validation.tsv").write_text("\n".join([head, *rows[-2:]]) + "\n")
+    _certify(case / "dataset", src)
+    return src
+
+
+@pytest.mark.torch
+def test_transfer_freezes_the_encoder_and_gives_the_transferred_part_its_own_lr(case):
+    import torch
+
+    from train.api import train_model
+
+    src = _source_split(case)
+    train_model(case / "dataset", src, case / "source", task="regression", label="age", epochs=1,
+                echo=lambda s: None, **FAST)
+    train_model(case / "dataset", case / "splits", case / "maps", epochs=2, lr=1e-3, transfer_from=case / "source",
+                freeze="encoder", transfer_lr=1e-5, augment=False, echo=lambda s: None, **FAST)
+    before = torch.load(case / "source" / "split-0" / "seed-0" / "best-loss" / "model.pt", weights_only=True)["model"]
+    ckpt = torch.load(case / "maps" / "split-0" / "seed-0" / "checkpoint.pt", weights_only=True)
+    after = ckpt["model"]
+    enc = [k for k in after if k.startswith("features.")]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)  # weights and BatchNorm statistics
+    moved = [k for k in after if k.startswith("classifier.") and k in before and before[k].shape == after[k].shape]
+    assert moved and any(not torch.equal(before[k], after[k]) for k in moved)
+    groups = {g["name"]: g["lr"] for g in ckpt["optimizer"]["param_groups"]}
+    assert groups == {"new": 1e-3, "transferred": 1e-5}  # the regression head (1 output) did not fit: new
+    meta = json.loads((case / "maps" / "maps.json").read_text())
+    assert meta["transfer"]["freeze"] == "encoder" and meta["config"]["transfer_lr"] == 1e-5
+    tv = (case / "maps" / "train+validation.tsv").read_text()
+    assert "\tpretrain\t" in tv
+
+
+@pytest.mark.torch
+def test_transfer_from_a_model_that_saw_the_evaluation_participants_is_refused(case, trained):
+    from audit.cli import app
+
+    root, _ = trained  # trained on the same split: its validation participants are this split's validation
+    res = runner.invoke(app, ["train", str(case / "dataset"), "--splits", str(case / "splits"), "--output",
+                              str(case / "maps"), "--epochs", "1", "--device", "cpu", "--width", "2",
+                              "--transfer-from", str(root / "maps")])
+    assert res.exit_code == 1, res.output
+    assert "leakage.pretrain_overlap" in res.output and "sub-" in res.output and "Traceback" not in res.output
+    assert not (case / "maps").exists()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("args", "says"), [
+    (["--freeze", "encoder"], "need --transfer-from"),
+    (["--transfer-from", "MAPS", "--freeze", "middle"], "--freeze"),
+    (["--transfer-from", "MAPS", "--transfer-lr", "-1"], "--transfer-lr"),
+    (["--transfer-from", "NOWHERE"], "no such folder"),
+])
+def test_bad_transfer_options_are_exit_2(case, trained, args, says):
+    from audit.cli import app
+
+    root, _ = trained
+    args = [str(root / "maps") if a == "MAPS" else str(case / a) if a == "NOWHERE" else a for a in args]
+    res = runner.invoke(app, ["train", str(case / "dataset"), "--splits", str(case / "splits"), "--output",
+                              str(case / "maps"), "--epochs", "1", "--device", "cpu", *args])
+    assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output, res.output

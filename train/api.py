@@ -83,6 +83,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                 suffix: str | None = None, slice_axis: int | None = None, slice_discard: float | None = None,
                 patch_size: int | None = None, patch_stride: int | None = None, weight_decay: float | None = None,
                 selection: str | None = None, verify: str = "cache", require_signature: bool = False,
+                transfer_from: str | os.PathLike[str] | None = None, freeze: str | None = None,
+                transfer_lr: float | None = None, learning_curve: Sequence[float] | None = None,
                 resume: bool = False, device: str = "auto", num_workers: int | None = None,
                 bootstrap: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
                 threads: int | None = None, progress: bool = True, echo: Echo = print,
@@ -110,6 +112,20 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     slice_axis, slice_discard, patch_size, patch_stride, weight_decay, selection
         Also :class:`train.maps.TrainConfig` (``selection``: ``loss`` or
         ``metric``, the best model that predictions and the summary use).
+    transfer_from : path-like, optional
+        A complete model folder whose weights start this one (every tensor
+        whose name and shape match); its training, validation and
+        pretraining participants must not be in this split's evaluation
+        (validation, test) sets (``leakage.pretrain_overlap``, exit 1).
+    freeze : {"none", "encoder", "decoder", "both"}
+        Parts of the model that do not train (with ``transfer_from``).
+    transfer_lr : float, optional
+        Learning rate of the transferred parameters (default ``lr``).
+    learning_curve : sequence of float, optional
+        Increasing fractions in (0, 1]: also train on nested, label-stratified,
+        seeded subject subsets of each fold's training set and report the
+        validation metric against the number of training participants
+        (``learning_curve.tsv``/``.json``, ``report.html``).
     verify : {"cache", "full"}
         How the gate re-hashes dataset files (split files are always re-read).
     require_signature : bool
@@ -169,7 +185,10 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
              "shape": None if shape is None else [int(s) for s in shape], "resize": resize, "norm": norm,
              "augment": augment, "suffix": suffix, "num_workers": num_workers, "bootstrap": bootstrap,
              "slice_axis": slice_axis, "slice_discard": slice_discard, "patch_size": patch_size,
-             "patch_stride": patch_stride, "weight_decay": weight_decay, "selection": selection}
+             "patch_stride": patch_stride, "weight_decay": weight_decay, "selection": selection,
+             "transfer_from": None if transfer_from is None else str(Path(transfer_from).resolve()),
+             "freeze": freeze, "transfer_lr": transfer_lr,
+             "learning_curve": None if learning_curve is None else [float(f) for f in learning_curve]}
     if stored is not None:
         clash = [f"{k}={v!r} (the folder has {getattr(stored, k)!r})" for k, v in given.items()
                  if v is not None and v != getattr(stored, k)]
@@ -231,6 +250,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         notes.append(f"segmentation masks come from derivatives/ ({len({i.mask for fi in folds_items.values() for s in fi.values() for i in s})} files), "
                      "certified by the audit; their hashes are in maps.json")
 
+    source_seen = _check_transfer(cfg, folds_items) if cfg.transfer_from else {}
+
     config_hash = "sha256:" + hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
     if stored is not None:
         maps = MapsFolder.open(output, complete=False)
@@ -244,11 +265,15 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         echo(f"resuming {output}")
     else:
         tv_rows, tv_header = _train_validation_rows(folds_items, cfg, gate, notes)
+        tv_rows += [[pid, None, "pretrain", None, None] for pid in sorted(source_seen)]
         maps = MapsFolder.create(output, config=cfg, gate=gate, folds=list(folds_items), extra={
             "device": str(dev), "config_hash": config_hash,
             "masks": {i.mask: i.mask_sha256 for fi in folds_items.values() for s in fi.values() for i in s
                       if i.mask} or None,
             "pretrain": (gate.certificate.get("options") or {}).get("pretrain"),
+            "transfer": None if not cfg.transfer_from else {
+                "from": cfg.transfer_from, "freeze": cfg.freeze, "transfer_lr": cfg.transfer_lr,
+                "participants": len(source_seen)},
         }, train_validation=tv_rows, tv_header=tv_header)
     maps.meta["device"] = str(dev)
     maps.meta["notes"] = notes
@@ -334,10 +359,63 @@ def _check_config(cfg: Any) -> None:
         raise InputError(None, f"{cfg.task} needs a label column", field="--label")
     if cfg.selection not in ("loss", "metric"):
         raise InputError(None, field="--selection", expected="loss or metric", got=repr(cfg.selection))
+    if cfg.freeze not in FREEZES:
+        raise InputError(None, field="--freeze", expected=" or ".join(FREEZES), got=repr(cfg.freeze))
+    if cfg.transfer_lr is not None and not (isinstance(cfg.transfer_lr, (int, float)) and cfg.transfer_lr > 0):
+        raise InputError(None, field="--transfer-lr", expected="a positive number", got=repr(cfg.transfer_lr))
+    if not cfg.transfer_from and (cfg.freeze != "none" or cfg.transfer_lr is not None):
+        raise InputError(None, "--freeze and --transfer-lr need --transfer-from", field="--transfer-from",
+                         expected="a model folder to start from")
+    check_fractions(cfg.learning_curve)
     if not 0 <= cfg.slice_discard < 0.5:
         raise InputError(None, field="--slice-discard", expected="a fraction in [0, 0.5)", got=repr(cfg.slice_discard))
     if cfg.slice_axis not in (0, 1, 2):
         raise InputError(None, field="--slice-axis", expected="0, 1 or 2", got=repr(cfg.slice_axis))
+
+
+FREEZES = ("none", "encoder", "decoder", "both")
+
+
+def check_fractions(fractions: Sequence[float] | None) -> None:
+    """``--learning-curve``: increasing fractions in (0, 1]."""
+    if fractions is None:
+        return
+    import math
+
+    fs = list(fractions)
+    if (not fs or any(not isinstance(f, (int, float)) or isinstance(f, bool) or not math.isfinite(f)
+                      or not 0 < f <= 1 for f in fs) or any(b <= a for a, b in zip(fs, fs[1:]))):
+        raise InputError(None, field="--learning-curve", expected="increasing fractions in (0, 1], "
+                         "e.g. 0.25,0.5,0.75,1.0", got=",".join(map(str, fs)) or "nothing")
+
+
+def parse_fractions(text: str) -> list[float]:
+    """``"0.25,0.5,1"`` to floats (the CLI's ``--learning-curve``), validated."""
+    try:
+        fs = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(None, field="--learning-curve", expected="comma-separated fractions, e.g. 0.25,0.5,1.0",
+                         got=repr(text)) from None
+    check_fractions(fs)
+    return fs
+
+
+def _check_transfer(cfg: Any, folds_items: dict[int, dict[str, list[Any]]]) -> dict[str, str]:
+    """The source folder's participants; refuse (exit 1) those among this split's evaluation participants."""
+    from train.maps import MapsFolder
+
+    src = MapsFolder.open(Path(cfg.transfer_from))
+    seen = src.seen_subjects()
+    evaluated = {it.participant_id for items in folds_items.values() for split, its in items.items()
+                 if split != "train" for it in its}
+    both = sorted(evaluated & set(seen))
+    if both:
+        from train.gate import Refused
+
+        raise Refused(f"leakage.pretrain_overlap: {len(both)} participant(s) that trained the transfer source "
+                      f"{src.root} are in this split's evaluation sets", [", ".join(both[:20])
+                                                                          + (" ..." if len(both) > 20 else "")])
+    return seen
 
 
 def _check_label(label: str, gate: Any) -> None:

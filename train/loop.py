@@ -330,8 +330,9 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
     train_ss = _sample_set(train_arr, cfg, augment=augment, seed=seed)
     seed_everything(seed)
     model = build_model(cfg.model, cfg.task, train_ss.sample_shape(), n_outputs(cfg, fd.prep), width=cfg.width)
+    transferred = transfer_weights(model, cfg, fd.fold, device) if cfg.transfer_from else set()
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(param_groups(model, cfg, transferred), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_loss": math.inf, "best_loss_epoch": None,
                              "best_metric": math.inf if direction == "min" else -math.inf,
                              "best_metric_epoch": None, "bad_epochs": 0, "stopped_early": False}
@@ -360,6 +361,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
                                 num_workers=cfg.num_workers, drop_last=drop_last,
                                 pin_memory=device.type == "cuda")
             model.train()
+            _freeze_norms(model, cfg)
             task_id = bar.task(f"fold {fd.fold} seed {seed} epoch {epoch + 1}/{cfg.epochs}", len(loader))
             total, count = 0.0, 0
             for b_i, batch in enumerate(loader):
@@ -410,6 +412,78 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
     finally:
         bar.close()
     return _final(fd, cfg, run_dir, seed=seed, device=device, model=model, state=state, echo=echo)
+
+
+def transfer_source(cfg: TrainConfig, fold: int) -> Path:
+    """The weights a run of ``fold`` starts from: the source folder's run of that fold (else its first), first seed."""
+    from train.maps import MapsFolder
+
+    assert cfg.transfer_from is not None
+    src = MapsFolder.open(Path(cfg.transfer_from))
+    folds = list(src.meta.get("folds") or [0])
+    f = fold if fold in folds else folds[0]
+    return src.run_dir(f, (src.meta.get("seeds") or [0])[0]) / f"best-{src.selection_name()}" / "model.pt"
+
+
+def transfer_weights(model: nn.Module, cfg: TrainConfig, fold: int, device: torch.device) -> set[str]:
+    """Copy every tensor of the source model whose name and shape match into ``model``; the parameter names copied.
+
+    Parameters of a frozen part (``cfg.freeze``) stop requiring gradients.
+
+    Raises
+    ------
+    InputError
+        A damaged source, or nothing that fits this model.
+    """
+    path = transfer_source(cfg, fold)
+    saved = _load_torch(path, device)
+    src = saved.get("model") if isinstance(saved, dict) else None
+    if not isinstance(src, dict):
+        raise InputError(path, "holds no model weights", field="--transfer-from")
+    own = model.state_dict()
+    fit = {k: v for k, v in src.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    params = {n for n, _ in model.named_parameters()}
+    if not fit.keys() & params:
+        raise InputError(path, f"no weight of the source model fits this {cfg.model} model (other model, width "
+                         "or input shape?)", field="--transfer-from",
+                         expected="a model folder of the same model and width")
+    own.update(fit)
+    model.load_state_dict(own)
+    frozen = {"none": (), "encoder": ("encoder",), "decoder": ("decoder",), "both": ("encoder", "decoder")}[cfg.freeze]
+    from train.models import part_of
+
+    for n, p in model.named_parameters():
+        if part_of(cfg.model, n) in frozen:
+            p.requires_grad_(False)
+    return set(fit) & params
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig, transferred: set[str]) -> list[dict[str, Any]]:
+    """Optimiser groups: new parameters at ``lr``, transferred ones at ``transfer_lr``; frozen ones left out."""
+    new = [p for n, p in model.named_parameters() if p.requires_grad and n not in transferred]
+    old = [p for n, p in model.named_parameters() if p.requires_grad and n in transferred]
+    groups = []
+    if new:
+        groups.append({"params": new, "lr": cfg.lr, "name": "new"})
+    if old:
+        groups.append({"params": old, "lr": cfg.transfer_lr if cfg.transfer_lr is not None else cfg.lr,
+                       "name": "transferred"})
+    if not groups:
+        raise InputError(None, "every parameter is frozen: nothing to train", field="--freeze",
+                         expected="encoder, decoder or none (both leaves nothing to train here)")
+    return groups
+
+
+def _freeze_norms(model: nn.Module, cfg: TrainConfig) -> None:
+    """A frozen part's normalisation layers keep their running statistics (eval mode) while the rest trains."""
+    if cfg.freeze == "none" or not cfg.transfer_from:
+        return
+    from train.models import part_of
+
+    frozen = ("encoder", "decoder") if cfg.freeze == "both" else (cfg.freeze,)
+    for name, mod in model.named_modules():
+        if name and isinstance(mod, nn.modules.batchnorm._BatchNorm) and part_of(cfg.model, name) in frozen:
+            mod.eval()
 
 
 def _epoch_line(fold: int, seed: int, cfg: TrainConfig, row: Mapping[str, Any], metric: str,

@@ -84,6 +84,10 @@ class TrainConfig:
     num_workers: int = 0
     bootstrap: int = 1000
     selection: str = "loss"
+    transfer_from: str | None = None
+    freeze: str = "none"
+    transfer_lr: float | None = None
+    learning_curve: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
