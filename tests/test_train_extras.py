@@ -189,3 +189,70 @@ def test_bad_transfer_options_are_exit_2(case, trained, args, says):
     res = runner.invoke(app, ["train", str(case / "dataset"), "--splits", str(case / "splits"), "--output",
                               str(case / "maps"), "--epochs", "1", "--device", "cpu", *args])
     assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output, res.output
+
+
+# ------------------------------------------------------------------ learning curves
+def test_learning_curve_subsets_are_nested_stratified_and_seeded():
+    from train.curve import nested_subsets
+    from train.data import Item
+
+    items = [Item(f"sub-{i:02d}", None, f"sub-{i:02d}/anat/x.nii.gz", "", "AD" if i % 3 == 0 else "CN")
+             for i in range(24)]
+    items.append(Item("sub-00", "ses-2", "sub-00/ses-2/x.nii.gz", "", "AD"))  # a second image of one participant
+    fr = [0.25, 0.5, 0.75, 1.0]
+    a = nested_subsets(items, fr, seed=1, stratify=True)
+    assert a == nested_subsets(items, fr, seed=1, stratify=True)
+    assert a[0.25] != nested_subsets(items, fr, seed=2, stratify=True)[0.25]
+    subj = {f: {it.participant_id for it in a[f]} for f in fr}
+    assert subj[0.25] <= subj[0.5] <= subj[0.75] <= subj[1.0] and len(subj[1.0]) == 24
+    ad = {f: sum(1 for p in subj[f] if int(p[4:]) % 3 == 0) for f in fr}
+    assert ad == {0.25: 2, 0.5: 4, 0.75: 6, 1.0: 8} and len(subj[0.25]) == 2 + 4
+    for f in fr:  # every image of a chosen participant comes along
+        assert ("sub-00" in subj[f]) == (sum(it.participant_id == "sub-00" for it in a[f]) == 2)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0.25,0.5,0.75,1.0", True), ("1", True), ("0.5,0.25", False),
+                                           ("0,1", False), ("0.5,1.5", False), ("a,b", False), ("0.5,0.5", False),
+                                           ("", False)])
+def test_learning_curve_option_is_validated(value, ok):
+    from train.api import parse_fractions
+
+    if ok:
+        assert parse_fractions(value)
+    else:
+        with pytest.raises(InputError, match="--learning-curve"):
+            parse_fractions(value)
+
+
+@pytest.mark.torch
+def test_bad_learning_curve_is_exit_2_before_the_gate_reads_anything(case):
+    from audit.cli import app
+
+    res = runner.invoke(app, ["train", str(case / "dataset"), "--splits", str(case / "splits"), "--output",
+                              str(case / "maps"), "--learning-curve", "0.75,0.5"])
+    assert res.exit_code == 2 and "--learning-curve" in res.output and "Traceback" not in res.output
+    assert not (case / "maps").exists()
+
+
+@pytest.mark.torch
+def test_learning_curve_is_written_and_shown(case):
+    from train.api import train_model
+
+    train_model(case / "dataset", case / "splits", case / "maps", epochs=1, seeds=2, learning_curve=[0.5, 1.0],
+                augment=False, echo=lambda s: None, **FAST)
+    maps = case / "maps"
+    curve = json.loads((maps / "learning_curve.json").read_text())
+    assert curve["metric"] == "balanced_accuracy" and curve["stratified_on"] == "diagnosis"
+    rows = curve["rows"]
+    assert sorted((r["fraction"], r["seed"]) for r in rows) == [(0.5, 0), (0.5, 1), (1.0, 0), (1.0, 1)]
+    n = {r["fraction"]: r["n_train_participants"] for r in rows}
+    assert 0 < n[0.5] < n[1.0]
+    assert [s["n"] for s in curve["summary"]] == [2, 2] and curve["summary"][0]["sd"] is not None
+    tsv = (maps / "learning_curve.tsv").read_text().splitlines()
+    assert tsv[0].startswith("fraction\tn_train_participants") and len(tsv) == 5
+    assert (maps / "learning-curve" / "fraction-0.5" / "split-0" / "seed-1" / "done.json").is_file()
+    html = (maps / "report.html").read_text()
+    assert "Learning curve" in html and "<svg" in html and "<script" not in html
+    meta = json.loads((maps / "maps.json").read_text())
+    assert meta["learning_curve"][1]["fraction"] == 1.0
+    print("learning curve:", [(s["fraction"], s["n_train_participants"], s["mean"], s["sd"]) for s in curve["summary"]])

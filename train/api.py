@@ -157,12 +157,113 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         raise InputError(None, field="--task", expected=" or ".join(TASKS), got=repr(task))
     if mode is not None and mode not in MODES:
         raise InputError(None, field="--mode", expected=" or ".join(MODES), got=repr(mode))
-    output = Path(output)
     gate_label = label if resume else (label or _DEFAULT_LABEL.get(task or "classification"))
 
-    # the gate: before anything else is read, decoded or imported
-    gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
-                     require_signature=require_signature)
+    distributed = _world_size_env() > 1
+    if not distributed:
+        # the gate: before anything else is read, decoded or imported
+        gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
+                         require_signature=require_signature)
+        return _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
+                            seeds=seeds, seed=seed, mode=mode, folds=folds, batch_size=batch_size, lr=lr,
+                            patience=patience, width=width, shape=shape, resize=resize, norm=norm, augment=augment,
+                            suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
+                            patch_size=patch_size, patch_stride=patch_stride, weight_decay=weight_decay,
+                            selection=selection, transfer_from=transfer_from, freeze=freeze,
+                            transfer_lr=transfer_lr, learning_curve=learning_curve, device=device,
+                            num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
+                            progress=progress, echo=echo, on_batch=_on_batch, t0=t0)
+
+    # torchrun: every rank runs the gate; if any rank refuses, every rank stops with the reason
+    failure: BaseException | None = None
+    try:
+        gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
+                         require_signature=require_signature)
+    except InputError as err:  # GateClosed is a Refused, which is a BidsauditError too
+        failure = err
+    except Exception as err:
+        failure = err
+    dist_mod = _init_distributed(device)
+    try:
+        _agree(failure, "the gate")
+        if dist_mod.get_rank() != 0:
+            echo = _silent
+        return _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
+                            seeds=seeds, seed=seed, mode=mode, folds=folds, batch_size=batch_size, lr=lr,
+                            patience=patience, width=width, shape=shape, resize=resize, norm=norm, augment=augment,
+                            suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
+                            patch_size=patch_size, patch_stride=patch_stride, weight_decay=weight_decay,
+                            selection=selection, transfer_from=transfer_from, freeze=freeze,
+                            transfer_lr=transfer_lr, learning_curve=learning_curve, device=device,
+                            num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
+                            progress=progress and dist_mod.get_rank() == 0, echo=echo, on_batch=_on_batch, t0=t0)
+    finally:
+        if dist_mod.is_initialized():
+            dist_mod.destroy_process_group()
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+def _world_size_env() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise InputError(None, "WORLD_SIZE is not an integer", field="WORLD_SIZE",
+                         got=repr(os.environ.get("WORLD_SIZE"))) from None
+
+
+def _init_distributed(device: str) -> Any:
+    """Join torchrun's process group: NCCL on CUDA (one GPU per local rank), gloo on CPU."""
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:
+        raise InputError(None, "training needs PyTorch, which is not installed",
+                         expected="pip install torch==2.13.0 and pip install 'bidsaudit[train]'") from None
+    if not dist.is_available():
+        raise InputError(None, "this PyTorch build has no torch.distributed", expected="a build with it, or one process")
+    cuda = device != "cpu" and torch.cuda.is_available() and not device.startswith("cpu")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return dist
+
+
+def _agree(failure: BaseException | None, what: str) -> None:
+    """Every rank learns whether any rank failed; each raises its own error, or says another rank failed."""
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([0 if failure is None else (2 if isinstance(failure, InputError) else 1)])
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if failure is not None:
+        raise failure
+    if int(flag.item()):
+        from train.gate import Refused
+
+        if int(flag.item()) == 2:
+            raise InputError(None, f"another rank could not pass {what} (its message is above)")
+        raise Refused(f"another rank stopped at {what}", ["see rank 0's message"])
+
+
+def _train_gated(gate: Any, output: str | os.PathLike[str], *, resume: bool, task: str | None, label: str | None,
+                 epochs: int | None, model: str | None, seeds: int | None, seed: int | None, mode: str | None,
+                 folds: Sequence[int] | None, batch_size: int | None, lr: float | None, patience: int | None,
+                 width: int | None, shape: Sequence[int] | None, resize: str | None, norm: str | None,
+                 augment: bool | None, suffix: str | None, slice_axis: int | None, slice_discard: float | None,
+                 patch_size: int | None, patch_stride: int | None, weight_decay: float | None,
+                 selection: str | None, transfer_from: str | os.PathLike[str] | None, freeze: str | None,
+                 transfer_lr: float | None, learning_curve: Sequence[float] | None, device: str,
+                 num_workers: int | None, bootstrap: int | None, cache_dir: str | os.PathLike[str] | None,
+                 threads: int | None, progress: bool, echo: Echo, on_batch: Callable[[int, int], None] | None,
+                 t0: float) -> TrainSummary:
+    """Everything after the gate opened (on every rank under torchrun)."""
+    output = Path(output)
 
     stored = _stored_config(output) if resume else None
     eff_task = task or (stored.task if stored else "classification")
@@ -175,7 +276,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                          expected="pip install torch==2.13.0 and pip install 'bidsaudit[train]'") from None
     from train.data import VolumeStore, collect_items, find_masks
     from train.gate import GateClosed, Refused
-    from train.loop import resolve_device
+    from train.loop import rank, resolve_device, world_size
     from train.maps import MapsFolder, TrainConfig
     from train.models import DEFAULT_MODEL
 
@@ -205,6 +306,11 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         cfg = base
     _check_config(cfg)
     dev = resolve_device(device)
+    if world_size() > 1 and dev.type == "cuda":
+        import torch
+
+        dev = torch.device("cuda", torch.cuda.current_device())  # torchrun: this rank's GPU
+    main = rank() == 0
     notes = list(gate.notes)
     split_set = gate.splits
     fold_ids = [f for f in split_set.folds] or [None]
@@ -250,11 +356,15 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         notes.append(f"segmentation masks come from derivatives/ ({len({i.mask for fi in folds_items.values() for s in fi.values() for i in s})} files), "
                      "certified by the audit; their hashes are in maps.json")
 
+    if cfg.learning_curve and any(not fi.get("validation") for fi in folds_items.values()):
+        raise InputError(split_set.root, "a learning curve is measured on the validation split, and there is none",
+                         field="--learning-curve", expected="a split with validation participants")
     source_seen = _check_transfer(cfg, folds_items) if cfg.transfer_from else {}
 
     config_hash = "sha256:" + hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
     if stored is not None:
         maps = MapsFolder.open(output, complete=False)
+        maps.readonly = not main
         rec = maps.meta.get("gate") or {}
         now = gate.record()
         for k in ("dataset_fingerprint", "split_fingerprint"):
@@ -266,7 +376,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     else:
         tv_rows, tv_header = _train_validation_rows(folds_items, cfg, gate, notes)
         tv_rows += [[pid, None, "pretrain", None, None] for pid in sorted(source_seen)]
-        maps = MapsFolder.create(output, config=cfg, gate=gate, folds=list(folds_items), extra={
+        maps = _create_maps(main, output, config=cfg, gate=gate, folds=list(folds_items), extra={
             "device": str(dev), "config_hash": config_hash,
             "masks": {i.mask: i.mask_sha256 for fi in folds_items.values() for s in fi.values() for i in s
                       if i.mask} or None,
@@ -276,6 +386,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                 "participants": len(source_seen)},
         }, train_validation=tv_rows, tv_header=tv_header)
     maps.meta["device"] = str(dev)
+    if world_size() > 1:
+        maps.meta["distributed"] = {"world_size": world_size(), "backend": str(torch_dist().get_backend())}
     maps.meta["notes"] = notes
     maps.meta["status"] = "running"
     maps.save()
@@ -292,20 +404,63 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     maps.meta["threads"] = torch.get_num_threads()
     maps.save()
     try:
-        runs = _train_folds(folds_items, cfg, store, maps, dev, echo, progress, config_hash, _on_batch)
+        runs = _train_folds(folds_items, cfg, store, maps, dev, echo, progress, config_hash, on_batch)
+        curve = None
+        if cfg.learning_curve:
+            from train.curve import learning_curve as run_curve
+
+            curve = run_curve(folds_items, cfg, store, maps, dev, runs, echo=echo, progress=progress,
+                              config_hash=config_hash, write=main)
     except InputError:
-        if stored is None and not any(maps.root.glob("split-*/seed-*/checkpoint.pt")):
+        if main and stored is None and not any(maps.root.glob("split-*/seed-*/checkpoint.pt")):
             import shutil
 
             shutil.rmtree(maps.root, ignore_errors=True)  # made by this call, nothing trained: leave no trace
         raise
     finally:
         torch.set_num_threads(old_threads)
+    if not main:
+        return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=[], summary={},
+                            notes=notes, seconds=time.perf_counter() - t0)
     summary = _write_summary(maps, runs)
+    if curve is not None:
+        maps.meta["learning_curve"] = curve["summary"]
     maps.finish({"over_runs": summary, "n_runs": len(runs),
                  "volumes_decoded": store.decoded, "volume_cache_hits": store.hits})
+    from train.report import write_report
+
+    write_report(maps)
     return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=runs,
                         summary=summary, notes=notes, seconds=time.perf_counter() - t0)
+
+
+def torch_dist() -> Any:
+    import torch.distributed as dist
+
+    return dist
+
+
+def _create_maps(main: bool, output: Path, **kw: Any) -> Any:
+    """Rank 0 creates the model folder; under torchrun the others wait, then hold a read-only view of it."""
+    from train.loop import barrier, world_size
+    from train.maps import MapsFolder
+
+    err: InputError | None = None
+    maps = None
+    if main:
+        try:
+            maps = MapsFolder.create(output, **kw)
+        except InputError as e:
+            err = e
+    if world_size() > 1:
+        _agree(err, "creating the model folder")
+        barrier()
+    elif err is not None:
+        raise err
+    if maps is None:
+        maps = MapsFolder.open(output, complete=False)
+        maps.readonly = True
+    return maps
 
 
 def _train_folds(folds_items: dict[int, dict[str, list[Any]]], cfg: Any, store: Any, maps: Any, dev: Any,

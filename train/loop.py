@@ -53,6 +53,26 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def rank() -> int:
+    """This process's rank under torchrun (0 without a process group)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if world_size() > 1:
+        dist.barrier()
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and every CUDA device); deterministic cuDNN."""
     import random
@@ -313,7 +333,15 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
 
     ``on_batch(epoch, batch)`` is called after every training batch (tests use
     it to interrupt a run mid-epoch).
+
+    Under torchrun (a process group is initialised) the model is wrapped in
+    DistributedDataParallel and each rank trains on its DistributedSampler
+    share; every rank evaluates the validation set with the same weights and
+    buffers (rank 0's, broadcast after each epoch) so all take the same
+    early-stopping decision, and only rank 0 writes files. Other ranks return
+    ``{"fold", "seed", "metrics": {}}``.
     """
+    main, world = rank() == 0, world_size()
     done = run_dir / "done.json"
     if done.is_file():
         from audit.bidsindex import read_json
@@ -321,7 +349,8 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
         result = read_json(done)
         echo(f"fold {fd.fold} seed {seed}: already complete")
         return dict(result)
-    write_json(run_dir / "preprocessing.json", fd.prep.to_dict())
+    if main:
+        write_json(run_dir / "preprocessing.json", fd.prep.to_dict())
     metric, direction = cfg.main_metric
     has_val = "validation" in fd.arrays
     train_arr = fd.arrays["train"]
@@ -333,6 +362,11 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
     transferred = transfer_weights(model, cfg, fd.fold, device) if cfg.transfer_from else set()
     model.to(device)
     opt = torch.optim.Adam(param_groups(model, cfg, transferred), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_loss": math.inf, "best_loss_epoch": None,
                              "best_metric": math.inf if direction == "min" else -math.inf,
                              "best_metric_epoch": None, "bad_epochs": 0, "stopped_early": False}
@@ -346,7 +380,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
         opt.load_state_dict(saved["optimizer"])
         state = saved["state"]
         echo(f"fold {fd.fold} seed {seed}: resuming after epoch {state['epoch']}")
-    n = len(train_ss)
+    n = math.ceil(len(train_ss) / world)  # samples per rank (DistributedSampler pads)
     drop_last = n > cfg.batch_size and n % cfg.batch_size == 1  # BatchNorm needs two samples per batch
     bar = _Bar(progress)
     try:
@@ -357,17 +391,27 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
             train_ss.set_epoch(epoch)
             g = torch.Generator()
             g.manual_seed(_mix(seed, epoch, 1))
-            loader = DataLoader(train_ss, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                num_workers=cfg.num_workers, drop_last=drop_last,
-                                pin_memory=device.type == "cuda")
-            model.train()
+            if world > 1:
+                from torch.utils.data.distributed import DistributedSampler
+
+                sampler = DistributedSampler(train_ss, num_replicas=world, rank=rank(), shuffle=True,
+                                             seed=_mix(seed, 1))
+                sampler.set_epoch(epoch)
+                loader = DataLoader(train_ss, batch_size=cfg.batch_size, sampler=sampler,
+                                    num_workers=cfg.num_workers, drop_last=drop_last,
+                                    pin_memory=device.type == "cuda")
+            else:
+                loader = DataLoader(train_ss, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                                    num_workers=cfg.num_workers, drop_last=drop_last,
+                                    pin_memory=device.type == "cuda")
+            net.train()
             _freeze_norms(model, cfg)
             task_id = bar.task(f"fold {fd.fold} seed {seed} epoch {epoch + 1}/{cfg.epochs}", len(loader))
             total, count = 0.0, 0
             for b_i, batch in enumerate(loader):
                 b = _to(batch, device)
                 opt.zero_grad(set_to_none=True)
-                loss = _loss(cfg, model(b["image"]), b)
+                loss = _loss(cfg, net(b["image"]), b)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(b["image"])
@@ -376,6 +420,8 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
                 if on_batch is not None:
                     on_batch(epoch, b_i)
             bar.done(task_id)
+            if world > 1:
+                total, count = _sync_epoch(model, total, count, device)
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
             if has_val:
                 res = evaluate(model, fd.arrays["validation"], cfg, fd.prep, device)
@@ -390,19 +436,27 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
             if _better(vloss, state["best_loss"], "min"):
                 state["best_loss"], state["best_loss_epoch"] = vloss, epoch + 1
                 state["bad_epochs"] = 0
-                _save_torch({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best-loss" / "model.pt")
+                if main:
+                    _save_torch({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best-loss" / "model.pt")
             else:
                 state["bad_epochs"] += 1
             if not has_val or _better(vmetric, state["best_metric"], direction) or state["best_metric_epoch"] is None:
                 if math.isfinite(vmetric):
                     state["best_metric"] = vmetric
                 state["best_metric_epoch"] = epoch + 1
-                _save_torch({"model": model.state_dict(), "epoch": epoch + 1},
-                            run_dir / f"best-{metric}" / "model.pt")
+                if main:
+                    _save_torch({"model": model.state_dict(), "epoch": epoch + 1},
+                                run_dir / f"best-{metric}" / "model.pt")
             state["history"].append(row)
             state["epoch"] = epoch + 1
             if has_val and state["bad_epochs"] >= cfg.patience:
                 state["stopped_early"] = True
+            if world > 1:  # rank 0 decides, so that no rank waits for a batch that never comes
+                flag = torch.tensor([int(state["stopped_early"])], device=device)
+                torch.distributed.broadcast(flag, 0)
+                state["stopped_early"] = bool(flag.item())
+            if not main:
+                continue
             cols = ["epoch", "train_loss", *([f"validation_{c}" for c in ["loss", *METRIC_COLUMNS[cfg.task]]]
                                             if has_val else []), "seconds"]
             write_tsv(run_dir / "metrics.tsv", cols, [[r.get(c) for c in cols] for r in state["history"]])
@@ -411,7 +465,24 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
             echo(_epoch_line(fd.fold, seed, cfg, row, metric, state))
     finally:
         bar.close()
-    return _final(fd, cfg, run_dir, seed=seed, device=device, model=model, state=state, echo=echo)
+    if not main:
+        barrier()
+        return {"fold": fd.fold, "seed": seed, "metrics": {}}
+    try:
+        return _final(fd, cfg, run_dir, seed=seed, device=device, model=model, state=state, echo=echo)
+    finally:
+        barrier()
+
+
+def _sync_epoch(model: nn.Module, total: float, count: int, device: torch.device) -> tuple[float, int]:
+    """Sum the epoch's loss over ranks; give every rank rank 0's buffers (BatchNorm statistics)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    for buf in model.buffers():
+        dist.broadcast(buf, 0)
+    return float(t[0]), int(t[1])
 
 
 def transfer_source(cfg: TrainConfig, fold: int) -> Path:

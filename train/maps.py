@@ -145,6 +145,7 @@ class MapsFolder:
 
     root: Path
     meta: dict[str, Any] = field(default_factory=dict)
+    readonly: bool = False  # a torchrun rank other than 0: it reads, rank 0 writes
 
     # ------------------------------------------------------------ paths
     def run_dir(self, fold: int, seed: int) -> Path:
@@ -241,9 +242,13 @@ class MapsFolder:
         return "loss" if sel == "loss" else self.config.main_metric[0]
 
     def save(self) -> None:
+        if self.readonly:
+            return
         write_json(self.root / "maps.json", self.meta)
 
     def finish(self, summary: Mapping[str, Any]) -> None:
+        if self.readonly:
+            return
         self.meta["status"] = "complete"
         self.meta["summary"] = summary
         self.save()
