@@ -361,9 +361,10 @@ def train(
                               verify=verify, require_signature=require_signature, resume=resume, device=device,
                               width=width, transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr,
                               learning_curve=curve, echo=typer.echo)
-        for line in summary.lines():
-            typer.echo(line)
-        typer.echo(f"Model folder: {summary.maps}")
+        if summary.rank == 0:  # under torchrun the other ranks say nothing
+            for line in summary.lines():
+                typer.echo(line)
+            typer.echo(f"Model folder: {summary.maps}")
 
 
 @app.command()

@@ -53,6 +53,7 @@ class TrainSummary:
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    rank: int = 0  # under torchrun: only rank 0's summary has runs
 
     def lines(self) -> list[str]:
         """A human summary: main metrics per split, mean ± sd over runs."""
@@ -188,7 +189,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         _agree(failure, "the gate")
         if dist_mod.get_rank() != 0:
             echo = _silent
-        return _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
+        summary = _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
                             seeds=seeds, seed=seed, mode=mode, folds=folds, batch_size=batch_size, lr=lr,
                             patience=patience, width=width, shape=shape, resize=resize, norm=norm, augment=augment,
                             suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
@@ -197,6 +198,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                             transfer_lr=transfer_lr, learning_curve=learning_curve, device=device,
                             num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
                             progress=progress and dist_mod.get_rank() == 0, echo=echo, on_batch=_on_batch, t0=t0)
+        dist_mod.barrier()  # leave together: a rank that exits while another still talks to it aborts gloo
+        return summary
     finally:
         if dist_mod.is_initialized():
             dist_mod.destroy_process_group()
@@ -421,7 +424,7 @@ def _train_gated(gate: Any, output: str | os.PathLike[str], *, resume: bool, tas
         torch.set_num_threads(old_threads)
     if not main:
         return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=[], summary={},
-                            notes=notes, seconds=time.perf_counter() - t0)
+                            notes=notes, seconds=time.perf_counter() - t0, rank=rank())
     summary = _write_summary(maps, runs)
     if curve is not None:
         maps.meta["learning_curve"] = curve["summary"]
