@@ -256,3 +256,40 @@ def test_learning_curve_is_written_and_shown(case):
     meta = json.loads((maps / "maps.json").read_text())
     assert meta["learning_curve"][1]["fraction"] == 1.0
     print("learning curve:", [(s["fraction"], s["n_train_participants"], s["mean"], s["sd"]) for s in curve["summary"]])
+
+
+# ------------------------------------------------------------------ bad input: exit 2, never a traceback
+@pytest.mark.torch
+@pytest.mark.parametrize(("damage", "says"), [
+    ("model.pt", "cannot read the checkpoint"),
+    ("width", "config/width"),
+    ("seeds", "malformed run list"),
+    ("preprocessing", "preprocessing.json: malformed"),
+])
+def test_a_damaged_model_folder_is_exit_2_for_predict_and_export(trained, tmp_path, damage, says):
+    from audit.cli import app
+
+    root, _ = trained
+    maps = tmp_path / "maps"
+    shutil.copytree(root / "maps", maps)
+    run = maps / "split-0" / "seed-0"
+    meta = json.loads((maps / "maps.json").read_text())
+    if damage == "model.pt":
+        (run / "best-loss" / "model.pt").write_bytes(b"not a checkpoint")
+    elif damage == "width":
+        meta["config"]["width"] = "wide"
+    elif damage == "seeds":
+        meta["seeds"] = "0"
+    else:
+        (run / "preprocessing.json").write_text("[1, 2]")
+    (maps / "maps.json").write_text(json.dumps(meta))
+    test = root / "splits" / "test.tsv"
+    import importlib.util
+
+    calls = [["predict", str(maps), "--data", str(root / "dataset"), "--split", str(test), "-o", str(tmp_path / "p")]]
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        calls.append(["export", str(maps), "-o", str(tmp_path / "m.onnx")])
+    for args in calls:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, res.output
+        assert says in res.output and "internal error" not in res.output and "Traceback" not in res.output

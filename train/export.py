@@ -95,7 +95,8 @@ def export_onnx(maps_dir: str | os.PathLike[str], output: str | os.PathLike[str]
     try:
         model.load_state_dict(saved["model"])
     except (RuntimeError, KeyError, TypeError) as err:
-        raise InputError(weights, f"does not fit the recorded model: {err}") from None
+        raise InputError(weights, "does not fit the recorded model: "
+                             + "; ".join(ln.strip() for ln in str(err).splitlines()[:3] if ln.strip())) from None
     model.eval()
 
     gen = torch.Generator().manual_seed(0)

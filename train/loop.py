@@ -308,8 +308,10 @@ def _save_torch(obj: Any, path: Path) -> None:
 def _load_torch(path: Path, device: torch.device) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a damaged file: say which
-        raise InputError(path, f"cannot read the checkpoint: {err}", expected="a file written by bidsaudit train") from None
+    except Exception as err:  # a damaged file: say which (torch's own message runs to many lines)
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise InputError(path, f"cannot read the checkpoint ({type(err).__name__}: {first})",
+                         expected="a file written by bidsaudit train") from None
 
 
 def _better(value: float, best: float, direction: str) -> bool:
