@@ -97,7 +97,7 @@ def test_onnx_export_matches_pytorch(trained, tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "model.onnx.json").read_text())
     assert rep["check"]["passed"] and rep["check"]["max_abs_diff"] <= 1e-4
-    assert rep["output"]["shape"] == ["batch", 2] and rep["classes"] == ["AD", "CN"] or len(rep["classes"]) == 2
+    assert rep["output"]["shape"] == ["batch", 2] and len(rep["classes"]) == 2
     meta = json.loads((root / "maps" / "maps.json").read_text())
     assert meta["exports"][-1]["sha256"] == rep["sha256"]
     # the file runs on its own, with another batch size
