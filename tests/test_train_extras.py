@@ -293,3 +293,18 @@ def test_a_damaged_model_folder_is_exit_2_for_predict_and_export(trained, tmp_pa
         res = runner.invoke(app, args)
         assert res.exit_code == 2, res.output
         assert says in res.output and "internal error" not in res.output and "Traceback" not in res.output
+
+
+def test_the_training_report_escapes_untrusted_text():
+    from train.report import render_training_report
+
+    meta = {"status": "complete", "config": {"task": "classification", "model": "conv5fc3", "label": "<b>dx</b>"},
+            "dataset": {"name": "<script>alert(1)</script>"}, "notes": ["sub-<img src=x onerror=alert(1)>"],
+            "summary": {"over_runs": {"test": {"balanced_accuracy": {"mean": 0.75, "sd": 0.1, "n": 2}}}, "n_runs": 2},
+            "tool": {"version": "0"}}
+    curve = {"metric": "balanced_accuracy", "stratified_on": "<i>dx</i>", "summary": [
+        {"fraction": 0.5, "n_train_participants": [4], "mean": 0.6, "sd": 0.05, "min": 0.55, "max": 0.65, "n": 2},
+        {"fraction": 1.0, "n_train_participants": [8], "mean": 0.75, "sd": 0.1, "min": 0.7, "max": 0.8, "n": 2}]}
+    html = render_training_report(meta, curve)
+    assert "<script>" not in html and "<img" not in html and "<i>dx" not in html and "<b>dx" not in html
+    assert "&lt;script&gt;" in html and html.count("<circle") == 2 and "0.75" in html
