@@ -346,6 +346,8 @@ def train(
     learning_curve: Annotated[Optional[str], typer.Option("--learning-curve", help="Increasing fractions of the "
                                                           "training participants, e.g. 0.25,0.5,0.75,1.0: the "
                                                           "validation metric against training-set size.")] = None,
+    nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", min=1, help="Train on N local "
+                                                          "processes (torchrun, DistributedDataParallel).")] = None,
 ) -> None:
     """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed).
 
@@ -356,6 +358,20 @@ def train(
         from train.api import parse_fractions, train_model
 
         curve = parse_fractions(learning_curve) if learning_curve is not None else None
+        if nproc_per_node is not None and nproc_per_node > 1:
+            from train.launch import launch
+
+            argv = ["train", str(dataset), "--splits", str(splits), "--output", str(output), "--verify", verify,
+                    "--device", device]
+            for flag, value in (("--certificate", certificate), ("--task", task), ("--label", label),
+                                ("--epochs", epochs), ("--model", model), ("--mode", mode), ("--seeds", seeds),
+                                ("--batch-size", batch_size), ("--lr", lr), ("--width", width),
+                                ("--transfer-from", transfer_from), ("--freeze", freeze),
+                                ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve)):
+                if value is not None:
+                    argv += [flag, str(value)]
+            argv += ["--require-signature"] * require_signature + ["--resume"] * resume
+            raise typer.Exit(launch(nproc_per_node, argv, echo=lambda s: typer.echo(s, err=True)))
         summary = train_model(dataset, splits, output, certificate=certificate, task=task, label=label,
                               epochs=epochs, model=model, mode=mode, seeds=seeds, batch_size=batch_size, lr=lr,
                               verify=verify, require_signature=require_signature, resume=resume, device=device,

@@ -99,3 +99,18 @@ def test_a_refusal_on_rank_0_alone_stops_the_other_rank(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "rank 0 stopped: GateClosed: the gate is closed: x changed" in res.stdout
     assert "rank 1 stopped: Refused: another rank stopped at the gate" in res.stdout
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_nproc_per_node_refusal_is_exit_1_without_a_traceback(case):
+    train = case / "splits" / "train.tsv"
+    train.write_text(train.read_text() + train.read_text().splitlines()[1] + "\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("WORLD_SIZE", None)
+    res = subprocess.run([sys.executable, "-m", "audit.cli", "train", str(case / "dataset"), "--splits",
+                          str(case / "splits"), "--output", str(case / "ddp"), "--epochs", "1", "--device", "cpu",
+                          "--nproc-per-node", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.count("bidsaudit: refused: the gate is closed") == 2 and "train.tsv changed" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout and not (case / "ddp").exists()
