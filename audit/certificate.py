@@ -108,7 +108,7 @@ def mask_files(root: Path) -> list[str]:
 
 
 def mask_hashes(root: Path) -> dict[str, str]:
-    """``{relative path: sha256:<hex>}`` of every file :func:`mask_files` finds (``unreadable`` when it cannot be read)."""
+    """``{relative path: sha256:<hex>}`` of every file :func:`mask_files` finds (``unreadable``: cannot be read)."""
     out = {}
     for rel in mask_files(root):
         try:

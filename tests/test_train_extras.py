@@ -308,3 +308,13 @@ def test_the_training_report_escapes_untrusted_text():
     html = render_training_report(meta, curve)
     assert "<script>" not in html and "<img" not in html and "<i>dx" not in html and "<b>dx" not in html
     assert "&lt;script&gt;" in html and html.count("<circle") == 2 and "0.75" in html
+
+
+def test_regression_learning_curve_subsets_are_stratified_on_label_quartiles():
+    from train.curve import nested_subsets
+    from train.data import Item
+
+    items = [Item(f"sub-{i:02d}", None, f"sub-{i:02d}/x.nii.gz", "", str(50 + i)) for i in range(16)]
+    a = nested_subsets(items, [0.25, 1.0], seed=3, stratify="quartiles")
+    ages = sorted(int(it.label) for it in a[0.25])
+    assert [sum(lo <= x < lo + 4 for x in ages) for lo in (50, 54, 58, 62)] == [1, 1, 1, 1]

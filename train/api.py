@@ -226,7 +226,8 @@ def _init_distributed(device: str) -> Any:
         raise InputError(None, "training needs PyTorch, which is not installed",
                          expected="pip install torch==2.13.0 and pip install 'bidsaudit[train]'") from None
     if not dist.is_available():
-        raise InputError(None, "this PyTorch build has no torch.distributed", expected="a build with it, or one process")
+        raise InputError(None, "this PyTorch build has no torch.distributed",
+                         expected="a build with it, or one process")
     cuda = device != "cpu" and torch.cuda.is_available() and not device.startswith("cpu")
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -356,8 +357,9 @@ def _train_gated(gate: Any, output: str | os.PathLike[str], *, resume: bool, tas
     if "validation" not in next(iter(folds_items.values())):
         notes.append("no validation split: no early stopping; the best models are the last epoch's")
     if masks:
-        notes.append(f"segmentation masks come from derivatives/ ({len({i.mask for fi in folds_items.values() for s in fi.values() for i in s})} files), "
-                     "certified by the audit; their hashes are in maps.json")
+        n_masks = len({i.mask for fi in folds_items.values() for s in fi.values() for i in s})
+        notes.append(f"segmentation masks come from derivatives/ ({n_masks} files), certified by the audit; "
+                     "their hashes are in maps.json")
 
     if cfg.learning_curve and any(not fi.get("validation") for fi in folds_items.values()):
         raise InputError(split_set.root, "a learning curve is measured on the validation split, and there is none",

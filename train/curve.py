@@ -3,7 +3,8 @@
 ``train --learning-curve 0.25,0.5,0.75,1.0`` trains, for every fold and seed,
 on growing participant-level subsets of the fold's training set. Subsets are
 stratified on the label (classification: each class keeps its share, at
-least one participant), seeded by (seed, fold), and nested: the order of
+least one participant; regression: quartiles of the label, from 8
+participants), seeded by (seed, fold), and nested: the order of
 participants within a stratum is drawn once, and a fraction takes the first
 ``ceil(f * n)`` of each stratum, so every subset contains the smaller ones.
 Preprocessing is refitted on each subset (nothing of the rest of the training
@@ -27,17 +28,32 @@ from audit.errors import InputError
 __all__ = ["nested_subsets", "learning_curve"]
 
 
+_STRATA = {"classification": "classes", "regression": "quartiles"}
+
+
 def nested_subsets(items: Sequence[Any], fractions: Sequence[float], *, seed: int,
-                   stratify: bool) -> dict[float, list[Any]]:
-    """Participant-level nested, stratified subsets of ``items`` for each fraction (items keep their order)."""
+                   stratify: bool | str) -> dict[float, list[Any]]:
+    """Participant-level nested, stratified subsets of ``items`` for each fraction (items keep their order).
+
+    ``stratify``: ``True`` or ``"classes"`` (one stratum per label value),
+    ``"quartiles"`` (regression: quartiles of the numeric label), ``False``.
+    """
     from train.data import _mix
 
     by_subject: dict[str, list[Any]] = {}
     for it in items:
         by_subject.setdefault(it.participant_id, []).append(it)
+    key_of: dict[str, str] = {pid: "" for pid in by_subject}
+    if stratify == "quartiles":
+        values = {pid: float(its[0].label) for pid, its in by_subject.items() if its[0].label is not None}
+        if len(values) >= 8:
+            cuts = np.quantile(list(values.values()), [0.25, 0.5, 0.75])
+            key_of.update({pid: f"q{int(np.searchsorted(cuts, v, side='right'))}" for pid, v in values.items()})
+    elif stratify:
+        key_of = {pid: str(its[0].label) for pid, its in by_subject.items()}
     strata: dict[str, list[str]] = {}
-    for pid, its in sorted(by_subject.items()):
-        strata.setdefault(str(its[0].label) if stratify else "", []).append(pid)
+    for pid in sorted(by_subject):
+        strata.setdefault(key_of[pid], []).append(pid)
     order: dict[str, list[str]] = {}
     for key, pids in sorted(strata.items()):
         rng = np.random.default_rng(_mix(seed, len(key), sum(map(ord, key))))
@@ -69,7 +85,7 @@ def learning_curve(folds_items: dict[int, dict[str, list[Any]]], cfg: Any, store
                              expected="a split with validation participants")
         for seed in cfg.seed_list:
             subsets = nested_subsets(items["train"], fractions, seed=seed * 1009 + fold,
-                                     stratify=cfg.task == "classification")
+                                     stratify=_STRATA.get(cfg.task, False))
             for f in fractions:
                 sub = subsets[f]
                 n_subj = len({it.participant_id for it in sub})
@@ -100,7 +116,8 @@ def learning_curve(folds_items: dict[int, dict[str, list[Any]]], cfg: Any, store
                         "min": None if not vals.size else round(float(vals.min()), 6),
                         "max": None if not vals.size else round(float(vals.max()), 6), "n": int(vals.size)})
     out = {"metric": metric, "direction": direction, "split": "validation", "fractions": fractions,
-           "stratified_on": cfg.label if cfg.task == "classification" else None, "rows": rows, "summary": summary}
+           "stratified_on": cfg.label if cfg.task in _STRATA else None,
+           "strata": _STRATA.get(cfg.task), "rows": rows, "summary": summary}
     if write:
         cols = ["fraction", "n_train_participants", "n_train_images", "fold", "seed", "metric", "value"]
         write_tsv(maps.root / "learning_curve.tsv", cols, [[r[c] for c in cols] for r in rows])

@@ -109,7 +109,7 @@ class GatePass:
 
     @property
     def masks(self) -> dict[str, str] | None:
-        """Certified segmentation masks (``{relative path: sha256:<hex>}``); ``None`` for a certificate without that record."""
+        """Certified segmentation masks (``{relative path: sha256:<hex>}``); ``None`` without that record."""
         m = (self.certificate.get("dataset") or {}).get("masks")
         return {str(k): str(v) for k, v in m.items()} if isinstance(m, Mapping) else None
 
