@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ __all__ = [
     "verify_certificate",
     "Verification",
     "sign",
+    "mask_files",
+    "mask_hashes",
 ]
 
 CERTIFICATE_NAME = "bidsaudit-certificate.json"
@@ -80,6 +83,54 @@ def describe_changes(want: Mapping[str, str], have: Mapping[str, str], what: str
     return out
 
 
+_MASK_RE = re.compile(r"^.+_(dseg|mask)\.nii(\.gz)?$")
+
+
+def mask_files(root: Path) -> list[str]:
+    """Segmentation masks a trainer may read: ``derivatives/<pipeline>/sub-*/**/*_{dseg,mask}.nii[.gz]``.
+
+    The dataset index leaves ``derivatives/`` out, so these are certified
+    separately (``dataset.masks`` of a certificate). Paths are relative to
+    ``root`` with ``/`` separators, sorted.
+    """
+    deriv = Path(root) / "derivatives"
+    out: list[str] = []
+    if not deriv.is_dir():
+        return out
+    for pipeline in sorted(p for p in deriv.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for sub in sorted(pipeline.glob("sub-*")):
+            for dirpath, dirs, files in os.walk(sub):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                for f in files:
+                    if _MASK_RE.match(f):
+                        out.append(Path(dirpath, f).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def mask_hashes(root: Path) -> dict[str, str]:
+    """``{relative path: sha256:<hex>}`` of every file :func:`mask_files` finds (``unreadable``: cannot be read)."""
+    out = {}
+    for rel in mask_files(root):
+        try:
+            h = hashlib.sha256()
+            with open(Path(root) / rel, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[rel] = "sha256:" + h.hexdigest()
+        except OSError:
+            out[rel] = "unreadable"
+    return out
+
+
+def mask_changes(cdata: Mapping[str, Any], root: Path) -> list[str]:
+    """Every segmentation mask that differs from the certificate's ``dataset.masks`` (none when it has no record)."""
+    if not isinstance(cdata.get("masks"), Mapping):
+        return []
+    want = {str(k): str(v) for k, v in cdata["masks"].items()}
+    return describe_changes(want, mask_hashes(root), "segmentation mask", changed="changed since the audit",
+                            added="was added after the audit")
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -98,6 +149,9 @@ def build_certificate(result: Mapping[str, Any], *, dataset_files: Mapping[str, 
         "dataset": None if dataset is None else {
             "path": dataset.get("path"), "name": dataset.get("name"), "fingerprint": dataset.get("fingerprint"),
             "files": dict(sorted((dataset_files or {}).items())),
+            # derivatives/ is outside the index and its fingerprint: the masks a segmentation trainer reads
+            "masks": mask_hashes(Path(dataset["path"])) if dataset.get("path") and Path(dataset["path"]).is_dir()
+            else {},
         },
         "splits": {
             "format": (result.get("splits") or {}).get("format"),
@@ -214,9 +268,10 @@ def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *, full: bool) -> 
     index = index_dataset(dataset)
     cache = HashCache(memory=True) if full else HashCache.default()
     fp = dataset_fingerprint(index, cache)
+    masks = mask_changes(cdata, index.root)
     if fp.fingerprint == cdata.get("fingerprint"):
-        return []
-    out = describe_changes(dict(cdata.get("files") or {}), dict(fp.files), "dataset file")
+        return masks
+    out = masks + describe_changes(dict(cdata.get("files") or {}), dict(fp.files), "dataset file")
     if not out:
         out.append("the dataset fingerprint differs from the certificate's")
     return out

@@ -405,18 +405,52 @@ def train(
                                                     "valid BIDSAUDIT_SIGNING_KEY signature.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    width: Annotated[Optional[int], typer.Option("--width", min=1, help="Channels of the first layer.")] = None,
+    transfer_from: Annotated[Optional[Path], typer.Option("--transfer-from", help="A model folder whose weights "
+                                                          "start this model (its participants must not be in this "
+                                                          "split's validation or test sets).")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="With --transfer-from: encoder, decoder, both "
+                                                  "or none.")] = None,
+    transfer_lr: Annotated[Optional[float], typer.Option("--transfer-lr", help="Learning rate of the transferred "
+                                                         "parameters (default --lr).")] = None,
+    learning_curve: Annotated[Optional[str], typer.Option("--learning-curve", help="Increasing fractions of the "
+                                                          "training participants, e.g. 0.25,0.5,0.75,1.0: the "
+                                                          "validation metric against training-set size.")] = None,
+    nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", min=1, help="Train on N local "
+                                                          "processes (torchrun, DistributedDataParallel).")] = None,
 ) -> None:
-    """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed)."""
-    with reported_errors():
-        from train.api import train_model
+    """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed).
 
+    Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel;
+    every rank runs the gate and rank 0 writes the model folder.
+    """
+    with reported_errors():
+        from train.api import parse_fractions, train_model
+
+        curve = parse_fractions(learning_curve) if learning_curve is not None else None
+        if nproc_per_node is not None and nproc_per_node > 1:
+            from train.launch import launch
+
+            argv = ["train", str(dataset), "--splits", str(splits), "--output", str(output), "--verify", verify,
+                    "--device", device]
+            for flag, value in (("--certificate", certificate), ("--task", task), ("--label", label),
+                                ("--epochs", epochs), ("--model", model), ("--mode", mode), ("--seeds", seeds),
+                                ("--batch-size", batch_size), ("--lr", lr), ("--width", width),
+                                ("--transfer-from", transfer_from), ("--freeze", freeze),
+                                ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve)):
+                if value is not None:
+                    argv += [flag, str(value)]
+            argv += ["--require-signature"] * require_signature + ["--resume"] * resume
+            raise typer.Exit(launch(nproc_per_node, argv, echo=lambda s: typer.echo(s, err=True)))
         summary = train_model(dataset, splits, output, certificate=certificate, task=task, label=label,
                               epochs=epochs, model=model, mode=mode, seeds=seeds, batch_size=batch_size, lr=lr,
                               verify=verify, require_signature=require_signature, resume=resume, device=device,
-                              echo=typer.echo)
-        for line in summary.lines():
-            typer.echo(line)
-        typer.echo(f"Model folder: {summary.maps}")
+                              width=width, transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr,
+                              learning_curve=curve, echo=typer.echo)
+        if summary.rank == 0:  # under torchrun the other ranks say nothing
+            for line in summary.lines():
+                typer.echo(line)
+            typer.echo(f"Model folder: {summary.maps}")
 
 
 @app.command()
@@ -434,6 +468,28 @@ def predict(
         summary = run_predict(maps, data, split_file, output=output, device=device, echo=typer.echo)
         for line in summary.lines():
             typer.echo(line)
+
+
+@app.command()
+def export(
+    maps: Annotated[Path, typer.Argument(help="A complete model folder written by 'bidsaudit train'.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write (*.onnx).")],
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Which fold's run (default: the first).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Which seed's run (default: the first).")] = None,
+    selection: Annotated[Optional[str], typer.Option("--selection", help="loss or metric: which best model "
+                                                     "(default: the folder's).")] = None,
+    opset: Annotated[int, typer.Option("--opset", min=7, help="ONNX opset version.")] = 17,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest absolute difference allowed between "
+                                             "onnxruntime's and PyTorch's outputs.")] = 1e-4,
+) -> None:
+    """Export a trained model to ONNX, checked against PyTorch with onnxruntime."""
+    with reported_errors():
+        from train.export import export_onnx
+
+        rep = export_onnx(maps, output, fold=fold, seed=seed, selection=selection, opset=opset, tolerance=tolerance)
+        typer.echo(f"wrote {output} (fold {rep['fold']}, seed {rep['seed']}, {rep['weights']}); onnxruntime vs "
+                   f"PyTorch max abs diff {rep['check']['max_abs_diff']:.3g} (tolerance {tolerance:g}); "
+                   f"report {output}.json")
 
 
 @app.command()

@@ -53,6 +53,7 @@ class TrainSummary:
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    rank: int = 0  # under torchrun: only rank 0's summary has runs
 
     def lines(self) -> list[str]:
         """A human summary: main metrics per split, mean ± sd over runs."""
@@ -83,6 +84,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                 suffix: str | None = None, slice_axis: int | None = None, slice_discard: float | None = None,
                 patch_size: int | None = None, patch_stride: int | None = None, weight_decay: float | None = None,
                 selection: str | None = None, verify: str = "cache", require_signature: bool = False,
+                transfer_from: str | os.PathLike[str] | None = None, freeze: str | None = None,
+                transfer_lr: float | None = None, learning_curve: Sequence[float] | None = None,
                 resume: bool = False, device: str = "auto", num_workers: int | None = None,
                 bootstrap: int | None = None, cache_dir: str | os.PathLike[str] | None = None,
                 threads: int | None = None, progress: bool = True, echo: Echo = print,
@@ -110,6 +113,20 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     slice_axis, slice_discard, patch_size, patch_stride, weight_decay, selection
         Also :class:`train.maps.TrainConfig` (``selection``: ``loss`` or
         ``metric``, the best model that predictions and the summary use).
+    transfer_from : path-like, optional
+        A complete model folder whose weights start this one (every tensor
+        whose name and shape match); its training, validation and
+        pretraining participants must not be in this split's evaluation
+        (validation, test) sets (``leakage.pretrain_overlap``, exit 1).
+    freeze : {"none", "encoder", "decoder", "both"}
+        Parts of the model that do not train (with ``transfer_from``).
+    transfer_lr : float, optional
+        Learning rate of the transferred parameters (default ``lr``).
+    learning_curve : sequence of float, optional
+        Increasing fractions in (0, 1]: also train on nested, label-stratified,
+        seeded subject subsets of each fold's training set and report the
+        validation metric against the number of training participants
+        (``learning_curve.tsv``/``.json``, ``report.html``).
     verify : {"cache", "full"}
         How the gate re-hashes dataset files (split files are always re-read).
     require_signature : bool
@@ -141,12 +158,116 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         raise InputError(None, field="--task", expected=" or ".join(TASKS), got=repr(task))
     if mode is not None and mode not in MODES:
         raise InputError(None, field="--mode", expected=" or ".join(MODES), got=repr(mode))
-    output = Path(output)
     gate_label = label if resume else (label or _DEFAULT_LABEL.get(task or "classification"))
 
-    # the gate: before anything else is read, decoded or imported
-    gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
-                     require_signature=require_signature)
+    distributed = _world_size_env() > 1
+    if not distributed:
+        # the gate: before anything else is read, decoded or imported
+        gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
+                         require_signature=require_signature)
+        return _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
+                            seeds=seeds, seed=seed, mode=mode, folds=folds, batch_size=batch_size, lr=lr,
+                            patience=patience, width=width, shape=shape, resize=resize, norm=norm, augment=augment,
+                            suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
+                            patch_size=patch_size, patch_stride=patch_stride, weight_decay=weight_decay,
+                            selection=selection, transfer_from=transfer_from, freeze=freeze,
+                            transfer_lr=transfer_lr, learning_curve=learning_curve, device=device,
+                            num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
+                            progress=progress, echo=echo, on_batch=_on_batch, t0=t0)
+
+    # torchrun: every rank runs the gate; if any rank refuses, every rank stops with the reason
+    failure: BaseException | None = None
+    try:
+        gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
+                         require_signature=require_signature)
+    except InputError as err:  # GateClosed is a Refused, which is a BidsauditError too
+        failure = err
+    except Exception as err:
+        failure = err
+    dist_mod = _init_distributed(device)
+    try:
+        _agree(failure, "the gate")
+        if dist_mod.get_rank() != 0:
+            echo = _silent
+        summary = _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
+                            seeds=seeds, seed=seed, mode=mode, folds=folds, batch_size=batch_size, lr=lr,
+                            patience=patience, width=width, shape=shape, resize=resize, norm=norm, augment=augment,
+                            suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
+                            patch_size=patch_size, patch_stride=patch_stride, weight_decay=weight_decay,
+                            selection=selection, transfer_from=transfer_from, freeze=freeze,
+                            transfer_lr=transfer_lr, learning_curve=learning_curve, device=device,
+                            num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
+                            progress=progress and dist_mod.get_rank() == 0, echo=echo, on_batch=_on_batch, t0=t0)
+        dist_mod.barrier()  # leave together: a rank that exits while another still talks to it aborts gloo
+        return summary
+    finally:
+        if dist_mod.is_initialized():
+            dist_mod.destroy_process_group()
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+def _world_size_env() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise InputError(None, "WORLD_SIZE is not an integer", field="WORLD_SIZE",
+                         got=repr(os.environ.get("WORLD_SIZE"))) from None
+
+
+def _init_distributed(device: str) -> Any:
+    """Join torchrun's process group: NCCL on CUDA (one GPU per local rank), gloo on CPU."""
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:
+        raise InputError(None, "training needs PyTorch, which is not installed",
+                         expected="pip install torch==2.13.0 and pip install 'bidsaudit[train]'") from None
+    if not dist.is_available():
+        raise InputError(None, "this PyTorch build has no torch.distributed",
+                         expected="a build with it, or one process")
+    cuda = device != "cpu" and torch.cuda.is_available() and not device.startswith("cpu")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return dist
+
+
+def _agree(failure: BaseException | None, what: str) -> None:
+    """Every rank learns whether any rank failed; each raises its own error, or says another rank failed."""
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([0 if failure is None else (2 if isinstance(failure, InputError) else 1)])
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if failure is not None:
+        raise failure
+    if int(flag.item()):
+        from train.gate import Refused
+
+        if int(flag.item()) == 2:
+            raise InputError(None, f"another rank could not pass {what} (its message is above)")
+        raise Refused(f"another rank stopped at {what}", ["see rank 0's message"])
+
+
+def _train_gated(gate: Any, output: str | os.PathLike[str], *, resume: bool, task: str | None, label: str | None,
+                 epochs: int | None, model: str | None, seeds: int | None, seed: int | None, mode: str | None,
+                 folds: Sequence[int] | None, batch_size: int | None, lr: float | None, patience: int | None,
+                 width: int | None, shape: Sequence[int] | None, resize: str | None, norm: str | None,
+                 augment: bool | None, suffix: str | None, slice_axis: int | None, slice_discard: float | None,
+                 patch_size: int | None, patch_stride: int | None, weight_decay: float | None,
+                 selection: str | None, transfer_from: str | os.PathLike[str] | None, freeze: str | None,
+                 transfer_lr: float | None, learning_curve: Sequence[float] | None, device: str,
+                 num_workers: int | None, bootstrap: int | None, cache_dir: str | os.PathLike[str] | None,
+                 threads: int | None, progress: bool, echo: Echo, on_batch: Callable[[int, int], None] | None,
+                 t0: float) -> TrainSummary:
+    """Everything after the gate opened (on every rank under torchrun)."""
+    output = Path(output)
 
     stored = _stored_config(output) if resume else None
     eff_task = task or (stored.task if stored else "classification")
@@ -158,8 +279,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         raise InputError(None, "training needs PyTorch, which is not installed",
                          expected="pip install torch==2.13.0 and pip install 'bidsaudit[train]'") from None
     from train.data import VolumeStore, collect_items, find_masks
-    from train.gate import Refused
-    from train.loop import resolve_device
+    from train.gate import GateClosed, Refused
+    from train.loop import rank, resolve_device, world_size
     from train.maps import MapsFolder, TrainConfig
     from train.models import DEFAULT_MODEL
 
@@ -169,7 +290,10 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
              "shape": None if shape is None else [int(s) for s in shape], "resize": resize, "norm": norm,
              "augment": augment, "suffix": suffix, "num_workers": num_workers, "bootstrap": bootstrap,
              "slice_axis": slice_axis, "slice_discard": slice_discard, "patch_size": patch_size,
-             "patch_stride": patch_stride, "weight_decay": weight_decay, "selection": selection}
+             "patch_stride": patch_stride, "weight_decay": weight_decay, "selection": selection,
+             "transfer_from": None if transfer_from is None else str(Path(transfer_from).resolve()),
+             "freeze": freeze, "transfer_lr": transfer_lr,
+             "learning_curve": None if learning_curve is None else [float(f) for f in learning_curve]}
     if stored is not None:
         clash = [f"{k}={v!r} (the folder has {getattr(stored, k)!r})" for k, v in given.items()
                  if v is not None and v != getattr(stored, k)]
@@ -186,6 +310,11 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         cfg = base
     _check_config(cfg)
     dev = resolve_device(device)
+    if world_size() > 1 and dev.type == "cuda":
+        import torch
+
+        dev = torch.device("cuda", torch.cuda.current_device())  # torchrun: this rank's GPU
+    main = rank() == 0
     notes = list(gate.notes)
     split_set = gate.splits
     fold_ids = [f for f in split_set.folds] or [None]
@@ -200,6 +329,10 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     if cfg.label and cfg.task in ("classification", "regression"):
         _check_label(cfg.label, gate)
     masks = find_masks(gate.dataset) if cfg.task == "segmentation" else None
+    if cfg.task == "segmentation" and gate.masks is None:
+        raise GateClosed(f"the gate is closed: certificate {gate.certificate_path} does not cover segmentation "
+                         "masks", ["it has no record of the derivatives masks (written by an older bidsaudit): "
+                                   "audit the dataset again"])
     store = VolumeStore(gate.dataset, cache_dir=cache_dir)
     folds_items: dict[int, dict[str, list[Any]]] = {}
     for f in fold_ids:
@@ -215,7 +348,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                     raise Refused(f"leakage: participants are in both {a} and {b}"
                                   + ("" if f is None else f" of fold {f}"), [", ".join(both[:20])])
         folds_items[f or 0] = {name: collect_items(gate.index, gate.files, table, task=cfg.task, label=cfg.label,
-                                                   suffix=cfg.suffix, masks=masks, notes=notes)
+                                                   suffix=cfg.suffix, masks=masks, notes=notes,
+                                                   mask_hashes=gate.masks)
                                for name, table in view.items()}
         if not folds_items[f or 0]["train"]:
             raise InputError(view["train"].path, f"no {cfg.suffix} image for any training row",
@@ -223,12 +357,19 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     if "validation" not in next(iter(folds_items.values())):
         notes.append("no validation split: no early stopping; the best models are the last epoch's")
     if masks:
-        notes.append(f"segmentation masks come from derivatives/ ({len({i.mask for fi in folds_items.values() for s in fi.values() for i in s})} files), "
-                     "which the certificate does not cover; their hashes are in maps.json")
+        n_masks = len({i.mask for fi in folds_items.values() for s in fi.values() for i in s})
+        notes.append(f"segmentation masks come from derivatives/ ({n_masks} files), certified by the audit; "
+                     "their hashes are in maps.json")
+
+    if cfg.learning_curve and any(not fi.get("validation") for fi in folds_items.values()):
+        raise InputError(split_set.root, "a learning curve is measured on the validation split, and there is none",
+                         field="--learning-curve", expected="a split with validation participants")
+    source_seen = _check_transfer(cfg, folds_items) if cfg.transfer_from else {}
 
     config_hash = "sha256:" + hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
     if stored is not None:
         maps = MapsFolder.open(output, complete=False)
+        maps.readonly = not main
         rec = maps.meta.get("gate") or {}
         now = gate.record()
         for k in ("dataset_fingerprint", "split_fingerprint"):
@@ -239,13 +380,19 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         echo(f"resuming {output}")
     else:
         tv_rows, tv_header = _train_validation_rows(folds_items, cfg, gate, notes)
-        maps = MapsFolder.create(output, config=cfg, gate=gate, folds=list(folds_items), extra={
+        tv_rows += [[pid, None, "pretrain", None, None] for pid in sorted(source_seen)]
+        maps = _create_maps(main, output, config=cfg, gate=gate, folds=list(folds_items), extra={
             "device": str(dev), "config_hash": config_hash,
             "masks": {i.mask: i.mask_sha256 for fi in folds_items.values() for s in fi.values() for i in s
                       if i.mask} or None,
             "pretrain": (gate.certificate.get("options") or {}).get("pretrain"),
+            "transfer": None if not cfg.transfer_from else {
+                "from": cfg.transfer_from, "freeze": cfg.freeze, "transfer_lr": cfg.transfer_lr,
+                "participants": len(source_seen)},
         }, train_validation=tv_rows, tv_header=tv_header)
     maps.meta["device"] = str(dev)
+    if world_size() > 1:
+        maps.meta["distributed"] = {"world_size": world_size(), "backend": str(torch_dist().get_backend())}
     maps.meta["notes"] = notes
     maps.meta["status"] = "running"
     maps.save()
@@ -262,20 +409,63 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     maps.meta["threads"] = torch.get_num_threads()
     maps.save()
     try:
-        runs = _train_folds(folds_items, cfg, store, maps, dev, echo, progress, config_hash, _on_batch)
+        runs = _train_folds(folds_items, cfg, store, maps, dev, echo, progress, config_hash, on_batch)
+        curve = None
+        if cfg.learning_curve:
+            from train.curve import learning_curve as run_curve
+
+            curve = run_curve(folds_items, cfg, store, maps, dev, runs, echo=echo, progress=progress,
+                              config_hash=config_hash, write=main)
     except InputError:
-        if stored is None and not any(maps.root.glob("split-*/seed-*/checkpoint.pt")):
+        if main and stored is None and not any(maps.root.glob("split-*/seed-*/checkpoint.pt")):
             import shutil
 
             shutil.rmtree(maps.root, ignore_errors=True)  # made by this call, nothing trained: leave no trace
         raise
     finally:
         torch.set_num_threads(old_threads)
+    if not main:
+        return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=[], summary={},
+                            notes=notes, seconds=time.perf_counter() - t0, rank=rank())
     summary = _write_summary(maps, runs)
+    if curve is not None:
+        maps.meta["learning_curve"] = curve["summary"]
     maps.finish({"over_runs": summary, "n_runs": len(runs),
                  "volumes_decoded": store.decoded, "volume_cache_hits": store.hits})
+    from train.report import write_report
+
+    write_report(maps)
     return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=runs,
                         summary=summary, notes=notes, seconds=time.perf_counter() - t0)
+
+
+def torch_dist() -> Any:
+    import torch.distributed as dist
+
+    return dist
+
+
+def _create_maps(main: bool, output: Path, **kw: Any) -> Any:
+    """Rank 0 creates the model folder; under torchrun the others wait, then hold a read-only view of it."""
+    from train.loop import barrier, world_size
+    from train.maps import MapsFolder
+
+    err: InputError | None = None
+    maps = None
+    if main:
+        try:
+            maps = MapsFolder.create(output, **kw)
+        except InputError as e:
+            err = e
+    if world_size() > 1:
+        _agree(err, "creating the model folder")
+        barrier()
+    elif err is not None:
+        raise err
+    if maps is None:
+        maps = MapsFolder.open(output, complete=False)
+        maps.readonly = True
+    return maps
 
 
 def _train_folds(folds_items: dict[int, dict[str, list[Any]]], cfg: Any, store: Any, maps: Any, dev: Any,
@@ -329,10 +519,63 @@ def _check_config(cfg: Any) -> None:
         raise InputError(None, f"{cfg.task} needs a label column", field="--label")
     if cfg.selection not in ("loss", "metric"):
         raise InputError(None, field="--selection", expected="loss or metric", got=repr(cfg.selection))
+    if cfg.freeze not in FREEZES:
+        raise InputError(None, field="--freeze", expected=" or ".join(FREEZES), got=repr(cfg.freeze))
+    if cfg.transfer_lr is not None and not (isinstance(cfg.transfer_lr, (int, float)) and cfg.transfer_lr > 0):
+        raise InputError(None, field="--transfer-lr", expected="a positive number", got=repr(cfg.transfer_lr))
+    if not cfg.transfer_from and (cfg.freeze != "none" or cfg.transfer_lr is not None):
+        raise InputError(None, "--freeze and --transfer-lr need --transfer-from", field="--transfer-from",
+                         expected="a model folder to start from")
+    check_fractions(cfg.learning_curve)
     if not 0 <= cfg.slice_discard < 0.5:
         raise InputError(None, field="--slice-discard", expected="a fraction in [0, 0.5)", got=repr(cfg.slice_discard))
     if cfg.slice_axis not in (0, 1, 2):
         raise InputError(None, field="--slice-axis", expected="0, 1 or 2", got=repr(cfg.slice_axis))
+
+
+FREEZES = ("none", "encoder", "decoder", "both")
+
+
+def check_fractions(fractions: Sequence[float] | None) -> None:
+    """``--learning-curve``: increasing fractions in (0, 1]."""
+    if fractions is None:
+        return
+    import math
+
+    fs = list(fractions)
+    if (not fs or any(not isinstance(f, (int, float)) or isinstance(f, bool) or not math.isfinite(f)
+                      or not 0 < f <= 1 for f in fs) or any(b <= a for a, b in zip(fs, fs[1:]))):
+        raise InputError(None, field="--learning-curve", expected="increasing fractions in (0, 1], "
+                         "e.g. 0.25,0.5,0.75,1.0", got=",".join(map(str, fs)) or "nothing")
+
+
+def parse_fractions(text: str) -> list[float]:
+    """``"0.25,0.5,1"`` to floats (the CLI's ``--learning-curve``), validated."""
+    try:
+        fs = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(None, field="--learning-curve", expected="comma-separated fractions, e.g. 0.25,0.5,1.0",
+                         got=repr(text)) from None
+    check_fractions(fs)
+    return fs
+
+
+def _check_transfer(cfg: Any, folds_items: dict[int, dict[str, list[Any]]]) -> dict[str, str]:
+    """The source folder's participants; refuse (exit 1) those among this split's evaluation participants."""
+    from train.maps import MapsFolder
+
+    src = MapsFolder.open(Path(cfg.transfer_from))
+    seen = src.seen_subjects()
+    evaluated = {it.participant_id for items in folds_items.values() for split, its in items.items()
+                 if split != "train" for it in its}
+    both = sorted(evaluated & set(seen))
+    if both:
+        from train.gate import Refused
+
+        raise Refused(f"leakage.pretrain_overlap: {len(both)} participant(s) that trained the transfer source "
+                      f"{src.root} are in this split's evaluation sets", [", ".join(both[:20])
+                                                                          + (" ..." if len(both) > 20 else "")])
+    return seen
 
 
 def _check_label(label: str, gate: Any) -> None:

@@ -137,7 +137,8 @@ def _match_mask(image_entities: Mapping[str, str], masks: Sequence[tuple[Path, d
 def collect_items(index: DatasetIndex, files: Mapping[str, str], table: SplitTable, *, task: str,
                   label: str | None, suffix: str = "T1w",
                   masks: Sequence[tuple[Path, dict[str, str], str]] | None = None,
-                  notes: list[str] | None = None, require_label: bool = True) -> list[Item]:
+                  notes: list[str] | None = None, require_label: bool = True,
+                  mask_hashes: Mapping[str, str] | None = None) -> list[Item]:
     """The images of ``table``'s rows in the dataset, in row order.
 
     Parameters
@@ -159,6 +160,10 @@ def collect_items(index: DatasetIndex, files: Mapping[str, str], table: SplitTab
         What :func:`find_masks` found (segmentation).
     notes : list, optional
         Receives one line per row skipped (no image, no label).
+    mask_hashes : mapping, optional
+        Certified mask hashes by path relative to the dataset root (the
+        certificate's ``dataset.masks``): the loader checks the bytes it
+        decodes against these.
     require_label : bool
         Skip rows without a label value (training); ``False`` keeps them with
         ``label=None`` (prediction of unlabelled data).
@@ -166,8 +171,8 @@ def collect_items(index: DatasetIndex, files: Mapping[str, str], table: SplitTab
     Raises
     ------
     InputError
-        A regression label that is not a number; a segmentation image without
-        a mask.
+        A regression label that is not a number; segmentation images without
+        a mask (all of them listed).
     """
     by_subject: dict[str, list[Any]] = {}
     for row in index.images():
@@ -182,6 +187,7 @@ def collect_items(index: DatasetIndex, files: Mapping[str, str], table: SplitTab
     skipped_image: list[str] = []
     out: list[Item] = []
     seen: set[str] = set()
+    missing_mask: list[str] = []
     for r in table.rows:
         value: str | None = None
         if task in ("classification", "regression"):
@@ -211,12 +217,25 @@ def collect_items(index: DatasetIndex, files: Mapping[str, str], table: SplitTab
             if task == "segmentation":
                 mpath = _match_mask(_entities(x.entities), masks or (), x.path)
                 if mpath is None:
-                    raise InputError(index.root / x.path, "no segmentation mask for this image",
-                                     expected="a derivatives/<pipeline>/sub-*/.../*_dseg.nii.gz or *_mask.nii.gz "
-                                     "with the image's entities")
-                mask, msha = str(mpath), "sha256:" + hashlib.sha256(mpath.read_bytes()).hexdigest()
+                    missing_mask.append(x.path)
+                    continue
+                rel = mpath.relative_to(index.root).as_posix() if mpath.is_relative_to(index.root) else None
+                msha = (mask_hashes or {}).get(rel or "")
+                if msha is None:
+                    try:
+                        msha = "sha256:" + hashlib.sha256(mpath.read_bytes()).hexdigest()
+                    except OSError as err:
+                        raise InputError(mpath, f"cannot read the mask: {err.strerror or err}") from None
+                mask = str(mpath)
             out.append(Item(r.participant_id, x.session, x.path, files.get(x.path, ""), value, mask, msha,
                             f"{r.file}:{r.line}"))
+    if missing_mask:
+        subs = sorted({p.split("/", 1)[0] for p in missing_mask})
+        raise InputError(index.root / "derivatives", f"no segmentation mask for {len(missing_mask)} image(s) of "
+                         f"{len(subs)} participant(s) in split '{table.name}': {', '.join(subs[:20])}"
+                         + (" ..." if len(subs) > 20 else "") + f" (first image: {missing_mask[0]})",
+                         expected="one derivatives/<pipeline>/sub-*/.../*_dseg.nii.gz or *_mask.nii.gz with the "
+                         "image's entities for every image of the split")
     if notes is not None:
         name = table.name + ("" if table.fold is None else f" (fold {table.fold})")
         if skipped_label:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit.errors import BidsauditError, InputError
-from audit.certificate import describe_changes
+from audit.certificate import describe_changes, mask_changes
 
 if TYPE_CHECKING:
     from audit.bidsindex import DatasetIndex
@@ -106,6 +106,12 @@ class GatePass:
     files: Mapping[str, str]
     verify: str
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def masks(self) -> dict[str, str] | None:
+        """Certified segmentation masks (``{relative path: sha256:<hex>}``); ``None`` without that record."""
+        m = (self.certificate.get("dataset") or {}).get("masks")
+        return {str(k): str(v) for k, v in m.items()} if isinstance(m, Mapping) else None
 
     @property
     def dataset(self) -> Path:
@@ -265,6 +271,7 @@ def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *,
     for path, msg in fp.unreadable:
         problems.append(f"dataset file {path} cannot be read: {msg}")
     problems.extend(describe_changes(want, have, "dataset file"))
+    problems.extend(mask_changes(cdata, index.root))
     new_subjects = sorted({f.split("/", 1)[0] for f in set(have) - set(want) if f.startswith("sub-")}
                           - {f.split("/", 1)[0] for f in want if f.startswith("sub-")})
     if new_subjects:

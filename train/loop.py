@@ -53,6 +53,26 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def rank() -> int:
+    """This process's rank under torchrun (0 without a process group)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if world_size() > 1:
+        dist.barrier()
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and every CUDA device); deterministic cuDNN."""
     import random
@@ -288,8 +308,10 @@ def _save_torch(obj: Any, path: Path) -> None:
 def _load_torch(path: Path, device: torch.device) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # a damaged file: say which
-        raise InputError(path, f"cannot read the checkpoint: {err}", expected="a file written by bidsaudit train") from None
+    except Exception as err:  # a damaged file: say which (torch's own message runs to many lines)
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise InputError(path, f"cannot read the checkpoint ({type(err).__name__}: {first})",
+                         expected="a file written by bidsaudit train") from None
 
 
 def _better(value: float, best: float, direction: str) -> bool:
@@ -313,7 +335,15 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
 
     ``on_batch(epoch, batch)`` is called after every training batch (tests use
     it to interrupt a run mid-epoch).
+
+    Under torchrun (a process group is initialised) the model is wrapped in
+    DistributedDataParallel and each rank trains on its DistributedSampler
+    share; every rank evaluates the validation set with the same weights and
+    buffers (rank 0's, broadcast after each epoch) so all take the same
+    early-stopping decision, and only rank 0 writes files. Other ranks return
+    ``{"fold", "seed", "metrics": {}}``.
     """
+    main, world = rank() == 0, world_size()
     done = run_dir / "done.json"
     if done.is_file():
         from audit.bidsindex import read_json
@@ -321,7 +351,8 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
         result = read_json(done)
         echo(f"fold {fd.fold} seed {seed}: already complete")
         return dict(result)
-    write_json(run_dir / "preprocessing.json", fd.prep.to_dict())
+    if main:
+        write_json(run_dir / "preprocessing.json", fd.prep.to_dict())
     metric, direction = cfg.main_metric
     has_val = "validation" in fd.arrays
     train_arr = fd.arrays["train"]
@@ -330,8 +361,14 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
     train_ss = _sample_set(train_arr, cfg, augment=augment, seed=seed)
     seed_everything(seed)
     model = build_model(cfg.model, cfg.task, train_ss.sample_shape(), n_outputs(cfg, fd.prep), width=cfg.width)
+    transferred = transfer_weights(model, cfg, fd.fold, device) if cfg.transfer_from else set()
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(param_groups(model, cfg, transferred), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_loss": math.inf, "best_loss_epoch": None,
                              "best_metric": math.inf if direction == "min" else -math.inf,
                              "best_metric_epoch": None, "bad_epochs": 0, "stopped_early": False}
@@ -345,7 +382,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
         opt.load_state_dict(saved["optimizer"])
         state = saved["state"]
         echo(f"fold {fd.fold} seed {seed}: resuming after epoch {state['epoch']}")
-    n = len(train_ss)
+    n = math.ceil(len(train_ss) / world)  # samples per rank (DistributedSampler pads)
     drop_last = n > cfg.batch_size and n % cfg.batch_size == 1  # BatchNorm needs two samples per batch
     bar = _Bar(progress)
     try:
@@ -356,16 +393,27 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
             train_ss.set_epoch(epoch)
             g = torch.Generator()
             g.manual_seed(_mix(seed, epoch, 1))
-            loader = DataLoader(train_ss, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                                num_workers=cfg.num_workers, drop_last=drop_last,
-                                pin_memory=device.type == "cuda")
-            model.train()
+            if world > 1:
+                from torch.utils.data.distributed import DistributedSampler
+
+                sampler = DistributedSampler(train_ss, num_replicas=world, rank=rank(), shuffle=True,
+                                             seed=_mix(seed, 1))
+                sampler.set_epoch(epoch)
+                loader = DataLoader(train_ss, batch_size=cfg.batch_size, sampler=sampler,
+                                    num_workers=cfg.num_workers, drop_last=drop_last,
+                                    pin_memory=device.type == "cuda")
+            else:
+                loader = DataLoader(train_ss, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                                    num_workers=cfg.num_workers, drop_last=drop_last,
+                                    pin_memory=device.type == "cuda")
+            net.train()
+            _freeze_norms(model, cfg)
             task_id = bar.task(f"fold {fd.fold} seed {seed} epoch {epoch + 1}/{cfg.epochs}", len(loader))
             total, count = 0.0, 0
             for b_i, batch in enumerate(loader):
                 b = _to(batch, device)
                 opt.zero_grad(set_to_none=True)
-                loss = _loss(cfg, model(b["image"]), b)
+                loss = _loss(cfg, net(b["image"]), b)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(b["image"])
@@ -374,6 +422,8 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
                 if on_batch is not None:
                     on_batch(epoch, b_i)
             bar.done(task_id)
+            if world > 1:
+                total, count = _sync_epoch(model, total, count, device)
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
             if has_val:
                 res = evaluate(model, fd.arrays["validation"], cfg, fd.prep, device)
@@ -388,19 +438,27 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
             if _better(vloss, state["best_loss"], "min"):
                 state["best_loss"], state["best_loss_epoch"] = vloss, epoch + 1
                 state["bad_epochs"] = 0
-                _save_torch({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best-loss" / "model.pt")
+                if main:
+                    _save_torch({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best-loss" / "model.pt")
             else:
                 state["bad_epochs"] += 1
             if not has_val or _better(vmetric, state["best_metric"], direction) or state["best_metric_epoch"] is None:
                 if math.isfinite(vmetric):
                     state["best_metric"] = vmetric
                 state["best_metric_epoch"] = epoch + 1
-                _save_torch({"model": model.state_dict(), "epoch": epoch + 1},
-                            run_dir / f"best-{metric}" / "model.pt")
+                if main:
+                    _save_torch({"model": model.state_dict(), "epoch": epoch + 1},
+                                run_dir / f"best-{metric}" / "model.pt")
             state["history"].append(row)
             state["epoch"] = epoch + 1
             if has_val and state["bad_epochs"] >= cfg.patience:
                 state["stopped_early"] = True
+            if world > 1:  # rank 0 decides, so that no rank waits for a batch that never comes
+                flag = torch.tensor([int(state["stopped_early"])], device=device)
+                torch.distributed.broadcast(flag, 0)
+                state["stopped_early"] = bool(flag.item())
+            if not main:
+                continue
             cols = ["epoch", "train_loss", *([f"validation_{c}" for c in ["loss", *METRIC_COLUMNS[cfg.task]]]
                                             if has_val else []), "seconds"]
             write_tsv(run_dir / "metrics.tsv", cols, [[r.get(c) for c in cols] for r in state["history"]])
@@ -409,7 +467,96 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
             echo(_epoch_line(fd.fold, seed, cfg, row, metric, state))
     finally:
         bar.close()
-    return _final(fd, cfg, run_dir, seed=seed, device=device, model=model, state=state, echo=echo)
+    if not main:
+        barrier()
+        return {"fold": fd.fold, "seed": seed, "metrics": {}}
+    try:
+        return _final(fd, cfg, run_dir, seed=seed, device=device, model=model, state=state, echo=echo)
+    finally:
+        barrier()
+
+
+def _sync_epoch(model: nn.Module, total: float, count: int, device: torch.device) -> tuple[float, int]:
+    """Sum the epoch's loss over ranks; give every rank rank 0's buffers (BatchNorm statistics)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    for buf in model.buffers():
+        dist.broadcast(buf, 0)
+    return float(t[0]), int(t[1])
+
+
+def transfer_source(cfg: TrainConfig, fold: int) -> Path:
+    """The weights a run of ``fold`` starts from: the source folder's run of that fold (else its first), first seed."""
+    from train.maps import MapsFolder
+
+    assert cfg.transfer_from is not None
+    src = MapsFolder.open(Path(cfg.transfer_from))
+    folds = list(src.meta.get("folds") or [0])
+    f = fold if fold in folds else folds[0]
+    return src.run_dir(f, (src.meta.get("seeds") or [0])[0]) / f"best-{src.selection_name()}" / "model.pt"
+
+
+def transfer_weights(model: nn.Module, cfg: TrainConfig, fold: int, device: torch.device) -> set[str]:
+    """Copy every tensor of the source model whose name and shape match into ``model``; the parameter names copied.
+
+    Parameters of a frozen part (``cfg.freeze``) stop requiring gradients.
+
+    Raises
+    ------
+    InputError
+        A damaged source, or nothing that fits this model.
+    """
+    path = transfer_source(cfg, fold)
+    saved = _load_torch(path, device)
+    src = saved.get("model") if isinstance(saved, dict) else None
+    if not isinstance(src, dict):
+        raise InputError(path, "holds no model weights", field="--transfer-from")
+    own = model.state_dict()
+    fit = {k: v for k, v in src.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    params = {n for n, _ in model.named_parameters()}
+    if not fit.keys() & params:
+        raise InputError(path, f"no weight of the source model fits this {cfg.model} model (other model, width "
+                         "or input shape?)", field="--transfer-from",
+                         expected="a model folder of the same model and width")
+    own.update(fit)
+    model.load_state_dict(own)
+    frozen = {"none": (), "encoder": ("encoder",), "decoder": ("decoder",), "both": ("encoder", "decoder")}[cfg.freeze]
+    from train.models import part_of
+
+    for n, p in model.named_parameters():
+        if part_of(cfg.model, n) in frozen:
+            p.requires_grad_(False)
+    return set(fit) & params
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig, transferred: set[str]) -> list[dict[str, Any]]:
+    """Optimiser groups: new parameters at ``lr``, transferred ones at ``transfer_lr``; frozen ones left out."""
+    new = [p for n, p in model.named_parameters() if p.requires_grad and n not in transferred]
+    old = [p for n, p in model.named_parameters() if p.requires_grad and n in transferred]
+    groups = []
+    if new:
+        groups.append({"params": new, "lr": cfg.lr, "name": "new"})
+    if old:
+        groups.append({"params": old, "lr": cfg.transfer_lr if cfg.transfer_lr is not None else cfg.lr,
+                       "name": "transferred"})
+    if not groups:
+        raise InputError(None, "every parameter is frozen: nothing to train", field="--freeze",
+                         expected="encoder, decoder or none (both leaves nothing to train here)")
+    return groups
+
+
+def _freeze_norms(model: nn.Module, cfg: TrainConfig) -> None:
+    """A frozen part's normalisation layers keep their running statistics (eval mode) while the rest trains."""
+    if cfg.freeze == "none" or not cfg.transfer_from:
+        return
+    from train.models import part_of
+
+    frozen = ("encoder", "decoder") if cfg.freeze == "both" else (cfg.freeze,)
+    for name, mod in model.named_modules():
+        if name and isinstance(mod, nn.modules.batchnorm._BatchNorm) and part_of(cfg.model, name) in frozen:
+            mod.eval()
 
 
 def _epoch_line(fold: int, seed: int, cfg: TrainConfig, row: Mapping[str, Any], metric: str,

@@ -84,6 +84,10 @@ class TrainConfig:
     num_workers: int = 0
     bootstrap: int = 1000
     selection: str = "loss"
+    transfer_from: str | None = None
+    freeze: str = "none"
+    transfer_lr: float | None = None
+    learning_curve: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,6 +145,7 @@ class MapsFolder:
 
     root: Path
     meta: dict[str, Any] = field(default_factory=dict)
+    readonly: bool = False  # a torchrun rank other than 0: it reads, rank 0 writes
 
     # ------------------------------------------------------------ paths
     def run_dir(self, fold: int, seed: int) -> Path:
@@ -216,6 +221,7 @@ class MapsFolder:
             TrainConfig.from_dict(meta["config"])
         except TypeError as err:
             raise InputError(path, f"malformed config: {err}", field="config") from None
+        _check_types(meta, path)
         if complete:
             if meta.get("status") != "complete":
                 raise InputError(root, f"the training run is incomplete (status '{meta.get('status')}')",
@@ -237,9 +243,13 @@ class MapsFolder:
         return "loss" if sel == "loss" else self.config.main_metric[0]
 
     def save(self) -> None:
+        if self.readonly:
+            return
         write_json(self.root / "maps.json", self.meta)
 
     def finish(self, summary: Mapping[str, Any]) -> None:
+        if self.readonly:
+            return
         self.meta["status"] = "complete"
         self.meta["summary"] = summary
         self.save()
@@ -256,6 +266,50 @@ class MapsFolder:
                 pid = "sub-" + pid.removeprefix("sub-")
                 out.setdefault(pid, row.get("split") or "train")
         return out
+
+
+_INT = ("epochs", "batch_size", "patience", "width", "seed", "seeds", "slice_axis", "patch_size", "patch_stride",
+        "num_workers", "bootstrap")
+_FLOAT = ("lr", "weight_decay", "slice_discard")
+_STR = ("task", "model", "mode", "suffix", "resize", "norm", "selection", "freeze")
+
+
+def _check_types(meta: Mapping[str, Any], path: Path) -> None:
+    """Every recorded setting has the type ``train`` writes (a hand-edited maps.json is refused by field)."""
+    cfg = meta["config"]
+
+    def bad(name: str, expected: str) -> InputError:
+        return InputError(path, "malformed setting", field=f"config/{name}", expected=expected,
+                          got=repr(cfg.get(name))[:80])
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for k in _INT:
+        if k in cfg and not is_int(cfg[k]):
+            raise bad(k, "an integer")
+    for k in _FLOAT:
+        if k in cfg and not (isinstance(cfg[k], (int, float)) and not isinstance(cfg[k], bool)):
+            raise bad(k, "a number")
+    for k in _STR:
+        if k in cfg and not isinstance(cfg[k], str):
+            raise bad(k, "a string")
+    for k in ("label", "transfer_from"):
+        if cfg.get(k) is not None and not isinstance(cfg[k], str):
+            raise bad(k, "a string or null")
+    if cfg.get("transfer_lr") is not None and not isinstance(cfg["transfer_lr"], (int, float)):
+        raise bad("transfer_lr", "a number or null")
+    if "augment" in cfg and not isinstance(cfg["augment"], bool):
+        raise bad("augment", "true or false")
+    for k in ("folds", "shape", "learning_curve"):
+        v = cfg.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                               for x in v)):
+            raise bad(k, "a list of numbers or null")
+    for k in ("folds", "seeds"):
+        v = meta.get(k)
+        if v is not None and not (isinstance(v, list) and all(is_int(x) for x in v)):
+            raise InputError(path, "malformed run list", field=k, expected="a list of integers", got=repr(v)[:80])
 
 
 def _versions() -> dict[str, Any]:

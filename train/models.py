@@ -193,6 +193,24 @@ MODELS: dict[str, ModelSpec] = {
     "unet": ModelSpec("unet", UNet, ("segmentation",), "a U-Net"),
     "autoencoder": ModelSpec("autoencoder", AutoEncoder, ("reconstruction",), "a convolutional autoencoder"),
 }
+# which top-level submodules make the encoder (features) and the decoder (head) of each model: transfer learning
+PARTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "conv5fc3": {"encoder": ("features",), "decoder": ("classifier",)},
+    "resnet": {"encoder": ("stem", "stages"), "decoder": ("fc",)},
+    "unet": {"encoder": ("down", "bottom"), "decoder": ("ups", "dec", "head")},
+    "autoencoder": {"encoder": ("encoder",), "decoder": ("decoder",)},
+}
+
+
+def part_of(model: str, name: str) -> str | None:
+    """``encoder``, ``decoder`` or ``None`` for parameter or module ``name`` of registry model ``model``."""
+    top = name.split(".", 1)[0]
+    for part, prefixes in PARTS.get(model, {}).items():
+        if top in prefixes:
+            return part
+    return None
+
+
 DEFAULT_MODEL = {"classification": "conv5fc3", "regression": "conv5fc3", "segmentation": "unet",
                  "reconstruction": "autoencoder"}
 

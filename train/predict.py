@@ -254,7 +254,8 @@ def _predict_member(m: MapsFolder, items: list[Any], store: Any, dev: Any, selec
             try:
                 model.load_state_dict(saved["model"])
             except (RuntimeError, KeyError) as err:
-                raise InputError(run / f"best-{sel}" / "model.pt", f"does not fit the recorded model: {err}") from None
+                raise InputError(run / f"best-{sel}" / "model.pt", "does not fit the recorded model: "
+                             + "; ".join(ln.strip() for ln in str(err).splitlines()[:3] if ln.strip())) from None
             model.to(dev)
             outs.append(evaluate(model, arr, cfg, prep, dev, keep_proba=cfg.task == "segmentation"))
             if prep0 is None:
