@@ -63,3 +63,15 @@ def make_bids(root: Path, subjects: Iterable[str] = ("01", "02", "03"), *,
             else:
                 (folder / f"{stem}.nii.gz").write_bytes(b"")
     return root
+
+
+def invoke(*args: object) -> Any:
+    """Run the CLI in-process (typer's CliRunner); no traceback and no exception but SystemExit allowed."""
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result

@@ -13,27 +13,19 @@ from typing import Any
 
 import jsonschema
 import pytest
-from typer.testing import CliRunner
 
 from audit.certificate import SIGNING_KEY_ENV, load_certificate, verify_certificate
 from audit.checks.registry import all_checks
-from audit.cli import app
 from schemas import json_schema
-from tests.builders import make_bids, write_image
+from tests.builders import invoke, make_bids, write_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 AD_DL = SHARED / "data" / "splits" / "AD-DL"
 SUBJECTS = [f"{i:02d}" for i in range(1, 11)]
 FAST = ("--no-validator", "--workers", "1")
 
-runner = CliRunner()
 
 
-def invoke(*args: str) -> Any:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
 
 
 def tsv(path: Path, header: str, *rows: str) -> Path:

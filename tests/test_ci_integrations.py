@@ -14,13 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from audit.cli import app
 from audit.ghformat import annotations, escape_data, escape_property
 from audit.precommit import audit_argv
 from audit.precommit import main as precommit_main
-from tests.builders import make_bids
+from tests.builders import invoke, make_bids
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,7 +30,6 @@ yaml = pytest.importorskip("yaml", reason="PyYAML (test extra) parses action.yml
 REPO = Path(__file__).resolve().parents[1]
 SUBJECTS = [f"{i:02d}" for i in range(1, 9)]
 FAST = ("--no-validator", "--workers", "1")
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -41,11 +38,6 @@ def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
-def invoke(*args: str) -> Any:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
 
 
 def leaky_repo(root: Path, dataset_name: str = "ds") -> Path:

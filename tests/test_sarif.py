@@ -12,24 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from audit.checks.registry import all_checks
-from audit.cli import app
 from audit.locations import Location, Resolver, locations_of
 from audit.sarif import FINGERPRINT, SRCROOT, sarif_log
-from tests.builders import make_bids
+from tests.builders import invoke, make_bids
 
 SUBJECTS = [f"{i:02d}" for i in range(1, 9)]
 FAST = ("--no-validator", "--workers", "1")
-runner = CliRunner()
 
 
-def invoke(*args: str) -> Any:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    return result
 
 
 def sarif_schema() -> dict[str, Any]:

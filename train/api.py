@@ -160,20 +160,21 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         raise InputError(None, field="--mode", expected=" or ".join(MODES), got=repr(mode))
     gate_label = label if resume else (label or _DEFAULT_LABEL.get(task or "classification"))
 
+    # every training setting, the same for a single process and for each torchrun rank
+    settings: dict[str, Any] = dict(
+        resume=resume, task=task, label=label, epochs=epochs, model=model, seeds=seeds, seed=seed, mode=mode,
+        folds=folds, batch_size=batch_size, lr=lr, patience=patience, width=width, shape=shape, resize=resize,
+        norm=norm, augment=augment, suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
+        patch_size=patch_size, patch_stride=patch_stride, weight_decay=weight_decay, selection=selection,
+        transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr, learning_curve=learning_curve,
+        device=device, num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
+        on_batch=_on_batch, t0=t0)
     distributed = _world_size_env() > 1
     if not distributed:
         # the gate: before anything else is read, decoded or imported
         gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
                          require_signature=require_signature)
-        return _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
-                            seeds=seeds, seed=seed, mode=mode, folds=folds, batch_size=batch_size, lr=lr,
-                            patience=patience, width=width, shape=shape, resize=resize, norm=norm, augment=augment,
-                            suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
-                            patch_size=patch_size, patch_stride=patch_stride, weight_decay=weight_decay,
-                            selection=selection, transfer_from=transfer_from, freeze=freeze,
-                            transfer_lr=transfer_lr, learning_curve=learning_curve, device=device,
-                            num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
-                            progress=progress, echo=echo, on_batch=_on_batch, t0=t0)
+        return _train_gated(gate, output, **settings, progress=progress, echo=echo)
 
     # torchrun: every rank runs the gate; if any rank refuses, every rank stops with the reason
     failure: BaseException | None = None
@@ -189,15 +190,8 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         _agree(failure, "the gate")
         if dist_mod.get_rank() != 0:
             echo = _silent
-        summary = _train_gated(gate, output, resume=resume, task=task, label=label, epochs=epochs, model=model,
-                            seeds=seeds, seed=seed, mode=mode, folds=folds, batch_size=batch_size, lr=lr,
-                            patience=patience, width=width, shape=shape, resize=resize, norm=norm, augment=augment,
-                            suffix=suffix, slice_axis=slice_axis, slice_discard=slice_discard,
-                            patch_size=patch_size, patch_stride=patch_stride, weight_decay=weight_decay,
-                            selection=selection, transfer_from=transfer_from, freeze=freeze,
-                            transfer_lr=transfer_lr, learning_curve=learning_curve, device=device,
-                            num_workers=num_workers, bootstrap=bootstrap, cache_dir=cache_dir, threads=threads,
-                            progress=progress and dist_mod.get_rank() == 0, echo=echo, on_batch=_on_batch, t0=t0)
+        summary = _train_gated(gate, output, **settings, progress=progress and dist_mod.get_rank() == 0,
+                               echo=echo)
         dist_mod.barrier()  # leave together: a rank that exits while another still talks to it aborts gloo
         return summary
     finally:
