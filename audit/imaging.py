@@ -31,6 +31,11 @@ Thumbnail (``thumbnail``)
     to float16. It survives reorientation, translation, resampling,
     intensity rescaling and mild noise (a quick look at the content).
 
+Patch sketch (``patch_sketch``, ``patch_count``)
+    :func:`audit.neardup.patch_sketch` of the reference volume in canonical
+    orientation: the 256 smallest hashes of its 2x2x2 blocks of exact voxel
+    values, for ``leakage.near_duplicate_image`` (crops and pads keep them).
+
 Near-duplicate fingerprint (``fingerprint``, ``fingerprint_spread``)
     :func:`audit.neardup.fingerprint` of the reference volume in canonical
     orientation: ``FP_SIZE**3`` log intensities sampled in a frame
@@ -107,7 +112,8 @@ MAX_DIM = 2**15
 STATS_VOXELS = 2**20
 _DEFLATE_MAX_RATIO = 1032  # deflate cannot compress better than ~1032:1
 #: Changes whenever what a summary holds or how it is computed changes (cache entries of other versions are ignored).
-SUMMARY_VERSION = f"bidsaudit-image-summary-2/thumb{THUMB_SIZE}/{neardup.FINGERPRINT_VERSION}"
+SUMMARY_VERSION = (f"bidsaudit-image-summary-2/thumb{THUMB_SIZE}/{neardup.FINGERPRINT_VERSION}"
+                   f"/{neardup.SKETCH_VERSION}")
 STATUSES = ("ok", "corrupt", "empty", "unreadable", "placeholder", "skipped")
 _PRESENT = ("file", "symlink")
 #: How long to wait for a Dask scheduler given by address.
@@ -167,6 +173,12 @@ class ImageSummary:
     fingerprint_spread : tuple of 3 float or None
         Standard deviations (mm) of the foreground along its principal axes,
         ascending: the size the fingerprint was normalised by.
+    patch_sketch : str
+        Bottom-k sketch of the image's 2x2x2 voxel patches
+        (:func:`audit.neardup.patch_sketch`) as base64 of little-endian
+        uint64 (2 KiB; empty when not computed).
+    patch_count : int or None
+        Patches in the sketched set.
     """
 
     path: str
@@ -200,6 +212,8 @@ class ImageSummary:
     thumbnail: str = ""
     fingerprint: str = ""
     fingerprint_spread: tuple[float, ...] | None = None
+    patch_sketch: str = ""
+    patch_count: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -212,6 +226,10 @@ class ImageSummary:
     def thumbnail_vector(self) -> np.ndarray:
         """The thumbnail as a float32 vector (length 0 when there is none)."""
         return np.frombuffer(base64.b64decode(self.thumbnail), dtype="<f2").astype(np.float32)
+
+    def sketch_hashes(self) -> np.ndarray:
+        """The patch sketch as uint64 hashes (length 0 when there is none)."""
+        return neardup.decode_sketch(self.patch_sketch)
 
     def fingerprint_vector(self) -> np.ndarray:
         """The fingerprint as a float16 vector (length 0 when there is none)."""
@@ -848,3 +866,10 @@ def _stats(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any]) -> None:
     if fp is not None:
         out["fingerprint"] = neardup.encode(fp.vector)
         out["fingerprint_spread"] = fp.spread
+    try:
+        sk = neardup.patch_sketch(ref)
+    except (ValueError, ArithmeticError, IndexError, MemoryError):
+        sk = None
+    if sk is not None:
+        out["patch_sketch"] = neardup.encode_sketch(sk)
+        out["patch_count"] = sk.count

@@ -87,7 +87,15 @@ __all__ = [
     "FP_SIZE",
     "Fingerprint",
     "MIN_GROUP",
+    "PatchSketch",
+    "SKETCH_K",
+    "SKETCH_VERSION",
     "decode",
+    "decode_sketch",
+    "encode_sketch",
+    "patch_sketch",
+    "sketch_containment",
+    "sketch_pairs",
     "encode",
     "fingerprint",
     "near_pairs",
@@ -99,6 +107,8 @@ FP_SIZE = 20
 FP_EXTENT = 2.0
 FP_SMOOTH = 0.4
 FP_FLOOR_Q = 5.0
+#: Positive values below this fraction of the 99th percentile count as the floor (a denoiser's or mask's numerical zeros).
+FP_FLOOR_REL = 1e-3
 FP_BG_GAP = 1.2
 FP_CLAMP_Q = 65.0
 #: Relative gaps between principal spreads below which the principal axes are not trusted (see _frame).
@@ -180,7 +190,7 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
     pos = v[v > 0]
     if pos.size < 8:
         return None
-    floor = float(np.percentile(pos, FP_FLOOR_Q))
+    floor = max(float(np.percentile(pos, FP_FLOOR_Q)), float(np.percentile(pos, 99)) * FP_FLOOR_REL)
     lv = np.log(np.maximum(v, floor))
     tl = _otsu(lv)
     low, high = lv[lv <= tl], lv[lv > tl]
@@ -310,6 +320,146 @@ def encode(vector: np.ndarray) -> str:
 def decode(text: str) -> np.ndarray:
     """The float16 vector of :func:`encode` (length 0 for an empty string)."""
     return np.frombuffer(base64.b64decode(text), dtype="<f2")
+
+
+# ------------------------------------------------------------ patch sketch
+#: Smallest patch hashes kept per image (bottom-k sketch).
+SKETCH_K = 256
+#: One in this many voxels (chosen by a hash of the voxel's own value) starts a patch.
+SKETCH_RATE = 16
+#: A hash value held by more images than this is not informative (a shared pattern, not a shared scan).
+SKETCH_COMMON = 64
+#: Changes whenever the sketch's definition changes.
+SKETCH_VERSION = f"ps1-{SKETCH_K}-{SKETCH_RATE}-2x2x2"
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+class PatchSketch(NamedTuple):
+    """A bottom-k sketch of an image's set of voxel patches."""
+
+    hashes: np.ndarray  # uint64, ascending, at most SKETCH_K
+    count: int  # patches in the whole set
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (uint64, in place where it can)."""
+    h ^= h >> np.uint64(30)
+    h *= _M2
+    h ^= h >> np.uint64(27)
+    h *= _M3
+    h ^= h >> np.uint64(31)
+    return h
+
+
+def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
+    """The bottom-``SKETCH_K`` sketch of the set of 2x2x2 voxel patches of a 3-D volume, or ``None``.
+
+    The set: every 2x2x2 block of decoded float32 values (exact bits) whose
+    first voxel is above the volume's mean and is picked by a hash of its own
+    value (one in ``SKETCH_RATE``: the same voxels are picked in any copy
+    that keeps them). Each patch is hashed (64 bits), and the ``SKETCH_K``
+    smallest hashes are kept with the size of the set. A copy that keeps the
+    voxel values (cropped, padded, reoriented, another origin) keeps most of
+    the set; a different scan shares almost none of it (noise makes every
+    patch unique). Volumes with fewer than 256 distinct values (label maps,
+    masks) get no sketch: their patches repeat across people.
+    """
+    v = np.asarray(volume)
+    if v.ndim != 3 or min(v.shape) < 2 or v.dtype != np.float32:
+        v = np.asarray(v, dtype=np.float32)
+        if v.ndim != 3 or min(v.shape) < 2:
+            return None
+    step = max(1, math.ceil((v.size / MOMENT_VOXELS) ** (1 / 3)))
+    probe = v[::step, ::step, ::step]
+    finite = probe[np.isfinite(probe)]
+    if finite.size < 64 or np.unique(finite[:: max(1, finite.size // 65536)]).size < 256:
+        return None
+    mean = np.float32(finite.mean(dtype=np.float64))
+    bits = v.view(np.uint32)
+    core = (slice(0, v.shape[0] - 1), slice(0, v.shape[1] - 1), slice(0, v.shape[2] - 1))
+    pick = (bits[core] * np.uint32(0x9E3779B1)) >> np.uint32(32 - int(math.log2(SKETCH_RATE)))
+    i, j, k = np.nonzero((pick == 0) & (v[core] > mean))
+    if i.size == 0:
+        return None
+    h = np.full(i.size, 0x243F6A8885A308D3, dtype=np.uint64)
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                h ^= bits[i + di, j + dj, k + dk].astype(np.uint64)
+                h *= _M1
+                h ^= h >> np.uint64(29)
+    h = np.unique(_mix(h))
+    return PatchSketch(h[:SKETCH_K].copy(), int(h.size))
+
+
+def encode_sketch(sketch: PatchSketch) -> str:
+    """Base64 of the little-endian uint64 hashes."""
+    return base64.b64encode(np.asarray(sketch.hashes, dtype="<u8").tobytes()).decode("ascii")
+
+
+def decode_sketch(text: str) -> np.ndarray:
+    """The hashes of :func:`encode_sketch` (length 0 for an empty string)."""
+    return np.frombuffer(base64.b64decode(text), dtype="<u8")
+
+
+def sketch_containment(a: np.ndarray, count_a: int, b: np.ndarray, count_b: int) -> float:
+    """Estimated share of the smaller patch set that the other holds (0 to 1).
+
+    Jaccard from the bottom-k of the union (the classic bottom-k estimator),
+    then ``|A & B| = J (|A| + |B|) / (1 + J)`` over ``min(|A|, |B|)``.
+    """
+    if not len(a) or not len(b) or count_a <= 0 or count_b <= 0:
+        return 0.0
+    k = min(max(len(a), len(b)), SKETCH_K)
+    union = np.union1d(a, b)[:k]
+    both = np.intersect1d(a, b, assume_unique=True)
+    inter = int(np.isin(union, both, assume_unique=True).sum())
+    j = inter / len(union)
+    shared = j * (count_a + count_b) / (1 + j)
+    return float(min(1.0, shared / min(count_a, count_b)))
+
+
+def sketch_pairs(sketches: Sequence[np.ndarray], counts: Sequence[int],
+                 min_containment: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of images whose patch sets overlap by at least ``min_containment`` (of the smaller set).
+
+    Candidates share at least one sketched hash (an inverted file: one sort of
+    every hash of every sketch; hashes held by more than ``SKETCH_COMMON``
+    images are ignored); each candidate is confirmed with
+    :func:`sketch_containment`. Time and memory grow with the number of
+    hashes (``SKETCH_K`` per image), not with the number of pairs.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    lengths = np.array([len(s) for s in sketches], dtype=np.int64)
+    if len(sketches) < 2 or lengths.sum() == 0:
+        return empty, empty, np.zeros(0)
+    values = np.concatenate([np.asarray(s, dtype=np.uint64) for s in sketches])
+    owner = np.repeat(np.arange(len(sketches), dtype=np.int64), lengths)
+    order = np.argsort(values, kind="stable")
+    values, owner = values[order], owner[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    sizes = np.diff(np.r_[starts, len(values)])
+    ci: list[np.ndarray] = []
+    cj: list[np.ndarray] = []
+    for size in np.unique(sizes[(sizes >= 2) & (sizes <= SKETCH_COMMON)]).tolist():
+        s0 = starts[sizes == size]
+        members = owner[s0[:, None] + np.arange(size)[None, :]]  # (runs, size)
+        a, b = np.triu_indices(size, 1)
+        ci.append(members[:, a].ravel())
+        cj.append(members[:, b].ravel())
+    if not ci:
+        return empty, empty, np.zeros(0)
+    i, j = np.concatenate(ci), np.concatenate(cj)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    keep = lo != hi
+    key = np.unique(lo[keep] * len(sketches) + hi[keep])
+    lo, hi = key // len(sketches), key % len(sketches)
+    sim = np.array([sketch_containment(sketches[a], counts[a], sketches[b], counts[b])
+                     for a, b in zip(lo.tolist(), hi.tolist())], dtype=np.float64)
+    ok = sim >= min_containment
+    return lo[ok], hi[ok], sim[ok]
 
 
 # ------------------------------------------------------------------ search
