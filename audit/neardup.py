@@ -98,6 +98,7 @@ __all__ = [
     "sketch_pairs",
     "encode",
     "fingerprint",
+    "moments",
     "near_pairs",
     "Residuals",
     "residuals",
@@ -107,7 +108,8 @@ FP_SIZE = 20
 FP_EXTENT = 2.0
 FP_SMOOTH = 0.4
 FP_FLOOR_Q = 5.0
-#: Positive values below this fraction of the 99th percentile count as the floor (a denoiser's or mask's numerical zeros).
+#: Positive values below this fraction of the 99th percentile count as the floor
+#: (the numerical zeros a denoiser or a mask leaves).
 FP_FLOOR_REL = 1e-3
 FP_BG_GAP = 1.2
 FP_CLAMP_Q = 65.0
@@ -117,7 +119,7 @@ FP_MIN_EDGE = 8
 #: Moments of the data region come from a regular subsample of at most about this many voxels.
 MOMENT_VOXELS = 2**18
 #: Changes whenever the fingerprint's definition changes.
-FINGERPRINT_VERSION = f"fp1-{FP_SIZE}-log-pca-frame"
+FINGERPRINT_VERSION = f"fp2-{FP_SIZE}-log-pca-frame-floor{FP_FLOOR_REL:g}"
 #: Fewest images of a group for a relative similarity.
 MIN_GROUP = 3
 #: Principal axes of the candidate search's projection.
@@ -136,7 +138,7 @@ class Fingerprint(NamedTuple):
     spread: tuple[float, ...]  # standard deviations (mm) along the principal axes, ascending
 
 
-def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
+def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = False) -> Fingerprint | None:
     """The fingerprint of a 3-D volume, or ``None``.
 
     Parameters
@@ -145,6 +147,8 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
         Decoded voxel values (NaN and exact zeros are "no data").
     affine : ndarray (4, 4)
         Voxel to world (mm).
+    all_finite : bool
+        Every value is known to be finite (saves a pass over the volume).
 
     Returns
     -------
@@ -158,7 +162,7 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
     if vol.ndim != 3 or min(vol.shape) < FP_MIN_EDGE:
         return None
     affine = np.asarray(affine, dtype=np.float64)
-    valid = np.isfinite(vol) & (vol != 0)
+    valid = vol != 0 if all_finite else np.isfinite(vol) & (vol != 0)
     if np.count_nonzero(valid) < 64:
         return None
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
@@ -180,8 +184,8 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
     zred = zooms * np.array(f)
     blur = FP_SMOOTH * h0
     sigma = [math.sqrt(max(blur**2 - (z**2 / 12 if k > 1 else 0.0), 0.0)) / z for z, k in zip(zred, f)]
-    sm = gaussian_filter(filled.astype(np.float64), sigma, mode="constant")
-    sc = gaussian_filter(count.astype(np.float64), sigma, mode="constant")
+    sm = gaussian_filter(filled, sigma, mode="constant", truncate=3.0)
+    sc = gaussian_filter(count, sigma, mode="constant", truncate=3.0)
     cover = sc / float(f[0] * f[1] * f[2])
     inside = cover > 0.5
     vals = np.where(inside, sm / np.where(inside, sc, 1.0), 0.0)
@@ -190,7 +194,8 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
     pos = v[v > 0]
     if pos.size < 8:
         return None
-    floor = max(float(np.percentile(pos, FP_FLOOR_Q)), float(np.percentile(pos, 99)) * FP_FLOOR_REL)
+    q_lo, q_hi = np.percentile(pos, [FP_FLOOR_Q, 99.0])
+    floor = max(float(q_lo), float(q_hi) * FP_FLOOR_REL)
     lv = np.log(np.maximum(v, floor))
     tl = _otsu(lv)
     low, high = lv[lv <= tl], lv[lv > tl]
@@ -246,19 +251,25 @@ def _otsu(values: np.ndarray, bins: int = 128) -> float:
     return float(mids[int(np.argmax(between[:-1]))])
 
 
-def _moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted centroid (3,) and covariance (3, 3) of voxel indices (from marginal sums)."""
-    total = weights.sum(dtype=np.float64)
-    idx = [np.arange(n, dtype=np.float64) for n in weights.shape]
-    marg = [weights.sum(axis=tuple(a for a in range(3) if a != ax), dtype=np.float64) for ax in range(3)]
+def moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted centroid (3,) and covariance (3, 3) of voxel indices, from the three plane sums."""
+    w = np.asarray(weights)
+    idx = [np.arange(n, dtype=np.float64) for n in w.shape]
+    p01 = w.sum(axis=2, dtype=np.float64)  # (x, y)
+    p02 = w.sum(axis=1, dtype=np.float64)  # (x, z)
+    p12 = w.sum(axis=0, dtype=np.float64)  # (y, z)
+    marg = [p01.sum(axis=1), p01.sum(axis=0), p02.sum(axis=0)]
+    total = float(marg[0].sum())
     centre = np.array([(marg[a] * idx[a]).sum() / total for a in range(3)])
     cov = np.empty((3, 3))
     for a in range(3):
         cov[a, a] = (marg[a] * idx[a] ** 2).sum() / total - centre[a] ** 2
-    for a, b in ((0, 1), (0, 2), (1, 2)):
-        plane = weights.sum(axis=3 - a - b, dtype=np.float64)  # axes (a, b) in order
+    for (a, b), plane in (((0, 1), p01), ((0, 2), p02), ((1, 2), p12)):
         cov[a, b] = cov[b, a] = float(idx[a] @ plane @ idx[b]) / total - centre[a] * centre[b]
     return centre, cov
+
+
+_moments = moments
 
 
 def _signed_permutations() -> list[np.ndarray]:
@@ -306,9 +317,26 @@ def _frame(cov: np.ndarray) -> np.ndarray:
 
 
 def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
-    shape = [math.ceil(n / k) for n, k in zip(a.shape, f)]
-    a = np.pad(a, [(0, s * k - n) for s, k, n in zip(shape, f, a.shape)])
-    out: np.ndarray = a.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).sum(axis=(1, 3, 5))
+    """Sums over blocks of ``f`` voxels (the last, partial blocks sum what they hold)."""
+    out = a
+    for axis, k in enumerate(f):
+        if k <= 1:
+            continue
+        n = out.shape[axis]
+        m = math.ceil(n / k)
+        idx: list[slice] = [slice(None)] * 3
+        idx[axis] = slice(0, None, k)
+        acc = np.array(out[tuple(idx)], dtype=out.dtype)  # first voxel of every block (m of them)
+        for i in range(1, k):
+            idx[axis] = slice(i, None, k)
+            part = out[tuple(idx)]
+            if part.shape[axis] == m:
+                acc += part
+            else:  # the last block is partial
+                head: list[slice] = [slice(None)] * 3
+                head[axis] = slice(0, part.shape[axis])
+                acc[tuple(head)] += part
+        out = acc
     return out
 
 
@@ -371,11 +399,14 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
         v = np.asarray(v, dtype=np.float32)
         if v.ndim != 3 or min(v.shape) < 2:
             return None
+    flat = v.reshape(-1, order="A")
+    sample = flat[:: max(1, flat.size // 4096)]
+    sample = sample[np.isfinite(sample)]
+    if sample.size < 64 or np.unique(sample).size < 256:  # checked on ~4096 voxels, before any full pass
+        return None
     step = max(1, math.ceil((v.size / MOMENT_VOXELS) ** (1 / 3)))
     probe = v[::step, ::step, ::step]
     finite = probe[np.isfinite(probe)]
-    if finite.size < 64 or np.unique(finite[:: max(1, finite.size // 65536)]).size < 256:
-        return None
     mean = np.float32(finite.mean(dtype=np.float64))
     bits = v.view(np.uint32)
     core = (slice(0, v.shape[0] - 1), slice(0, v.shape[1] - 1), slice(0, v.shape[2] - 1))

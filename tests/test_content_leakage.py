@@ -339,7 +339,8 @@ def test_near_duplicate_finding_carries_threshold_and_separation(tmp_path):
     ev = f.evidence
     assert ev["threshold"] == TH["similarity"] and ev["size_tolerance"] == TH["size_tolerance"]
     assert ev["patch_overlap_threshold"] == TH["patch_overlap"] and ev["pairs"][0]["matched_by"] == ["fingerprint"]
-    assert ev["separation"]["copies_lowest_patch_overlap"] > TH["patch_overlap"] > ev["separation"]["distinct_highest_patch_overlap"]
+    sep_ = ev["separation"]
+    assert sep_["copies_lowest_patch_overlap"] > TH["patch_overlap"] > sep_["distinct_highest_patch_overlap"]
     assert ev["pairs"][0]["similarity"] >= TH["similarity"] and ev["pairs"][0]["compared_with"] == 13
     sep = ev["separation"]
     assert sep["copies_lowest_similarity"] > TH["similarity"] > sep["distinct_highest_similarity_same_size"]

@@ -381,7 +381,7 @@ def _thresholds(ctx: AuditContext, key: str) -> tuple[dict[str, Any], list[str]]
 
 @check("leakage.near_duplicate_image", default="error", needs={"splits", "images"})
 def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
-    """Near-copies of one scan (re-saved, rescaled, noised, resampled, moved) under different participants in different splits."""
+    """Near-copies of one scan (re-saved, rescaled, noised, cropped, resampled, moved) under different participants."""
     summaries = _summaries(ctx)
     if summaries.ignore_headers:
         return
