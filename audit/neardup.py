@@ -436,17 +436,24 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     probe = v[::step, ::step, ::step]
     finite = probe[np.isfinite(probe)]
     mean = np.float32(finite.mean(dtype=np.float64))
-    bits = v.view(np.uint32)
-    core = (slice(0, v.shape[0] - 1), slice(0, v.shape[1] - 1), slice(0, v.shape[2] - 1))
-    pick = (bits[core] * np.uint32(0x9E3779B1)) >> np.uint32(32 - int(math.log2(SKETCH_RATE)))
-    i, j, k = np.nonzero((pick == 0) & (v[core] > mean))
-    if i.size == 0:
+    # contiguous 1-D passes over the volume in memory (Fortran) order; a block's voxels are flat offsets
+    fv = np.asfortranarray(v)  # no copy for the image pass's volumes
+    nx, ny, nz = fv.shape
+    flat = fv.reshape(-1, order="F")
+    bits = flat.view(np.uint32)
+    mask = bits * np.uint32(0x9E3779B1) < np.uint32(1 << (32 - int(math.log2(SKETCH_RATE))))
+    mask &= flat > mean
+    at = np.flatnonzero(mask)
+    i = at % nx
+    rest = at // nx
+    at = at[(i < nx - 1) & (rest % ny < ny - 1) & (rest // ny < nz - 1)]  # a whole 2x2x2 block inside
+    if at.size == 0:
         return None
-    h = np.full(i.size, 0x243F6A8885A308D3, dtype=np.uint64)
+    h = np.full(at.size, 0x243F6A8885A308D3, dtype=np.uint64)
     for di in (0, 1):
         for dj in (0, 1):
             for dk in (0, 1):
-                h ^= bits[i + di, j + dj, k + dk].astype(np.uint64)
+                h ^= bits[at + (di + dj * nx + dk * nx * ny)].astype(np.uint64)
                 h *= _M1
                 h ^= h >> np.uint64(29)
     h = np.unique(_mix(h))

@@ -21,6 +21,7 @@ Usage::
 
     .venv/bin/python bench/bench_hashing.py --subjects 250 [--dim 32] [--repeats 3] [--workdir DIR]
     .venv/bin/python bench/bench_hashing.py --demo --subjects 300
+    .venv/bin/python bench/bench_hashing.py --dataset PATH   # any BIDS dataset with images
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subjects", type=int, default=250)
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--demo", action="store_true", help="the demo phantoms of audit.synthetic instead")
+    ap.add_argument("--dataset", type=Path, default=None, help="an existing BIDS dataset instead (not modified)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
     ap.add_argument("--generator", type=Path, default=GENERATOR)
@@ -74,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     from audit.imaging import summarise_images
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-hashing-"))
-    ds = work / ("demo" if args.demo else f"gen{args.dim}") / f"ds-{args.subjects}"
+    ds = args.dataset or work / ("demo" if args.demo else f"gen{args.dim}") / f"ds-{args.subjects}"
     try:
-        if not (ds / "dataset_description.json").exists():
+        if args.dataset is None and not (ds / "dataset_description.json").exists():
             if args.demo:
                 from audit.synthetic import make_dataset
 
