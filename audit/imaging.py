@@ -49,7 +49,7 @@ Statistics
     ``std`` over the finite voxels of the reference volume; ``p01``, ``p50``,
     ``p99`` inside a crude foreground mask (reference voxels above the
     reference mean; all finite voxels when that is empty). Past
-    :data:`STATS_VOXELS` voxels (a 1 mm T1w) these come from a regular
+    :data:`STATS_VOXELS` voxels (about 50**3) these come from a regular
     subsample (every 2nd, 3rd... voxel along each axis): deterministic
     estimates, for QC and shift checks, at a fraction of the cost.
 
