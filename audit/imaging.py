@@ -4,9 +4,10 @@
 (NIfTI-1/2, gzipped or not) exactly once, in parallel, and keeps an
 :class:`ImageSummary`: header facts (shape, voxel size, orientation, data
 type), whether it is ``ok``, ``corrupt`` or ``empty`` and why, the SHA-256 of
-the file's bytes (hashed while it is read, so the dataset fingerprint needs
-no second read), a hash of the decoded voxel values, simple intensity
-statistics and a small thumbnail for near-duplicate search. Summaries go into
+the file's bytes (from the one read of the file, so the dataset fingerprint
+needs no second read), a hash of the decoded voxel values, simple intensity
+statistics, a small thumbnail, and a fingerprint and a patch sketch for
+near-duplicate search. Summaries go into
 the :class:`~audit.hashing.HashCache`, so an unchanged image is never read
 again, in this audit or the next.
 
