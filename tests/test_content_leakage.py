@@ -350,6 +350,26 @@ def test_near_duplicate_finding_carries_threshold_and_separation(tmp_path):
     assert run(ds, sp, NEAR, config=strict) == []
 
 
+def test_cropped_copy_is_reported_by_its_voxel_patches(tmp_path):
+    from audit.synthetic import make_dataset
+
+    ds = tmp_path / "ds"
+    make_dataset(ds, n_subjects=8, seed=2, session_fraction=0.0)
+    img = nib.load(t1w(ds, "003"))
+    data, affine = transforms(np.asarray(img.dataobj, dtype=np.float32), img.affine,
+                              np.random.default_rng(0))["crop 3 (one side)"]
+    save(t1w(ds, "009"), data, affine)
+    subjects = [f"sub-{i:03d}" for i in range(1, 10)]
+    sp = splits(tmp_path / "sp", train=subjects[:8], test=["sub-009"])
+    (f,) = run(ds, sp, NEAR)
+    assert f.splits == ("train", "test") and f.subjects == ("sub-003", "sub-009")
+    (pair,) = f.evidence["pairs"]
+    assert pair["matched_by"] == ["voxel patches"] and pair["patch_overlap"] >= TH["patch_overlap"]
+    assert run(ds, sp, DUP) == []  # a crop is not the same array
+    # inside one split it is not leakage
+    assert run(ds, splits(tmp_path / "one", train=subjects), NEAR) == []
+
+
 def test_image_pass_on_a_dask_cluster_gives_the_same_fingerprints(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     from audit.hashing import HashCache
