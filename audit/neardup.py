@@ -15,11 +15,15 @@ Fingerprint (``FINGERPRINT_VERSION``)
     1. *Data*: finite, non-zero voxels. Exact zeros are "no data" (padding,
        masking, the corners a resampling fills), so a zero-padded or
        zero-filled copy holds the same data as its original.
-    2. *Smoothing*: block sums, then a Gaussian by normalised convolution (no
-       data neither counts nor pulls values down), sigma ``FP_SMOOTH`` grid
-       spacings: noise, denoising, voxel size and interpolation fade.
+    2. *Smoothing*: block sums (about a third of a grid spacing, coarser up
+       to one spacing while the result exceeds ``SMOOTH_VOXELS`` voxels), then
+       a Gaussian by normalised convolution (no data neither counts nor pulls
+       values down), sigma ``FP_SMOOTH`` grid spacings: noise, denoising,
+       voxel size and interpolation fade.
     3. *Foreground*: Otsu's threshold on log intensities (clipped below the
-       ``FP_FLOOR_Q`` percentile of the positive values), so scaling and
+       ``FP_FLOOR_Q`` percentile of the positive values, and at least
+       ``FP_FLOOR_REL`` of their 99th percentile: a denoiser's numerical
+       zeros are background, not a class of their own), so scaling and
        gamma move it with the data. When the two Otsu classes are less than
        ``FP_BG_GAP`` apart in log intensity (e^1.2 = 3.3 times) there is no
        dark background (a tight crop, a masked image): all data are
@@ -43,6 +47,19 @@ Fingerprint (``FINGERPRINT_VERSION``)
     thing in which two different people differ. Volumes smaller than
     ``FP_MIN_EDGE`` voxels along an axis (slabs, toy volumes) get no
     fingerprint: there is no 3-D shape to compare.
+
+Patch sketch (``SKETCH_VERSION``)
+    The fingerprint's frame comes from the foreground, so a crop that cuts
+    into the head moves it (centre 2-3 mm, axes up to 12 degrees on the
+    phantoms) and the copy looks like someone else. What a crop, a pad, a new
+    origin or a reorientation keep is the voxel values themselves:
+    :func:`patch_sketch` keeps the ``SKETCH_K`` smallest hashes of the set
+    of 2x2x2 blocks of exact values (blocks starting at voxels above the mean,
+    one in ``SKETCH_RATE`` picked by a hash of the voxel's value, so a copy
+    picks the same ones), and :func:`sketch_containment` estimates from two
+    sketches how much of the smaller set the other holds (copies: 0.96 or
+    more; different scans: 0). :func:`sketch_pairs` finds the pairs through an
+    inverted file of the hashes: no pair is compared that shares none.
 
 Similarity
     Fingerprints of one dataset share the anatomy all its scans have (raw
@@ -87,9 +104,18 @@ __all__ = [
     "FP_SIZE",
     "Fingerprint",
     "MIN_GROUP",
+    "PatchSketch",
+    "SKETCH_K",
+    "SKETCH_VERSION",
     "decode",
+    "decode_sketch",
+    "encode_sketch",
+    "patch_sketch",
+    "sketch_containment",
+    "sketch_pairs",
     "encode",
     "fingerprint",
+    "moments",
     "near_pairs",
     "Residuals",
     "residuals",
@@ -99,15 +125,20 @@ FP_SIZE = 20
 FP_EXTENT = 2.0
 FP_SMOOTH = 0.4
 FP_FLOOR_Q = 5.0
+#: Positive values below this fraction of the 99th percentile count as the floor
+#: (the numerical zeros a denoiser or a mask leaves).
+FP_FLOOR_REL = 1e-3
 FP_BG_GAP = 1.2
 FP_CLAMP_Q = 65.0
 #: Relative gaps between principal spreads below which the principal axes are not trusted (see _frame).
 FRAME_GAP = (0.02, 0.06)
 FP_MIN_EDGE = 8
+#: Block sums coarse enough (up to the grid spacing) that the smoothed volume has at most this many voxels.
+SMOOTH_VOXELS = 2**17
 #: Moments of the data region come from a regular subsample of at most about this many voxels.
 MOMENT_VOXELS = 2**18
 #: Changes whenever the fingerprint's definition changes.
-FINGERPRINT_VERSION = f"fp1-{FP_SIZE}-log-pca-frame"
+FINGERPRINT_VERSION = f"fp2-{FP_SIZE}-log-pca-frame-floor{FP_FLOOR_REL:g}-max{SMOOTH_VOXELS}"
 #: Fewest images of a group for a relative similarity.
 MIN_GROUP = 3
 #: Principal axes of the candidate search's projection.
@@ -126,7 +157,7 @@ class Fingerprint(NamedTuple):
     spread: tuple[float, ...]  # standard deviations (mm) along the principal axes, ascending
 
 
-def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
+def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = False) -> Fingerprint | None:
     """The fingerprint of a 3-D volume, or ``None``.
 
     Parameters
@@ -135,6 +166,8 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
         Decoded voxel values (NaN and exact zeros are "no data").
     affine : ndarray (4, 4)
         Voxel to world (mm).
+    all_finite : bool
+        Every value is known to be finite (saves a pass over the volume).
 
     Returns
     -------
@@ -142,15 +175,17 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
         ``None`` for a volume too small (``FP_MIN_EDGE``), without enough
         data, or of one value.
     """
-    from scipy.ndimage import gaussian_filter, map_coordinates
+    from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates
 
     vol = np.asarray(volume, dtype=np.float32)
     if vol.ndim != 3 or min(vol.shape) < FP_MIN_EDGE:
         return None
     affine = np.asarray(affine, dtype=np.float64)
-    valid = np.isfinite(vol) & (vol != 0)
-    if np.count_nonzero(valid) < 64:
+    valid = vol != 0 if all_finite else np.isfinite(vol) & (vol != 0)
+    n_valid = int(np.count_nonzero(valid))
+    if n_valid < 64:
         return None
+    dense = n_valid == vol.size  # no "no data" voxel: the counts below are separable
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     # 1. the size of the data region sets how much to smooth
     step = max(1, math.ceil((vol.size / MOMENT_VOXELS) ** (1 / 3)))
@@ -160,18 +195,25 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
     h0 = 2 * FP_EXTENT * max(s0, float(zooms.max())) / FP_SIZE  # about the grid spacing (mm)
     # 2. block means to about a third of that, then a Gaussian (normalised convolution)
     f = [max(1, int(h0 / (3 * z))) for z in zooms]
-    filled = np.where(valid, vol, np.float32(0))
-    count = valid.astype(np.float32)
+    while math.prod(math.ceil(n / k) for n, k in zip(vol.shape, f)) > SMOOTH_VOXELS:  # bound the work
+        f = [k + 1 if z * (k + 1) <= h0 else k for k, z in zip(f, zooms)] if any(
+            z * (k + 1) <= h0 for k, z in zip(f, zooms)) else [k + 1 for k in f]
+    filled = vol if dense else np.where(valid, vol, np.float32(0))
     if max(f) > 1:
         filled = _block_sum(filled, f)
-        count = _block_sum(count, f)
     aff = affine @ np.diag([f[0], f[1], f[2], 1.0])
     aff[:3, 3] = affine[:3, :3] @ ((np.array(f, dtype=np.float64) - 1) / 2) + affine[:3, 3]
     zred = zooms * np.array(f)
     blur = FP_SMOOTH * h0
     sigma = [math.sqrt(max(blur**2 - (z**2 / 12 if k > 1 else 0.0), 0.0)) / z for z, k in zip(zred, f)]
-    sm = gaussian_filter(filled.astype(np.float64), sigma, mode="constant")
-    sc = gaussian_filter(count.astype(np.float64), sigma, mode="constant")
+    sm = gaussian_filter(filled, sigma, mode="constant", truncate=3.0)
+    if dense:  # block counts of an all-ones volume: a product of three 1-D profiles, and so is their Gaussian
+        prof = [gaussian_filter1d(_block_sum(np.ones((n, 1, 1), np.float32), (k, 1, 1))[:, 0, 0], sd,
+                                  mode="constant", truncate=3.0) for n, k, sd in zip(vol.shape, f, sigma)]
+        sc = prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
+    else:
+        sc = gaussian_filter(_block_sum(valid.astype(np.float32), f) if max(f) > 1 else valid.astype(np.float32),
+                             sigma, mode="constant", truncate=3.0)
     cover = sc / float(f[0] * f[1] * f[2])
     inside = cover > 0.5
     vals = np.where(inside, sm / np.where(inside, sc, 1.0), 0.0)
@@ -180,7 +222,8 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray) -> Fingerprint | None:
     pos = v[v > 0]
     if pos.size < 8:
         return None
-    floor = float(np.percentile(pos, FP_FLOOR_Q))
+    q_lo, q_hi = np.percentile(pos, [FP_FLOOR_Q, 99.0])
+    floor = max(float(q_lo), float(q_hi) * FP_FLOOR_REL)
     lv = np.log(np.maximum(v, floor))
     tl = _otsu(lv)
     low, high = lv[lv <= tl], lv[lv > tl]
@@ -236,19 +279,25 @@ def _otsu(values: np.ndarray, bins: int = 128) -> float:
     return float(mids[int(np.argmax(between[:-1]))])
 
 
-def _moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted centroid (3,) and covariance (3, 3) of voxel indices (from marginal sums)."""
-    total = weights.sum(dtype=np.float64)
-    idx = [np.arange(n, dtype=np.float64) for n in weights.shape]
-    marg = [weights.sum(axis=tuple(a for a in range(3) if a != ax), dtype=np.float64) for ax in range(3)]
+def moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted centroid (3,) and covariance (3, 3) of voxel indices, from the three plane sums."""
+    w = np.asarray(weights)
+    idx = [np.arange(n, dtype=np.float64) for n in w.shape]
+    p01 = w.sum(axis=2, dtype=np.float64)  # (x, y)
+    p02 = w.sum(axis=1, dtype=np.float64)  # (x, z)
+    p12 = w.sum(axis=0, dtype=np.float64)  # (y, z)
+    marg = [p01.sum(axis=1), p01.sum(axis=0), p02.sum(axis=0)]
+    total = float(marg[0].sum())
     centre = np.array([(marg[a] * idx[a]).sum() / total for a in range(3)])
     cov = np.empty((3, 3))
     for a in range(3):
         cov[a, a] = (marg[a] * idx[a] ** 2).sum() / total - centre[a] ** 2
-    for a, b in ((0, 1), (0, 2), (1, 2)):
-        plane = weights.sum(axis=3 - a - b, dtype=np.float64)  # axes (a, b) in order
+    for (a, b), plane in (((0, 1), p01), ((0, 2), p02), ((1, 2), p12)):
         cov[a, b] = cov[b, a] = float(idx[a] @ plane @ idx[b]) / total - centre[a] * centre[b]
     return centre, cov
+
+
+_moments = moments
 
 
 def _signed_permutations() -> list[np.ndarray]:
@@ -296,9 +345,26 @@ def _frame(cov: np.ndarray) -> np.ndarray:
 
 
 def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
-    shape = [math.ceil(n / k) for n, k in zip(a.shape, f)]
-    a = np.pad(a, [(0, s * k - n) for s, k, n in zip(shape, f, a.shape)])
-    out: np.ndarray = a.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).sum(axis=(1, 3, 5))
+    """Sums over blocks of ``f`` voxels (the last, partial blocks sum what they hold)."""
+    out = a
+    for axis, k in enumerate(f):
+        if k <= 1:
+            continue
+        n = out.shape[axis]
+        m = math.ceil(n / k)
+        idx: list[slice] = [slice(None)] * 3
+        idx[axis] = slice(0, None, k)
+        acc = np.array(out[tuple(idx)], dtype=out.dtype)  # first voxel of every block (m of them)
+        for i in range(1, k):
+            idx[axis] = slice(i, None, k)
+            part = out[tuple(idx)]
+            if part.shape[axis] == m:
+                acc += part
+            else:  # the last block is partial
+                head: list[slice] = [slice(None)] * 3
+                head[axis] = slice(0, part.shape[axis])
+                acc[tuple(head)] += part
+        out = acc
     return out
 
 
@@ -310,6 +376,156 @@ def encode(vector: np.ndarray) -> str:
 def decode(text: str) -> np.ndarray:
     """The float16 vector of :func:`encode` (length 0 for an empty string)."""
     return np.frombuffer(base64.b64decode(text), dtype="<f2")
+
+
+# ------------------------------------------------------------ patch sketch
+#: Smallest patch hashes kept per image (bottom-k sketch).
+SKETCH_K = 256
+#: One in this many voxels (chosen by a hash of the voxel's own value) starts a patch.
+SKETCH_RATE = 16
+#: A hash value held by more images than this is not informative (a shared pattern, not a shared scan).
+SKETCH_COMMON = 64
+#: Changes whenever the sketch's definition changes.
+SKETCH_VERSION = f"ps1-{SKETCH_K}-{SKETCH_RATE}-2x2x2"
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+class PatchSketch(NamedTuple):
+    """A bottom-k sketch of an image's set of voxel patches."""
+
+    hashes: np.ndarray  # uint64, ascending, at most SKETCH_K
+    count: int  # patches in the whole set
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (uint64, in place where it can)."""
+    h ^= h >> np.uint64(30)
+    h *= _M2
+    h ^= h >> np.uint64(27)
+    h *= _M3
+    h ^= h >> np.uint64(31)
+    return h
+
+
+def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
+    """The bottom-``SKETCH_K`` sketch of the set of 2x2x2 voxel patches of a 3-D volume, or ``None``.
+
+    The set: every 2x2x2 block of decoded float32 values (exact bits) whose
+    first voxel is above the volume's mean and is picked by a hash of its own
+    value (one in ``SKETCH_RATE``: the same voxels are picked in any copy
+    that keeps them). Each patch is hashed (64 bits), and the ``SKETCH_K``
+    smallest hashes are kept with the size of the set. A copy that keeps the
+    voxel values (cropped, padded, reoriented, another origin) keeps most of
+    the set; a different scan shares almost none of it (noise makes every
+    patch unique). Volumes with fewer than 256 distinct values (label maps,
+    masks) get no sketch: their patches repeat across people.
+    """
+    v = np.asarray(volume)
+    if v.ndim != 3 or min(v.shape) < 2 or v.dtype != np.float32:
+        v = np.asarray(v, dtype=np.float32)
+        if v.ndim != 3 or min(v.shape) < 2:
+            return None
+    flat = v.reshape(-1, order="A")
+    sample = flat[:: max(1, flat.size // 4096)]
+    sample = sample[np.isfinite(sample)]
+    if sample.size < 64 or np.unique(sample).size < 256:  # checked on ~4096 voxels, before any full pass
+        return None
+    step = max(1, math.ceil((v.size / MOMENT_VOXELS) ** (1 / 3)))
+    probe = v[::step, ::step, ::step]
+    finite = probe[np.isfinite(probe)]
+    mean = np.float32(finite.mean(dtype=np.float64))
+    # contiguous 1-D passes over the volume in memory (Fortran) order; a block's voxels are flat offsets
+    fv = np.asfortranarray(v)  # no copy for the image pass's volumes
+    nx, ny, nz = fv.shape
+    flat = fv.reshape(-1, order="F")
+    bits = flat.view(np.uint32)
+    mask = bits * np.uint32(0x9E3779B1) < np.uint32(1 << (32 - int(math.log2(SKETCH_RATE))))
+    mask &= flat > mean
+    at = np.flatnonzero(mask)
+    i = at % nx
+    rest = at // nx
+    at = at[(i < nx - 1) & (rest % ny < ny - 1) & (rest // ny < nz - 1)]  # a whole 2x2x2 block inside
+    if at.size == 0:
+        return None
+    h = np.full(at.size, 0x243F6A8885A308D3, dtype=np.uint64)
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                h ^= bits[at + (di + dj * nx + dk * nx * ny)].astype(np.uint64)
+                h *= _M1
+                h ^= h >> np.uint64(29)
+    h = np.unique(_mix(h))
+    return PatchSketch(h[:SKETCH_K].copy(), int(h.size))
+
+
+def encode_sketch(sketch: PatchSketch) -> str:
+    """Base64 of the little-endian uint64 hashes."""
+    return base64.b64encode(np.asarray(sketch.hashes, dtype="<u8").tobytes()).decode("ascii")
+
+
+def decode_sketch(text: str) -> np.ndarray:
+    """The hashes of :func:`encode_sketch` (length 0 for an empty string)."""
+    return np.frombuffer(base64.b64decode(text), dtype="<u8")
+
+
+def sketch_containment(a: np.ndarray, count_a: int, b: np.ndarray, count_b: int) -> float:
+    """Estimated share of the smaller patch set that the other holds (0 to 1).
+
+    Jaccard from the bottom-k of the union (the classic bottom-k estimator),
+    then ``|A & B| = J (|A| + |B|) / (1 + J)`` over ``min(|A|, |B|)``.
+    """
+    if not len(a) or not len(b) or count_a <= 0 or count_b <= 0:
+        return 0.0
+    k = min(max(len(a), len(b)), SKETCH_K)
+    union = np.union1d(a, b)[:k]
+    both = np.intersect1d(a, b, assume_unique=True)
+    inter = int(np.isin(union, both, assume_unique=True).sum())
+    j = inter / len(union)
+    shared = j * (count_a + count_b) / (1 + j)
+    return float(min(1.0, shared / min(count_a, count_b)))
+
+
+def sketch_pairs(sketches: Sequence[np.ndarray], counts: Sequence[int],
+                 min_containment: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of images whose patch sets overlap by at least ``min_containment`` (of the smaller set).
+
+    Candidates share at least one sketched hash (an inverted file: one sort of
+    every hash of every sketch; hashes held by more than ``SKETCH_COMMON``
+    images are ignored); each candidate is confirmed with
+    :func:`sketch_containment`. Time and memory grow with the number of
+    hashes (``SKETCH_K`` per image), not with the number of pairs.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    lengths = np.array([len(s) for s in sketches], dtype=np.int64)
+    if len(sketches) < 2 or lengths.sum() == 0:
+        return empty, empty, np.zeros(0)
+    values = np.concatenate([np.asarray(s, dtype=np.uint64) for s in sketches])
+    owner = np.repeat(np.arange(len(sketches), dtype=np.int64), lengths)
+    order = np.argsort(values, kind="stable")
+    values, owner = values[order], owner[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    sizes = np.diff(np.r_[starts, len(values)])
+    ci: list[np.ndarray] = []
+    cj: list[np.ndarray] = []
+    for size in np.unique(sizes[(sizes >= 2) & (sizes <= SKETCH_COMMON)]).tolist():
+        s0 = starts[sizes == size]
+        members = owner[s0[:, None] + np.arange(size)[None, :]]  # (runs, size)
+        a, b = np.triu_indices(size, 1)
+        ci.append(members[:, a].ravel())
+        cj.append(members[:, b].ravel())
+    if not ci:
+        return empty, empty, np.zeros(0)
+    i, j = np.concatenate(ci), np.concatenate(cj)
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    keep = lo != hi
+    key = np.unique(lo[keep] * len(sketches) + hi[keep])
+    lo, hi = key // len(sketches), key % len(sketches)
+    sim = np.array([sketch_containment(sketches[a], counts[a], sketches[b], counts[b])
+                     for a, b in zip(lo.tolist(), hi.tolist())], dtype=np.float64)
+    ok = sim >= min_containment
+    return lo[ok], hi[ok], sim[ok]
 
 
 # ------------------------------------------------------------------ search

@@ -57,10 +57,12 @@ REAL = ROOT.parent / "shared" / "data" / "nifti"
 
 THRESHOLD = 0.90
 SIZE_TOLERANCE = 0.04
+PATCH_OVERLAP = 0.5
 #: Real pairs that are the same scan (near-duplicate ground truth).
 REAL_FAMILIES = (
     {"nibabel/anatomical.nii", "nibabel/reoriented_anat_moved.nii", "nibabel/resampled_anat_moved.nii"},
     {"dipy/aniso_vox.nii.gz", "dipy/ascm_out_test.nii.gz"},
+    {"nibabel/example4d.nii.gz", "nibabel/example_nifti2.nii.gz"},  # a 32x20x12 crop (found by the patch sketch)
 )
 #: Real images whose planted copies are measured (3-D brain volumes large enough to fingerprint).
 REAL_BASES = ("nibabel/anatomical.nii", "dipy/aniso_vox.nii.gz", "nibabel/example4d.nii.gz")
@@ -161,6 +163,8 @@ def _one(args: argparse.Namespace) -> int:
                                          **({"n_probe": args.probe} if args.probe else {}))
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sk_seconds, sk_found, sk_other = _sketch_search(len(vectors), planted, args.seed)
+    peak_all = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     found = set(zip(i.tolist(), j.tolist()))
     want = {tuple(p) for p in planted.tolist()}
     planted_sim = neardup.residuals(vectors).cosine(planted[:, 0], planted[:, 1])
@@ -172,9 +176,35 @@ def _one(args: argparse.Namespace) -> int:
         "planted": len(want), "planted_above": len(above), "found_planted": len(found & above),
         "other_pairs": len(found - want), "planted_sim_min": round(float(planted_sim.min()), 3),
         "pruned": int(info.get("pruned", 0)),
+        "sketch_seconds": round(sk_seconds, 2), "sketch_found": sk_found, "sketch_other": sk_other,
+        "peak_rss_with_sketches_mb": round(peak_all / 1024),
         "phases": {k: round(v, 2) for k, v in info.items() if k.endswith("_s")},
     }))
     return 0
+
+
+def _sketch_search(n: int, planted: Any, seed: int) -> tuple[float, int, int]:
+    """Time :func:`audit.neardup.sketch_pairs` over ``n`` random sketches (full ``SKETCH_K`` hashes each);
+    the second image of each planted pair keeps 70 % of the first one's hashes (a crop)."""
+    import numpy as np
+
+    from audit import neardup
+
+    rng = np.random.default_rng(seed + 1)
+    k = neardup.SKETCH_K
+    raw = rng.integers(0, 2**63, size=(n, k), dtype=np.int64).astype(np.uint64)
+    for a, b in planted.tolist():
+        keep = rng.random(k) < 0.7
+        raw[b, keep] = raw[a, keep]
+    raw.sort(axis=1)
+    sketches = list(raw)
+    counts = [20_000] * n
+    t = time.perf_counter()
+    i, j, _ = neardup.sketch_pairs(sketches, counts, 0.5)
+    seconds = time.perf_counter() - t
+    found = set(zip(i.tolist(), j.tolist()))
+    want = {tuple(p) for p in planted.tolist()}
+    return seconds, len(found & want), len(found - want)
 
 
 def search_bench(args: argparse.Namespace) -> int:
@@ -192,7 +222,8 @@ def search_bench(args: argparse.Namespace) -> int:
     if args.sizes and min(args.sizes) <= 20000:
         runs.insert(1, (min(args.sizes), True))
     print(f"{'images':>8} {'search':>6} {'seconds':>8} {'(residuals projection search confirm)':>38} "
-          f"{'RSS data':>9} {'peak RSS':>9} {'candidates':>11} {'planted':>8} {'recall':>7} {'other':>6}")
+          f"{'RSS data':>9} {'peak RSS':>9} {'candidates':>11} {'planted':>8} {'recall':>7} {'other':>6}"
+          f" {'sketch s':>9} {'sketch recall':>14} {'peak RSS all':>13}")
     for n, exact in runs:
         data = work / f"fp-{n}-{args.seed}"
         if not data.with_suffix(".vectors.npy").exists():
@@ -212,10 +243,14 @@ def search_bench(args: argparse.Namespace) -> int:
         phases = f"({ph['residuals_s']:.1f} {ph['projection_s']:.1f} {ph['search_s']:.1f} {ph['confirm_s']:.1f})"
         print(f"{r['n']:>8} {'exact' if r['exact'] else 'ivf':>6} {r['seconds']:>8.2f} {phases:>38} "
               f"{r['rss_before_search_mb']:>6} MB {r['peak_rss_mb']:>6} MB {r['candidates']:>11} "
-              f"{r['planted_above']:>8} {recall:>7.3f} {r['other_pairs']:>6}")
+              f"{r['planted_above']:>8} {recall:>7.3f} {r['other_pairs']:>6}"
+              f" {r['sketch_seconds']:>9.2f} {r['sketch_found'] / max(r['planted'], 1):>14.3f}"
+              f" {r['peak_rss_with_sketches_mb']:>10} MB")
     print("RSS data: resident memory with the float16 fingerprints loaded; peak RSS: the search process's peak "
           "(its float32 copy of the fingerprints included); planted: copies at or above the threshold; "
-          "other: pairs found that were not planted (different draws that came out alike)")
+          "other: pairs found that were not planted (different draws that came out alike); sketch: "
+          "audit.neardup.sketch_pairs over random full sketches with the same planted pairs keeping 70 % of "
+          "their hashes (a crop); peak RSS all: the process's peak after both searches")
     return 0
 
 
@@ -297,10 +332,12 @@ class _Group:
     def __init__(self, names: list[str], contents: list[dict[str, Any]]) -> None:
         import numpy as np
 
-        from audit.neardup import decode
+        from audit.neardup import decode, decode_sketch
 
         keep = [k for k, c in enumerate(contents) if c.get("fingerprint")]
         self.names = [names[k] for k in keep]
+        self.sketch = {names[k]: (decode_sketch(c["patch_sketch"]), int(c["patch_count"]))
+                       for k, c in enumerate(contents) if c.get("patch_sketch")}
         self.vec = np.array([decode(contents[k]["fingerprint"]).astype(np.float64) for k in keep])
         self.spread = np.log(np.array([contents[k]["fingerprint_spread"] for k in keep], dtype=np.float64))
         self.mean = self.vec.mean(axis=0)
@@ -315,6 +352,16 @@ class _Group:
         return float(self.unit(a) @ self.unit(b))
 
 
+def _max_overlap(g: _Group, distinct: Any) -> float:
+    """The largest patch-set overlap of two different scans of a group (0 when none share a sketched patch)."""
+    from audit.neardup import sketch_pairs
+
+    names = sorted(g.sketch)
+    i, j, share = sketch_pairs([g.sketch[n][0] for n in names], [g.sketch[n][1] for n in names], 0.0)
+    vals = [s for a, b, s in zip(i.tolist(), j.tolist(), share.tolist()) if distinct(names[a], names[b])]
+    return max(vals, default=0.0)
+
+
 def separation(args: argparse.Namespace) -> int:
     import nibabel as nib
     import numpy as np
@@ -325,7 +372,15 @@ def separation(args: argparse.Namespace) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-sep-"))
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    copies: dict[str, list[tuple[str, float, float]]] = {}
+    copies: dict[str, list[tuple[str, float, float, float]]] = {}
+
+    def overlap(group: _Group, label: str, c: dict[str, Any]) -> float:
+        from audit.neardup import decode_sketch, sketch_containment
+
+        if label not in group.sketch or not c.get("patch_sketch"):
+            return 0.0
+        a, na = group.sketch[label]
+        return sketch_containment(a, na, decode_sketch(c["patch_sketch"]), int(c["patch_count"]))
     distinct_rows = []
     real_lines: list[str] = []
 
@@ -337,12 +392,13 @@ def separation(args: argparse.Namespace) -> int:
         k = group.names.index(label)
         for name, (d, a) in transforms(data, img.affine, rng).items():
             c = _summarise_array(d, a, work / "copy.nii")
+            share = overlap(group, label, c)
             if not c.get("fingerprint"):
-                copies.setdefault(name, []).append((f"{kind}:{label}", float("nan"), float("nan")))
+                copies.setdefault(name, []).append((f"{kind}:{label}", float("nan"), float("nan"), share))
                 continue
             v = decode(c["fingerprint"]).astype(np.float64)
             size = float(np.abs(np.log(np.array(c["fingerprint_spread"])) - group.spread[k]).max())
-            copies.setdefault(name, []).append((f"{kind}:{label}", group.sim(v, group.vec[k]), size))
+            copies.setdefault(name, []).append((f"{kind}:{label}", group.sim(v, group.vec[k]), size, share))
 
     t0 = time.perf_counter()
     for n_sub, seed in zip(args.subjects, itertools.count(1)):
@@ -367,7 +423,8 @@ def separation(args: argparse.Namespace) -> int:
         distinct_rows.append((f"synthetic, {n_sub} subjects ({len(g.names)} images, seed {seed})",
                               float(sims[diff].max()), float(sims[same_size].max()) if same_size.any() else -1.0,
                               int(diff.sum()), float(np.percentile(sims[diff], 99)),
-                              float(sessions.min()) if sessions.size else float("nan")))
+                              float(sessions.min()) if sessions.size else float("nan"),
+                              _max_overlap(g, lambda a, b: a.split("_")[0] != b.split("_")[0])))
         for label in g.names[:args.copies_per_dataset]:
             src = next(p for p in files if p.name.startswith(label + "_T1w"))
             add_copies(g, label, src, "synthetic")
@@ -396,7 +453,16 @@ def separation(args: argparse.Namespace) -> int:
         same_size = [p for p in pairs if p[1] <= SIZE_TOLERANCE]
         distinct_rows.append((f"real images, different scans ({len(g.names)} images)", top[0],
                               max(same_size)[0] if same_size else -1.0, len(pairs),
-                              float(np.percentile([p[0] for p in pairs], 99)), float("nan")))
+                              float(np.percentile([p[0] for p in pairs], 99)), float("nan"),
+                              _max_overlap(g, lambda a, b: not any(a in f and b in f for f in REAL_FAMILIES))))
+        for fam in REAL_FAMILIES:
+            for na, nb in itertools.combinations(sorted(fam), 2):
+                if na in g.sketch and nb in g.sketch:
+                    from audit.neardup import sketch_containment
+
+                    share = sketch_containment(*g.sketch[na], *g.sketch[nb])
+                    real_lines.append(f"  real pair {na} ~ {nb}: voxel patches shared {share:.3f} -> "
+                                      f"{'caught' if share >= PATCH_OVERLAP else 'not by patches'}")
         real_lines.append(f"  most similar different real images: {top[2]} ~ {top[3]} ({top[0]:.3f})")
         for label in REAL_BASES:
             if label in g.names:
@@ -404,34 +470,41 @@ def separation(args: argparse.Namespace) -> int:
     print(f"relative similarity: cosine of fingerprints minus their group's mean; rule: similarity >= {THRESHOLD} "
           f"and principal sizes within {SIZE_TOLERANCE:.1%}; {time.perf_counter() - t0:.0f} s")
     print("\nplanted copies (lowest similarity / largest size difference; caught = meets the rule):")
-    print(f"{'transform':36} {'synthetic':>22} {'real':>22}  real, per image")
-    caught_min = math.inf
+    print(f"{'transform':36} {'synthetic sim/size/patch':>29} {'real sim/size/patch':>29}  real, per image")
+    caught_min = patch_min = math.inf
     for name, rows in copies.items():
         line = f"{name:36}"
         for kind in ("synthetic", "real"):
             rr = [r for r in rows if r[0].startswith(kind)]
             if not rr:
-                line += f" {'-':>22}"
+                line += f" {'-':>29}"
                 continue
             sims = [r[1] for r in rr]
-            ok = sum(1 for r in rr if r[1] >= THRESHOLD and r[2] <= SIZE_TOLERANCE)
-            line += f" {min(sims):6.3f}/{max(r[2] for r in rr):.3f} {ok:>3}/{len(rr):<3}"
-            if ok == len(rr):
+            by_fp = [r[1] >= THRESHOLD and r[2] <= SIZE_TOLERANCE for r in rr]
+            by_patch = [r[3] >= PATCH_OVERLAP for r in rr]
+            ok = sum(1 for f, q in zip(by_fp, by_patch) if f or q)
+            line += f" {min(sims):6.3f}/{max(r[2] for r in rr):.3f}/{min(r[3] for r in rr):.2f} {ok:>3}/{len(rr):<3}"
+            if all(by_fp):
                 caught_min = min(caught_min, min(sims))
+            if all(by_patch):
+                patch_min = min(patch_min, min(r[3] for r in rr))
         line += "  " + " ".join(f"{r[0].split('/')[-1][:10]} {r[1]:.2f}" for r in rows if r[0].startswith("real"))
         print(line)
     print("(reorient, moved affine and int16+scaling of an int16 image keep the decoded voxels: the content hash "
           "is the same and leakage.duplicate_image reports them whatever the fingerprint says)")
     print("\ndifferent subjects (never the same scan):")
-    print(f"{'dataset':52} {'pairs':>7} {'max sim':>8} {'max sim, same size':>19} {'p99':>6} {'sessions min':>13}")
-    for label, top, top_same, n_pairs, p99, ses in distinct_rows:
-        print(f"{label:52} {n_pairs:>7} {top:>8.3f} {top_same:>19.3f} {p99:>6.3f} {ses:>13.3f}")
+    print(f"{'dataset':52} {'pairs':>7} {'max sim':>8} {'max sim, same size':>19} {'p99':>6} {'sessions min':>13}"
+          f" {'max patches':>12}")
+    for label, top, top_same, n_pairs, p99, ses, share in distinct_rows:
+        print(f"{label:52} {n_pairs:>7} {top:>8.3f} {top_same:>19.3f} {p99:>6.3f} {ses:>13.3f} {share:>12.3f}")
     for line in real_lines:
         print(line)
     worst = max(r[2] for r in distinct_rows)
     print(f"\nseparation: lowest similarity of a transform caught every time {caught_min:.3f}; "
           f"highest similarity of different subjects of the same size {worst:.3f} "
           f"(of any size {max(r[1] for r in distinct_rows):.3f}); threshold {THRESHOLD}")
+    print(f"voxel patches: lowest share of a transform caught every time by patches {patch_min:.3f}; highest share "
+          f"of different subjects {max(r[6] for r in distinct_rows):.3f}; threshold {PATCH_OVERLAP}")
     return 0
 
 

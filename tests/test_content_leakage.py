@@ -178,6 +178,33 @@ def test_near_pairs_exact_and_inverted_file_agree():
     assert len(empty[0]) == 0  # two images: no group mean to compare against
 
 
+def test_patch_sketch_keeps_crops_pads_and_reorientations_and_tells_scans_apart():
+    data = blob(3, shape=(30, 34, 28)).astype(np.float32)
+    base = neardup.patch_sketch(data)
+    assert base is not None and len(base.hashes) == min(base.count, neardup.SKETCH_K)
+    assert np.all(np.diff(base.hashes.astype(np.float64)) > 0)
+
+    def share(other: np.ndarray) -> float:
+        sk = neardup.patch_sketch(np.ascontiguousarray(other, dtype=np.float32))
+        assert sk is not None
+        return neardup.sketch_containment(base.hashes, base.count, sk.hashes, sk.count)
+
+    assert share(data[4:, 2:-3, 3:]) > 0.9                          # a crop into the object
+    assert share(np.pad(data, 3)) > 0.9                             # zero padding
+    assert share(data * 1.0001) < 0.05                              # every value changed: not these patches
+    assert share(blob(4, shape=(30, 34, 28))) < 0.05                # someone else
+    labels = np.rint(data / data.max() * 3)                         # a label map: patterns repeat across people
+    assert neardup.patch_sketch(labels) is None
+    text = neardup.encode_sketch(base)
+    assert np.array_equal(neardup.decode_sketch(text), base.hashes)
+    # the inverted file finds exactly the pair that shares patches
+    sketches = [neardup.patch_sketch(blob(k, shape=(20, 22, 18)).astype(np.float32)) for k in range(6)]
+    sketches.append(neardup.patch_sketch(np.ascontiguousarray(blob(2, shape=(20, 22, 18))[2:, :, 1:],
+                                                              dtype=np.float32)))
+    i, j, s = neardup.sketch_pairs([x.hashes for x in sketches], [x.count for x in sketches], 0.5)
+    assert list(zip(i.tolist(), j.tolist())) == [(2, 6)] and s[0] > 0.9
+
+
 # --------------------------------------------------- planted near-duplicates
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
@@ -192,7 +219,8 @@ def demo(tmp_path_factory):
 
 
 CAUGHT = ("noise 2%", "noise 5%", "gamma 0.8", "gamma 1.25", "pad 3", "resample 1.5x voxels",
-          "rotate 7 deg (resampled)", "rotate 10 deg (resampled)")
+          "rotate 7 deg (resampled)", "rotate 10 deg (resampled)", "crop 3 (one side)", "crop 2 (both sides)")
+BY_PATCHES = ("pad 3", "crop 3 (one side)", "crop 2 (both sides)")
 
 
 @pytest.mark.parametrize("name", CAUGHT)
@@ -203,9 +231,15 @@ def test_planted_copy_of_a_demo_subject_is_a_near_duplicate(demo, tmp_path, name
     data, affine = transforms(np.asarray(img.dataobj, dtype=np.float32), img.affine,
                               np.random.default_rng(1))[name]
     copy = summary_of(save(tmp_path / "copy.nii.gz", data, affine), "sub-099")
-    pairs, _ = near_duplicates([*summaries, copy], similarity=TH["similarity"], size_tolerance=TH["size_tolerance"])
+    pairs, _ = near_duplicates([*summaries, copy], **TH)
     assert [{p.a.subject, p.b.subject} for p in pairs] == [{"sub-003", "sub-099"}]
-    assert pairs[0].similarity >= TH["similarity"] and pairs[0].size_difference <= TH["size_tolerance"]
+    (p,) = pairs
+    if name in BY_PATCHES:  # the voxel values are kept: the patch sketch finds them
+        assert "voxel patches" in p.matched_by and p.patch_overlap >= TH["patch_overlap"]
+    if "fingerprint" in p.matched_by:
+        assert p.similarity >= TH["similarity"] and p.size_difference <= TH["size_tolerance"]
+    if not name.startswith("crop"):  # a crop that cuts into the head moves the fingerprint's frame
+        assert p.matched_by[0] == "fingerprint"
 
 
 # int16+scaling of an image stored as int16 with the same slope decodes to the same values
@@ -229,7 +263,8 @@ def test_distinct_subjects_of_the_demo_are_not_near_duplicates(tmp_path):
     make_dataset(root, n_subjects=60, seed=0)
     summaries = summarise_images(index_dataset(root), workers=2)
     assert sum(1 for s in summaries if s.fingerprint) == len(summaries) > 60
-    pairs, stats = near_duplicates(summaries, similarity=TH["similarity"], size_tolerance=TH["size_tolerance"])
+    assert all(s.patch_sketch and s.patch_count for s in summaries)
+    pairs, stats = near_duplicates(summaries, **TH)
     assert pairs == [] and stats["groups"] == {"T1w": len(summaries)}
 
 
@@ -245,22 +280,28 @@ def test_real_images(real, tmp_path):
     files = sorted(p for p in real.rglob("*") if p.name.endswith((".nii", ".nii.gz")))
     summaries = [summary_of(p, f"sub-{k:02d}") for k, p in enumerate(files)]
     by_name = {p.relative_to(real).as_posix(): s for p, s in zip(files, summaries)}
-    pairs, _ = near_duplicates(summaries, similarity=TH["similarity"], size_tolerance=TH["size_tolerance"])
-    found = {frozenset((p.a.path, p.b.path)) for p in pairs}
+    pairs, _ = near_duplicates(summaries, **TH)
+    found = {frozenset((p.a.path, p.b.path)): p for p in pairs}
     anat, moved = by_name["nibabel/anatomical.nii"], by_name["nibabel/reoriented_anat_moved.nii"]
-    # the real reoriented (rotated ~20 degrees, 2 mm -> 4 mm) copy is caught, and nothing else
-    assert found == {frozenset((anat.path, moved.path))}
-    # measured, not claimed: the denoised copy and the 3-slice resampled copy (no fingerprint: a slab)
+    aniso, denoised = by_name["dipy/aniso_vox.nii.gz"], by_name["dipy/ascm_out_test.nii.gz"]
+    ex4d, crop = by_name["nibabel/example4d.nii.gz"], by_name["nibabel/example_nifti2.nii.gz"]
+    # the real reoriented (rotated, 2 mm -> 4 mm) copy and the denoised copy by fingerprint, the real
+    # 32x20x12 crop of example4d by its voxel patches; and nothing else
+    assert set(found) == {frozenset((anat.path, moved.path)), frozenset((aniso.path, denoised.path)),
+                          frozenset((ex4d.path, crop.path))}
+    assert found[frozenset((aniso.path, denoised.path))].matched_by == ("fingerprint",)
+    assert found[frozenset((ex4d.path, crop.path))].matched_by == ("voxel patches",)
+    # measured, not claimed: the 3-slice resampled copy has no fingerprint (a slab) and no shared voxels
     assert by_name["nibabel/resampled_anat_moved.nii"].fingerprint == ""
     # planted copies of a real scan
     img = nib.load(real / "nibabel/anatomical.nii")
     rng = np.random.default_rng(2)
     # (resampling this tight crop to 3 mm shrinks its smallest axis by 4.2 %: past the size test, missed)
-    for name in ("int16+scaling", "noise 2%", "noise 5%", "gamma 0.8", "gamma 1.25", "pad 3"):
+    for name in ("int16+scaling", "noise 2%", "noise 5%", "gamma 0.8", "gamma 1.25", "pad 3",
+                 "crop 3 (one side)", "crop 2 (both sides)"):
         data, affine = transforms(np.asarray(img.dataobj, dtype=np.float32), img.affine, rng)[name]
         copy = summary_of(save(tmp_path / f"{name}.nii", data, affine), "sub-99")
-        pairs, _ = near_duplicates([*summaries, copy], similarity=TH["similarity"],
-                                   size_tolerance=TH["size_tolerance"])
+        pairs, _ = near_duplicates([*summaries, copy], **TH)
         assert frozenset((anat.path, copy.path)) in {frozenset((p.a.path, p.b.path)) for p in pairs}, name
 
 
@@ -297,6 +338,9 @@ def test_near_duplicate_finding_carries_threshold_and_separation(tmp_path):
     assert f.splits == ("train", "test") and f.subjects == ("sub-004", "sub-013")
     ev = f.evidence
     assert ev["threshold"] == TH["similarity"] and ev["size_tolerance"] == TH["size_tolerance"]
+    assert ev["patch_overlap_threshold"] == TH["patch_overlap"] and ev["pairs"][0]["matched_by"] == ["fingerprint"]
+    sep_ = ev["separation"]
+    assert sep_["copies_lowest_patch_overlap"] > TH["patch_overlap"] > sep_["distinct_highest_patch_overlap"]
     assert ev["pairs"][0]["similarity"] >= TH["similarity"] and ev["pairs"][0]["compared_with"] == 13
     sep = ev["separation"]
     assert sep["copies_lowest_similarity"] > TH["similarity"] > sep["distinct_highest_similarity_same_size"]
@@ -304,6 +348,26 @@ def test_near_duplicate_finding_carries_threshold_and_separation(tmp_path):
     # configurable: a stricter threshold than the copy's similarity silences it
     strict = {"thresholds": {NEAR: {"similarity": 0.9999}}}
     assert run(ds, sp, NEAR, config=strict) == []
+
+
+def test_cropped_copy_is_reported_by_its_voxel_patches(tmp_path):
+    from audit.synthetic import make_dataset
+
+    ds = tmp_path / "ds"
+    make_dataset(ds, n_subjects=8, seed=2, session_fraction=0.0)
+    img = nib.load(t1w(ds, "003"))
+    data, affine = transforms(np.asarray(img.dataobj, dtype=np.float32), img.affine,
+                              np.random.default_rng(0))["crop 3 (one side)"]
+    save(t1w(ds, "009"), data, affine)
+    subjects = [f"sub-{i:03d}" for i in range(1, 10)]
+    sp = splits(tmp_path / "sp", train=subjects[:8], test=["sub-009"])
+    (f,) = run(ds, sp, NEAR)
+    assert f.splits == ("train", "test") and f.subjects == ("sub-003", "sub-009")
+    (pair,) = f.evidence["pairs"]
+    assert pair["matched_by"] == ["voxel patches"] and pair["patch_overlap"] >= TH["patch_overlap"]
+    assert run(ds, sp, DUP) == []  # a crop is not the same array
+    # inside one split it is not leakage
+    assert run(ds, splits(tmp_path / "one", train=subjects), NEAR) == []
 
 
 def test_image_pass_on_a_dask_cluster_gives_the_same_fingerprints(tmp_path):

@@ -152,6 +152,36 @@ def test_gzip_cut_near_the_end_is_corrupt(tmp_path, cut):
     assert s.status == "corrupt" and s.problem_code in ("truncated", "bad_gzip")
 
 
+@pytest.mark.parametrize("inflate", ["isal", "zlib"])
+def test_gzip_members_padding_and_garbage(tmp_path, monkeypatch, inflate):
+    import zlib
+
+    from audit import imaging
+
+    if inflate == "zlib":  # the fallback when isal is not installed
+        monkeypatch.setattr(imaging, "_inflate_lib", zlib)
+        monkeypatch.setattr(imaging, "_INFLATE_ERRORS", (zlib.error,))
+    raw = nifti_bytes(phantom().astype(np.int16))
+    whole = gzip.compress(raw, mtime=0)
+    root = dataset(tmp_path / "ds", {"01": None})
+    path = image_path(root, "01")
+    write(path, raw)
+    want = summarise(root).images[0]
+    assert want.status == "ok"
+    cut = len(raw) // 3  # two gzip members (as pigz or concatenated files make), then zero padding
+    path.write_bytes(gzip.compress(raw[:cut], mtime=0) + gzip.compress(raw[cut:], mtime=0) + b"\0" * 512)
+    s = summarise(root, cache=HashCache(memory=True)).images[0]
+    assert s.status == "ok" and s.content_hash == want.content_hash and s.fingerprint == want.fingerprint
+    path.write_bytes(whole + b"not gzip")
+    s = summarise(root, cache=HashCache(memory=True)).images[0]
+    assert (s.status, s.problem_code) == ("corrupt", "bad_gzip") and "trailing garbage" in s.problem
+    damaged = bytearray(whole)
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    s = summarise(root, cache=HashCache(memory=True)).images[0]
+    assert s.status == "corrupt" and s.problem_code in ("bad_gzip", "truncated")
+
+
 def test_truncated_uncompressed_nifti_is_corrupt(tmp_path):
     root = dataset(tmp_path / "ds", {"01": None})
     raw = nifti_bytes(phantom().astype(np.int16))

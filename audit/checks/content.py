@@ -10,43 +10,61 @@
     same voxels cannot be a genuine second visit).
 
 ``leakage.near_duplicate_image`` [error]
-    Two images of *different participants* in different splits whose
-    near-duplicate fingerprints (:mod:`audit.neardup`) agree: relative
-    similarity at least ``similarity`` (default 0.90: cosine of the two
-    fingerprints after removing the mean fingerprint of the images of their
-    BIDS suffix) *and* foreground sizes within ``size_tolerance`` (default
-    4 %, along each principal axis). Pairs with equal content hashes are left
-    to ``leakage.duplicate_image``. Two sessions of one participant are
-    expected to look alike and are never reported here (split apart, they are
-    ``leakage.subject_overlap``). Suffixes with fewer than three fingerprinted
-    images are not compared (no mean to compare against).
+    Two images of *different participants* in different splits that are
+    near-copies of one scan, by either of two per-image summaries
+    (:mod:`audit.neardup`), compared within one BIDS suffix:
+
+    * *fingerprints* agree: relative similarity at least ``similarity``
+      (default 0.90: cosine of the two fingerprints after removing the mean
+      fingerprint of the images of their suffix) *and* foreground sizes within
+      ``size_tolerance`` (default 4 %, along each principal axis). Catches
+      re-saving with another type or scaling, noise, gamma and other
+      intensity maps, denoising, padding, resampling, reorientation and small
+      rotations. Suffixes with fewer than three fingerprinted images are not
+      compared this way (no mean to compare against);
+    * *voxel patches* are shared: at least ``patch_overlap`` (default 0.5) of
+      the smaller image's 2x2x2 blocks of exact voxel values are also blocks
+      of the other (estimated from 256-hash bottom-k sketches). Catches what
+      keeps the voxel values but moves the fingerprint's frame: crops (also
+      those that cut into the head), pads, another origin or orientation.
+
+    Pairs with equal content hashes are left to ``leakage.duplicate_image``.
+    Two sessions of one participant are expected to look alike and are never
+    reported here (split apart, they are ``leakage.subject_overlap``).
 
 How the defaults were chosen (``bench/bench_neardup.py --separation``
 measures the figures in :data:`SEPARATION`, which every near-duplicate
 finding carries in its evidence): planted copies of synthetic phantoms (56)
 and of real images (3) (re-saved as int16 with scaling, 2 % and 5 % noise,
-gamma 0.8 and 1.25, cropping, zero padding, resampling to 1.5 times the
-voxel size, 7 and 10 degree rotations, reorientation, a moved affine)
-against every pair of different subjects of seven synthetic datasets of 12
-to 200 subjects (54,000 pairs) and of the real images in
-``../shared/data/nifti``:
+gamma 0.8 and 1.25, cropping 3 voxels on one side and 2 on both, zero
+padding, resampling to 1.5 times the voxel size, 7 and 10 degree rotations,
+reorientation, a moved affine) against every pair of different subjects of
+seven synthetic datasets of 12 to 200 subjects (54,000 pairs) and of the
+real images in ``../shared/data/nifti``:
 
-* copies caught every time (noise, gamma, padding, resampling, int16 and
-  scaling of the phantoms; gamma, padding, int16 and scaling of the real
-  images): relative similarity 0.937 or more, sizes within 1.5 %;
-* different subjects: at most 0.891, and 0.874 among those whose sizes
-  agree within 4 % (synthetic phantoms come from one template, so some
-  "people" are near-twins); different real images at most 0.04;
-* so 0.90 with the size test has no false positive on any of them, with
-  0.026 to spare; it catches nearly all rotated phantoms (110 of 112) and
-  the real reoriented copy ``reoriented_anat_moved.nii`` of
-  ``anatomical.nii`` (0.911, sizes 3.6 % apart);
-* missed: crops that cut into the object, noise added to a zero-masked
-  image (the mask's edge moves), rotations and resampling of tight crops
-  that change their extent by more than 4 %, the denoised
-  ``ascm_out_test.nii.gz`` of ``aniso_vox.nii.gz`` (0.62: denoising moved its
-  foreground by 15 %), and images too small to fingerprint (the 3-slice
-  ``resampled_anat_moved.nii``).
+* fingerprints: copies caught every time (noise, gamma, padding, resampling,
+  int16 and scaling of the phantoms; gamma, padding, int16 and scaling of the
+  real images) have relative similarity 0.935 or more, sizes within 1.5 %;
+  different subjects at most 0.891, and 0.875 among those whose sizes agree
+  within 4 % (synthetic phantoms come from one template, so some "people"
+  are near-twins); different real images at most 0.04. So 0.90 with the
+  size test has no false positive on any of them, with 0.025 to spare;
+* voxel patches: every crop, pad, reorientation and moved copy shares 0.96
+  or more of its patches with its original; different subjects (synthetic
+  and real) share none (0.000): 0.5 is far from both;
+* real near-duplicates: the denoised ``ascm_out_test.nii.gz`` of
+  ``aniso_vox.nii.gz`` (fingerprint 0.927, sizes 1.9 % apart), the
+  reoriented, moved and resampled ``reoriented_anat_moved.nii`` of
+  ``anatomical.nii`` (0.913, 3.6 %) and ``example_nifti2.nii.gz``, a
+  32x20x12 crop of ``example4d.nii.gz`` (patches 0.905) are caught;
+* missed: noise added to a zero-masked image (``example4d``'s masked
+  background becomes data: 0.58), rotations of 7 degrees or more of real
+  images other than ``anatomical.nii`` (0.75 to 0.83: the fingerprint of a
+  volume over ``audit.neardup.SMOOTH_VOXELS`` voxels is smoothed from coarser
+  blocks), resampling that changes a tight crop's extent by more than 4 %,
+  and images too small to fingerprint whose values changed (the 3-slice
+  ``resampled_anat_moved.nii``). Rotations are not part of the contract: a
+  rotated copy is caught when the frame finds it (most phantoms: 110 of 112).
 
 Identical voxels stored under another affine (a moved or reoriented copy)
 have the same content hash: ``leakage.duplicate_image`` reports them.
@@ -98,15 +116,18 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
     "leakage.near_duplicate_image": {
         "similarity": 0.90,       # relative fingerprint similarity (cosine after removing the suffix's mean)
         "size_tolerance": 0.04,   # largest |log| ratio of the principal spreads (4 %)
+        "patch_overlap": 0.5,     # share of the smaller image's voxel patches that the other holds
     },
 }
 
 #: Measured by ``bench/bench_neardup.py --separation`` (see the module documentation).
 SEPARATION: dict[str, Any] = {
     "measured_with": "bench/bench_neardup.py --separation",
-    "copies_lowest_similarity": 0.937,  # transforms caught every time (noise, gamma, padding, resampling...)
-    "distinct_highest_similarity_same_size": 0.874,  # different subjects whose sizes agree within 4 %
+    "copies_lowest_similarity": 0.935,  # transforms caught every time (noise, gamma, padding, resampling...)
+    "distinct_highest_similarity_same_size": 0.875,  # different subjects whose sizes agree within 4 %
     "distinct_highest_similarity": 0.891,  # different subjects, any size
+    "copies_lowest_patch_overlap": 0.962,  # crops, pads, reorientations, moved copies
+    "distinct_highest_patch_overlap": 0.0,  # different subjects, synthetic and real
     "distinct_pairs": 54_000,
     "datasets": "synthetic phantoms, 7 datasets of 12 to 200 subjects; 9 real images of ../shared/data/nifti",
 }
@@ -275,63 +296,100 @@ def _ordered(hits: dict[tuple[str, str], list[dict[str, Any]]],
 # ----------------------------------------------------------- near-duplicates
 @dataclass(frozen=True)
 class NearPair:
-    """Two images whose fingerprints agree."""
+    """Two images whose fingerprints agree, or whose voxel patches are largely the same."""
 
     a: ImageSummary
     b: ImageSummary
-    similarity: float
-    size_difference: float  # largest |log ratio| of the principal spreads
+    similarity: float | None  # relative fingerprint similarity (None: not compared)
+    size_difference: float | None  # largest |log ratio| of the principal spreads
     group: str  # the suffix whose mean was removed
     group_size: int
+    patch_overlap: float | None = None  # share of the smaller patch set the other holds (None: no sketches)
+    matched_by: tuple[str, ...] = ()  # "fingerprint", "voxel patches"
 
 
-def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float,
-                    size_tolerance: float) -> tuple[list[NearPair], dict[str, Any]]:
-    """Pairs of images of different participants (and different content) whose fingerprints agree.
+def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, size_tolerance: float,
+                    patch_overlap: float = 0.5) -> tuple[list[NearPair], dict[str, Any]]:
+    """Pairs of images of different participants (and different content) that are near-copies.
 
-    Images are compared within their suffix (``T1w``, ``bold``...), each
-    group centred on its own mean fingerprint (:func:`audit.neardup.near_pairs`).
-    Returns the pairs (sorted by path) and figures about the search.
+    Images are compared within their suffix (``T1w``, ``bold``...) in two
+    ways: fingerprints, each group centred on its own mean fingerprint
+    (:func:`audit.neardup.near_pairs`; ``similarity`` and ``size_tolerance``),
+    and patch sketches (:func:`audit.neardup.sketch_pairs`; ``patch_overlap``).
+    Either is enough. Returns the pairs (sorted by path) and figures about
+    the search.
     """
     groups: dict[str, list[ImageSummary]] = defaultdict(list)
     for s in summaries:
-        if s.fingerprint and s.fingerprint_spread and s.subject and s.status == "ok":
+        if (s.fingerprint or s.patch_sketch) and s.subject and s.status == "ok":
             groups[s.suffix or "?"].append(s)
-    pairs: list[NearPair] = []
+    found: dict[tuple[str, str], dict[str, Any]] = {}
     stats: dict[str, Any] = {"groups": {}, "candidates": 0}
+
+    def keep(ma: ImageSummary, mb: ImageSummary) -> bool:
+        return ma.subject != mb.subject and not (ma.content_hash and ma.content_hash == mb.content_hash)
+
     for suffix, members in sorted(groups.items()):
         members.sort(key=lambda s: s.path)
-        n = len(members)
-        stats["groups"][suffix] = n
-        if n < neardup.MIN_GROUP:
-            continue
-        decoded = [m.fingerprint_vector() for m in members]
-        width = len(decoded[0])
-        keep = [k for k, v in enumerate(decoded) if len(v) == width]  # one fingerprint version per group
-        members = [members[k] for k in keep]
-        vectors = np.empty((len(members), width), dtype=np.float16)
-        for row, k in enumerate(keep):
-            vectors[row] = decoded[k]
-        del decoded
-        i, j, sim, info = neardup.near_pairs(vectors, similarity)
-        stats["candidates"] += int(info["candidates"])
-        spread = np.log(np.array([m.fingerprint_spread for m in members], dtype=np.float64))
-        for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
-            ma, mb = members[a], members[b]
-            if ma.subject == mb.subject or (ma.content_hash and ma.content_hash == mb.content_hash):
-                continue
-            diff = float(np.abs(spread[a] - spread[b]).max())
-            if diff > size_tolerance:
-                continue
-            pairs.append(NearPair(ma, mb, round(float(s), 4), round(diff, 4), suffix, len(members)))
+        stats["groups"][suffix] = len(members)
+        fps = [m for m in members if m.fingerprint and m.fingerprint_spread]
+        res = None
+        if len(fps) >= neardup.MIN_GROUP:
+            decoded = [m.fingerprint_vector() for m in fps]
+            width = len(decoded[0])
+            kept = [k for k, v in enumerate(decoded) if len(v) == width]  # one fingerprint version per group
+            fps = [fps[k] for k in kept]
+            vectors = np.empty((len(fps), width), dtype=np.float16)
+            for row, k in enumerate(kept):
+                vectors[row] = decoded[k]
+            del decoded
+            i, j, sim, info = neardup.near_pairs(vectors, similarity)
+            stats["candidates"] += int(info["candidates"])
+            spread = np.log(np.array([m.fingerprint_spread for m in fps], dtype=np.float64))
+            for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
+                ma, mb = fps[a], fps[b]
+                if not keep(ma, mb):
+                    continue
+                diff = float(np.abs(spread[a] - spread[b]).max())
+                if diff > size_tolerance:
+                    continue
+                found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": round(float(s), 4),
+                                             "size_difference": round(diff, 4), "group": suffix,
+                                             "group_size": len(fps), "matched_by": ["fingerprint"]}
+            res = (neardup.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
+        sk = [m for m in members if m.patch_sketch and m.patch_count]
+        if len(sk) >= 2:
+            hashes = [m.sketch_hashes() for m in sk]
+            i, j, share = neardup.sketch_pairs(hashes, [int(m.patch_count or 0) for m in sk], patch_overlap)
+            for a, b, s in zip(i.tolist(), j.tolist(), share.tolist()):
+                ma, mb = sk[a], sk[b]
+                if not keep(ma, mb):
+                    continue
+                if ma.path > mb.path:
+                    ma, mb = mb, ma
+                row = found.get((ma.path, mb.path))
+                if row is None:
+                    row = found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": None,
+                                                       "size_difference": None, "group": suffix,
+                                                       "group_size": len(members), "matched_by": []}
+                    if res is not None and ma.path in res[1] and mb.path in res[1]:
+                        ra, rb = res[1][ma.path], res[1][mb.path]
+                        row["similarity"] = round(float(res[0].cosine(np.array([ra]), np.array([rb]))[0]), 4)
+                        row["size_difference"] = round(float(np.abs(res[2][ra] - res[2][rb]).max()), 4)
+                row["patch_overlap"] = round(float(s), 4)
+                row["matched_by"].append("voxel patches")
+    pairs = [NearPair(r["a"], r["b"], r["similarity"], r["size_difference"], r["group"], r["group_size"],
+                      r.get("patch_overlap"), tuple(r["matched_by"])) for r in found.values()]
     pairs.sort(key=lambda p: (p.a.path, p.b.path))
     return pairs, stats
 
 
-def _near_cached(ctx: AuditContext, similarity: float, size_tolerance: float) -> tuple[list[NearPair], dict[str, Any]]:
-    key = ("near_duplicates", similarity, size_tolerance)
+def _near_cached(ctx: AuditContext, similarity: float, size_tolerance: float,
+                 patch_overlap: float) -> tuple[list[NearPair], dict[str, Any]]:
+    key = ("near_duplicates", similarity, size_tolerance, patch_overlap)
     if key not in ctx.cache:
-        ctx.cache[key] = near_duplicates(_summaries(ctx), similarity=similarity, size_tolerance=size_tolerance)
+        ctx.cache[key] = near_duplicates(_summaries(ctx), similarity=similarity, size_tolerance=size_tolerance,
+                                         patch_overlap=patch_overlap)
     hit: tuple[list[NearPair], dict[str, Any]] = ctx.cache[key]
     return hit
 
@@ -353,16 +411,17 @@ def _thresholds(ctx: AuditContext, key: str) -> tuple[dict[str, Any], list[str]]
 
 @check("leakage.near_duplicate_image", default="error", needs={"splits", "images"})
 def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
-    """Near-copies of one scan (re-saved, rescaled, noised, resampled, moved) under different participants in different splits."""
+    """Near-copies of one scan (re-saved, rescaled, noised, cropped, resampled, moved) under different participants."""
     summaries = _summaries(ctx)
     if summaries.ignore_headers:
         return
     th, ignored = _thresholds(ctx, "leakage.near_duplicate_image")
-    pairs, stats = _near_cached(ctx, th["similarity"], th["size_tolerance"])
+    pairs, stats = _near_cached(ctx, th["similarity"], th["size_tolerance"], th["patch_overlap"])
     if not pairs:
         return
     extra: dict[str, Any] = {
         "threshold": th["similarity"], "size_tolerance": th["size_tolerance"],
+        "patch_overlap_threshold": th["patch_overlap"],
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
                       "their suffix (audit.neardup)",
         "separation": SEPARATION,
@@ -375,7 +434,8 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
         for p in pairs:
             for x, y, ia, ib in _cross_split(p.a, p.b, splits_of, order):
                 hits[(x, y)].append({"a": _side(x, ia), "b": _side(y, ib), "similarity": p.similarity,
-                                     "size_difference": p.size_difference, "suffix": p.group,
+                                     "size_difference": p.size_difference, "patch_overlap": p.patch_overlap,
+                                     "matched_by": list(p.matched_by), "suffix": p.group,
                                      "compared_with": p.group_size, "name": _pair_name(ia, ib)})
         yield from _findings(ctx, fold, _ordered(hits, order), ("is a near-duplicate under two participants",
                                                            "are near-duplicates under two participants"), extra)
