@@ -369,6 +369,7 @@ def participant_values(ctx: AuditContext, column: str, *, label: bool = False) -
             if str(pid).strip() and not _blank_cell(v):
                 out.setdefault(normalise_subject(pid), str(v).strip())
     if ctx.splits is not None:
+        from_splits: dict[str, list[str]] = {}
         for t in ctx.splits.tables:
             pairs: Iterable[tuple[str, Any]]
             if label and t.label_column == column:
@@ -377,7 +378,21 @@ def participant_values(ctx: AuditContext, column: str, *, label: bool = False) -
                 pairs = t.column_values(column)
             for pid, v in pairs:
                 if not _blank_cell(v) and pid not in out:
-                    out[pid] = str(v).strip()
+                    seen = from_splits.setdefault(pid, [])
+                    value = str(v).strip()
+                    if value not in seen:
+                        seen.append(value)
+        if label and any(len(v) > 1 for v in from_splits.values()):
+            # A participant under several labels: published lists nest them (ClinicaDL's MCI.tsv is the union
+            # of sMCI.tsv and pMCI.tsv). Keep the most specific one, the label fewest participants carry, so
+            # that one split's pMCI is not another split's MCI (real conflicts are quality.label_conflict's).
+            carriers: dict[str, int] = defaultdict(int)
+            for values in from_splits.values():
+                for value in values:
+                    carriers[value] += 1
+            out.update({pid: min(values, key=lambda v: (carriers[v], v)) for pid, values in from_splits.items()})
+        else:
+            out.update({pid: values[0] for pid, values in from_splits.items()})
     return out
 
 

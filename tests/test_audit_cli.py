@@ -399,6 +399,12 @@ def test_ad_dl_adni_train_and_test(tmp_path: Path) -> None:
     assert data["splits"]["sizes"] == {"train": 1134, "test": 500}
     _hierarchy_note(data)
     _skipped(data)
+    # The published test set has 100 participants per class; train follows ADNI's prevalence and holds
+    # 181 participants labelled "unlabeled". Nested labels count once, as their most specific label.
+    (shift,) = [f for f in data["findings"] if f["check"] == "shift.label" and f["severity"] == "warning"]
+    described = shift["evidence"]["worst"]["describe"]
+    assert described["levels"] == ["AD", "CN", "MCI", "pMCI", "sMCI", "unlabeled"]
+    assert described["counts"] == {"train": [236, 230, 94, 195, 198, 181], "test": [100] * 5 + [0]}
 
 
 def test_ad_dl_oasis_is_a_test_set_only(tmp_path: Path) -> None:

@@ -356,3 +356,34 @@ def test_checks_skip_with_reasons_without_splits_or_label(plain):
     assert findings == []
     assert {s["check"] for s in skipped} == {"confound.label_site", "shift.label", "shift.covariate",
                                              "shift.acquisition", "shift.image"}
+
+
+def test_nested_published_labels_count_as_their_most_specific_label():
+    """AD-DL's train/MCI.tsv is the union of sMCI.tsv and pMCI.tsv; its test files hold pMCI and sMCI apart.
+
+    Each participant counts once, under the most specific label it carries, in every split alike; otherwise
+    train's pMCI participants would count as MCI and the label distributions would differ by construction.
+    """
+    from audit.scanner import participant_values
+
+    def table(split: str, parts: Sequence[tuple[str, Sequence[str], str]]) -> SplitTable:
+        rows = [SplitRow(p, "ses-M00", lab, file, i + 2, MappingProxyType({"diagnosis": lab}))
+                for file, pids, lab in parts for i, p in enumerate(pids)]
+        return SplitTable(split, None, parts[0][0], rows, columns=["participant_id", "session_id", "diagnosis"],
+                          label_column="diagnosis")
+
+    train_p, train_s, train_m = ["sub-01", "sub-02"], ["sub-03", "sub-04", "sub-05"], ["sub-06"]
+    train = [("train/MCI.tsv", train_m + train_p + train_s, "MCI"), ("train/pMCI.tsv", train_p, "pMCI"),
+             ("train/sMCI.tsv", train_s, "sMCI")]
+    test = [("test/pMCI.tsv", ["sub-11"], "pMCI"), ("test/MCI.tsv", ["sub-12"], "MCI")]
+    tables = (table("train", train), table("test", test))
+    splits = SplitSet(format="clinicadl", root="", files=("train/MCI.tsv", "test/pMCI.tsv"), tables=tables)
+    ctx = AuditContext(options=AuditOptions(label="diagnosis", workers=1), splits=splits)
+    values = participant_values(ctx, "diagnosis", label=True)
+    assert values == {"sub-01": "pMCI", "sub-02": "pMCI", "sub-03": "sMCI", "sub-04": "sMCI", "sub-05": "sMCI",
+                      "sub-06": "MCI", "sub-11": "pMCI", "sub-12": "MCI"}
+    # file order does not matter
+    tables = (table("train", train[::-1]), table("test", test[::-1]))
+    ctx = AuditContext(options=AuditOptions(label="diagnosis", workers=1),
+                       splits=SplitSet(format="clinicadl", root="", files=splits.files, tables=tables))
+    assert participant_values(ctx, "diagnosis", label=True) == values
