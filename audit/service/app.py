@@ -84,6 +84,7 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
         from audit.service.worker import WorkerPool
 
         st = app.state.store
+        owned = st is None
         if st is None:
             from audit.service.db import make_engine, upgrade
 
@@ -105,6 +106,9 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
             yield
         finally:
             pool.stop()
+            if owned:
+                st.engine.dispose()
+                app.state.store = None
 
     app = FastAPI(title="bidsaudit", version=API_VERSION, lifespan=lifespan,
                   description="Submit audits of BIDS datasets and their splits; read results, reports and "
