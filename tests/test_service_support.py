@@ -142,3 +142,51 @@ def db_url(request, tmp_path):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db.sqlite'}"
     return request.getfixturevalue("postgres").new_database()
+
+
+# -- a real server on loopback --------------------------------------------------------------------
+class LiveServer:
+    """``bidsaudit serve`` in a subprocess on a free loopback port (start, kill, restart)."""
+
+    def __init__(self, root: Path, state: Path, *, workers: int = 1, extra: tuple[str, ...] = ()) -> None:
+        self.root, self.state, self.workers, self.extra = root, state, workers, extra
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = state.parent / f"server-{self.port}.log"
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        import sys
+        import urllib.request
+
+        repo = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "BIDSAUDIT_TOKEN": TOKEN, "PYTHONPATH": str(repo)}
+        argv = [sys.executable, "-m", "audit.cli", "serve", "--port", str(self.port), "--root", str(self.root),
+                "--state-dir", str(self.state), "--workers", str(self.workers), *self.extra]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not answer in time")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
