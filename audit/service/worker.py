@@ -15,7 +15,7 @@ import logging
 import os
 import shlex
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,19 @@ from audit.service.store import AuditRecord, Store
 __all__ = ["WorkerPool", "run_audit"]
 
 log = logging.getLogger("bidsaudit.service")
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker process: exit as soon as the server that started it is gone (even after SIGKILL)."""
+    import time
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="bidsaudit-parent-watch", daemon=True).start()
 
 
 def run_audit(job: dict[str, Any]) -> dict[str, Any]:
@@ -128,27 +141,30 @@ class WorkerPool:
         """Stop claiming; audits still running stay ``running`` and are recovered at the next start."""
         self._stop.set()
         self._wake.set()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            _terminate(pool)
         for t in self._threads:
             t.join(timeout)
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
 
     def _executor(self) -> Executor:
         with self._pool_lock:
+            if self._stop.is_set():
+                raise RuntimeError("the worker pool is stopping")
             if self._pool is None:
                 import multiprocessing
 
                 self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                                 mp_context=multiprocessing.get_context("spawn"))
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_watch_parent, initargs=(os.getpid(),))
             return self._pool
 
     def _drop_broken(self, pool: Executor) -> None:
         with self._pool_lock:
             if self._pool is pool:
                 self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
+        _terminate(pool)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -182,7 +198,7 @@ class WorkerPool:
                     self._drop_broken(pool)
                     raise
         except BaseException as err:  # every claimed audit ends done or failed
-            if self._stop.is_set() and isinstance(err, (BrokenProcessPool, RuntimeError)):
+            if self._stop.is_set() and isinstance(err, (BrokenProcessPool, RuntimeError, CancelledError)):
                 return  # stopping: leave it running, recovered (re-run) at the next start
             log.info("audit %s failed: %s", record.id, describe_error(err), exc_info=not _expected(err))
             self.store.fail(record.id, describe_error(err))
@@ -192,6 +208,17 @@ class WorkerPool:
             self.store.finish(record.id, result)
         finally:
             self.running.discard(record.id)
+
+
+def _terminate(pool: Executor) -> None:
+    """Stop a process pool now: audits still running are abandoned (recovered at the next start)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values()) if isinstance(pool, ProcessPoolExecutor) else []
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.join(5)
 
 
 def _expected(err: BaseException) -> bool:
