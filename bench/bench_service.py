@@ -251,13 +251,18 @@ def load_phase(server: Server, clients: int, audits: int) -> dict[str, Any]:
 
 
 def fault_phase(server: Server, audits: int, kill_after: int) -> dict[str, Any]:
+    import datetime as dt
+    from urllib.parse import quote
+
+    since = quote(dt.datetime.now(dt.timezone.utc).isoformat())  # a shared database may hold earlier audits
+    listing = f"/api/audits?limit=1000&since={since}"
     ids = []
     for i in range(audits):
         status, body = request(server.port, "POST", "/api/audits", body_for(i))
         assert status == 202, body
         ids.append(body["id"])
     while True:  # wait until some are done and some are running
-        listed = request(server.port, "GET", "/api/audits?limit=1000")[1]
+        listed = request(server.port, "GET", listing)[1]
         done = sum(1 for a in listed if a["status"] == "done")
         running = [a["id"] for a in listed if a["status"] == "running"]
         if done >= kill_after and running:
@@ -270,7 +275,7 @@ def fault_phase(server: Server, audits: int, kill_after: int) -> dict[str, Any]:
     server.start()
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        listed = request(server.port, "GET", "/api/audits?limit=1000")[1]
+        listed = request(server.port, "GET", listing)[1]
         if not any(a["status"] in ("queued", "running") for a in listed):
             break
         time.sleep(0.2)

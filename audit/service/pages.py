@@ -32,7 +32,7 @@ def render(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    return render("error", status, title=f"Error {status}", status=status, message=message)
+    return render("error", status, title=f"Error {status}", message=message)
 
 
 @router.get("/", response_class=HTMLResponse)
