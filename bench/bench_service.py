@@ -15,8 +15,8 @@ Two phases, each against a fresh ``bidsaudit serve`` subprocess on a free
 2. fault: submits ``--fault-audits`` audits, kills the server with SIGKILL
    while some are running (``--kill-after`` finished), restarts it on the same
    state, and waits: every acknowledged audit must end ``done`` (the ones that
-   were running are re-run once) or ``failed`` with the reason; none queued or
-   running is left, none appears twice.
+   were running are re-run once, with a note) or ``failed`` with the reason;
+   none queued or running is left, none appears twice, none runs a third time.
 
 Usage::
 
@@ -282,7 +282,7 @@ def fault_phase(server: Server, audits: int, kill_after: int) -> dict[str, Any]:
     recovery_s = time.perf_counter() - t0
     close_connection()
     by_id = {a["id"]: a for a in listed}
-    rerun = [i for i in running if by_id.get(i, {}).get("attempts") == 2]
+    rerun = [i for i in ids if by_id.get(i, {}).get("attempts", 0) > 1]
     failed_reasons = [by_id[i]["error"] for i in ids if i in by_id and by_id[i]["status"] == "failed"]
     accounting = {
         "acknowledged": len(ids), "listed_by_server": len(listed), "lost": len(set(ids) - set(by_id)),
@@ -290,11 +290,15 @@ def fault_phase(server: Server, audits: int, kill_after: int) -> dict[str, Any]:
         "done": sum(1 for i in ids if by_id.get(i, {}).get("status") == "done"),
         "failed_with_reason": sum(1 for r in failed_reasons if r),
         "stuck": sum(1 for a in listed if a["status"] in ("queued", "running")),
-        "running_at_kill": len(running), "running_at_kill_rerun": len(rerun),
+        # seen running just before the kill (one may still have finished before the signal landed)
+        "running_at_kill": len(running),
+        "rerun_after_restart": len(rerun),
+        "rerun_without_note": sum(1 for i in rerun if "re-queued" not in (by_id[i].get("note") or "")),
+        "run_more_than_twice": sum(1 for i in ids if by_id.get(i, {}).get("attempts", 0) > 2),
     }
     ok = (accounting["lost"] == 0 and accounting["unknown_extra"] == 0 and accounting["stuck"] == 0
           and accounting["done"] + accounting["failed_with_reason"] == len(ids)
-          and accounting["running_at_kill_rerun"] == len(running))
+          and accounting["rerun_without_note"] == 0 and accounting["run_more_than_twice"] == 0)
     return {"audits": audits, "at_kill": at_kill, "after_restart_s": round(recovery_s, 1), "accounting": accounting,
             "failed_reasons": failed_reasons[:5], "ok": ok}
 

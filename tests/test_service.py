@@ -127,8 +127,14 @@ def test_reads_can_require_a_token(root, tmp_path):
         for path in ("/api/audits", "/api/datasets", "/", "/upload"):
             assert c.get(path).status_code == 401, path
         assert c.get("/api/audits", headers=AUTH).status_code == 200
-        c.cookies.set("bidsaudit_token", TOKEN)
-        assert c.get("/").status_code == 200
+        assert "/login" in c.get("/", headers={"Accept": "text/html"}).text
+        c.get("/login")
+        csrf = c.cookies.get("bidsaudit_csrf")
+        assert c.post("/login", data={"token": "wrong-token-0123456789", "csrf": csrf}).status_code == 401
+        assert c.post("/login", data={"token": TOKEN, "csrf": "x" * 43}).status_code == 403
+        r = c.post("/login", data={"token": TOKEN, "csrf": csrf}, follow_redirects=False)
+        assert r.status_code == 303 and "httponly" in r.headers["set-cookie"].lower()
+        assert c.get("/").status_code == 200 and c.get("/api/datasets").status_code == 200
 
 
 # -- paths ----------------------------------------------------------------------------------------

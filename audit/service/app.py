@@ -188,7 +188,8 @@ def require_read(request: Request) -> None:
         return
     given = bearer(request.headers.get("authorization")) or request.cookies.get(TOKEN_COOKIE)
     if not token_ok(given, settings.tokens):
-        raise HTTPException(401, "this server's pages and results need a token", headers={"WWW-Authenticate":
+        raise HTTPException(401, "this server's pages and results need a token (a bearer header, or sign in "
+                                 "at /login)", headers={"WWW-Authenticate":
                                                                                             "Bearer"})
 
 

@@ -126,6 +126,38 @@ async def upload_submit(request: Request) -> Response:
     return RedirectResponse(f"/audits/{record.id}", status_code=303)
 
 
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    return _login_form(request)
+
+
+def _login_form(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
+    csrf = _csrf_for(request)
+    response = render("login", status, title="Sign in", csrf=csrf, error=error)
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/")
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Keep a token in an HttpOnly, SameSite=Strict cookie so that a browser can read a --private server."""
+    from audit.service.app import TOKEN_COOKIE
+    from audit.service.security import token_ok
+
+    try:
+        form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
+    except Exception:
+        return _login_form(request, 422, "malformed form")
+    token, csrf = form.get("token"), form.get("csrf")
+    if not csrf_ok(request.cookies.get(CSRF_COOKIE), csrf if isinstance(csrf, str) else None):
+        return _login_form(request, 403, "the form expired or came from another site (CSRF check failed)")
+    if not isinstance(token, str) or not token_ok(token, request.app.state.settings.tokens):
+        return _login_form(request, 401, "wrong token")
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
+    return response
+
+
 # -- views' data ----------------------------------------------------------------------------------
 def history_chart(done: list[AuditRecord], width: int = 640, height: int = 220) -> dict[str, Any]:
     """Coordinates of an inline SVG: errors and warnings per finished audit, oldest on the left."""
