@@ -178,7 +178,7 @@ def require_write(request: Request, token: str | None = None) -> None:
         raise HTTPException(401, "this server accepts no submissions: it was started without a token "
                                  "(set BIDSAUDIT_TOKEN or --tokens-file)", headers={"WWW-Authenticate": "Bearer"})
     if not token_ok(given, settings.tokens):
-        raise HTTPException(401, "missing or wrong token" if given is None or given else "missing token",
+        raise HTTPException(401, "wrong token" if given else "missing token: send Authorization: Bearer TOKEN",
                             headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -57,7 +57,7 @@ def audit_page(request: Request, audit_id: str) -> Response:
 def history(request: Request, dataset: str = Query(..., max_length=512)) -> Response:
     require_read(request)
     store: Store = request.app.state.store
-    records = store.list(dataset=dataset, limit=1000, oldest_first=True)
+    records = store.list(dataset=dataset, limit=500)[::-1]  # the newest 500, oldest first
     if not records:
         raise HTTPException(404, "no audits of this dataset")
     done = [r for r in records if r.status == "done"]
