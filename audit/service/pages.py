@@ -181,8 +181,9 @@ def history_chart(done: list[AuditRecord], width: int = 640, height: int = 220) 
     ticks = sorted({0, top, top // 2})
     return {"width": width, "height": height, "series": series, "n": n,
             "yticks": [{"y": y(t), "label": t} for t in ticks], "x0": pad_l, "x1": width - pad_r,
-            "ybottom": y(0), "labels": [{"x": x(i), "text": (r.summary()["created_at"] or "")[:10]}
-                                        for i, r in enumerate(done)] if n <= 12 else []}
+            "ybottom": y(0), "labels": [{"x": x(i), "text": (r.summary()["created_at"] or "")[:10],
+                                         "anchor": "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1
+                                         else "middle"} for i, r in enumerate(done)] if n <= 12 else []}
 
 
 def _finding_key(f: dict[str, Any]) -> tuple[Any, ...]:
