@@ -421,6 +421,8 @@ def serve(
     private: Annotated[bool, typer.Option("--private", help="Reading results and pages needs a token too.")]
     = False,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Audits run at once.")] = 2,
+    audit_timeout: Annotated[Optional[float], typer.Option("--audit-timeout", min=1, help="Seconds an audit may "
+                                                           "run before it is stopped and marked failed.")] = None,
 ) -> None:
     """HTTP service: submit audits, browse results, reports and each dataset's history."""
     with reported_errors():
@@ -432,7 +434,7 @@ def serve(
             tokens.add(os.environ[TOKEN_ENV])
         settings = Settings(roots=tuple(root or ()), state_dir=state_dir or default_state_dir(),
                             database_url=database, tokens=frozenset(tokens), public_read=not private,
-                            workers=workers)
+                            workers=workers, audit_timeout=audit_timeout)
         run_server(settings, host=host, port=port, echo=lambda m: typer.echo(m, err=True))
 
 

@@ -384,3 +384,36 @@ def test_serve_bad_options_exit_2(tmp_path, args, needle):
     proc = subprocess.run([sys.executable, "-m", "audit.cli", "serve", "--state-dir", str(tmp_path), *args],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- the audit processes --------------------------------------------------------------------------
+def test_a_fifo_is_refused_before_anything_reads_it(client, root):
+    os.mkfifo(root / "clean" / "validation.tsv")
+    r = submit(client, dataset="ds1", splits="clean")
+    assert r.status_code == 403 and "FIFO" in r.json()["detail"]
+    os.mkfifo(root / "ds1" / "sub-01" / "anat" / "sub-01_T2w.nii.gz")
+    body = wait_for(client, submit(client, dataset="ds1", splits="leaky").json()["id"])
+    assert body["status"] == "failed" and "FIFO" in body["error"]
+
+
+def test_an_audit_over_its_time_limit_is_stopped_and_marked_failed(root, tmp_path):
+    with make_client(root, tmp_path, executor="process", audit_timeout=0.05) as c:
+        body = wait_for(c, submit(c, dataset="ds1", splits="clean").json()["id"], timeout=120)
+    assert body["status"] == "failed" and "--audit-timeout" in body["error"]
+
+
+def test_a_dead_audit_process_fails_only_its_own_audit(root, tmp_path):
+    import time
+
+    with make_client(root, tmp_path, executor="process") as c:
+        pool = c.app.state.pool
+        first = submit(c, dataset="ds1", splits="clean").json()["id"]
+        deadline = time.monotonic() + 60
+        while first not in pool.running and time.monotonic() < deadline:
+            time.sleep(0.002)
+        with pool._lock:
+            pool._children[first].kill()  # what the kernel's OOM killer would do
+        body = wait_for(c, first, timeout=60)
+        assert body["status"] == "failed" and "process died" in body["error"]
+        second = wait_for(c, submit(c, dataset="ds1", splits="clean").json()["id"], timeout=120)
+        assert second["status"] == "done" and second["verdict"] == "pass"

@@ -97,7 +97,7 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
             log.warning("recovered after a stop: %(requeued)d audits queued again, %(failed)d marked failed",
                         recovered)
         pool = WorkerPool(st, roots=settings.roots, workers=settings.workers, executor=settings.executor,
-                          poll_seconds=settings.poll_seconds,
+                          poll_seconds=settings.poll_seconds, audit_timeout=settings.audit_timeout,
                           extra_roots=(settings.upload_dir.resolve(),))
         app.state.pool = pool
         if start_workers:

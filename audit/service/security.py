@@ -109,8 +109,22 @@ def confine(raw: str, roots: tuple[Path, ...], *, field: str) -> Path:
     raise FileNotFoundError(f"{field}: no such file or folder under the server's roots: {raw}")
 
 
+def _special(path: str) -> bool:
+    """A FIFO, socket or device: reading it could block forever or read a device (never a data file)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def check_links(path: Path, roots: tuple[Path, ...], *, limit: int = 1_000_000) -> None:
-    """Refuse a folder holding a symbolic link that resolves outside ``roots`` (before anything reads it)."""
+    """Refuse a folder holding a symbolic link that resolves outside ``roots``, or a FIFO, socket or
+    device file (before anything reads it)."""
+    if _special(str(path)):
+        raise PathRefused(f"{path.name}: not a regular file or folder (a FIFO, socket or device)")
     if path.is_file():
         return
     seen = 0
@@ -123,6 +137,9 @@ def check_links(path: Path, roots: tuple[Path, ...], *, limit: int = 1_000_000) 
             if os.path.islink(entry) and _within(Path(os.path.realpath(entry)), roots) is None:
                 rel = os.path.relpath(entry, path)
                 raise PathRefused(f"{rel}: a symbolic link that leads outside the server's roots")
+            if _special(entry):
+                rel = os.path.relpath(entry, path)
+                raise PathRefused(f"{rel}: not a regular file or folder (a FIFO, socket or device)")
 
 
 def safe_upload_name(name: str | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.service.security import PathRefused, UploadRefused, confine, safe_upload_name
+from audit.service.security import PathRefused, UploadRefused, check_links, confine, safe_upload_name
 from audit.service.settings import Settings
 from audit.service.store import AuditRecord, Store, new_id
 
@@ -77,6 +77,12 @@ def submit_paths(req: AuditRequest, settings: Settings, store: Store) -> AuditRe
         raise SubmitError(403, str(err)) from None
     except FileNotFoundError as err:
         raise SubmitError(422, str(err)) from None
+    try:  # the split files are read below, in this request: nothing that could block or leave the roots
+        check_links(splits, roots, limit=10_000)
+        for path in extra.values():
+            check_links(Path(path), roots, limit=10_000)
+    except PathRefused as err:
+        raise SubmitError(403, f"splits: {err}") from None
     if dataset is not None and not (dataset / "dataset_description.json").is_file():
         raise SubmitError(422, f"dataset: {req.dataset} is not a BIDS dataset (no dataset_description.json)")
     try:

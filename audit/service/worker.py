@@ -1,12 +1,15 @@
 """The bounded pool that runs queued audits.
 
 ``workers`` dispatcher threads each claim the oldest queued audit from the
-store and run it, in a process of a spawn-started process pool (default:
-an audit that exhausts memory or crashes takes down only its process, and
-the HTTP server keeps the interpreter lock to itself) or in the thread itself
-(``executor="thread"``, for tests). Every claimed audit ends ``done`` or
+store and run it in a process of its own (forked from a forkserver that has
+the library imported, so starting one costs milliseconds): an audit that
+crashes, exhausts memory or outlives ``audit_timeout`` takes down only its
+own process and ends ``failed`` with that reason, and the HTTP server keeps
+the interpreter lock to itself. ``executor="thread"`` runs audits in the
+dispatcher thread instead (tests). Every claimed audit ends ``done`` or
 ``failed`` with a one-line reason; one that was running when the server
-stopped is found by :meth:`Store.recover` at the next start.
+stopped is found by :meth:`Store.recover` at the next start. Audit processes
+watch their parent and exit when the server is gone, even after SIGKILL.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ import logging
 import os
 import shlex
 import threading
-from concurrent.futures import CancelledError, Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -103,30 +104,57 @@ def describe_error(err: BaseException) -> str:
     from audit.errors import BidsauditError
     from audit.service.security import PathRefused
 
-    if isinstance(err, (BidsauditError, PathRefused)):
+    if isinstance(err, (BidsauditError, PathRefused, _ChildError)):
         return str(err)
-    if isinstance(err, BrokenProcessPool):
-        return "the audit's worker process died (out of memory, or killed); the audit was not finished"
     if isinstance(err, RecursionError):
         return "input nested too deeply (a symbolic-link loop?)"
     return f"internal error: {type(err).__name__}: {err}"
 
 
+class AuditAborted(Exception):
+    """An audit's process died or ran out of time (the message says which)."""
+
+
+class Stopping(Exception):
+    """The server is stopping: the audit stays ``running`` and is recovered at the next start."""
+
+
+PRELOAD = ["audit.service.worker", "audit.api", "audit.checks", "audit.splits", "audit.bidsindex", "audit.cli"]
+
+
+def _child(job: dict[str, Any], conn: Any) -> None:
+    """In the audit's own process: run it and send back ("ok", result) or ("error", message, expected)."""
+    _watch_parent(os.getppid())
+    try:
+        conn.send(("ok", run_audit(job)))
+    except BaseException as err:  # noqa: BLE001 - reported to the parent as one line
+        conn.send(("error", describe_error(err), _expected(err)))
+    finally:
+        conn.close()
+
+
 class WorkerPool:
     def __init__(self, store: Store, *, roots: tuple[Path, ...], workers: int = 2, executor: str = "process",
-                 poll_seconds: float = 0.5, extra_roots: tuple[Path, ...] = ()) -> None:
+                 poll_seconds: float = 0.5, extra_roots: tuple[Path, ...] = (),
+                 audit_timeout: float | None = None) -> None:
         self.store = store
         self.roots = roots
         self.extra_roots = extra_roots  # the upload folder: where uploaded split files live
         self.workers = max(1, workers)
         self.executor_kind = executor
         self.poll_seconds = poll_seconds
+        self.audit_timeout = audit_timeout
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._pool: Executor | None = None
-        self._pool_lock = threading.Lock()
-        self.running: set[str] = set()
+        self._children: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._ctx: Any = None
+
+    @property
+    def running(self) -> set[str]:
+        with self._lock:
+            return set(self._children)
 
     def start(self) -> None:
         for i in range(self.workers):
@@ -138,33 +166,27 @@ class WorkerPool:
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop claiming; audits still running stay ``running`` and are recovered at the next start."""
+        """Stop claiming and kill the audits' processes; their audits stay ``running`` and are re-run at the next start."""
         self._stop.set()
         self._wake.set()
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            _terminate(pool)
+        with self._lock:
+            children = list(self._children.values())
+        for proc in children:
+            if proc is not None and proc.is_alive():
+                proc.kill()
         for t in self._threads:
             t.join(timeout)
 
-    def _executor(self) -> Executor:
-        with self._pool_lock:
-            if self._stop.is_set():
-                raise RuntimeError("the worker pool is stopping")
-            if self._pool is None:
+    def _context(self) -> Any:
+        with self._lock:
+            if self._ctx is None:
                 import multiprocessing
 
-                self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                                 mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_watch_parent, initargs=(os.getpid(),))
-            return self._pool
-
-    def _drop_broken(self, pool: Executor) -> None:
-        with self._pool_lock:
-            if self._pool is pool:
-                self._pool = None
-        _terminate(pool)
+                method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+                self._ctx = multiprocessing.get_context(method)
+                if method == "forkserver":  # each audit forks from a process with the library imported
+                    self._ctx.set_forkserver_preload(PRELOAD)
+            return self._ctx
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -185,44 +207,75 @@ class WorkerPool:
                 "extra_roots": [str(r) for r in self.extra_roots]}
 
     def run_one(self, record: AuditRecord) -> None:
+        """Run a claimed audit to ``done`` or ``failed`` (or leave it ``running`` when the server stops)."""
         job = self.job(record)
-        self.running.add(record.id)
         try:
-            if self.executor_kind == "thread":
-                result = run_audit(job)
-            else:
-                pool = self._executor()
-                try:
-                    result = pool.submit(run_audit, job).result()
-                except BrokenProcessPool:
-                    self._drop_broken(pool)
-                    raise
-        except BaseException as err:  # every claimed audit ends done or failed
-            if self._stop.is_set() and isinstance(err, (BrokenProcessPool, RuntimeError, CancelledError)):
-                return  # stopping: leave it running, recovered (re-run) at the next start
+            result = run_audit(job) if self.executor_kind == "thread" else self._in_process(record.id, job)
+        except Stopping:
+            return
+        except AuditAborted as err:
+            log.warning("audit %s aborted: %s", record.id, err)
+            self.store.fail(record.id, str(err))
+        except Exception as err:  # every claimed audit ends done or failed
             log.info("audit %s failed: %s", record.id, describe_error(err), exc_info=not _expected(err))
             self.store.fail(record.id, describe_error(err))
-            if not isinstance(err, Exception):
-                raise
         else:
             self.store.finish(record.id, result)
+
+    def _in_process(self, audit_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        import time
+
+        ctx = self._context()
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(job, send), name=f"bidsaudit-audit-{audit_id[:8]}", daemon=True)
+        with self._lock:
+            if self._stop.is_set():
+                raise Stopping()
+            self._children[audit_id] = proc
+            proc.start()
+        send.close()
+        deadline = time.monotonic() + self.audit_timeout if self.audit_timeout else None
+        try:
+            while True:
+                if self._stop.is_set():
+                    raise Stopping()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise AuditAborted(f"stopped after {self.audit_timeout:g} s (the server's --audit-timeout); "
+                                       "the audit was not finished")
+                try:
+                    if receive.poll(0.5):
+                        message = receive.recv()
+                        break
+                except (EOFError, OSError):
+                    proc.join(5)
+                    raise AuditAborted(f"the audit's process died (exit code {proc.exitcode}: killed, or out of "
+                                       "memory?); the audit was not finished") from None
+            if message[0] == "ok":
+                return message[1]  # type: ignore[no-any-return]
+            raise _ChildError(message[1], message[2])
         finally:
-            self.running.discard(record.id)
+            receive.close()
+            if proc.is_alive():
+                proc.join(2)
+                if proc.is_alive():
+                    proc.kill()
+            proc.join(5)
+            with self._lock:
+                self._children.pop(audit_id, None)
 
 
-def _terminate(pool: Executor) -> None:
-    """Stop a process pool now: audits still running are abandoned (recovered at the next start)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values()) if isinstance(pool, ProcessPoolExecutor) else []
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        proc.join(5)
+class _ChildError(Exception):
+    """The child's own one-line description of why its audit failed."""
+
+    def __init__(self, message: str, expected: bool) -> None:
+        super().__init__(message)
+        self.expected = expected
 
 
 def _expected(err: BaseException) -> bool:
     from audit.errors import BidsauditError
     from audit.service.security import PathRefused
 
+    if isinstance(err, _ChildError):
+        return err.expected
     return isinstance(err, (BidsauditError, PathRefused))
