@@ -423,6 +423,9 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Audits run at once.")] = 2,
     audit_timeout: Annotated[Optional[float], typer.Option("--audit-timeout", min=1, help="Seconds an audit may "
                                                            "run before it is stopped and marked failed.")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", help="A Host header to accept "
+                                                              "(repeatable; default on loopback: 127.0.0.1, "
+                                                              "localhost, ::1; elsewhere: any).")] = None,
 ) -> None:
     """HTTP service: submit audits, browse results, reports and each dataset's history."""
     with reported_errors():
@@ -434,7 +437,8 @@ def serve(
             tokens.add(os.environ[TOKEN_ENV])
         settings = Settings(roots=tuple(root or ()), state_dir=state_dir or default_state_dir(),
                             database_url=database, tokens=frozenset(tokens), public_read=not private,
-                            workers=workers, audit_timeout=audit_timeout)
+                            workers=workers, audit_timeout=audit_timeout,
+                            allowed_hosts=tuple(allowed_host or ()))
         run_server(settings, host=host, port=port, echo=lambda m: typer.echo(m, err=True))
 
 

@@ -417,3 +417,13 @@ def test_a_dead_audit_process_fails_only_its_own_audit(root, tmp_path):
         assert body["status"] == "failed" and "process died" in body["error"]
         second = wait_for(c, submit(c, dataset="ds1", splits="clean").json()["id"], timeout=120)
         assert second["status"] == "done" and second["verdict"] == "pass"
+
+
+def test_a_foreign_host_header_is_refused_where_hosts_are_pinned(root, tmp_path):
+    from audit.service.app import create_app
+
+    app = create_app(settings_for(root, tmp_path / "state", allowed_hosts=("127.0.0.1", "localhost")))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/api/datasets").status_code == 200
+        r = c.get("/api/datasets", headers={"Host": "rebound.example:8000"})
+        assert r.status_code == 400 and "Traceback" not in r.text

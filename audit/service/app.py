@@ -30,6 +30,7 @@ log = logging.getLogger("bidsaudit.service")
 API_VERSION = "1"
 ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 TOKEN_COOKIE = "bidsaudit_token"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -115,6 +116,10 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
                               "each dataset's history.", docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.store = store
+    if settings.allowed_hosts:  # a name rebound to 127.0.0.1 by another site gets 400, not our pages
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.state.pool = None
     _install_handlers(app)
     _install_api(app)
@@ -341,9 +346,13 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, echo
     except OSError as err:
         raise InputError(settings.state_dir, f"cannot create: {err.strerror}", field="--state-dir") from None
     store = Store(engine)
+    if host in LOOPBACK and not settings.allowed_hosts:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, allowed_hosts=("127.0.0.1", "localhost", "::1", "[::1]"))
     if not settings.tokens:
         echo("bidsaudit serve: no token configured (BIDSAUDIT_TOKEN or --tokens-file): submissions are refused")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK:
         echo(f"bidsaudit serve: listening on {host}, beyond this machine"
              + ("" if settings.tokens else " (with no token!)"))
     echo(f"bidsaudit serve: http://{host}:{port}/  database {engine.url.render_as_string()}  "

@@ -34,6 +34,7 @@ class Settings:
     public_read: bool = True
     workers: int = 2
     executor: str = "process"  # "process" (isolated, default) or "thread" (tests)
+    allowed_hosts: tuple[str, ...] = ()  # Host headers accepted (empty: any); serve() fills it on loopback
     audit_timeout: float | None = None  # seconds; None: no limit
     max_attempts: int = 2  # an audit interrupted by a stop is re-run once, then marked failed
     max_file_bytes: int = 5 * 1024 * 1024
