@@ -397,7 +397,7 @@ def test_a_fifo_is_refused_before_anything_reads_it(client, root):
 
 
 def test_an_audit_over_its_time_limit_is_stopped_and_marked_failed(root, tmp_path):
-    with make_client(root, tmp_path, executor="process", audit_timeout=0.05) as c:
+    with make_client(root, tmp_path, executor="process", audit_timeout=0.001) as c:
         body = wait_for(c, submit(c, dataset="ds1", splits="clean").json()["id"], timeout=120)
     assert body["status"] == "failed" and "--audit-timeout" in body["error"]
 

@@ -84,6 +84,8 @@ def test_reviewer_uploads_through_the_form_and_reads_the_verdict(browser, server
 
 def test_the_form_refuses_a_wrong_token_and_says_so(browser, server, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     split = tmp_path / "splits.tsv"
     split.write_text("participant_id\tsplit\nsub-01\ttrain\nsub-02\ttest\n")
@@ -91,5 +93,6 @@ def test_the_form_refuses_a_wrong_token_and_says_so(browser, server, tmp_path):
     browser.find_element(By.ID, "files").send_keys(str(split))
     browser.find_element(By.ID, "token").send_keys("not-the-token-0000000000")
     browser.find_element(By.ID, "submit").click()
-    assert "wrong token" in browser.find_element(By.ID, "form-error").text
+    error = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "form-error")))
+    assert "wrong token" in error.text
     assert "/upload" in browser.current_url

@@ -119,7 +119,7 @@ class Stopping(Exception):
     """The server is stopping: the audit stays ``running`` and is recovered at the next start."""
 
 
-PRELOAD = ["audit.service.worker", "audit.api", "audit.checks", "audit.splits", "audit.bidsindex", "audit.cli"]
+PRELOAD = ["audit.service.worker", "audit.service.warmup", "audit.api", "audit.checks", "audit.splits", "audit.bidsindex", "audit.cli"]
 
 
 def _child(job: dict[str, Any], conn: Any) -> None:
@@ -242,8 +242,9 @@ class WorkerPool:
                 if deadline is not None and time.monotonic() > deadline:
                     raise AuditAborted(f"stopped after {self.audit_timeout:g} s (the server's --audit-timeout); "
                                        "the audit was not finished")
+                wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
                 try:
-                    if receive.poll(0.5):
+                    if receive.poll(wait):
                         message = receive.recv()
                         break
                 except (EOFError, OSError):
