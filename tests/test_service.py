@@ -427,3 +427,23 @@ def test_a_foreign_host_header_is_refused_where_hosts_are_pinned(root, tmp_path)
         assert c.get("/api/datasets").status_code == 200
         r = c.get("/api/datasets", headers={"Host": "rebound.example:8000"})
         assert r.status_code == 400 and "Traceback" not in r.text
+
+
+def test_a_database_hiccup_while_storing_an_outcome_is_retried(root, tmp_path, monkeypatch):
+    from audit.service.store import Store
+
+    real = Store.finish
+    calls = []
+
+    def flaky(self, audit_id, result):
+        calls.append(audit_id)
+        if len(calls) == 1:
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("UPDATE audits", {}, Exception("database is locked"))
+        return real(self, audit_id, result)
+
+    monkeypatch.setattr(Store, "finish", flaky)
+    with make_client(root, tmp_path) as c:
+        body = wait_for(c, submit(c, dataset="ds1", splits="clean").json()["id"])
+    assert body["status"] == "done" and len(calls) == 2

@@ -199,7 +199,10 @@ class WorkerPool:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
                 continue
-            self.run_one(record)
+            try:
+                self.run_one(record)
+            except Exception:  # the thread must outlive anything; the audit is recovered at the next start
+                log.exception("audit %s: could not record its outcome", record.id)
 
     def job(self, record: AuditRecord) -> dict[str, Any]:
         return {"id": record.id, "dataset_path": record.dataset_path, "splits_path": record.splits_path,
@@ -215,12 +218,26 @@ class WorkerPool:
             return
         except AuditAborted as err:
             log.warning("audit %s aborted: %s", record.id, err)
-            self.store.fail(record.id, str(err))
+            self._record(self.store.fail, record.id, str(err))
         except Exception as err:  # every claimed audit ends done or failed
             log.info("audit %s failed: %s", record.id, describe_error(err), exc_info=not _expected(err))
-            self.store.fail(record.id, describe_error(err))
+            self._record(self.store.fail, record.id, describe_error(err))
         else:
-            self.store.finish(record.id, result)
+            self._record(self.store.finish, record.id, result)
+
+    def _record(self, write: Any, audit_id: str, value: Any, tries: int = 5) -> None:
+        """Store an outcome, retrying through a database hiccup (1, 2, 4, 8 s apart)."""
+        import time
+
+        for attempt in range(tries):
+            try:
+                write(audit_id, value)
+                return
+            except Exception:
+                if attempt == tries - 1 or self._stop.is_set():
+                    raise
+                log.warning("audit %s: storing its outcome failed; retrying", audit_id, exc_info=True)
+                time.sleep(2 ** attempt)
 
     def _in_process(self, audit_id: str, job: dict[str, Any]) -> dict[str, Any]:
         import time
