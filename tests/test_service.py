@@ -435,13 +435,13 @@ def test_a_database_hiccup_while_storing_an_outcome_is_retried(root, tmp_path, m
     real = Store.finish
     calls = []
 
-    def flaky(self, audit_id, result):
+    def flaky(self, audit_id, result, owner=None):
         calls.append(audit_id)
         if len(calls) == 1:
             from sqlalchemy.exc import OperationalError
 
             raise OperationalError("UPDATE audits", {}, Exception("database is locked"))
-        return real(self, audit_id, result)
+        return real(self, audit_id, result, owner=owner)
 
     monkeypatch.setattr(Store, "finish", flaky)
     with make_client(root, tmp_path) as c:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -34,7 +35,7 @@ def test_migrations_build_exactly_the_models(db_url):  # noqa: F811
     upgrade(engine)  # a second start finds the schema current
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
     assert "audits" in inspect(engine).get_table_names()
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
@@ -134,3 +135,59 @@ def test_api_end_to_end_on_each_database(db_url, tmp_path):  # noqa: F811
         assert c.get("/api/datasets").json()[0]["latest"]["id"] == body["id"]
     with TestClient(create_app(settings)) as c:  # a restart keeps the history
         assert c.get(f"/api/audits/{body['id']}").json()["result"] == body["result"]
+
+
+def test_upgrade_from_0001_keeps_audits_and_recovers_their_running_ones(db_url):  # noqa: F811
+    from alembic import command
+    from sqlalchemy import text
+
+    from audit.service.db import alembic_config, make_engine, upgrade
+    from audit.service.store import Store
+
+    engine = make_engine(db_url)
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with engine.begin() as conn:  # a server of the first schema was running this audit when it stopped
+        conn.execute(text("INSERT INTO audits (id, status, dataset, splits_path, source, options, created_at, "
+                          "attempts) VALUES ('a' || :pad, 'running', 'ds', '/s', 'paths', '{}', :now, 1)"),
+                     {"pad": "0" * 31, "now": "2026-01-01 00:00:00+00:00"})
+    upgrade(engine)
+    store = Store(engine)
+    record = store.get("a" + "0" * 31)
+    assert record.status == "running" and record.dataset == "ds"
+    assert store.recover(max_attempts=2)["requeued"] == 1
+    assert store.get(record.id).status == "queued"
+    engine.dispose()
+
+
+def test_several_servers_share_a_database_without_stealing_each_others_audits(store):
+    import datetime as dt
+    import socket
+
+    from sqlalchemy import update
+
+    from audit.service.db import AuditRow
+    from audit.service.worker import _LIVE, owner_alive
+
+    host = socket.gethostname()
+    live = f"{host}:{os.getpid()}:live0001"
+    dead_here = f"{host}:999999999:dead0001"  # a pid that cannot exist: a server on this machine that exited
+    far = "other-host.example:4242:far00001"  # another machine: only its lease says whether it is alive
+    a, b, c, d = _submit(store, 4)
+    _LIVE.add(live)
+    try:
+        for owner in (live, dead_here, far, far):
+            store.claim_next(owner)
+        with store.session() as s, s.begin():  # d's server stopped renewing its lease long ago
+            s.execute(update(AuditRow).where(AuditRow.id == d.id)
+                      .values(heartbeat_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)))
+        assert owner_alive(live) and not owner_alive(dead_here) and owner_alive(far)
+        assert store.recover(max_attempts=2, lease_seconds=60, owner_alive=owner_alive)["requeued"] == 2
+        assert [store.get(x.id).status for x in (a, b, c, d)] == ["running", "queued", "running", "queued"]
+        assert store.heartbeat(live) == 1
+        assert not store.finish(a.id, {"status": "pass"}, owner=far)  # only its own server closes an audit
+        assert store.finish(a.id, {"status": "pass"}, owner=live)
+    finally:
+        _LIVE.discard(live)

@@ -93,13 +93,14 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
             upgrade(engine)
             st = app.state.store = Store(engine)
         settings.upload_dir.mkdir(parents=True, exist_ok=True)
-        recovered = st.recover(settings.max_attempts)
+        pool = WorkerPool(st, roots=settings.roots, workers=settings.workers, executor=settings.executor,
+                          poll_seconds=settings.poll_seconds, audit_timeout=settings.audit_timeout,
+                          extra_roots=(settings.upload_dir.resolve(),), lease_seconds=settings.lease_seconds,
+                          max_attempts=settings.max_attempts)
+        recovered = pool.recover()
         if recovered["requeued"] or recovered["failed"]:
             log.warning("recovered after a stop: %(requeued)d audits queued again, %(failed)d marked failed",
                         recovered)
-        pool = WorkerPool(st, roots=settings.roots, workers=settings.workers, executor=settings.executor,
-                          poll_seconds=settings.poll_seconds, audit_timeout=settings.audit_timeout,
-                          extra_roots=(settings.upload_dir.resolve(),))
         app.state.pool = pool
         if start_workers:
             pool.start()

@@ -54,6 +54,8 @@ class AuditRow(Base):
     result: Mapped[str | None] = mapped_column(Text)  # the contract's JSON result
     error: Mapped[str | None] = mapped_column(Text)  # why it failed
     note: Mapped[str | None] = mapped_column(Text)  # e.g. "re-run after a server restart"
+    owner: Mapped[str | None] = mapped_column(String(128))  # the server running it: "host:pid:nonce"
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))  # renewed while it runs
 
     __table_args__ = (
         Index("ix_audits_status_created", "status", "created_at"),

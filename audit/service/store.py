@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,52 +105,83 @@ class Store:
             s.add(row)
         return AuditRecord.of(row)
 
-    def claim_next(self) -> AuditRecord | None:
-        """Mark the oldest queued audit running and return it (None when the queue is empty)."""
+    def claim_next(self, owner: str = "") -> AuditRecord | None:
+        """Mark the oldest queued audit running for ``owner`` and return it (None when the queue is empty)."""
         for _ in range(20):
             with self.session() as s, s.begin():
                 candidate = s.scalar(select(AuditRow.id).where(AuditRow.status == "queued")
                                      .order_by(AuditRow.created_at, AuditRow.id).limit(1))
                 if candidate is None:
                     return None
+                now = utcnow()
                 claimed = s.execute(
                     update(AuditRow).where(AuditRow.id == candidate, AuditRow.status == "queued")
-                    .values(status="running", started_at=utcnow(), attempts=AuditRow.attempts + 1)
+                    .values(status="running", started_at=now, heartbeat_at=now, owner=owner,
+                            attempts=AuditRow.attempts + 1)
                 ).rowcount
             if claimed == 1:
                 return self.get(candidate)
         return None
 
-    def finish(self, audit_id: str, result: dict[str, Any]) -> bool:
+    def heartbeat(self, owner: str) -> int:
+        """Renew the lease on every audit ``owner`` is running."""
+        with self.session() as s, s.begin():
+            return int(s.execute(update(AuditRow).where(AuditRow.status == "running", AuditRow.owner == owner)
+                                 .values(heartbeat_at=utcnow())).rowcount)
+
+    def finish(self, audit_id: str, result: dict[str, Any], owner: str | None = None) -> bool:
         counts = result.get("counts") or {}
         readiness = result.get("readiness") or {}
         values = dict(status="done", finished_at=utcnow(), result=json.dumps(result, allow_nan=False),
                       verdict=result.get("status"), readiness_level=readiness.get("level"),
                       errors=int(counts.get("error", 0)), warnings=int(counts.get("warning", 0)),
                       infos=int(counts.get("info", 0)), error=None)
-        return self._close(audit_id, values)
+        return self._close(audit_id, values, owner)
 
-    def fail(self, audit_id: str, message: str) -> bool:
-        return self._close(audit_id, dict(status="failed", finished_at=utcnow(), error=message[:4000]))
+    def fail(self, audit_id: str, message: str, owner: str | None = None) -> bool:
+        return self._close(audit_id, dict(status="failed", finished_at=utcnow(), error=message[:4000]), owner)
 
-    def _close(self, audit_id: str, values: dict[str, Any]) -> bool:
+    def _close(self, audit_id: str, values: dict[str, Any], owner: str | None) -> bool:
+        """Only the server that runs an audit may close it (not one whose lease was taken over)."""
+        q = update(AuditRow).where(AuditRow.id == audit_id, AuditRow.status == "running")
+        if owner is not None:
+            q = q.where(AuditRow.owner == owner)
         with self.session() as s, s.begin():
-            n = s.execute(update(AuditRow).where(AuditRow.id == audit_id, AuditRow.status == "running")
-                          .values(**values)).rowcount
+            n = s.execute(q.values(**values)).rowcount
         return n == 1
 
-    def recover(self, max_attempts: int) -> dict[str, int]:
-        """After a start: audits left running by a stopped server are queued again, or failed with the reason."""
-        with self.session() as s, s.begin():
-            requeued = s.execute(
-                update(AuditRow).where(AuditRow.status == "running", AuditRow.attempts < max_attempts)
-                .values(status="queued", started_at=None,
-                        note="re-queued: the server stopped while this audit was running")).rowcount
-            failed = s.execute(
-                update(AuditRow).where(AuditRow.status == "running")
-                .values(status="failed", finished_at=utcnow(),
-                        error=f"interrupted: the server stopped while this audit was running, "
-                              f"{max_attempts} times; not retried again")).rowcount
+    def recover(self, max_attempts: int, *, lease_seconds: float = 120.0,
+                owner_alive: Callable[[str], bool] | None = None) -> dict[str, int]:
+        """Audits left ``running`` by a server that is gone: queued again (a note says so), or failed with the
+        reason after ``max_attempts`` runs.
+
+        A server is gone when ``owner_alive(owner)`` says so (same machine, its process has exited) or when
+        it has not renewed its lease for ``lease_seconds`` (another machine). Audits of live servers are
+        left alone, so several servers can share one database.
+        """
+        alive = owner_alive or (lambda _owner: False)
+        stale_before = utcnow() - dt.timedelta(seconds=lease_seconds)
+        requeued = failed = 0
+        with self.session() as s:
+            rows = s.execute(select(AuditRow.id, AuditRow.owner, AuditRow.heartbeat_at, AuditRow.attempts)
+                             .where(AuditRow.status == "running")).all()
+        for audit_id, owner, beat, attempts in rows:
+            beat = _aware(beat)
+            if owner and alive(owner) and beat is not None and beat >= stale_before:
+                continue
+            guard = [AuditRow.id == audit_id, AuditRow.status == "running",
+                     AuditRow.owner.is_(None) if owner is None else AuditRow.owner == owner]
+            with self.session() as s, s.begin():
+                if attempts < max_attempts:
+                    requeued += s.execute(update(AuditRow).where(*guard).values(
+                        status="queued", started_at=None, owner=None, heartbeat_at=None,
+                        note="re-queued: the server running this audit stopped")).rowcount
+                else:
+                    failed += s.execute(update(AuditRow).where(*guard).values(
+                        status="failed", finished_at=utcnow(),
+                        error=f"interrupted: the server running this audit stopped, {attempts} times; "
+                              "not retried again")).rowcount
+        with self.session() as s:
             queued = s.scalar(select(func.count()).select_from(AuditRow).where(AuditRow.status == "queued"))
         return {"requeued": requeued, "failed": failed, "queued": int(queued or 0)}
 

@@ -133,10 +133,47 @@ def _child(job: dict[str, Any], conn: Any) -> None:
         conn.close()
 
 
+def new_owner() -> str:
+    """This server's name in the ``owner`` column: ``host:pid:nonce``."""
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False when ``owner`` ran on this machine and is gone (its process exited, or its pool in this process
+    stopped); True otherwise (for another machine, its lease decides)."""
+    import socket
+
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    host, pid = parts[0], int(parts[1])
+    if host != socket.gethostname()[:80]:
+        return True
+    if pid == os.getpid():
+        return owner in _LIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_LIVE: set[str] = set()  # owners of the pools running in this process
+
+
 class WorkerPool:
     def __init__(self, store: Store, *, roots: tuple[Path, ...], workers: int = 2, executor: str = "process",
                  poll_seconds: float = 0.5, extra_roots: tuple[Path, ...] = (),
-                 audit_timeout: float | None = None) -> None:
+                 audit_timeout: float | None = None, lease_seconds: float = 120.0,
+                 max_attempts: int = 2) -> None:
+        self.owner = new_owner()
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
         self.store = store
         self.roots = roots
         self.extra_roots = extra_roots  # the upload folder: where uploaded split files live
@@ -156,11 +193,34 @@ class WorkerPool:
         with self._lock:
             return set(self._children)
 
+    def recover(self) -> dict[str, int]:
+        """Re-queue (or fail) audits whose server is gone; audits of live servers sharing the database stay."""
+        return self.store.recover(self.max_attempts, lease_seconds=self.lease_seconds, owner_alive=owner_alive)
+
     def start(self) -> None:
+        _LIVE.add(self.owner)
         for i in range(self.workers):
             t = threading.Thread(target=self._loop, name=f"bidsaudit-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self._heartbeat, name="bidsaudit-heartbeat", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _heartbeat(self) -> None:
+        """Renew this server's leases; now and then take over the audits of a server that is gone."""
+        import time
+
+        last_recovery = time.monotonic()
+        while not self._stop.wait(self.lease_seconds / 4):
+            try:
+                self.store.heartbeat(self.owner)
+                if time.monotonic() - last_recovery > self.lease_seconds / 2:
+                    last_recovery = time.monotonic()
+                    if any(self.recover()[k] for k in ("requeued", "failed")):
+                        self.wake()
+            except Exception:  # a database hiccup: try again at the next beat
+                log.warning("heartbeat failed", exc_info=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -169,6 +229,7 @@ class WorkerPool:
         """Stop claiming and kill the audits' processes; their audits stay ``running`` and are re-run at the next start."""
         self._stop.set()
         self._wake.set()
+        _LIVE.discard(self.owner)
         with self._lock:
             children = list(self._children.values())
         for proc in children:
@@ -191,7 +252,7 @@ class WorkerPool:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                record = self.store.claim_next()
+                record = self.store.claim_next(self.owner)
             except Exception:  # a database hiccup: log, wait, retry
                 log.exception("claiming an audit failed")
                 record = None
@@ -231,7 +292,9 @@ class WorkerPool:
 
         for attempt in range(tries):
             try:
-                write(audit_id, value)
+                if not write(audit_id, value, owner=self.owner):
+                    log.warning("audit %s: not recorded (no longer running here: its lease was taken over)",
+                                audit_id)
                 return
             except Exception:
                 if attempt == tries - 1 or self._stop.is_set():
