@@ -529,6 +529,46 @@ def _check_result_schema(path: Path, data: dict) -> None:  # type: ignore[type-a
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (default: this machine only).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    root: Annotated[Optional[list[Path]], typer.Option("--root", help="A folder the server may read datasets "
+                                                       "and split files from (repeatable; none: uploads only).")]
+    = None,
+    database: Annotated[Optional[str], typer.Option("--database", help="SQLAlchemy URL: sqlite:///FILE or "
+                                                    "postgresql://USER@HOST/DB (default: a SQLite file in the "
+                                                    "state folder).")] = None,
+    state_dir: Annotated[Optional[Path], typer.Option("--state-dir", help="Where the default database and "
+                                                      "uploaded split files live (default: "
+                                                      "$XDG_STATE_HOME/bidsaudit).")] = None,
+    tokens_file: Annotated[Optional[Path], typer.Option("--tokens-file", help="Bearer tokens allowed to submit, "
+                                                        "one a line (name:token); also BIDSAUDIT_TOKEN.")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Reading results and pages needs a token too.")]
+    = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Audits run at once.")] = 2,
+    audit_timeout: Annotated[Optional[float], typer.Option("--audit-timeout", min=1, help="Seconds an audit may "
+                                                           "run before it is stopped and marked failed.")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", help="A Host header to accept "
+                                                              "(repeatable; default on loopback: 127.0.0.1, "
+                                                              "localhost, ::1; elsewhere: any).")] = None,
+) -> None:
+    """HTTP service: submit audits, browse results, reports and each dataset's history."""
+    with reported_errors():
+        from audit.service.app import serve as run_server
+        from audit.service.settings import TOKEN_ENV, Settings, default_state_dir, read_tokens_file
+
+        tokens = set(read_tokens_file(tokens_file)) if tokens_file else set()
+        if os.environ.get(TOKEN_ENV):
+            tokens.add(os.environ[TOKEN_ENV])
+        settings = Settings(roots=tuple(root or ()), state_dir=state_dir or default_state_dir(),
+                            database_url=database, tokens=frozenset(tokens), public_read=not private,
+                            workers=workers, audit_timeout=audit_timeout,
+                            allowed_hosts=tuple(allowed_host or ()))
+        run_server(settings, host=host, port=port, echo=lambda m: typer.echo(m, err=True))
+
+
+@app.command()
 def demo(
     directory: Annotated[Path, typer.Argument(help="Where to write the demo dataset and reports.")]
     = Path("bidsaudit-demo"),

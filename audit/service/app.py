@@ -1,0 +1,362 @@
+"""The FastAPI application: the JSON API (contract, "HTTP API") and the pages; ``serve()``.
+
+Errors never carry a traceback: bad requests get a 4xx with a one-line
+``detail``; anything unexpected is logged on the server and answered with a
+plain 500 that says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from audit.service.security import bearer, token_ok
+from audit.service.settings import Settings
+from audit.service.store import STATUSES, AuditRecord, Store
+from audit.service.submission import AuditRequest, SubmitError, submit_paths, submit_upload
+
+__all__ = ["create_app", "serve", "API_VERSION"]
+
+log = logging.getLogger("bidsaudit.service")
+API_VERSION = "1"
+ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+TOKEN_COOKIE = "bidsaudit_token"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Cache-Control": "no-store",
+}
+
+_UPLOAD_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "split files: train.tsv, validation.tsv, test.tsv ..., one table with a "
+                                 "'split' column, ClinicaDL split-N/ files, or splits_final.json"},
+        "label": {"type": "string"}, "site": {"type": "string"}, "group": {"type": "string"},
+        "name": {"type": "string", "description": "what the history lists this audit under (e.g. a paper)"},
+    },
+    "required": ["files"],
+}
+
+
+def _submit_openapi() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AuditRequest"}},
+                "multipart/form-data": {"schema": _UPLOAD_SCHEMA},
+            },
+        },
+        "responses": {
+            "202": {"description": "queued", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"id": {"type": "string"}, "status": {"const": "queued"}},
+                "required": ["id", "status"]}}}},
+            "401": {"description": "missing or wrong bearer token"},
+            "403": {"description": "a path outside the server's roots"},
+            "411": {"description": "an upload without Content-Length"},
+            "413": {"description": "an upload over the size or count limits"},
+            "415": {"description": "neither JSON nor multipart"},
+            "422": {"description": "malformed body, unknown option, not a BIDS dataset, unreadable split files"},
+        },
+    }
+
+
+def create_app(settings: Settings, store: Store | None = None, *, start_workers: bool = True) -> FastAPI:
+    """The application; its lifespan opens the store, recovers interrupted audits and starts the workers."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from audit.service.worker import WorkerPool
+
+        st = app.state.store
+        owned = st is None
+        if st is None:
+            from audit.service.db import make_engine, upgrade
+
+            engine = make_engine(settings.db_url)
+            upgrade(engine)
+            st = app.state.store = Store(engine)
+        settings.upload_dir.mkdir(parents=True, exist_ok=True)
+        pool = WorkerPool(st, roots=settings.roots, workers=settings.workers, executor=settings.executor,
+                          poll_seconds=settings.poll_seconds, audit_timeout=settings.audit_timeout,
+                          extra_roots=(settings.upload_dir.resolve(),), lease_seconds=settings.lease_seconds,
+                          max_attempts=settings.max_attempts)
+        recovered = pool.recover()
+        if recovered["requeued"] or recovered["failed"]:
+            log.warning("recovered after a stop: %(requeued)d audits queued again, %(failed)d marked failed",
+                        recovered)
+        app.state.pool = pool
+        if start_workers:
+            pool.start()
+        try:
+            yield
+        finally:
+            pool.stop()
+            if owned:
+                st.engine.dispose()
+                app.state.store = None
+
+    app = FastAPI(title="bidsaudit", version=API_VERSION, lifespan=lifespan,
+                  description="Submit audits of BIDS datasets and their splits; read results, reports and "
+                              "each dataset's history.", docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.store = store
+    if settings.allowed_hosts:  # a name rebound to 127.0.0.1 by another site gets 400, not our pages
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.state.pool = None
+    _install_handlers(app)
+    _install_api(app)
+    from audit.service.pages import router
+
+    app.include_router(router)
+    app.openapi_schema = None
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {}).setdefault("schemas", {})["AuditRequest"] = \
+                AuditRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+# -- errors ---------------------------------------------------------------------------------------
+def _install_handlers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request):
+            from audit.service.pages import error_page
+
+            return error_page(request, exc.status_code, str(exc.detail))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> Response:
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+# -- access ---------------------------------------------------------------------------------------
+def require_write(request: Request, token: str | None = None) -> None:
+    settings: Settings = request.app.state.settings
+    given = token or bearer(request.headers.get("authorization"))
+    if not settings.tokens:
+        raise HTTPException(401, "this server accepts no submissions: it was started without a token "
+                                 "(set BIDSAUDIT_TOKEN or --tokens-file)", headers={"WWW-Authenticate": "Bearer"})
+    if not token_ok(given, settings.tokens):
+        raise HTTPException(401, "wrong token" if given else "missing token: send Authorization: Bearer TOKEN",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_read(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if settings.public_read:
+        return
+    given = bearer(request.headers.get("authorization")) or request.cookies.get(TOKEN_COOKIE)
+    if not token_ok(given, settings.tokens):
+        raise HTTPException(401, "this server's pages and results need a token (a bearer header, or sign in "
+                                 "at /login)", headers={"WWW-Authenticate":
+                                                                                            "Bearer"})
+
+
+def get_record(request: Request, audit_id: str) -> AuditRecord:
+    if not ID_PATTERN.match(audit_id):
+        raise HTTPException(404, "no such audit")
+    record = request.app.state.store.get(audit_id)
+    if record is None:
+        raise HTTPException(404, "no such audit")
+    return record
+
+
+async def read_upload(request: Request) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """Files and fields of a multipart body, within the server's limits (413/411/422, never 500)."""
+    from starlette.datastructures import UploadFile
+
+    settings: Settings = request.app.state.settings
+    length = request.headers.get("content-length")
+    if length is None:
+        raise HTTPException(411, "uploads need a Content-Length")
+    try:
+        n = int(length)
+    except ValueError:
+        raise HTTPException(400, "Content-Length is not a number") from None
+    if n > settings.max_total_bytes + 64 * 1024 + 1024 * settings.max_files:
+        raise HTTPException(413, f"request body of {n} bytes; uploads total at most {settings.max_total_bytes} bytes")
+    try:
+        form = await request.form(max_files=settings.max_files + 1, max_fields=20, max_part_size=64 * 1024)
+    except Exception as err:  # starlette's MultiPartException and parser errors
+        text = str(getattr(err, "message", "") or err) or "malformed multipart body"
+        status = 413 if "Too many files" in text else 422
+        raise HTTPException(status, f"upload: {text}") from None
+    files: list[tuple[str, bytes]] = []
+    fields: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if key != "files":
+                raise HTTPException(422, f"unknown upload field '{key}': send split files as 'files'")
+            data = await value.read(settings.max_file_bytes + 1)
+            files.append((value.filename or "", data))
+        elif key in ("label", "site", "group", "name", "csrf", "token"):
+            fields[key] = value
+        else:
+            raise HTTPException(422, f"unknown field '{key}': expected files, label, site, group or name")
+    await form.close()
+    return files, fields
+
+
+# -- API ------------------------------------------------------------------------------------------
+def _install_api(app: FastAPI) -> None:
+    from fastapi.concurrency import run_in_threadpool
+
+    @app.post("/api/audits", status_code=202, openapi_extra=_submit_openapi(), tags=["audits"],
+              summary="Submit an audit (JSON paths under a root, or uploaded split files)")
+    async def submit(request: Request) -> JSONResponse:
+        require_write(request)
+        settings: Settings = request.app.state.settings
+        store: Store = request.app.state.store
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if ctype == "application/json":
+                body = await request.body()
+                from pydantic import ValidationError
+
+                try:
+                    req = AuditRequest.model_validate_json(body)
+                except ValidationError as err:
+                    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+                    return JSONResponse({"detail": errors}, status_code=422)
+                record = await run_in_threadpool(submit_paths, req, settings, store)
+            elif ctype == "multipart/form-data":
+                files, fields = await read_upload(request)
+                fields.pop("csrf", None)
+                fields.pop("token", None)
+                record = await run_in_threadpool(submit_upload, files, fields, settings, store)
+            else:
+                raise HTTPException(415, "send application/json (paths under a root) or multipart/form-data "
+                                         "(split files)")
+        except SubmitError as err:
+            return JSONResponse({"detail": err.detail}, status_code=err.status)
+        request.app.state.pool.wake()
+        return JSONResponse({"id": record.id, "status": record.status}, status_code=202,
+                            headers={"Location": f"/api/audits/{record.id}"})
+
+    @app.get("/api/audits/{audit_id}", tags=["audits"], summary="An audit: status, and the JSON result once done")
+    def get_audit(request: Request, audit_id: str) -> dict[str, Any]:
+        require_read(request)
+        return get_record(request, audit_id).to_api()
+
+    @app.get("/api/audits/{audit_id}/report", tags=["audits"], response_class=HTMLResponse,
+             summary="The HTML report of a finished audit")
+    def get_report(request: Request, audit_id: str) -> Response:
+        require_read(request)
+        record = get_record(request, audit_id)
+        if record.status != "done" or record.result is None:
+            raise HTTPException(409, f"audit is {record.status}; the report exists once it is done"
+                                + (f" ({record.error})" if record.error else ""))
+        from reports.render import render_report
+
+        return HTMLResponse(render_report(record.result), headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                       "frame-ancestors 'self'; sandbox"})
+
+    @app.get("/api/audits", tags=["audits"], summary="Audits, newest first (filter by dataset, status, time)")
+    def list_audits(request: Request, dataset: str | None = Query(None, max_length=512),
+                    status: str | None = Query(None, pattern="^(queued|running|done|failed)$"),
+                    since: dt.datetime | None = Query(None, description="created at or after (ISO 8601)"),
+                    until: dt.datetime | None = Query(None, description="created before (ISO 8601)"),
+                    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+        require_read(request)
+        store: Store = request.app.state.store
+        return [r.summary() for r in store.list(dataset=dataset, status=status, since=_utc(since),
+                                                until=_utc(until), limit=limit, offset=offset)]
+
+    @app.get("/api/datasets", tags=["datasets"], summary="Datasets with their latest finished audit")
+    def list_datasets(request: Request) -> list[dict[str, Any]]:
+        require_read(request)
+        return request.app.state.store.datasets()  # type: ignore[no-any-return]
+
+    @app.get("/api/health", tags=["service"], summary="Liveness and the queue")
+    def health(request: Request) -> dict[str, Any]:
+        counts = request.app.state.store.counts_by_status()
+        return {"status": "ok", "audits": {s: counts.get(s, 0) for s in STATUSES}}
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+# -- bidsaudit serve ------------------------------------------------------------------------------
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, echo: Any = print) -> None:
+    """Open (and migrate) the database, then run uvicorn. A database that cannot be reached is an InputError."""
+    import uvicorn
+
+    from audit.errors import InputError
+    from audit.service.db import DatabaseError, make_engine, upgrade
+
+    for root in settings.roots:
+        if not root.is_dir():
+            raise InputError(root, "no such folder", field="--root", expected="a folder to read datasets from")
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.db_url)
+        upgrade(engine)
+    except DatabaseError as err:
+        raise InputError(None, str(err), field="--database") from None
+    except OSError as err:
+        raise InputError(settings.state_dir, f"cannot create: {err.strerror}", field="--state-dir") from None
+    store = Store(engine)
+    if host in LOOPBACK and not settings.allowed_hosts:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, allowed_hosts=("127.0.0.1", "localhost", "::1", "[::1]"))
+    if not settings.tokens:
+        echo("bidsaudit serve: no token configured (BIDSAUDIT_TOKEN or --tokens-file): submissions are refused")
+    if host not in LOOPBACK:
+        echo(f"bidsaudit serve: listening on {host}, beyond this machine"
+             + ("" if settings.tokens else " (with no token!)"))
+    echo(f"bidsaudit serve: http://{host}:{port}/  database {engine.url.render_as_string()}  "
+         f"roots {', '.join(map(str, settings.roots)) or '(none: uploads only)'}")
+    app = create_app(settings, store)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)

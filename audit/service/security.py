@@ -1,0 +1,156 @@
+"""Who may write, what may be read, what may be uploaded.
+
+- Bearer tokens: compared in constant time; a missing or wrong token is 401.
+- Paths: every dataset or split path a request names must resolve (symbolic
+  links followed) to a place under one of the configured roots; ``..``,
+  URL-encoded traversal, absolute paths elsewhere and links that point out
+  are refused with 403, and so is a link inside the named folder that points
+  out of the roots (checked before an audit reads anything).
+- Uploads: a bounded number of small TSV/CSV/JSON files with safe names;
+  they are stored as data, parsed by the split readers, never executed and
+  never served back.
+- CSRF: form posts carry a token that must equal the one in a SameSite
+  cookie (double submit), checked in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
+
+__all__ = ["PathRefused", "UploadRefused", "confine", "check_links", "token_ok", "new_csrf_token", "csrf_ok",
+           "safe_upload_name", "CSRF_COOKIE", "UPLOAD_SUFFIXES"]
+
+CSRF_COOKIE = "bidsaudit_csrf"
+UPLOAD_SUFFIXES = (".tsv", ".csv", ".json")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+class PathRefused(Exception):
+    """A path outside the configured roots (answered with 403)."""
+
+
+class UploadRefused(Exception):
+    """An upload over a limit (413) or of a kind not accepted (422)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def token_ok(given: str | None, tokens: Iterable[str]) -> bool:
+    """True when ``given`` equals one of ``tokens`` (constant-time per comparison)."""
+    if not given:
+        return False
+    ok = False
+    for token in tokens:
+        ok |= hmac.compare_digest(given.encode(), token.encode())
+    return ok
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_ok(cookie: str | None, form_value: str | None) -> bool:
+    return bool(cookie and form_value) and hmac.compare_digest(str(cookie).encode(), str(form_value).encode())
+
+
+def _within(path: Path, roots: Iterable[Path]) -> Path | None:
+    for root in roots:
+        if path == root or root in path.parents:
+            return root
+    return None
+
+
+def confine(raw: str, roots: tuple[Path, ...], *, field: str) -> Path:
+    """The real path that ``raw`` names, which must lie under one of ``roots``.
+
+    A relative path is taken relative to each root in turn (the first that
+    has it wins). Raises :class:`PathRefused` for anything that leaves the
+    roots, however it is spelled.
+    """
+    if not roots:
+        raise PathRefused(f"{field}: this server reads no paths (it was started without --root); "
+                          "upload the split files instead")
+    if not isinstance(raw, str) or not raw or "\x00" in raw:
+        raise PathRefused(f"{field}: expected a path under a --root")
+    decoded = raw
+    for _ in range(3):  # %252e%252e decodes twice
+        decoded = unquote(decoded)
+    for spelling in (raw, decoded, decoded.replace("\\", "/")):
+        if ".." in PurePosixPath(spelling).parts:
+            raise PathRefused(f"{field}: '..' is not allowed; name a path under a --root")
+    if decoded != raw:
+        raise PathRefused(f"{field}: percent-encoded paths are not accepted; name a path under a --root")
+    candidates = [Path(raw)] if os.path.isabs(raw) else [root / raw for root in roots]
+    for candidate in candidates:
+        real = Path(os.path.realpath(candidate))
+        if _within(real, roots) is None:
+            if os.path.isabs(raw):
+                raise PathRefused(f"{field}: outside the server's roots")
+            if os.path.lexists(candidate):
+                raise PathRefused(f"{field}: a link that leads outside the server's roots")
+            continue
+        if real.exists():
+            return real
+    raise FileNotFoundError(f"{field}: no such file or folder under the server's roots: {raw}")
+
+
+def _special(path: str) -> bool:
+    """A FIFO, socket or device: reading it could block forever or read a device (never a data file)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def check_links(path: Path, roots: tuple[Path, ...], *, limit: int = 1_000_000) -> None:
+    """Refuse a folder holding a symbolic link that resolves outside ``roots``, or a FIFO, socket or
+    device file (before anything reads it)."""
+    if _special(str(path)):
+        raise PathRefused(f"{path.name}: not a regular file or folder (a FIFO, socket or device)")
+    if path.is_file():
+        return
+    seen = 0
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in (*dirs, *files):
+            seen += 1
+            if seen > limit:
+                return
+            entry = os.path.join(folder, name)
+            if os.path.islink(entry) and _within(Path(os.path.realpath(entry)), roots) is None:
+                rel = os.path.relpath(entry, path)
+                raise PathRefused(f"{rel}: a symbolic link that leads outside the server's roots")
+            if _special(entry):
+                rel = os.path.relpath(entry, path)
+                raise PathRefused(f"{rel}: not a regular file or folder (a FIFO, socket or device)")
+
+
+def safe_upload_name(name: str | None) -> str:
+    """A relative POSIX path made of safe parts (``split-0/train.tsv`` kept), or :class:`UploadRefused`."""
+    if not name:
+        raise UploadRefused(422, "an uploaded file has no name")
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if not parts or len(parts) > 3 or any(not _SAFE_PART.match(p) for p in parts):
+        raise UploadRefused(422, f"file name {name!r} not accepted: expected letters, digits, '.', '_', '-' "
+                                 "(for example train.tsv or split-0/validation.tsv)")
+    if not parts[-1].lower().endswith(UPLOAD_SUFFIXES):
+        raise UploadRefused(422, f"{name}: unknown split format; expected .tsv, .csv (split tables) or "
+                                 ".json (nnU-Net splits_final.json)")
+    return "/".join(parts)

@@ -1,0 +1,165 @@
+"""Turn a request (JSON paths or uploaded split files) into a queued audit, or a clear 4xx.
+
+Everything a worker will read is checked here first: paths are confined to
+the roots, the dataset must be a BIDS folder, the split files must parse.
+The audit itself runs later, in the worker pool.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit.service.security import PathRefused, UploadRefused, check_links, confine, safe_upload_name
+from audit.service.settings import Settings
+from audit.service.store import AuditRecord, Store, new_id
+
+__all__ = ["AuditRequest", "SubmitError", "submit_paths", "submit_upload", "UPLOAD_FIELDS"]
+
+Column = Field(default=None, max_length=128, pattern=r"^[^\x00-\x1f]*$")
+
+
+class AuditRequest(BaseModel):
+    """``POST /api/audits`` as JSON: paths under a ``--root`` and the CLI's ``audit`` options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(default=None, max_length=4096, description="BIDS dataset folder under a root "
+                                "(null: audit the split files alone)")
+    splits: str = Field(max_length=4096, description="split files under a root (any of the four formats)")
+    label: str | None = Column
+    site: str | None = Column
+    group: str | None = Column
+    pretrain: str | None = Field(default=None, max_length=4096, description="split TSV or model folder "
+                                 "under a root")
+    ignore_nifti_headers: bool = False
+    no_validator: bool = False
+    validator_config: str | None = Field(default=None, max_length=4096)
+    config: str | None = Field(default=None, max_length=4096, description="a bidsaudit.toml under a root")
+
+
+#: Form fields accepted beside uploaded files (the rest of AuditRequest is about paths).
+UPLOAD_FIELDS = ("label", "site", "group", "name")
+
+
+class SubmitError(Exception):
+    """A request that cannot become an audit: ``status`` is the HTTP code, ``detail`` says why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _dataset_key(path: Path, roots: tuple[Path, ...]) -> str:
+    for root in roots:
+        if path == root or root in path.parents:
+            rel = path.relative_to(root).as_posix()
+            rel = rel if rel != "." else root.name
+            return rel if len(roots) == 1 else f"{root.name}/{rel}"
+    return path.name
+
+
+def submit_paths(req: AuditRequest, settings: Settings, store: Store) -> AuditRecord:
+    from audit.errors import BidsauditError
+    from audit.splits import read_splits
+
+    roots = settings.roots
+    try:
+        splits = confine(req.splits, roots, field="splits")
+        dataset = confine(req.dataset, roots, field="dataset") if req.dataset else None
+        extra = {k: str(confine(v, roots, field=k)) for k in ("pretrain", "validator_config", "config")
+                 if (v := getattr(req, k))}
+    except PathRefused as err:
+        raise SubmitError(403, str(err)) from None
+    except FileNotFoundError as err:
+        raise SubmitError(422, str(err)) from None
+    try:  # the split files are read below, in this request: nothing that could block or leave the roots
+        check_links(splits, roots, limit=10_000)
+        for path in extra.values():
+            check_links(Path(path), roots, limit=10_000)
+    except PathRefused as err:
+        raise SubmitError(403, f"splits: {err}") from None
+    if dataset is not None and not (dataset / "dataset_description.json").is_file():
+        raise SubmitError(422, f"dataset: {req.dataset} is not a BIDS dataset (no dataset_description.json)")
+    try:
+        read_splits(splits, label=req.label)
+    except BidsauditError as err:
+        raise SubmitError(422, f"splits: {err}") from None
+    options = {k: v for k, v in req.model_dump().items()
+               if k not in ("dataset", "splits") and v not in (None, False)}
+    options.update(extra)
+    key = _dataset_key(dataset if dataset is not None else splits, roots)
+    return store.submit(dataset=key, dataset_path=str(dataset) if dataset else None, splits_path=str(splits),
+                        source="paths", options=options)
+
+
+def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settings: Settings,
+                  store: Store) -> AuditRecord:
+    """Store uploaded split files in a fresh folder, check that they parse, queue the audit."""
+    from audit.errors import BidsauditError
+    from audit.splits import read_splits
+
+    if not files:
+        raise SubmitError(422, "no split files uploaded: attach one or more .tsv/.csv files or a "
+                               "splits_final.json in the 'files' field")
+    if len(files) > settings.max_files:
+        raise SubmitError(413, f"too many files: {len(files)} uploaded, at most {settings.max_files} accepted")
+    total = 0
+    names: dict[str, bytes] = {}
+    for name, data in files:
+        try:
+            safe = safe_upload_name(name)
+        except UploadRefused as err:
+            raise SubmitError(err.status, str(err)) from None
+        if len(data) > settings.max_file_bytes:
+            raise SubmitError(413, f"{safe}: {len(data)} bytes, more than the {settings.max_file_bytes} "
+                                   "bytes accepted per file")
+        total += len(data)
+        if total > settings.max_total_bytes:
+            raise SubmitError(413, f"uploads total more than the {settings.max_total_bytes} bytes accepted")
+        if safe in names:
+            raise SubmitError(422, f"{safe}: uploaded twice")
+        names[safe] = data
+    for key in ("label", "site", "group"):
+        value = fields.get(key)
+        if value is not None and (len(value) > 128 or any(ord(c) < 32 for c in value)):
+            raise SubmitError(422, f"{key}: expected a column name (at most 128 printable characters)")
+    audit_id = new_id()
+    folder = settings.upload_dir / audit_id
+    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        from audit.fsutil import atomic_write_bytes
+
+        for safe, data in names.items():
+            atomic_write_bytes(folder / safe, data)
+        target = folder
+        if len(names) == 1 and next(iter(names)).endswith(".json"):
+            target = folder / next(iter(names))  # nnU-Net's splits_final.json
+        elif len(names) == 1 and "split" in _header(next(iter(names.values()))):
+            target = folder / next(iter(names))  # one table with a 'split' column
+        try:
+            read_splits(target, label=fields.get("label") or None)
+        except BidsauditError as err:
+            raise SubmitError(422, "uploaded split files: " + str(err).replace(str(folder) + "/", "")
+                              .replace(str(folder), "(upload)")) from None
+        options = {k: fields[k] for k in ("label", "site", "group") if fields.get(k)}
+        name = (fields.get("name") or "").strip()[:200] or "uploaded split files"
+        return store.submit(dataset=name, dataset_path=None, splits_path=str(target), source="upload",
+                            options=options, audit_id=audit_id)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _header(data: bytes) -> list[str]:
+    first = data.split(b"\n", 1)[0].decode("utf-8", "replace").lower()
+    sep = "\t" if "\t" in first else ","
+    return [c.strip().strip('"') for c in first.split(sep)]
+
+
+def form_fields(form: Any) -> dict[str, str]:
+    return {k: str(form.get(k)) for k in (*UPLOAD_FIELDS, "csrf", "token") if isinstance(form.get(k), str)}
