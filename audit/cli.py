@@ -552,6 +552,8 @@ def serve(
     allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", help="A Host header to accept "
                                                               "(repeatable; default on loopback: 127.0.0.1, "
                                                               "localhost, ::1; elsewhere: any).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address: "
+                                                     "every audit's image pass runs on that cluster.")] = None,
 ) -> None:
     """HTTP service: submit audits, browse results, reports and each dataset's history."""
     with reported_errors():
@@ -564,7 +566,7 @@ def serve(
         settings = Settings(roots=tuple(root or ()), state_dir=state_dir or default_state_dir(),
                             database_url=database, tokens=frozenset(tokens), public_read=not private,
                             workers=workers, audit_timeout=audit_timeout,
-                            allowed_hosts=tuple(allowed_host or ()))
+                            allowed_hosts=tuple(allowed_host or ()), scheduler=scheduler)
         run_server(settings, host=host, port=port, echo=lambda m: typer.echo(m, err=True))
 
 

@@ -447,3 +447,30 @@ def test_a_database_hiccup_while_storing_an_outcome_is_retried(root, tmp_path, m
     with make_client(root, tmp_path) as c:
         body = wait_for(c, submit(c, dataset="ds1", splits="clean").json()["id"])
     assert body["status"] == "done" and len(calls) == 2
+
+
+def test_audits_use_the_configured_dask_scheduler(root, tmp_path, monkeypatch):
+    """`serve --scheduler ADDRESS`: every audit's image pass runs on that cluster, with the same result."""
+    distributed = pytest.importorskip("dask.distributed")
+    from audit import imaging
+
+    # a hash cache of its own for each server, so that each one reads the images
+    monkeypatch.setenv("BIDSAUDIT_CACHE_DIR", str(tmp_path / "cache-local"))
+    with make_client(root, tmp_path / "local") as c:
+        local = wait_for(c, submit(c, dataset="ds1", splits="leaky").json()["id"])
+    assert local["status"] == "done", local["error"]
+    monkeypatch.setenv("BIDSAUDIT_CACHE_DIR", str(tmp_path / "cache-dask"))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        with make_client(root, tmp_path / "dask", scheduler=cluster.scheduler_address) as c:
+            viadask = wait_for(c, submit(c, dataset="ds1", splits="leaky").json()["id"])
+    assert viadask["status"] == "done", viadask["error"]
+    strip = ("reproduce", "created", "duration_s", "timing")
+    assert ({k: v for k, v in viadask["result"].items() if k not in strip}
+            == {k: v for k, v in local["result"].items() if k not in strip})
+    # and the option really reaches the image pass: an unreachable scheduler fails the audit, saying so
+    monkeypatch.setattr(imaging, "DASK_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setenv("BIDSAUDIT_CACHE_DIR", str(tmp_path / "cache-gone"))
+    with make_client(root, tmp_path / "gone", scheduler="tcp://127.0.0.1:1") as c:
+        gone = wait_for(c, submit(c, dataset="ds1", splits="leaky").json()["id"])
+    assert gone["status"] == "failed" and "Dask scheduler" in gone["error"]

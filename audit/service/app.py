@@ -96,7 +96,7 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
         pool = WorkerPool(st, roots=settings.roots, workers=settings.workers, executor=settings.executor,
                           poll_seconds=settings.poll_seconds, audit_timeout=settings.audit_timeout,
                           extra_roots=(settings.upload_dir.resolve(),), lease_seconds=settings.lease_seconds,
-                          max_attempts=settings.max_attempts)
+                          max_attempts=settings.max_attempts, scheduler=settings.scheduler)
         recovered = pool.recover()
         if recovered["requeued"] or recovered["failed"]:
             log.warning("recovered after a stop: %(requeued)d audits queued again, %(failed)d marked failed",

@@ -36,6 +36,7 @@ class Settings:
     executor: str = "process"  # "process" (isolated, default) or "thread" (tests)
     allowed_hosts: tuple[str, ...] = ()  # Host headers accepted (empty: any); serve() fills it on loopback
     audit_timeout: float | None = None  # seconds; None: no limit
+    scheduler: str | None = None  # a dask.distributed scheduler address for every audit's image pass
     lease_seconds: float = 120.0  # a server that has not renewed its audits' leases this long is gone
     max_attempts: int = 2  # an audit interrupted by a stop is re-run once, then marked failed
     max_file_bytes: int = 5 * 1024 * 1024

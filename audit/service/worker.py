@@ -75,7 +75,8 @@ def run_audit(job: dict[str, Any]) -> dict[str, Any]:
                            pretrain=opts.get("pretrain"),
                            ignore_nifti_headers=bool(opts.get("ignore_nifti_headers")),
                            validator_config=Path(validator_config) if validator_config else None,
-                           run_validator=not opts.get("no_validator"), workers=job.get("image_workers") or 1)
+                           run_validator=not opts.get("no_validator"), workers=job.get("image_workers") or 1,
+                           scheduler=job.get("scheduler"))
     result = audit_splits(dataset, splits, options).to_dict()  # type: ignore[arg-type]
     reproduce = result.get("reproduce") or {}
     reproduce["command_line"] = cli_equivalent(job)
@@ -170,8 +171,9 @@ class WorkerPool:
     def __init__(self, store: Store, *, roots: tuple[Path, ...], workers: int = 2, executor: str = "process",
                  poll_seconds: float = 0.5, extra_roots: tuple[Path, ...] = (),
                  audit_timeout: float | None = None, lease_seconds: float = 120.0,
-                 max_attempts: int = 2) -> None:
+                 max_attempts: int = 2, scheduler: str | None = None) -> None:
         self.owner = new_owner()
+        self.scheduler = scheduler  # every audit's image pass runs on this Dask cluster when set
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.store = store
@@ -268,7 +270,7 @@ class WorkerPool:
     def job(self, record: AuditRecord) -> dict[str, Any]:
         return {"id": record.id, "dataset_path": record.dataset_path, "splits_path": record.splits_path,
                 "options": record.options, "source": record.source, "roots": [str(r) for r in self.roots],
-                "extra_roots": [str(r) for r in self.extra_roots]}
+                "extra_roots": [str(r) for r in self.extra_roots], "scheduler": self.scheduler}
 
     def run_one(self, record: AuditRecord) -> None:
         """Run a claimed audit to ``done`` or ``failed`` (or leave it ``running`` when the server stops)."""
