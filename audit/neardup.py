@@ -177,11 +177,12 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
     """
     from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates
 
-    vol = np.asarray(volume, dtype=np.float32)
+    vol = _native(volume)
     if vol.ndim != 3 or min(vol.shape) < FP_MIN_EDGE:
         return None
     affine = np.asarray(affine, dtype=np.float64)
-    valid = vol != 0 if all_finite else np.isfinite(vol) & (vol != 0)
+    integral = vol.dtype != np.float32  # small integers: finite, summed exactly in float32 as before
+    valid = vol != 0 if all_finite or integral else np.isfinite(vol) & (vol != 0)
     n_valid = int(np.count_nonzero(valid))
     if n_valid < 64:
         return None
@@ -198,9 +199,12 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
     while math.prod(math.ceil(n / k) for n, k in zip(vol.shape, f)) > SMOOTH_VOXELS:  # bound the work
         f = [k + 1 if z * (k + 1) <= h0 else k for k, z in zip(f, zooms)] if any(
             z * (k + 1) <= h0 for k, z in zip(f, zooms)) else [k + 1 for k in f]
-    filled = vol if dense else np.where(valid, vol, np.float32(0))
+    # where every value is finite, the invalid voxels already hold zero (-0.0 at worst: the same sums)
+    filled = vol if dense or all_finite or integral else np.where(valid, vol, np.float32(0))
     if max(f) > 1:
-        filled = _block_sum(filled, f)
+        filled = _block_sum(filled, f, dtype=np.float32)
+    elif filled.dtype != np.float32:
+        filled = filled.astype(np.float32)
     aff = affine @ np.diag([f[0], f[1], f[2], 1.0])
     aff[:3, 3] = affine[:3, :3] @ ((np.array(f, dtype=np.float64) - 1) / 2) + affine[:3, 3]
     zred = zooms * np.array(f)
@@ -212,7 +216,7 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
                                   mode="constant", truncate=3.0) for n, k, sd in zip(vol.shape, f, sigma)]
         sc = prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
     else:
-        sc = gaussian_filter(_block_sum(valid.astype(np.float32), f) if max(f) > 1 else valid.astype(np.float32),
+        sc = gaussian_filter(_block_sum(valid, f, dtype=np.float32) if max(f) > 1 else valid.astype(np.float32),
                              sigma, mode="constant", truncate=3.0)
     cover = sc / float(f[0] * f[1] * f[2])
     inside = cover > 0.5
@@ -344,8 +348,8 @@ def _frame(cov: np.ndarray) -> np.ndarray:
     return out
 
 
-def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
-    """Sums over blocks of ``f`` voxels (the last, partial blocks sum what they hold)."""
+def _block_sum(a: np.ndarray, f: Sequence[int], dtype: np.dtype | type | None = None) -> np.ndarray:
+    """Sums over blocks of ``f`` voxels (the last, partial blocks sum what they hold), in ``dtype`` (``a``'s)."""
     out = a
     for axis, k in enumerate(f):
         if k <= 1:
@@ -354,7 +358,8 @@ def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
         m = math.ceil(n / k)
         idx: list[slice] = [slice(None)] * 3
         idx[axis] = slice(0, None, k)
-        acc = np.array(out[tuple(idx)], dtype=out.dtype)  # first voxel of every block (m of them)
+        acc = np.array(out[tuple(idx)], dtype=dtype or out.dtype)  # first voxel of every block (m of them)
+        dtype = None
         for i in range(1, k):
             idx[axis] = slice(i, None, k)
             part = out[tuple(idx)]
@@ -366,6 +371,14 @@ def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
                 acc[tuple(head)] += part
         out = acc
     return out
+
+
+def _native(volume: np.ndarray) -> np.ndarray:
+    """``volume`` itself when it holds 8- or 16-bit integers (exact in float32), as float32 otherwise."""
+    v = np.asarray(volume)
+    if v.dtype.kind in "iu" and v.dtype.itemsize <= 2:
+        return v
+    return np.asarray(v, dtype=np.float32)
 
 
 def encode(vector: np.ndarray) -> str:
@@ -422,11 +435,9 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     patch unique). Volumes with fewer than 256 distinct values (label maps,
     masks) get no sketch: their patches repeat across people.
     """
-    v = np.asarray(volume)
-    if v.ndim != 3 or min(v.shape) < 2 or v.dtype != np.float32:
-        v = np.asarray(v, dtype=np.float32)
-        if v.ndim != 3 or min(v.shape) < 2:
-            return None
+    v = _native(volume)  # 8- and 16-bit integers: through a table of their float32 bits
+    if v.ndim != 3 or min(v.shape) < 2:
+        return None
     flat = v.reshape(-1, order="A")
     sample = flat[:: max(1, flat.size // 4096)]
     sample = sample[np.isfinite(sample)]
@@ -440,9 +451,23 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     fv = np.asfortranarray(v)  # no copy for the image pass's volumes
     nx, ny, nz = fv.shape
     flat = fv.reshape(-1, order="F")
-    bits = flat.view(np.uint32)
-    mask = bits * np.uint32(0x9E3779B1) < np.uint32(1 << (32 - int(math.log2(SKETCH_RATE))))
-    mask &= flat > mean
+    rate = np.uint32(1 << (32 - int(math.log2(SKETCH_RATE))))
+    if flat.dtype == np.float32:
+        bits = flat.view(np.uint32)
+        mask = bits * np.uint32(0x9E3779B1) < rate
+        mask &= flat > mean
+
+        def bits_at(pos: np.ndarray) -> np.ndarray:
+            return bits[pos]
+    else:  # every value the type holds, by its bit pattern: float32 bits, and whether it starts a patch
+        unsigned = np.dtype(f"u{flat.dtype.itemsize}")
+        values = np.arange(2 ** (8 * flat.dtype.itemsize), dtype=unsigned).view(flat.dtype).astype(np.float32)
+        table = values.view(np.uint32)
+        codes = flat.view(unsigned)
+        mask = ((table * np.uint32(0x9E3779B1) < rate) & (values > mean))[codes]
+
+        def bits_at(pos: np.ndarray) -> np.ndarray:
+            return table[codes[pos]]
     at = np.flatnonzero(mask)
     i = at % nx
     rest = at // nx
@@ -453,7 +478,7 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     for di in (0, 1):
         for dj in (0, 1):
             for dk in (0, 1):
-                h ^= bits[at + (di + dj * nx + dk * nx * ny)].astype(np.uint64)
+                h ^= bits_at(at + (di + dj * nx + dk * nx * ny)).astype(np.uint64)
                 h *= _M1
                 h ^= h >> np.uint64(29)
     h = np.unique(_mix(h))
