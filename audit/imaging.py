@@ -86,7 +86,8 @@ import os
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -446,16 +447,49 @@ def _run(paths: Sequence[str], *, workers: int | None, scheduler: Any) -> list[d
     n = max(1, min(n, len(paths)))
     if n == 1 or mp.current_process().daemon:  # a pool worker may not start processes of its own
         return [summarise_file(p) for p in paths]
+    return _run_pool(paths, n)
+
+
+def _run_pool(paths: Sequence[str], n: int) -> list[dict[str, Any]]:
+    """``n`` readers: this process and a pool of ``n - 1`` worker processes.
+
+    This process reads batches from the front while the pool starts (a
+    fresh forkserver imports numpy, nibabel and scipy: about half a second)
+    and then alongside it; the workers get batches from the back, two queued
+    per worker so that none waits for this process to hand out more. A
+    worker that dies (out of memory?) costs the images of its batches
+    (``unreadable``), never the run.
+    """
     batches = _batches(paths, n)
-    out: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
-        futures = [pool.submit(_summarise_batch, b) for b in batches]
-        for fut, batch in zip(futures, batches):
-            try:
-                out.extend(fut.result())
-            except BrokenProcessPool:
-                out.extend(_failed(p, "the worker process reading it died (out of memory?)") for p in batch)
-    return out
+    done: list[list[dict[str, Any]] | None] = [None] * len(batches)
+    todo = deque(range(len(batches)))
+    inflight: dict[Any, int] = {}
+    broken = False
+    with ProcessPoolExecutor(max_workers=n - 1, mp_context=_mp_context()) as pool:
+
+        def collect(futures: Any) -> None:
+            for fut in futures:
+                b = inflight.pop(fut)
+                try:
+                    done[b] = fut.result()
+                except BrokenProcessPool:
+                    done[b] = [_failed(p, "the worker process reading it died (out of memory?)") for p in batches[b]]
+
+        while todo or inflight:
+            collect([f for f in inflight if f.done()])
+            while not broken and todo and len(inflight) < 2 * (n - 1):
+                b = todo.pop()
+                try:
+                    inflight[pool.submit(_summarise_batch, batches[b])] = b
+                except BrokenProcessPool:  # the pool is gone: this process reads the rest
+                    todo.append(b)
+                    broken = True
+            if todo:
+                b = todo.popleft()
+                done[b] = _summarise_batch(batches[b])
+            elif inflight:
+                collect(wait(list(inflight), return_when=FIRST_COMPLETED).done)
+    return [r for batch in done for r in batch or ()]
 
 
 def _batches(paths: Sequence[str], n: int) -> list[list[str]]:
@@ -784,7 +818,8 @@ def _decode_volume(vol: np.ndarray, scale: tuple[float, float] | None) -> np.nda
         v32 = np.empty(vol.shape, dtype="<f4", order="F")
         per = max(1, _SLAB_VOXELS // max(1, vol.shape[0] * vol.shape[1]))
         for z in range(0, vol.shape[2], per):
-            v = np.asarray(vol[:, :, z:z + per], dtype=np.float64) * slope
+            v = vol[:, :, z:z + per].astype(np.float64)  # memory order kept (np.asarray would transpose)
+            v *= slope
             v += inter
             v32[:, :, z:z + per] = v
     v32 += np.float32(0.0)  # -0.0 -> 0.0

@@ -441,7 +441,7 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     flat = v.reshape(-1, order="A")
     sample = flat[:: max(1, flat.size // 4096)]
     sample = sample[np.isfinite(sample)]
-    if sample.size < 64 or np.unique(sample).size < 256:  # checked on ~4096 voxels, before any full pass
+    if sample.size < 64 or _unique(sample).size < 256:  # checked on ~4096 voxels, before any full pass
         return None
     step = max(1, math.ceil((v.size / MOMENT_VOXELS) ** (1 / 3)))
     probe = v[::step, ::step, ::step]
@@ -481,8 +481,19 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
                 h ^= bits_at(at + (di + dj * nx + dk * nx * ny)).astype(np.uint64)
                 h *= _M1
                 h ^= h >> np.uint64(29)
-    h = np.unique(_mix(h))
+    h = _unique(_mix(h))
     return PatchSketch(h[:SKETCH_K].copy(), int(h.size))
+
+
+def _unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-D array without NaN, by one sort (numpy 2's hash-based ``unique`` is 20 times slower here)."""
+    s = np.sort(a)
+    if s.size < 2:
+        return s
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
 
 
 def encode_sketch(sketch: PatchSketch) -> str:
@@ -545,7 +556,7 @@ def sketch_pairs(sketches: Sequence[np.ndarray], counts: Sequence[int],
     i, j = np.concatenate(ci), np.concatenate(cj)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     keep = lo != hi
-    key = np.unique(lo[keep] * len(sketches) + hi[keep])
+    key = _unique(lo[keep] * len(sketches) + hi[keep])
     lo, hi = key // len(sketches), key % len(sketches)
     sim = np.array([sketch_containment(sketches[a], counts[a], sketches[b], counts[b])
                      for a, b in zip(lo.tolist(), hi.tolist())], dtype=np.float64)
