@@ -868,9 +868,28 @@ def _decode_volume(vol: np.ndarray, scale: tuple[float, float] | None) -> np.nda
             v = vol[:, :, z:z + per].astype(np.float64)  # memory order kept (np.asarray would transpose)
             v *= slope
             v += inter
-            v32[:, :, z:z + per] = v
+            slab = v32[:, :, z:z + per]
+            slab[...] = v
+            slab += np.float32(0.0)  # -0.0 (a tiny negative value rounds to it) -> 0.0
+        return v32
     v32 += np.float32(0.0)  # -0.0 -> 0.0
     return v32
+
+
+def _scaled_extremes(vol: np.ndarray, scale: tuple[float, float]) -> tuple[float, float] | None:
+    """Min and max of the decoded values of scaled integers, from the stored extremes; ``None`` if not finite.
+
+    ``raw * slope + inter`` rounded to float32 is monotone in ``raw``: the
+    decoded extremes are those of the stored ones, and when both are finite
+    so is every value between them.
+    """
+    slope, inter = scale
+    ends = np.array([vol.min(), vol.max()], dtype=np.float64) * slope
+    ends += inter
+    e32 = ends.astype(np.float32) + np.float32(0.0)
+    if not np.isfinite(e32).all():
+        return None
+    return float(e32.min()), float(e32.max())
 
 
 def _decoded_values(canon: np.ndarray, t: int, head: str, scale: tuple[float, float] | None,
@@ -884,19 +903,31 @@ def _decoded_values(canon: np.ndarray, t: int, head: str, scale: tuple[float, fl
     total: np.ndarray | None = None
     count: np.ndarray | None = None
     ref: np.ndarray | None = None
+    ints = scale is not None and canon.dtype.kind in "biu"
+    # scaled integers: zero only where the stored value is (no offset, and |slope| does not round to 0)
+    zero_is_zero = ints and scale[1] == 0 and np.float32(abs(scale[0])) != 0  # type: ignore[index]
     for i in range(t):
-        v32 = _decode_volume(canon[..., i], scale)
-        finite = np.isfinite(v32)
-        all_finite = bool(finite.all())
-        if not all_finite:
-            v32[np.isnan(v32)] = np.float32(np.nan)  # one NaN bit pattern
-            small = False
-        vals = v32 if all_finite else v32[finite]
+        vol = canon[..., i]
+        v32 = _decode_volume(vol, scale)
+        ends = _scaled_extremes(vol, scale) if ints else None  # type: ignore[arg-type]
+        if ends is not None:  # every value finite, the extremes known: no pass over the floats
+            finite = np.True_
+            all_finite = True
+            vals = v32
+            lo, hi = ends
+        else:
+            finite = np.isfinite(v32)
+            all_finite = bool(finite.all())
+            if not all_finite:
+                v32[np.isnan(v32)] = np.float32(np.nan)  # one NaN bit pattern
+                small = False
+            vals = v32 if all_finite else v32[finite]
+            if vals.size:
+                lo, hi = float(vals.min()), float(vals.max())
         n_finite += vals.size
         if vals.size:
-            lo, hi = float(vals.min()), float(vals.max())
             vmin, vmax = min(vmin, lo), max(vmax, hi)
-            n_nonzero += int(np.count_nonzero(vals))
+            n_nonzero += int(np.count_nonzero(vol if zero_is_zero and ends is not None else vals))
             if small and _fits_int16(lo, hi):
                 w = v32.astype("<i2", order="F")
                 small = bool(np.array_equal(w, v32))
