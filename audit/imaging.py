@@ -69,10 +69,11 @@ Status
     (zero-byte file under ``ignore_headers``); ``skipped`` (a non-empty file
     under ``ignore_headers``: nothing is read).
 
-Parallelism: a process pool of ``workers`` processes (default: every core;
-1 runs in this process), or a Dask cluster when ``scheduler`` is given (its
-workers must see the dataset at the same absolute path). Results are the same
-either way and come back in path order.
+Parallelism: ``workers`` readers (default: every core): this process and a
+pool of ``workers - 1`` processes (1 runs in this process alone), or a Dask
+cluster when ``scheduler`` is given (its workers must see the dataset at the
+same absolute path). Results are the same either way and come back in path
+order.
 """
 
 from __future__ import annotations
@@ -357,7 +358,7 @@ def summarise_images(
         As the validator's ``--ignoreNiftiHeaders``: read no image content;
         zero-byte images are ``placeholder``, others ``skipped``.
     workers : int, optional
-        Processes for the local pool (default ``os.cpu_count()``; 1 = this process).
+        Readers (default ``os.cpu_count()``): this process and ``workers - 1`` pool processes; 1 = this process alone.
     scheduler : str or dask.distributed.Client, optional
         A Dask scheduler address (``tcp://host:8786``) or client; the images
         are then read by its workers.
@@ -463,7 +464,7 @@ def _mallopt(settings: Sequence[tuple[int, int]]) -> bool:
 
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     for param, value in settings:
         mallopt(param, value)
@@ -493,7 +494,7 @@ class _heap_for_images:
 
             try:
                 ctypes.CDLL(None).malloc_trim(0)
-            except (OSError, AttributeError):  # pragma: no cover - glibc has it
+            except (OSError, AttributeError, TypeError):  # pragma: no cover - glibc has it
                 pass
 
 
