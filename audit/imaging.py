@@ -454,7 +454,9 @@ def _run(paths: Sequence[str], *, workers: int | None, scheduler: Any) -> list[d
 
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_GLIBC_DEFAULTS = ((_M_MMAP_THRESHOLD, 128 * 1024), (_M_TRIM_THRESHOLD, 128 * 1024), (_M_TOP_PAD, 128 * 1024))
+#: After the pass: where glibc's own sliding limits end up once large buffers have been freed (any mallopt
+#: call turns the sliding off for good): buffers to 32 MB reused, free memory above 64 MB given back.
+_GLIBC_AFTER = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 64 << 20), (_M_TOP_PAD, 128 << 10))
 
 
 def _mallopt(settings: Sequence[tuple[int, int]]) -> bool:
@@ -483,13 +485,13 @@ def _tune_heap() -> None:
 
 
 class _heap_for_images:
-    """:func:`_tune_heap` for the image pass in this process, then glibc's defaults and the memory given back."""
+    """:func:`_tune_heap` for the image pass in this process, then ordinary limits and the memory given back."""
 
     def __enter__(self) -> None:
         _tune_heap()
 
     def __exit__(self, *exc: object) -> None:
-        if _mallopt(_GLIBC_DEFAULTS):
+        if _mallopt(_GLIBC_AFTER):
             import ctypes
 
             try:
