@@ -12,13 +12,16 @@ the :class:`~audit.hashing.HashCache`, so an unchanged image is never read
 again, in this audit or the next.
 
 Decoded-content hash (``content_hash``)
-    ``sha256:`` over ``"bidsaudit-image-v1 <x>x<y>x<z>x<t> float32\\n"``
+    ``sha256:`` over ``"bidsaudit-image-v2 <x>x<y>x<z>x<t> <form>\\n"``
     followed by every volume of the data in closest-canonical (RAS+) voxel
-    order, each as little-endian float32 with x varying fastest (Fortran
-    order, as NIfTI stores voxels), volume after volume.
-    Values are scaled in float64 (``raw * scl_slope + scl_inter``) and then
-    rounded once to float32; ``-0.0`` becomes ``0.0`` and every NaN the same
-    NaN. So a copy re-saved with another on-disk type or scaling that
+    order, with x varying fastest (Fortran order, as NIfTI stores voxels),
+    volume after volume. The decoded values are scaled in float64 (``raw *
+    scl_slope + scl_inter``) and then rounded once to float32; ``-0.0``
+    becomes ``0.0`` and every NaN the same NaN. ``<form>`` is ``int16`` when
+    every decoded value is an integer from -32768 to 32767 (most raw scans:
+    the values are then hashed as little-endian int16, half the bytes and no
+    float copy), ``float32`` otherwise (little-endian float32). The form
+    depends on the decoded values alone, so a copy re-saved with another on-disk type or scaling that
     decodes to the same values (to float32 precision), re-compressed, with
     an edited header (description, intent, qform/sform, origin), or stored
     in another axis order with a matching affine, has the same hash. The
@@ -66,10 +69,11 @@ Status
     (zero-byte file under ``ignore_headers``); ``skipped`` (a non-empty file
     under ``ignore_headers``: nothing is read).
 
-Parallelism: a process pool of ``workers`` processes (default: every core;
-1 runs in this process), or a Dask cluster when ``scheduler`` is given (its
-workers must see the dataset at the same absolute path). Results are the same
-either way and come back in path order.
+Parallelism: ``workers`` readers (default: every core): this process and a
+pool of ``workers - 1`` processes (1 runs in this process alone), or a Dask
+cluster when ``scheduler`` is given (its workers must see the dataset at the
+same absolute path). Results are the same either way and come back in path
+order.
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ import os
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -113,8 +118,13 @@ THUMB_SIZE = 16
 MAX_DIM = 2**15
 #: Statistics and thumbnail placement use a regular subsample of at most about this many voxels.
 STATS_VOXELS = 2**17
+#: What the decoded-content hash starts with (module docstring).
+HASH_TAG = "bidsaudit-image-v2"
+_INT16 = (-32768, 32767)
+#: Voxels per slab when scaling (float64 temporaries of about a megabyte).
+_SLAB_VOXELS = 2**17
 #: Changes whenever what a summary holds or how it is computed changes (cache entries of other versions are ignored).
-SUMMARY_VERSION = (f"bidsaudit-image-summary-2/thumb{THUMB_SIZE}/{neardup.FINGERPRINT_VERSION}"
+SUMMARY_VERSION = (f"bidsaudit-image-summary-3/{HASH_TAG}/thumb{THUMB_SIZE}/{neardup.FINGERPRINT_VERSION}"
                    f"/{neardup.SKETCH_VERSION}/{imagefeatures.IQM_VERSION}")
 STATUSES = ("ok", "corrupt", "empty", "unreadable", "placeholder", "skipped")
 _PRESENT = ("file", "symlink")
@@ -348,7 +358,7 @@ def summarise_images(
         As the validator's ``--ignoreNiftiHeaders``: read no image content;
         zero-byte images are ``placeholder``, others ``skipped``.
     workers : int, optional
-        Processes for the local pool (default ``os.cpu_count()``; 1 = this process).
+        Readers (default ``os.cpu_count()``): this process and ``workers - 1`` pool processes; 1 = this process alone.
     scheduler : str or dask.distributed.Client, optional
         A Dask scheduler address (``tcp://host:8786``) or client; the images
         are then read by its workers.
@@ -436,22 +446,104 @@ def _run(paths: Sequence[str], *, workers: int | None, scheduler: Any) -> list[d
 
     n = workers if workers is not None else (os.cpu_count() or 1)
     n = max(1, min(n, len(paths)))
-    if n == 1 or mp.current_process().daemon:  # a pool worker may not start processes of its own
-        return [summarise_file(p) for p in paths]
-    batches = _batches(paths, n)
-    out: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max_workers=n, mp_context=_mp_context()) as pool:
-        futures = [pool.submit(_summarise_batch, b) for b in batches]
-        for fut, batch in zip(futures, batches):
+    with _heap_for_images():
+        if n == 1 or mp.current_process().daemon:  # a pool worker may not start processes of its own
+            return [summarise_file(p) for p in paths]
+        return _run_pool(paths, n)
+
+
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+#: After the pass: where glibc's own sliding limits end up once large buffers have been freed (any mallopt
+#: call turns the sliding off for good): buffers to 32 MB reused, free memory above 64 MB given back.
+_GLIBC_AFTER = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 64 << 20), (_M_TOP_PAD, 128 << 10))
+
+
+def _mallopt(settings: Sequence[tuple[int, int]]) -> bool:
+    """Set glibc malloc parameters; ``False`` where there is no glibc (nothing changes)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    for param, value in settings:
+        mallopt(param, value)
+    return True
+
+
+def _tune_heap() -> None:
+    """Keep freed image-sized buffers in the heap for the next image.
+
+    glibc gives every buffer over 32 MB its own fresh mapping and returns it
+    on free, so each image paid page faults and the kernel's zeroing for
+    its 20-100 MB of buffers (sys time 14 of about 145 ms per image at
+    1 mm; 6 with this). Pool workers keep it; this process only during the pass.
+    """
+    _mallopt(((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20)))
+
+
+class _heap_for_images:
+    """:func:`_tune_heap` for the image pass in this process, then ordinary limits and the memory given back."""
+
+    def __enter__(self) -> None:
+        _tune_heap()
+
+    def __exit__(self, *exc: object) -> None:
+        if _mallopt(_GLIBC_AFTER):
+            import ctypes
+
             try:
-                out.extend(fut.result())
-            except BrokenProcessPool:
-                out.extend(_failed(p, "the worker process reading it died (out of memory?)") for p in batch)
-    return out
+                ctypes.CDLL(None).malloc_trim(0)
+            except (OSError, AttributeError, TypeError):  # pragma: no cover - glibc has it
+                pass
+
+
+def _run_pool(paths: Sequence[str], n: int) -> list[dict[str, Any]]:
+    """``n`` readers: this process and a pool of ``n - 1`` worker processes.
+
+    This process reads batches from the front while the pool starts (a
+    fresh forkserver imports numpy, nibabel and scipy: about half a second)
+    and then alongside it; the workers get batches from the back, two queued
+    per worker so that none waits for this process to hand out more. A
+    worker that dies (out of memory?) costs the images of its batches
+    (``unreadable``), never the run.
+    """
+    batches = _batches(paths, n)
+    done: list[list[dict[str, Any]] | None] = [None] * len(batches)
+    todo = deque(range(len(batches)))
+    inflight: dict[Any, int] = {}
+    broken = False
+    with ProcessPoolExecutor(max_workers=n - 1, mp_context=_mp_context(), initializer=_tune_heap) as pool:
+
+        def collect(futures: Any) -> None:
+            for fut in futures:
+                b = inflight.pop(fut)
+                try:
+                    done[b] = fut.result()
+                except BrokenProcessPool:
+                    done[b] = [_failed(p, "the worker process reading it died (out of memory?)") for p in batches[b]]
+
+        while todo or inflight:
+            collect([f for f in inflight if f.done()])
+            while not broken and todo and len(inflight) < 2 * (n - 1):
+                b = todo.pop()
+                try:
+                    inflight[pool.submit(_summarise_batch, batches[b])] = b
+                except BrokenProcessPool:  # the pool is gone: this process reads the rest
+                    todo.append(b)
+                    broken = True
+            if todo:
+                b = todo.popleft()
+                done[b] = _summarise_batch(batches[b])
+            elif inflight:
+                collect(wait(list(inflight), return_when=FIRST_COMPLETED).done)
+    return [r for batch in done for r in batch or ()]
 
 
 def _batches(paths: Sequence[str], n: int) -> list[list[str]]:
-    size = max(1, min(16, len(paths) // (n * 4)))
+    size = max(1, min(16, len(paths) // (n * 8)))  # small enough that the last batches end together
     return [list(paths[i:i + size]) for i in range(0, len(paths), size)]
 
 
@@ -704,67 +796,20 @@ def _content(data: np.ndarray, affine: np.ndarray, ornt: np.ndarray, slope: floa
     arr = data.reshape(spatial + (t,), order="F")
     canon = apply_orientation(arr, ornt)  # type: ignore[no-untyped-call]
     canon_affine = affine @ inv_ornt_aff(ornt, spatial)  # type: ignore[no-untyped-call]
-    digest = hashlib.sha256()
-    numeric = arr.dtype.kind in "biuf"
-    kind = "float32" if numeric else f"raw {arr.dtype.str}"
-    digest.update(f"bidsaudit-image-v1 {_fmt_shape(canon.shape)} {kind}\n".encode())
-    if not numeric:  # complex or RGB: hash the stored values, no statistics
+    head = f"{HASH_TAG} {_fmt_shape(canon.shape)}"
+    if arr.dtype.kind not in "biuf":  # complex or RGB: hash the stored values, no statistics
+        digest = hashlib.sha256(f"{head} raw {arr.dtype.str}\n".encode())
         for i in range(t):
             digest.update(np.ascontiguousarray(canon[..., i].T).tobytes())
         out["content_hash"] = f"sha256:{digest.hexdigest()}"
         return
     scaled = slope is not None and (slope != 1 or (inter or 0) != 0)
     n_vox = arr.size
-    n_finite = n_nonzero = 0
-    vmin, vmax = math.inf, -math.inf
-    total: np.ndarray | None = None
-    count: np.ndarray | None = None
-    ref: np.ndarray | None = None
-    plain_int = arr.dtype.kind in "biu" and not scaled  # no NaN, no -0.0; extremes from the stored integers
-    for i in range(t):
-        vol = canon[..., i]
-        if plain_int:
-            v32 = np.asarray(vol, dtype="<f4", order="F")
-            digest.update(v32.T.data)
-            n_finite += v32.size
-            vmin = min(vmin, float(vol.min()))
-            vmax = max(vmax, float(vol.max()))
-            n_nonzero += int(np.count_nonzero(vol))
-            if t == 1:
-                ref = v32
-            else:
-                if total is None:
-                    total = np.zeros(v32.shape, dtype=np.float64)
-                    count = np.zeros(v32.shape, dtype=np.int64)
-                total += v32
-                count += 1
-            continue
-        if scaled:
-            v = np.asarray(vol, dtype=np.float64, order="F") * float(slope)  # type: ignore[arg-type]
-            v += float(inter or 0.0)
-            v32 = v.astype("<f4", order="F")
-        else:
-            v32 = np.array(vol, dtype="<f4", order="F")  # x fastest: a plain cast for RAS-stored data
-        v32 += np.float32(0.0)  # -0.0 -> 0.0
-        finite = np.isfinite(v32)
-        all_finite = bool(finite.all())
-        if not all_finite:
-            v32[np.isnan(v32)] = np.float32(np.nan)  # one NaN bit pattern
-        digest.update(v32.T.data)  # the transpose of a Fortran-ordered array is C-contiguous
-        vals = v32 if all_finite else v32[finite]
-        n_finite += vals.size
-        if vals.size:
-            vmin = min(vmin, float(vals.min()))
-            vmax = max(vmax, float(vals.max()))
-            n_nonzero += int(np.count_nonzero(vals))
-        if t == 1:
-            ref = v32
-        else:
-            if total is None:
-                total = np.zeros(v32.shape, dtype=np.float64)
-                count = np.zeros(v32.shape, dtype=np.int64)
-            total += np.where(finite, v32, 0.0)
-            count += finite
+    if arr.dtype.kind in "biu" and not scaled:
+        ref, n_finite, vmin, vmax, n_nonzero, digest = _integers(canon, t, head)
+    else:
+        ref, n_finite, vmin, vmax, n_nonzero, digest = _decoded_values(
+            canon, t, head, (float(slope), float(inter or 0.0)) if scaled else None)  # type: ignore[arg-type]
     out["content_hash"] = f"sha256:{digest.hexdigest()}"
     out["finite_fraction"] = n_finite / n_vox
     out["nonzero_fraction"] = n_nonzero / n_vox
@@ -774,10 +819,139 @@ def _content(data: np.ndarray, affine: np.ndarray, ornt: np.ndarray, slope: floa
     if vmin == vmax:
         extra = f" ({n_vox - n_finite} others are NaN or infinite)" if n_finite < n_vox else ""
         raise _Bad("empty", "constant", f"all {n_finite} voxels have the value {_num(vmin)}{extra}")
+    _stats(ref, canon_affine, out, known_finite=n_finite == n_vox)
+
+
+def _fits_int16(lo: float, hi: float) -> bool:
+    return _INT16[0] <= lo and hi <= _INT16[1] and float(lo).is_integer() and float(hi).is_integer()
+
+
+def _integers(canon: np.ndarray, t: int, head: str) -> tuple[np.ndarray, int, float, float, int, Any]:
+    """Unscaled integer data: hashed as int16 when every value fits (no float copy), as float32 otherwise.
+
+    Returns the reference volume (the data itself for one volume; the mean
+    over time otherwise), the finite count, min, max, the non-zero count and
+    the digest.
+    """
+    vmin, vmax = float(canon.min()), float(canon.max())  # plain integers: no NaN, no -0.0
+    small = _fits_int16(vmin, vmax)
+    digest = hashlib.sha256(f"{head} {'int16' if small else 'float32'}\n".encode())
+    n_nonzero = 0
+    total: np.ndarray | None = None
+    ref: np.ndarray | None = None
+    for i in range(t):
+        vol = canon[..., i]
+        v = np.asarray(vol, dtype="<i2" if small else "<f4", order="F")  # no copy for RAS-stored int16
+        digest.update(v.T.data)  # the transpose of a Fortran-ordered array is C-contiguous
+        n_nonzero += int(np.count_nonzero(vol))
+        if t == 1:
+            ref = v
+        else:
+            if total is None:
+                total = np.zeros(v.shape, dtype=np.float64)
+            total += v
+    if ref is None:
+        assert total is not None
+        ref = (total / t).astype(np.float32)
+    return ref, canon.size, vmin, vmax, n_nonzero, digest
+
+
+def _decode_volume(vol: np.ndarray, scale: tuple[float, float] | None) -> np.ndarray:
+    """One volume as float32 in Fortran order: ``raw * slope + inter`` in float64 rounded once; no ``-0.0``.
+
+    Scaled in slabs of about a megabyte (cache-sized temporaries).
+    """
+    if scale is None:
+        v32 = np.array(vol, dtype="<f4", order="F")  # x fastest: a plain cast for RAS-stored data
+    else:
+        slope, inter = scale
+        v32 = np.empty(vol.shape, dtype="<f4", order="F")
+        per = max(1, _SLAB_VOXELS // max(1, vol.shape[0] * vol.shape[1]))
+        for z in range(0, vol.shape[2], per):
+            v = vol[:, :, z:z + per].astype(np.float64)  # memory order kept (np.asarray would transpose)
+            v *= slope
+            v += inter
+            slab = v32[:, :, z:z + per]
+            slab[...] = v
+            slab += np.float32(0.0)  # -0.0 (a tiny negative value rounds to it) -> 0.0
+        return v32
+    v32 += np.float32(0.0)  # -0.0 -> 0.0
+    return v32
+
+
+def _scaled_extremes(vol: np.ndarray, scale: tuple[float, float]) -> tuple[float, float] | None:
+    """Min and max of the decoded values of scaled integers, from the stored extremes; ``None`` if not finite.
+
+    ``raw * slope + inter`` rounded to float32 is monotone in ``raw``: the
+    decoded extremes are those of the stored ones, and when both are finite
+    so is every value between them.
+    """
+    slope, inter = scale
+    ends = np.array([vol.min(), vol.max()], dtype=np.float64) * slope
+    ends += inter
+    e32 = ends.astype(np.float32) + np.float32(0.0)
+    if not np.isfinite(e32).all():
+        return None
+    return float(e32.min()), float(e32.max())
+
+
+def _decoded_values(canon: np.ndarray, t: int, head: str, scale: tuple[float, float] | None,
+                    ) -> tuple[np.ndarray, int, float, float, int, Any]:
+    """Scaled or floating-point data: decoded to float32, hashed as int16 when every value is one."""
+    n_finite = n_nonzero = 0
+    vmin, vmax = math.inf, -math.inf
+    small = True  # every value so far is an integer that int16 holds
+    as_int = hashlib.sha256(f"{head} int16\n".encode())
+    as_float = hashlib.sha256(f"{head} float32\n".encode())
+    total: np.ndarray | None = None
+    count: np.ndarray | None = None
+    ref: np.ndarray | None = None
+    ints = scale is not None and canon.dtype.kind in "biu"
+    # scaled integers: zero only where the stored value is (no offset, and |slope| does not round to 0)
+    zero_is_zero = ints and scale[1] == 0 and np.float32(abs(scale[0])) != 0  # type: ignore[index]
+    for i in range(t):
+        vol = canon[..., i]
+        v32 = _decode_volume(vol, scale)
+        ends = _scaled_extremes(vol, scale) if ints else None  # type: ignore[arg-type]
+        if ends is not None:  # every value finite, the extremes known: no pass over the floats
+            finite = np.True_
+            all_finite = True
+            vals = v32
+            lo, hi = ends
+        else:
+            finite = np.isfinite(v32)
+            all_finite = bool(finite.all())
+            if not all_finite:
+                v32[np.isnan(v32)] = np.float32(np.nan)  # one NaN bit pattern
+                small = False
+            vals = v32 if all_finite else v32[finite]
+            if vals.size:
+                lo, hi = float(vals.min()), float(vals.max())
+        n_finite += vals.size
+        if vals.size:
+            vmin, vmax = min(vmin, lo), max(vmax, hi)
+            n_nonzero += int(np.count_nonzero(vol if zero_is_zero and ends is not None else vals))
+            if small and _fits_int16(lo, hi):
+                w = v32.astype("<i2", order="F")
+                small = bool(np.array_equal(w, v32))
+            else:
+                small = False
+        if small:
+            as_int.update(w.T.data)
+        if t > 1 or not small:
+            as_float.update(v32.T.data)  # for one volume only when it is not int16
+        if t == 1:
+            ref = v32
+        else:
+            if total is None:
+                total = np.zeros(v32.shape, dtype=np.float64)
+                count = np.zeros(v32.shape, dtype=np.int64)
+            total += np.where(finite, v32, 0.0)
+            count += finite
     if ref is None:
         assert total is not None and count is not None
         ref = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
-    _stats(ref, canon_affine, out, known_finite=n_finite == n_vox)
+    return ref, n_finite, vmin, vmax, n_nonzero, as_int if small else as_float
 
 
 def _moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -792,12 +966,18 @@ def _num(v: float) -> str:
 def _stats(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any], *, known_finite: bool = False) -> None:
     """Statistics and thumbnail of the reference volume (``affine``: its canonical affine).
 
+    ``ref`` is float32, or int16 for unscaled integer images (their values
+    exactly: every result is the same as for the float32 copy).
+
     ``known_finite``: every voxel of ``ref`` is known to be finite (no check needed).
     """
     from scipy.ndimage import map_coordinates
 
     step = max(1, math.ceil((ref.size / STATS_VOXELS) ** (1 / 3)))
-    sub = np.ascontiguousarray(ref[::step, ::step, ::step]) if step > 1 else ref
+    if step > 1:
+        sub = np.ascontiguousarray(ref[::step, ::step, ::step], dtype=np.float32)
+    else:
+        sub = ref if ref.dtype == np.float32 else ref.astype(np.float32)
     finite = None if known_finite else np.isfinite(sub)
     all_finite = known_finite or bool(finite.all())  # type: ignore[union-attr]
     vals = sub if all_finite else sub[finite]
@@ -833,7 +1013,8 @@ def _stats(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any], *, known_fi
     points = np.stack([gx.ravel(), gy.ravel(), gz.ravel(), np.ones(gx.size)])
     vox = (np.linalg.inv(affine) @ points)[:3]
     filled = ref if all_finite else np.where(np.isfinite(ref), ref, np.float32(0.0))
-    samples = map_coordinates(filled, vox, order=1, mode="constant", cval=0.0, prefilter=False)
+    samples = map_coordinates(filled, vox, order=1, mode="constant", cval=0.0, prefilter=False,
+                              output=np.float32)  # as for float32 data when ref holds int16
     sd = float(samples.std())
     thumb = (samples - samples.mean()) / sd if sd > 0 else np.zeros_like(samples)
     out["thumbnail"] = base64.b64encode(thumb.astype("<f2").tobytes()).decode("ascii")

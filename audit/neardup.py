@@ -138,7 +138,7 @@ SMOOTH_VOXELS = 2**17
 #: Moments of the data region come from a regular subsample of at most about this many voxels.
 MOMENT_VOXELS = 2**18
 #: Changes whenever the fingerprint's definition changes.
-FINGERPRINT_VERSION = f"fp2-{FP_SIZE}-log-pca-frame-floor{FP_FLOOR_REL:g}-max{SMOOTH_VOXELS}"
+FINGERPRINT_VERSION = f"fp2-{FP_SIZE}-log-pca-frame-floor{FP_FLOOR_REL:g}-max{SMOOTH_VOXELS}-zyx"
 #: Fewest images of a group for a relative similarity.
 MIN_GROUP = 3
 #: Principal axes of the candidate search's projection.
@@ -177,11 +177,12 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
     """
     from scipy.ndimage import gaussian_filter, gaussian_filter1d, map_coordinates
 
-    vol = np.asarray(volume, dtype=np.float32)
+    vol = _native(volume)
     if vol.ndim != 3 or min(vol.shape) < FP_MIN_EDGE:
         return None
     affine = np.asarray(affine, dtype=np.float64)
-    valid = vol != 0 if all_finite else np.isfinite(vol) & (vol != 0)
+    integral = vol.dtype != np.float32  # small integers: finite, summed exactly in float32 as before
+    valid = vol != 0 if all_finite or integral else np.isfinite(vol) & (vol != 0)
     n_valid = int(np.count_nonzero(valid))
     if n_valid < 64:
         return None
@@ -198,9 +199,12 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
     while math.prod(math.ceil(n / k) for n, k in zip(vol.shape, f)) > SMOOTH_VOXELS:  # bound the work
         f = [k + 1 if z * (k + 1) <= h0 else k for k, z in zip(f, zooms)] if any(
             z * (k + 1) <= h0 for k, z in zip(f, zooms)) else [k + 1 for k in f]
-    filled = vol if dense else np.where(valid, vol, np.float32(0))
+    # where every value is finite, the invalid voxels already hold zero (-0.0 at worst: the same sums)
+    filled = vol if dense or all_finite or integral else np.where(valid, vol, np.float32(0))
     if max(f) > 1:
-        filled = _block_sum(filled, f)
+        filled = _block_sum(filled, f, dtype=np.float32)
+    elif filled.dtype != np.float32:
+        filled = filled.astype(np.float32)
     aff = affine @ np.diag([f[0], f[1], f[2], 1.0])
     aff[:3, 3] = affine[:3, :3] @ ((np.array(f, dtype=np.float64) - 1) / 2) + affine[:3, 3]
     zred = zooms * np.array(f)
@@ -212,7 +216,7 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
                                   mode="constant", truncate=3.0) for n, k, sd in zip(vol.shape, f, sigma)]
         sc = prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :]
     else:
-        sc = gaussian_filter(_block_sum(valid.astype(np.float32), f) if max(f) > 1 else valid.astype(np.float32),
+        sc = gaussian_filter(_block_sum(valid, f, dtype=np.float32) if max(f) > 1 else valid.astype(np.float32),
                              sigma, mode="constant", truncate=3.0)
     cover = sc / float(f[0] * f[1] * f[2])
     inside = cover > 0.5
@@ -344,17 +348,24 @@ def _frame(cov: np.ndarray) -> np.ndarray:
     return out
 
 
-def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
-    """Sums over blocks of ``f`` voxels (the last, partial blocks sum what they hold)."""
+def _block_sum(a: np.ndarray, f: Sequence[int], dtype: np.dtype | type | None = None) -> np.ndarray:
+    """Sums over blocks of ``f`` voxels (the last, partial blocks sum what they hold), in ``dtype`` (``a``'s).
+
+    The last axis first: for the Fortran-ordered volumes of the image pass
+    those are whole planes, and the strided first axis is summed last, on
+    data already reduced (six times faster than the other way round).
+    """
     out = a
-    for axis, k in enumerate(f):
+    for axis in reversed(range(len(f))):
+        k = f[axis]
         if k <= 1:
             continue
         n = out.shape[axis]
         m = math.ceil(n / k)
         idx: list[slice] = [slice(None)] * 3
         idx[axis] = slice(0, None, k)
-        acc = np.array(out[tuple(idx)], dtype=out.dtype)  # first voxel of every block (m of them)
+        acc = np.array(out[tuple(idx)], dtype=dtype or out.dtype)  # first voxel of every block (m of them)
+        dtype = None
         for i in range(1, k):
             idx[axis] = slice(i, None, k)
             part = out[tuple(idx)]
@@ -366,6 +377,14 @@ def _block_sum(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
                 acc[tuple(head)] += part
         out = acc
     return out
+
+
+def _native(volume: np.ndarray) -> np.ndarray:
+    """``volume`` itself when it holds 8- or 16-bit integers (exact in float32), as float32 otherwise."""
+    v = np.asarray(volume)
+    if v.dtype.kind in "iu" and v.dtype.itemsize <= 2:
+        return v
+    return np.asarray(v, dtype=np.float32)
 
 
 def encode(vector: np.ndarray) -> str:
@@ -387,6 +406,8 @@ SKETCH_RATE = 16
 SKETCH_COMMON = 64
 #: Changes whenever the sketch's definition changes.
 SKETCH_VERSION = f"ps1-{SKETCH_K}-{SKETCH_RATE}-2x2x2"
+#: Voxels per piece of the patch picking pass.
+_CHUNK = 2**16
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
@@ -422,15 +443,13 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     patch unique). Volumes with fewer than 256 distinct values (label maps,
     masks) get no sketch: their patches repeat across people.
     """
-    v = np.asarray(volume)
-    if v.ndim != 3 or min(v.shape) < 2 or v.dtype != np.float32:
-        v = np.asarray(v, dtype=np.float32)
-        if v.ndim != 3 or min(v.shape) < 2:
-            return None
+    v = _native(volume)  # 8- and 16-bit integers: through a table of their float32 bits
+    if v.ndim != 3 or min(v.shape) < 2:
+        return None
     flat = v.reshape(-1, order="A")
     sample = flat[:: max(1, flat.size // 4096)]
     sample = sample[np.isfinite(sample)]
-    if sample.size < 64 or np.unique(sample).size < 256:  # checked on ~4096 voxels, before any full pass
+    if sample.size < 64 or _unique(sample).size < 256:  # checked on ~4096 voxels, before any full pass
         return None
     step = max(1, math.ceil((v.size / MOMENT_VOXELS) ** (1 / 3)))
     probe = v[::step, ::step, ::step]
@@ -440,9 +459,31 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     fv = np.asfortranarray(v)  # no copy for the image pass's volumes
     nx, ny, nz = fv.shape
     flat = fv.reshape(-1, order="F")
-    bits = flat.view(np.uint32)
-    mask = bits * np.uint32(0x9E3779B1) < np.uint32(1 << (32 - int(math.log2(SKETCH_RATE))))
-    mask &= flat > mean
+    rate = np.uint32(1 << (32 - int(math.log2(SKETCH_RATE))))
+    if flat.dtype == np.float32:
+        bits = flat.view(np.uint32)
+        mask = np.empty(flat.size, dtype=bool)
+        prod = np.empty(min(flat.size, _CHUNK), dtype=np.uint32)
+        above = np.empty(prod.size, dtype=bool)
+        for s in range(0, flat.size, _CHUNK):  # in cache-sized pieces: half the time of whole-volume temporaries
+            e = min(s + _CHUNK, flat.size)
+            k = e - s
+            np.multiply(bits[s:e], np.uint32(0x9E3779B1), out=prod[:k])
+            np.less(prod[:k], rate, out=mask[s:e])
+            np.greater(flat[s:e], mean, out=above[:k])
+            mask[s:e] &= above[:k]
+
+        def bits_at(pos: np.ndarray) -> np.ndarray:
+            return bits[pos]
+    else:  # every value the type holds, by its bit pattern: float32 bits, and whether it starts a patch
+        unsigned = np.dtype(f"u{flat.dtype.itemsize}")
+        values = np.arange(2 ** (8 * flat.dtype.itemsize), dtype=unsigned).view(flat.dtype).astype(np.float32)
+        table = values.view(np.uint32)
+        codes = flat.view(unsigned)
+        mask = ((table * np.uint32(0x9E3779B1) < rate) & (values > mean))[codes]
+
+        def bits_at(pos: np.ndarray) -> np.ndarray:
+            return table[codes[pos]]
     at = np.flatnonzero(mask)
     i = at % nx
     rest = at // nx
@@ -453,11 +494,22 @@ def patch_sketch(volume: np.ndarray) -> PatchSketch | None:
     for di in (0, 1):
         for dj in (0, 1):
             for dk in (0, 1):
-                h ^= bits[at + (di + dj * nx + dk * nx * ny)].astype(np.uint64)
+                h ^= bits_at(at + (di + dj * nx + dk * nx * ny)).astype(np.uint64)
                 h *= _M1
                 h ^= h >> np.uint64(29)
-    h = np.unique(_mix(h))
+    h = _unique(_mix(h))
     return PatchSketch(h[:SKETCH_K].copy(), int(h.size))
+
+
+def _unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-D array without NaN, by one sort (numpy 2's hash-based ``unique`` is 20 times slower here)."""
+    s = np.sort(a)
+    if s.size < 2:
+        return s
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
 
 
 def encode_sketch(sketch: PatchSketch) -> str:
@@ -520,7 +572,7 @@ def sketch_pairs(sketches: Sequence[np.ndarray], counts: Sequence[int],
     i, j = np.concatenate(ci), np.concatenate(cj)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     keep = lo != hi
-    key = np.unique(lo[keep] * len(sketches) + hi[keep])
+    key = _unique(lo[keep] * len(sketches) + hi[keep])
     lo, hi = key // len(sketches), key % len(sketches)
     sim = np.array([sketch_containment(sketches[a], counts[a], sketches[b], counts[b])
                      for a, b in zip(lo.tolist(), hi.tolist())], dtype=np.float64)

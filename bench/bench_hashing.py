@@ -8,10 +8,12 @@ noise) or, with ``--demo``, the demo phantoms of :mod:`audit.synthetic`
 ``--repeats`` runs each (the page cache warm):
 
 * the floor: decoding every image with nibabel in one process
-  (``np.asanyarray(nib.load(p).dataobj)``), in images per second;
+  (``np.asanyarray(nib.load(p).dataobj)``), in images per second (and CPU
+  milliseconds per image);
 * ``summarise_images`` (read, SHA-256 of the bytes, decode, content hash of
   the canonical array, statistics, thumbnail, fingerprint, patch sketch) with
-  ``workers=1`` and ``workers=2`` and an empty in-memory cache, in images per
+  ``workers=1`` (CPU milliseconds per image too) and ``workers=2`` (this
+  process and one pool process) and an empty in-memory cache, in images per
   second and as a ratio to the floor (goal: 1.4 or more with 2 workers);
 * the same with an on-disk cache: cold, then again over the unchanged
   dataset (index + image pass: images read must be 0);
@@ -22,6 +24,12 @@ Usage::
     .venv/bin/python bench/bench_hashing.py --subjects 250 [--dim 32] [--repeats 3] [--workdir DIR]
     .venv/bin/python bench/bench_hashing.py --demo --subjects 300
     .venv/bin/python bench/bench_hashing.py --dataset PATH   # any BIDS dataset with images
+
+A brain-sized case (1 mm, 176x240x256 int16 with scaling, like the demo
+phantoms at full resolution)::
+
+    .venv/bin/python -c 'from audit.synthetic import make_dataset; make_dataset("/tmp/ds1mm", n_subjects=12, shape=(176, 240, 256), voxel_size=(1.0, 1.0, 1.0))'
+    .venv/bin/python bench/bench_hashing.py --dataset /tmp/ds1mm
 """
 
 from __future__ import annotations
@@ -47,13 +55,16 @@ def _timed(func):  # type: ignore[no-untyped-def]
     return value, time.perf_counter() - t
 
 
-def _median(func, repeats: int):  # type: ignore[no-untyped-def]
-    """(last value, median seconds) of ``repeats`` runs."""
+def _median(func, repeats: int, cpu: list[float] | None = None):  # type: ignore[no-untyped-def]
+    """(last value, median seconds, every run's seconds) of ``repeats`` runs; ``cpu`` gets this process's CPU seconds."""
     times = []
     value = None
     for _ in range(repeats):
+        c = time.process_time()
         value, t = _timed(func)
         times.append(t)
+        if cpu is not None:
+            cpu.append(time.process_time() - c)
     return value, statistics.median(times), times
 
 
@@ -95,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = nib.load(paths[0]).shape
         print(f"{n} images ({shape}), {total / 1e6:.1f} MB on disk, {os.cpu_count()} cores, load "
               f"{os.getloadavg()[0]:.2f}; median of {args.repeats}")
+        print(f"{'':<44} (CPU: this process's time; workers=2 also runs in pool processes, not counted)")
 
         def floor() -> int:
             k = 0
@@ -103,19 +115,25 @@ def main(argv: list[str] | None = None) -> int:
             return k
 
         floor()  # warm the page cache
-        _, t_floor, runs = _median(floor, args.repeats)
+        cpu: list[float] = []
+        _, t_floor, runs = _median(floor, args.repeats, cpu)
         rate_floor = n / t_floor
 
         def line(label: str, t: float, runs: list[float], extra: str = "") -> None:
             print(f"{label:<44} {t:7.2f} s {n / t:8.0f} img/s  x{(n / t) / rate_floor:5.2f} floor  "
                   f"(runs {' '.join(f'{r:.2f}' for r in runs)}){extra}")
 
-        line("nibabel decode, 1 process (floor)", t_floor, runs)
+        def per_image(cpu: list[float]) -> str:
+            return f"  CPU {1000 * statistics.median(cpu) / n:.2f} ms/image"
+
+        line("nibabel decode, 1 process (floor)", t_floor, runs, per_image(cpu))
         for workers in (1, 2):
+            cpu = []
             res, t, runs = _median(lambda w=workers: summarise_images(index, workers=w, cache=HashCache(memory=True)),
-                                   args.repeats)
+                                   args.repeats, cpu)
             assert res.images_read == n
-            line(f"summarise_images workers={workers}, no cache", t, runs, f"  ({res.bytes_read / 1e6:.1f} MB read)")
+            line(f"summarise_images workers={workers}, no cache", t, runs, f"  ({res.bytes_read / 1e6:.1f} MB read)"
+                 + (per_image(cpu) if workers == 1 else ""))
         cache_dir = work / "cache"
         colds, warms = [], []
         for _ in range(args.repeats):

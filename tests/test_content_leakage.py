@@ -178,6 +178,38 @@ def test_near_pairs_exact_and_inverted_file_agree():
     assert len(empty[0]) == 0  # two images: no group mean to compare against
 
 
+def test_small_integer_volumes_give_the_float32_sketch_and_fingerprint():
+    """int16/uint8 volumes are read through a table of their float32 bits: the same results as their float copy."""
+    ints = np.rint(blob(5, shape=(30, 34, 28)) * 7 - 300).astype(np.int16)
+    affine = np.diag([1.5, 1.2, 1.0, 1.0])
+    for data in (ints, np.asfortranarray(ints), (ints // 16 + 40).clip(0, 255).astype(np.uint8)):
+        a, b = neardup.patch_sketch(data), neardup.patch_sketch(data.astype(np.float32))
+        if data.dtype == np.uint8:  # fewer than 256 values: no sketch either way
+            assert a is None and b is None
+        else:
+            assert a is not None and b is not None
+            assert np.array_equal(a.hashes, b.hashes) and a.count == b.count
+        fa, fb = neardup.fingerprint(data, affine), neardup.fingerprint(data.astype(np.float32), affine)
+        assert fa is not None and fb is not None
+        assert np.array_equal(fa.vector, fb.vector) and fa.spread == fb.spread
+
+
+def test_block_sums_and_sorted_unique():
+    rng = np.random.default_rng(3)
+    vol = rng.integers(0, 50, (11, 9, 7)).astype(np.float32)  # integers: exact in any order
+    got = neardup._block_sum(vol, (3, 2, 4))
+    want = np.zeros((4, 5, 2), np.float32)
+    for i, j, k in np.ndindex(vol.shape):
+        want[i // 3, j // 2, k // 4] += vol[i, j, k]
+    assert np.array_equal(got, want)
+    assert np.array_equal(neardup._block_sum(vol != 0, (3, 2, 4), dtype=np.float32),
+                          neardup._block_sum((vol != 0).astype(np.float32), (3, 2, 4)))
+    h = rng.integers(0, 2**63, 5000, dtype=np.uint64)
+    h[::7] = h[0]
+    assert np.array_equal(neardup._unique(h), np.unique(h))
+    assert neardup._unique(np.zeros(0)).size == 0 and neardup._unique(np.ones(1)).size == 1
+
+
 def test_patch_sketch_keeps_crops_pads_and_reorientations_and_tells_scans_apart():
     data = blob(3, shape=(30, 34, 28)).astype(np.float32)
     base = neardup.patch_sketch(data)

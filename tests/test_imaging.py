@@ -441,6 +441,37 @@ def test_content_hash_survives_dtype_scaling_header_edits_and_recompression(tmp_
     assert result["sub-07"].orientation == "LAS" and result["sub-01"].orientation == "RAS"
 
 
+def test_content_hash_form_follows_the_decoded_values_of_4d_images(tmp_path):
+    data = phantom((10, 11, 12, 3)).astype(np.int16)
+    fractional = data.astype(np.float32)
+    fractional[..., 2] += np.float32(0.5)  # the last volume is not integers: every volume is hashed as float32
+    big = data.astype(np.int32)
+    big[0, 0, 0, 1] = 40000  # out of int16's range: float32 too
+    variants = {"01": nifti_bytes(data), "02": nifti_bytes(data.astype(np.float32)),
+                "03": raw_nifti(data * 4, slope=0.25), "04": nifti_bytes(fractional),
+                "05": raw_nifti((fractional * 2).astype(np.int16), slope=0.5), "06": nifti_bytes(big),
+                "07": nifti_bytes(big.astype(np.float32))}
+    result = by_sub(summarise(dataset(tmp_path / "ds", variants)))
+    assert all(s.status == "ok" for s in result.values())
+    assert result["sub-01"].content_hash == result["sub-02"].content_hash == result["sub-03"].content_hash
+    assert result["sub-04"].content_hash == result["sub-05"].content_hash != result["sub-01"].content_hash
+    assert result["sub-06"].content_hash == result["sub-07"].content_hash
+    assert len({result[f"sub-0{i}"].content_hash for i in (1, 4, 6)}) == 3
+
+
+def test_int16_reference_gives_the_float32_summary(tmp_path):
+    """Unscaled int16 images are summarised from the stored integers: every field as from their float32 copy."""
+    values = phantom((24, 26, 22)) * 37 - 900  # negative and positive
+    values += np.random.default_rng(1).integers(0, 40, values.shape) * (values > 0)  # many values, zero background
+    root = dataset(tmp_path / "ds", {"01": nifti_bytes(values.astype(np.int16)),
+                                     "02": nifti_bytes(values.astype(np.float32))})
+    a, b = (s.to_dict() for s in summarise(root))
+    assert a.pop("dtype") == "int16" and b.pop("dtype") == "float32"
+    for key in ("path", "subject", "sha256", "size"):
+        a.pop(key), b.pop(key)
+    assert a == b and a["fingerprint"] and a["patch_sketch"]
+
+
 def _shift(dx_vox: int) -> np.ndarray:
     m = np.eye(4)
     m[0, 3] = dx_vox
