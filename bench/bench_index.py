@@ -61,7 +61,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -70,6 +69,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/ is there already
+from _trees import make_tree  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
 SHARED = HERE.parent / "shared"
@@ -158,16 +160,7 @@ def ensure_tree(workdir: Path, n: int) -> Path:
     if (root / "participants.tsv").is_file() and last.is_dir() and any(last.iterdir()):
         return root
     workdir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=workdir))
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(MAKER), str(tmp / "ds"), "--subjects", str(n), "--sessions", "2"],
-                   check=True, capture_output=True)
-    if root.exists():
-        shutil.rmtree(root)
-    (tmp / "ds").rename(root)
-    tmp.rmdir()
-    print(f"# made {root} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return root
+    return make_tree(root, n, 2)
 
 
 def run_child(python: str, tool: str, root: Path, timeout: float) -> dict[str, Any]:

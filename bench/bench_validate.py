@@ -36,13 +36,15 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: bench/ is there already
+from _trees import make_tree  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
 SHARED = HERE.parent / "shared"
@@ -59,16 +61,7 @@ def ensure_tree(workdir: Path, n: int, sessions: int) -> Path:
     last = root / f"sub-{n:0{max(5, len(str(n)))}d}" / f"ses-{sessions:02d}"
     if (root / "participants.tsv").is_file() and last.is_dir():
         return root
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=workdir))
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(MAKER), str(tmp / "ds"), "--subjects", str(n), "--sessions", str(sessions)],
-                   check=True, capture_output=True)
-    if root.exists():
-        shutil.rmtree(root)
-    (tmp / "ds").rename(root)
-    tmp.rmdir()
-    print(f"# made {root} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return root
+    return make_tree(root, n, sessions)
 
 
 # ----------------------------------------------------------------------------------- measurements
