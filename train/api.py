@@ -665,7 +665,7 @@ def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5,
         have_torch = False
     if have_torch:
         echo(f"      bidsaudit train: a small Conv5_FC3 on the certified split ({epochs} epochs, CPU)")
-        summary = train_model(dataset, clean, directory / "maps", epochs=epochs, width=4, batch_size=4, lr=1e-3,
+        summary = train_model(dataset, clean, directory / "maps", epochs=epochs, width=4, batch_size=4, lr=3e-3,
                               augment=True, bootstrap=200, device="cpu", threads=1, progress=False,
                               echo=lambda s: echo("      " + s))
         for line in summary.lines():
