@@ -181,9 +181,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     try:
         gate = open_gate(dataset, splits, certificate=certificate, label=gate_label, verify=verify,
                          require_signature=require_signature)
-    except InputError as err:  # GateClosed is a Refused, which is a BidsauditError too
-        failure = err
-    except Exception as err:
+    except Exception as err:  # a refusal, bad input or anything else: _agree stops every rank with it
         failure = err
     dist_mod = _init_distributed(device)
     try:
