@@ -195,9 +195,9 @@ def split_distributions(ctx: AuditContext) -> dict[str, Any] | None:
         columns += list(ctx.index.participants.columns)
     for t in ctx.splits.tables:
         columns += [c for c in t.columns if c not in columns]
-    from audit.checks.shift import _excluded_columns  # the shift checks' own choice of covariates
+    from audit.checks.shift import excluded_columns  # the shift checks' own choice of covariates
 
-    skip |= _excluded_columns(ctx)
+    skip |= excluded_columns(ctx)
     covariates = 0
     for c in columns:
         if covariates >= MAX_COVARIATES:

@@ -264,7 +264,8 @@ def _source(ctx: AuditContext, column: str) -> str:
     return "split files"
 
 
-def _excluded_columns(ctx: AuditContext) -> set[str]:
+def excluded_columns(ctx: AuditContext) -> set[str]:
+    """Columns that are not covariates: ids, the label, site and group (the report's charts use it too)."""
     from audit.scanner import SITE_COLUMNS
 
     out = set(NOT_COVARIATES) | set(SITE_COLUMNS)
@@ -285,7 +286,7 @@ def _covariate_variables(ctx: AuditContext, th: Mapping[str, Any]) -> list[Varia
     if ctx.splits is not None:
         for t in ctx.splits.tables:
             columns += [c for c in t.columns if c not in columns]
-    skip = _excluded_columns(ctx)
+    skip = excluded_columns(ctx)
     out = []
     for c in columns:
         if c in skip or c.lower() in skip:
