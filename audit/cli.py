@@ -314,9 +314,20 @@ def audit(
         if result.status == "pass" and not no_certificate:
             from audit.api import certify
 
-            path = certify(result, options, splits, certificate)  # type: ignore[arg-type]
-            if json_out != "-":
-                typer.echo(f"Certificate: {path}")
+            try:
+                path = certify(result, options, splits, certificate)  # type: ignore[arg-type]
+            except OSError as err:
+                if certificate is not None:  # asked for: not writing it is a failure to run
+                    from audit.errors import InputError
+
+                    raise InputError(certificate, f"cannot write the certificate: {err.strerror or err}") from None
+                # the default place is beside the split files, which a reviewer may not own (a published,
+                # read-only folder): the audit's verdict stands, and the message says how to get one
+                typer.echo(f"Certificate not written: cannot write beside the split files ({err.strerror or err}); "
+                           "give --certificate PATH", err=True)
+            else:
+                if json_out != "-":
+                    typer.echo(f"Certificate: {path}")
     raise typer.Exit(result.exit_code)
 
 

@@ -90,6 +90,26 @@ def test_clean_split_passes_and_writes_a_valid_certificate(tmp_path: Path, ds: P
     assert ok.ok, ok.problems
 
 
+def test_a_split_folder_that_cannot_be_written_keeps_the_verdict(tmp_path: Path, ds: Path, clean: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reviewer's published, read-only split folder: the default certificate is skipped, saying why."""
+    import audit.certificate
+
+    def refuse(cert: Any, path: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(audit.certificate, "write_certificate", refuse)
+    res = invoke("audit", ds, "--splits", clean, *FAST, "--json", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    assert "Certificate not written: cannot write beside the split files (Permission denied)" in res.output
+    assert "give --certificate PATH" in res.output and result_of(tmp_path / "r.json")["status"] == "pass"
+    # asked for by name: not writing it is a failure to run (exit 2, the path named)
+    res = invoke("audit", ds, "--splits", clean, *FAST, "--json", tmp_path / "r2.json",
+                 "--certificate", tmp_path / "c.json")
+    assert res.exit_code == 2 and "cannot write the certificate: Permission denied" in res.output
+    assert str(tmp_path / "c.json") in res.output
+
+
 @pytest.mark.parametrize(("train", "validation", "test", "check", "subjects"), [
     pytest.param(SUBJECTS[:6], SUBJECTS[6:8], ["01", "09", "10"], "leakage.subject_overlap", ["sub-01"],
                  id="subject-in-train-and-test"),
