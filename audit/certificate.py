@@ -109,14 +109,12 @@ def mask_files(root: Path) -> list[str]:
 
 def mask_hashes(root: Path) -> dict[str, str]:
     """``{relative path: sha256:<hex>}`` of every file :func:`mask_files` finds (``unreadable``: cannot be read)."""
+    from audit.hashing import file_sha256
+
     out = {}
     for rel in mask_files(root):
         try:
-            h = hashlib.sha256()
-            with open(Path(root) / rel, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            out[rel] = "sha256:" + h.hexdigest()
+            out[rel] = "sha256:" + file_sha256(Path(root) / rel)
         except OSError:
             out[rel] = "unreadable"
     return out

@@ -354,15 +354,20 @@ def test_audit_splits_names_the_planted_duplicate(tmp_path):
     assert not [s for s in result["skipped"] if s["check"] in (DUP, NEAR)]
 
 
+def plant_copy(ds: Path, source: str, target: str, variant: str) -> None:
+    """Write participant ``source``'s T1w, changed by the named planted transform, as ``target``'s T1w."""
+    img = nib.load(t1w(ds, source))
+    data, affine = transforms(np.asarray(img.dataobj, dtype=np.float32), img.affine,
+                              np.random.default_rng(0))[variant]
+    save(t1w(ds, target), data, affine)
+
+
 def test_near_duplicate_finding_carries_threshold_and_separation(tmp_path):
     from audit.synthetic import make_dataset
 
     ds = tmp_path / "ds"
     make_dataset(ds, n_subjects=12, seed=6, session_fraction=0.0)
-    img = nib.load(t1w(ds, "004"))
-    data, affine = transforms(np.asarray(img.dataobj, dtype=np.float32), img.affine,
-                              np.random.default_rng(0))["gamma 0.8"]
-    save(t1w(ds, "013"), data, affine)
+    plant_copy(ds, "004", "013", "gamma 0.8")
     shutil.copy(t1w(ds, "004").with_name("sub-004_T1w.json"), t1w(ds, "013").with_name("sub-013_T1w.json"))
     subjects = [f"sub-{i:03d}" for i in range(1, 14)]
     sp = splits(tmp_path / "sp", train=subjects[:10], validation=["sub-011", "sub-012"], test=["sub-013"])
@@ -387,10 +392,7 @@ def test_cropped_copy_is_reported_by_its_voxel_patches(tmp_path):
 
     ds = tmp_path / "ds"
     make_dataset(ds, n_subjects=8, seed=2, session_fraction=0.0)
-    img = nib.load(t1w(ds, "003"))
-    data, affine = transforms(np.asarray(img.dataobj, dtype=np.float32), img.affine,
-                              np.random.default_rng(0))["crop 3 (one side)"]
-    save(t1w(ds, "009"), data, affine)
+    plant_copy(ds, "003", "009", "crop 3 (one side)")
     subjects = [f"sub-{i:03d}" for i in range(1, 10)]
     sp = splits(tmp_path / "sp", train=subjects[:8], test=["sub-009"])
     (f,) = run(ds, sp, NEAR)
