@@ -228,7 +228,7 @@ def splits_block(split_set: Any) -> dict[str, Any]:
 
 def _distributions(ctx: AuditContext) -> dict[str, Any]:
     """The report's per-split charts data (``splits.distributions``), from what the checks computed."""
-    from reports.distributions import split_distributions
+    from audit.outputs.distributions import split_distributions
 
     block = split_distributions(ctx)
     return {"distributions": block} if block else {}

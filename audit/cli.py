@@ -162,16 +162,16 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
     if html_out:
         written.append(("HTML report", atomic_write_text(html_out, render_report(result.to_dict()))))
     if junit_out:
-        from audit.junit import junit_xml
+        from audit.outputs.junit import junit_xml
 
         written.append(("JUnit XML", atomic_write_text(junit_out, junit_xml(result.to_dict()))))
     if sarif_out:
-        from audit.sarif import sarif_json
+        from audit.outputs.sarif import sarif_json
 
         written.append(("SARIF", atomic_write_text(sarif_out, sarif_json(result.to_dict(),
                                                                           exit_code=result.exit_code))))
     if fmt == OutputFormat.github:
-        from audit.ghformat import annotations
+        from audit.outputs.github import annotations
 
         for line in annotations(result.to_dict()):
             typer.echo(line, err=json_out == "-")
@@ -188,7 +188,7 @@ def _append_step_summary(result: Result) -> None:
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return
-    from audit.ghformat import step_summary
+    from audit.outputs.github import step_summary
 
     try:
         with open(target, "a", encoding="utf-8") as fh:  # appended, as GitHub asks: the runner reads it at step end
@@ -382,7 +382,7 @@ def split(
 ) -> None:
     """Write leak-free, stratified, subject-level (or group-level) splits."""
     with reported_errors():
-        from audit.splitting import SplitPlan, split_dataset, summary
+        from audit.splits.making import SplitPlan, split_dataset, summary
 
         plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
                          balance=tuple(c.strip() for c in balance.split(",") if c.strip()))

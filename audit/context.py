@@ -89,7 +89,7 @@ class AuditContext:
     def image_summaries(self) -> Any:
         """The per-image pass (headers, decoded-content hashes, statistics), computed once."""
         if "images" not in self.cache:
-            from audit.imaging import summarise_images
+            from audit.images.summary import summarise_images
 
             assert self.index is not None
             self.cache["images"] = summarise_images(

@@ -49,7 +49,7 @@ The tables (:func:`participants_table`, :func:`images_table`)
     ``dim_x``/``dim_y``/``dim_z``/``n_volumes``, ``voxel_x``/``voxel_y``/
     ``voxel_z`` (mm), ``min``, ``max``, ``mean``, ``std``, ``p01``, ``p50``,
     ``p99``, ``foreground_fraction``, ``nonzero_fraction`` and the quality
-    metrics of :mod:`audit.imagefeatures` (``snr``, ``snr_dietrich``,
+    metrics of :mod:`audit.images.features` (``snr``, ``snr_dietrich``,
     ``cnr``, ``cjv``, ``fg_volume_ml``, ``fg_p01`` ... ``fg_p99``).
 
 Bad input (exit code 2, one line naming the file and where): a suite file

@@ -4,7 +4,7 @@
 * :class:`HashCache` is a SQLite file (``hashes.sqlite`` in
   :meth:`HashCache.default_dir`) that remembers, per absolute path, the
   ``(size, mtime_ns, inode)`` the file had when it was read, its SHA-256 and
-  optionally the image summary made from it (:mod:`audit.imaging`). An entry
+  optionally the image summary made from it (:mod:`audit.images.summary`). An entry
   is valid only while all four key values match, so a second run over an
   unchanged dataset reads no file at all, and touching, rewriting or replacing
   a file makes it read again. A cache folder that cannot be created or

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from audit.bidsindex import index_dataset
     from audit.hashing import HashCache, dataset_fingerprint
-    from audit.imaging import summarise_images
+    from audit.images.summary import summarise_images
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-hashing-"))
     ds = args.dataset or work / ("demo" if args.demo else f"gen{args.dim}") / f"ds-{args.subjects}"

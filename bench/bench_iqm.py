@@ -1,4 +1,4 @@
-"""Cost of the image quality metrics (audit.imagefeatures) against the one decode of an image.
+"""Cost of the image quality metrics (audit.images.features) against the one decode of an image.
 
 Run: PYTHONPATH=. python bench/bench_iqm.py  (a 176x240x256 int16 .nii.gz phantom, 1 mm)
 """
@@ -9,7 +9,7 @@ import time
 import nibabel as nib
 import numpy as np
 
-from audit import imagefeatures, imaging
+from audit.images import features as imagefeatures, imaging
 
 
 def main() -> None:

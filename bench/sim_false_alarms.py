@@ -175,7 +175,7 @@ def demo_population(folder: Path, n_subjects: int, images: bool) -> Population:
     columns = {c: dict(zip(table["participant_id"], table[c])) for c in ("age", "sex", "diagnosis", "site")}
     summaries = None
     if images:
-        from audit.imaging import summarise_images
+        from audit.images.summary import summarise_images
 
         summaries = summarise_images(index, workers=1)
     return Population("demo", columns, index=index, summaries=summaries, images=images)

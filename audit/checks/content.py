@@ -2,7 +2,7 @@
 
 ``leakage.duplicate_image`` [error]
     Two images with the same decoded-content hash
-    (:attr:`~audit.imaging.ImageSummary.content_hash`: SHA-256 of the
+    (:attr:`~audit.images.summary.ImageSummary.content_hash`: SHA-256 of the
     decoded, canonical-RAS float32 voxels, so re-compression, header-only
     edits, another axis order, and another on-disk type or scaling that decode
     to the same values all hash alike) in different splits, under different
@@ -12,7 +12,7 @@
 ``leakage.near_duplicate_image`` [error]
     Two images of *different participants* in different splits that are
     near-copies of one scan, by either of two per-image summaries
-    (:mod:`audit.neardup`), compared within one BIDS suffix:
+    (:mod:`audit.images.neardup`), compared within one BIDS suffix:
 
     * *fingerprints* agree: relative similarity at least ``similarity``
       (default 0.90: cosine of the two fingerprints after removing the mean
@@ -60,7 +60,7 @@ real images in ``../shared/data/nifti``:
 * missed: noise added to a zero-masked image (``example4d``'s masked
   background becomes data: 0.58), rotations of 7 degrees or more of real
   images other than ``anatomical.nii`` (0.75 to 0.83: the fingerprint of a
-  volume over ``audit.neardup.SMOOTH_VOXELS`` voxels is smoothed from coarser
+  volume over ``audit.images.neardup.SMOOTH_VOXELS`` voxels is smoothed from coarser
   blocks), resampling that changes a tight crop's extent by more than 4 %,
   and images too small to fingerprint whose values changed (the 3-slice
   ``resampled_anat_moved.nii``). Rotations are not part of the contract: a
@@ -81,7 +81,7 @@ Both checks read the one image pass of the audit
 ``--ignore-nifti-headers`` nothing is read and they report nothing. For the
 report, the first :data:`THUMBNAIL_PAIRS` pairs of each finding carry a 64x64
 middle-slice picture of both images (``thumbnail_png``, base64 PNG:
-:mod:`audit.thumbnails`); those few images are read again for it, nothing else.
+:mod:`audit.images.thumbnails`); those few images are read again for it, nothing else.
 """
 
 from __future__ import annotations
@@ -95,13 +95,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit import neardup
+from audit.images import neardup
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
 
 if TYPE_CHECKING:
-    from audit.imaging import ImageSummaries, ImageSummary
+    from audit.images.summary import ImageSummaries, ImageSummary
 
 __all__ = ["MAX_PAIRS", "SEPARATION", "THRESHOLDS", "near_duplicates"]
 
@@ -208,7 +208,7 @@ def _pair_name(a: ImageSummary, b: ImageSummary) -> str:
 
 def _thumbnail(ctx: AuditContext, path: str) -> str | None:
     """The report's middle-slice picture of one image (read once per audit, only for pairs a finding shows)."""
-    from audit.thumbnails import middle_slice_png
+    from audit.images.thumbnails import middle_slice_png
 
     cache = ctx.cache.setdefault("thumbnails", {})
     if path not in cache:
@@ -314,8 +314,8 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
 
     Images are compared within their suffix (``T1w``, ``bold``...) in two
     ways: fingerprints, each group centred on its own mean fingerprint
-    (:func:`audit.neardup.near_pairs`; ``similarity`` and ``size_tolerance``),
-    and patch sketches (:func:`audit.neardup.sketch_pairs`; ``patch_overlap``).
+    (:func:`audit.images.neardup.near_pairs`; ``similarity`` and ``size_tolerance``),
+    and patch sketches (:func:`audit.images.neardup.sketch_pairs`; ``patch_overlap``).
     Either is enough. Returns the pairs (sorted by path) and figures about
     the search.
     """
@@ -423,7 +423,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
         "threshold": th["similarity"], "size_tolerance": th["size_tolerance"],
         "patch_overlap_threshold": th["patch_overlap"],
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
-                      "their suffix (audit.neardup)",
+                      "their suffix (audit.images.neardup)",
         "separation": SEPARATION,
         **({"ignored_overrides": ignored} if ignored else {}),
     }

@@ -24,7 +24,7 @@ from typing import Any
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
-from audit.imaging import ImageSummaries, ImageSummary
+from audit.images.summary import ImageSummaries, ImageSummary
 
 #: Files listed in one finding's evidence (the count is always complete).
 MAX_FILES = 100

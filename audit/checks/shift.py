@@ -429,7 +429,7 @@ IMAGE_FEATURES: tuple[str, ...] = (
     "nonzero_fraction",    # zeroed background (defacing, masking, skull stripping)
     "voxel_volume",        # log10 of the voxel volume (mm^3)
     "field_of_view",       # log10 of the imaged volume (mm^3)
-    # MRIQC-style quality metrics of the one decode (audit.imagefeatures), all scale-free but the volume
+    # MRIQC-style quality metrics of the one decode (audit.images.features), all scale-free but the volume
     "snr",                 # log10 of mean / SD of the Otsu foreground (MRIQC snr)
     "snr_dietrich",        # log10 of the foreground mean over the air-background SD (MRIQC snr_dietrich)
     "cnr",                 # contrast-to-noise of the two Otsu classes of the foreground (MRIQC cnr)
@@ -451,7 +451,7 @@ def image_features(ctx: AuditContext) -> dict[str, Any]:
     Returns ``{"suffix", "names", "by_subject": {participant: vector}, "excluded": {...}}``. The
     reference image of a participant is its first image of the dataset's most common suffix. Features
     are :data:`IMAGE_FEATURES` (header facts, intensity statistics and the MRIQC-style quality metrics
-    of :mod:`audit.imagefeatures`: SNR, CNR, CJV, Otsu-foreground percentiles and volume) plus the
+    of :mod:`audit.images.features`: SNR, CNR, CJV, Otsu-foreground percentiles and volume) plus the
     first principal components of the 16^3 thumbnails (the coarse anatomy and contrast layout) and of
     the 32-bin foreground histograms (the shape of the contrast); PCA over every participant, no
     split used.

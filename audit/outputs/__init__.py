@@ -1,0 +1,1 @@
+"""Outputs of a result: JSON/HTML emission, JUnit, SARIF, GitHub annotations, source locations, report data."""
