@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
+from audit.values import normalise_participant
+
 __all__ = ["Severity", "Status", "SEVERITIES", "Finding", "finding", "normalise_subject"]
 
 Severity = Literal["error", "warning", "info"]
@@ -20,13 +22,13 @@ _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
 def normalise_subject(label: str) -> str:
-    """Return a participant id with exactly one ``sub-`` prefix.
+    """Return a participant id with exactly one ``sub-`` prefix (:func:`audit.values.normalise_participant`,
+    not validated: findings name whatever id a file held).
 
     >>> normalise_subject(" 03 "), normalise_subject("sub-03")
     ('sub-03', 'sub-03')
     """
-    s = str(label).strip()
-    return s if s.startswith("sub-") else f"sub-{s}"
+    return normalise_participant(label, validate=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@
   format, every file read (what a certificate hashes) and its tables, with the
   fold views that leakage checks audit one by one (:meth:`SplitSet.views`).
 
-Identifiers are normalised by :func:`normalise_participant` and
-:func:`normalise_session` (surrounding spaces stripped, the ``sub-``/``ses-``
-prefix added when missing; idempotent), split names by
+Identifiers are normalised by :func:`audit.values.normalise_participant` and
+:func:`audit.values.normalise_session` (surrounding spaces stripped, the ``sub-``/``ses-``
+prefix added when missing; idempotent; re-exported here), split names by
 :func:`normalise_split_name` (``val``/``valid`` -> ``validation``).
 """
 
@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import FrozenInstanceError, dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from audit.values import bids_label_problem, normalise_participant, normalise_session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,7 +51,6 @@ SplitFormat = Literal["folder", "table", "clinicadl", "nnunet"]
 SPLIT_FORMATS: tuple[SplitFormat, ...] = ("folder", "table", "clinicadl", "nnunet")
 KNOWN_SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
-LABEL_RE = re.compile(r"[A-Za-z0-9]+")
 # nnU-Net case ids are not BIDS labels: letters, digits, '_', '.', '-' (no spaces, no path separators)
 CASE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 # a case id made of BIDS entities: sub-<label>[_ses-<label>]
@@ -57,50 +58,6 @@ CASE_ENTITIES_RE = re.compile(r"(?:sub-)?([A-Za-z0-9]+)(?:_ses-([A-Za-z0-9]+))?"
 _SPLIT_ALIASES = {"train": "train", "val": "validation", "valid": "validation",
                   "validation": "validation", "test": "test"}
 _CORE = ("participant_id", "session_id", "label", "file", "line")
-
-
-def normalise_participant(value: str) -> str:
-    """A participant id with exactly one ``sub-`` prefix.
-
-    Surrounding spaces are stripped and ``sub-`` added when missing, so the
-    function is idempotent and ``"03"``, ``"sub-03"`` and ``" sub-03 "`` agree.
-
-    Raises
-    ------
-    ValueError
-        When the label (what follows ``sub-``) is empty or not alphanumeric
-        (inner whitespace, ``/``, ``\\``, ``_``, ``-``, ...), as BIDS requires.
-
-    Examples
-    --------
-    >>> normalise_participant(" 03 "), normalise_participant("sub-03")
-    ('sub-03', 'sub-03')
-    """
-    return "sub-" + _label(value, "sub-")
-
-
-def normalise_session(value: str | None) -> str | None:
-    """A session id with exactly one ``ses-`` prefix, or ``None``.
-
-    ``None``, an empty or blank value and ``n/a`` mean "every session of
-    the participant" and give ``None``.
-
-    Raises
-    ------
-    ValueError
-        When the label is not alphanumeric.
-
-    Examples
-    --------
-    >>> normalise_session("M00"), normalise_session("ses-M00"), normalise_session("")
-    ('ses-M00', 'ses-M00', None)
-    """
-    if value is None:
-        return None
-    s = str(value).strip()
-    if s in ("", "n/a"):
-        return None
-    return "ses-" + _label(s, "ses-")
 
 
 def normalise_case_id(value: str) -> tuple[str, str | None]:
@@ -130,7 +87,7 @@ def normalise_case_id(value: str) -> tuple[str, str | None]:
         return "sub-" + m.group(1), (None if m.group(2) is None else "ses-" + m.group(2))
     body = s.removeprefix("sub-")
     if not CASE_RE.fullmatch(body):
-        raise ValueError(_why(body, "case id"))
+        raise ValueError(bids_label_problem(body, "case id"))
     return "sub-" + body, None
 
 
@@ -145,26 +102,6 @@ def normalise_split_name(name: str) -> str:
     """
     s = str(name).strip()
     return _SPLIT_ALIASES.get(s.lower(), s)
-
-
-def _label(value: str, prefix: str) -> str:
-    s = str(value).strip()
-    body = s.removeprefix(prefix)
-    if not LABEL_RE.fullmatch(body):
-        raise ValueError(_why(body, "label"))
-    return body
-
-
-def _why(body: str, what: str) -> str:
-    if body == "":
-        return f"empty {what}"
-    if any(c.isspace() for c in body):
-        return f"the {what} contains whitespace"
-    if "/" in body or "\\" in body:
-        return f"the {what} contains a path separator"
-    if what == "label":
-        return "a BIDS label has letters and digits only"
-    return f"the {what} has characters other than letters, digits, '_', '.', '-'"
 
 
 @dataclass(frozen=True, slots=True)

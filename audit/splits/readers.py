@@ -34,13 +34,12 @@ from typing import TYPE_CHECKING, Any
 from audit.errors import InputError
 from audit.splits.detect import Part, plan_splits, split_name_of
 from audit.splits.model import (
-    LABEL_RE,
     SplitSet,
     SplitTable,
-    _why,
     normalise_case_id,
     normalise_split_name,
 )
+from audit.values import PARTICIPANT_RE, SESSION_RE, is_missing, normalise_participant, normalise_session
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,9 +53,9 @@ _DELIMS = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
 _ID_ALIASES = ("subject", "subject_id", "subjectid", "subject id", "participant", "participantid",
                "participant id", "participants_id", "sub", "sub_id", "id", "ptid", "rid", "case", "case_id")
 _TOO_MANY = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-_MISSING = ("", "n/a")
-_PID_FAST = re.compile(r"sub-[A-Za-z0-9]+")
-_SES_FAST = re.compile(r"ses-[A-Za-z0-9]+")
+# a full match is already normal (audit.values): the fast path of a clean id column
+_PID_FAST = PARTICIPANT_RE
+_SES_FAST = SESSION_RE
 NNUNET_EXPECTED = 'a list of folds, each {"train": [case ids], "val": [case ids]}'
 
 
@@ -246,14 +245,15 @@ def normalise_ids(values: np.ndarray, prefix: str, *, missing_ok: bool,
     if clean or all(map(fast.fullmatch, values)):
         return values, None, ""
 
+    normalise = normalise_participant if prefix == "sub-" else normalise_session
+
     def one(value: str) -> str | None:
-        s = value.strip()
-        if missing_ok and s in _MISSING:
+        if missing_ok and is_missing(value, only_bids=True):
             return None
-        body = s.removeprefix(prefix)
-        if not LABEL_RE.fullmatch(body):
-            raise _BadId(value, _why(body, "label"))
-        return prefix + body
+        try:
+            return normalise(value)
+        except ValueError as err:
+            raise _BadId(value, str(err)) from None
 
     try:
         return _by_unique(values, one), None, ""
@@ -273,8 +273,8 @@ def _ids(parsed: ParsedTable, column: str, prefix: str, *, missing_ok: bool) -> 
 
 
 def _value(value: str) -> str | None:
-    s = value.strip()
-    return None if s in _MISSING else s
+    """A label cell: missing as :func:`audit.values.is_missing` (``unknown`` is a literal class)."""
+    return None if is_missing(value, unknown=False) else value.strip()
 
 
 def _frames(parsed: ParsedTable, label: str | None, *, skip: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -417,7 +417,7 @@ class _BadFold(Exception):
 
 def _fold_value(value: str) -> int:
     s = value.strip()
-    if s in _MISSING:
+    if is_missing(s, unknown=False):
         return -1  # shared by every fold
     if re.fullmatch(r"\d+", s):
         return int(s)
