@@ -52,6 +52,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from audit.values import is_missing
+
 __all__ = [
     "RUBRIC",
     "RUBRIC_VERSION",
@@ -88,7 +90,6 @@ BALANCE_PARTIAL = 0.2
 MIN_LABELLED_PASS = 50  # continuous label (regression)
 MIN_LABELLED_PARTIAL = 20
 MAX_CLASSES = 10        # a numeric label with more distinct values is continuous
-MISSING = frozenset({"", "n/a", "na", "nan", "none", "null", "?"})
 MAX_EVIDENCE = 3        # finding messages quoted per item
 
 
@@ -134,7 +135,7 @@ def _clean(value: Any) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     text = str(value).strip()
-    return None if text.lower() in MISSING else text
+    return None if is_missing(text, unknown=False) else text  # a label: "unknown" may be a class
 
 
 def _continuous(values: list[str]) -> bool:

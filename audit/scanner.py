@@ -45,6 +45,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from audit.findings import normalise_subject
+from audit.values import is_missing, normalise_participant
+
 if TYPE_CHECKING:
     from audit.bidsindex import DatasetIndex
     from audit.context import AuditContext
@@ -76,7 +79,6 @@ PROTOCOL_FIELDS: tuple[str, ...] = ("MagneticFieldStrength", "RepetitionTime", "
 SITE_COLUMNS: tuple[str, ...] = ("site", "scanner", "center", "centre", "site_id", "scanner_id", "study_site")
 #: Nominal field strengths (tesla) that measured values are snapped to.
 NOMINAL_FIELDS: tuple[float, ...] = (0.2, 0.35, 0.5, 1.0, 1.5, 3.0, 4.0, 5.0, 7.0, 9.4, 10.5, 11.7, 14.0)
-_MISSING = frozenset({"", "n/a", "na", "nan", "none", "null", "unknown"})
 
 _VENDORS: tuple[tuple[str, str], ...] = (
     (r"SIEMENS.*", "Siemens"),
@@ -91,7 +93,8 @@ _VENDORS: tuple[tuple[str, str], ...] = (
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or str(value).strip().lower() in _MISSING
+    """A sidecar field or site value with nothing in it (``unknown`` included: it names no scanner)."""
+    return is_missing(value)
 
 
 def normalise_key(value: Any) -> str | None:
@@ -283,7 +286,7 @@ def from_sidecars(index: DatasetIndex) -> ScannerIdentity:
             without += 1
             continue
         per_image[row.path] = fields
-        subject_of[row.path] = row.subject if row.subject.startswith("sub-") else f"sub-{row.subject}"
+        subject_of[row.path] = normalise_participant(row.subject, validate=False)
     if not per_image:
         return ScannerIdentity("none", images_without_metadata=without)
     n = len(per_image)
@@ -357,10 +360,8 @@ def participant_values(ctx: AuditContext, column: str, *, label: bool = False) -
     From the split files the first non-missing value in file order is kept
     (longitudinal rows may repeat a participant). ``label=True`` also reads
     the split tables' label column when it is ``column``. Missing cells
-    (``n/a``, empty) are left out; values are stripped strings.
+    (:func:`audit.values.is_missing`, ``unknown`` kept) are left out; values are stripped strings.
     """
-    from audit.findings import normalise_subject
-
     out: dict[str, str] = {}
     index = ctx.index
     if index is not None and index.participants is not None and column in index.participants.columns:
@@ -397,7 +398,8 @@ def participant_values(ctx: AuditContext, column: str, *, label: bool = False) -
 
 
 def _blank_cell(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and v != v) or str(v).strip().lower() in ("", "n/a")
+    """A participant cell with no value (``unknown`` is kept: it may be a label class)."""
+    return is_missing(v, unknown=False)
 
 
 def _has_column(ctx: AuditContext, column: str) -> bool:
@@ -439,7 +441,7 @@ def reference_images(index: DatasetIndex) -> tuple[str | None, dict[str, str]]:
     out: dict[str, str] = {}
     for r in sorted(rows, key=lambda r: r.path):
         if r.suffix == suffix:
-            sub = r.subject if r.subject.startswith("sub-") else f"sub-{r.subject}"  # type: ignore[union-attr]
+            sub = normalise_participant(r.subject, validate=False)
             out.setdefault(sub, r.path)
     return suffix, out
 

@@ -44,7 +44,6 @@ Cross-validated predictors with permutation p-values
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,10 +51,11 @@ from typing import Any
 
 import numpy as np
 
+from audit.values import is_missing, parse_number  # re-exported: the statistics read cells so
+
 __all__ = [
     "MIN_EXPECTED",
     "PERMUTATION_MAX_N",
-    "MISSING",
     "Association",
     "finite",
     "is_missing",
@@ -82,10 +82,6 @@ __all__ = [
 MIN_EXPECTED = 5.0
 #: Above this many observations the asymptotic chi-square is used whatever the expected counts.
 PERMUTATION_MAX_N = 5000
-#: Cell values that mean "no value" (compared case-insensitively, after stripping).
-MISSING = frozenset({"", "n/a", "na", "nan", "none", "null", "?", "unknown"})
-
-_RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\s*$")
 
 
 # --------------------------------------------------------------------------- plain values
@@ -104,56 +100,6 @@ def finite(x: Any, digits: int | None = 6) -> float | None:
     if not math.isfinite(v):
         return None
     return float(f"{v:.{digits}g}") if digits is not None else v
-
-
-def is_missing(value: Any) -> bool:
-    """A missing cell: ``None``, NaN, or one of :data:`MISSING` (``n/a``, empty...).
-
-    >>> is_missing("n/a"), is_missing(" "), is_missing("0"), is_missing(None)
-    (True, True, False, True)
-    """
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return str(value).strip().lower() in MISSING
-
-
-def parse_number(value: Any) -> tuple[float | None, str | None]:
-    """A number from a table cell, and how it was read.
-
-    Returns ``(number, how)``: ``how`` is ``None`` for a plain number,
-    ``"censored"`` for a top- or bottom-coded value (``"89+"``, ``">89"``,
-    ``"<18"``: read as the bound), ``"range"`` for a binned value
-    (``"26-30"``: read as the midpoint), and the number is ``None`` when the
-    cell is not a number (``how`` is then ``"text"``, or ``"missing"``).
-
-    >>> parse_number("71.5"), parse_number("89+"), parse_number("26-30")
-    ((71.5, None), (89.0, 'censored'), (28.0, 'range'))
-    >>> parse_number("old"), parse_number("n/a")
-    ((None, 'text'), (None, 'missing'))
-    """
-    if is_missing(value):
-        return None, "missing"
-    text = str(value).strip()
-    how = None
-    if text.endswith("+"):
-        text, how = text[:-1].strip(), "censored"
-    elif text[:1] in "<>":
-        text, how = text[1:].lstrip("=").strip(), "censored"
-    try:
-        x = float(text)
-    except ValueError:
-        m = _RANGE.match(text) if how is None else None
-        if m is None:
-            return None, "text"
-        lo, hi = float(m.group(1)), float(m.group(2))
-        if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
-            return None, "text"
-        return (lo + hi) / 2.0, "range"
-    if not math.isfinite(x):
-        return None, "text"
-    return x, how
 
 
 # --------------------------------------------------------------------------- contingency tables

@@ -2,8 +2,11 @@
 
 :func:`participants_schema` builds the schema of ``participants.tsv`` from
 the dataset's own ``participants.json``: a column with ``Levels`` may only
-hold those levels, a column with ``Units`` (or a known numeric column such as
-``age``) must be numeric, and ``n/a`` is always allowed as a missing value.
+hold those levels, a column with ``Units`` (or a known numeric column,
+:data:`audit.values.NUMERIC_COLUMNS`) must be numeric (:func:`audit.values.parse_number`),
+and ``n/a`` is always allowed as a missing value. This is a conformance
+check, so only BIDS's spelling of a missing value (``n/a``, or an empty cell)
+is accepted here (``is_missing(..., only_bids=True)``).
 """
 
 from __future__ import annotations
@@ -13,22 +16,16 @@ from typing import Any
 
 import pandera.pandas as pa
 
-__all__ = ["participants_schema", "NUMERIC_COLUMNS", "MISSING"]
+from audit.values import BIDS_MISSING, NUMERIC_COLUMNS, PARTICIPANT_RE, is_missing, parse_number
 
-NUMERIC_COLUMNS = frozenset({"age", "weight", "height", "bmi"})
-MISSING = frozenset({"n/a", ""})
-_ID = r"^sub-[A-Za-z0-9]+$"
+__all__ = ["participants_schema"]
+
+_ID = f"^{PARTICIPANT_RE.pattern}$"
 
 
 def _is_number(value: str) -> bool:
-    if value in MISSING:
-        return True
-    text = value.rstrip("+")  # "89+" is how ages of the very old are masked
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """A number as the statistics read it (``89+`` is how ages of the very old are masked), or BIDS's ``n/a``."""
+    return is_missing(value, only_bids=True) or parse_number(value)[0] is not None
 
 
 def participants_schema(meta: Mapping[str, Any], columns: list[str]) -> pa.DataFrameSchema:
@@ -48,7 +45,7 @@ def participants_schema(meta: Mapping[str, Any], columns: list[str]) -> pa.DataF
         col_checks = []
         levels = desc.get("Levels") if isinstance(desc, Mapping) else None
         if isinstance(levels, Mapping) and levels:
-            allowed = sorted({str(k) for k in levels} | MISSING)
+            allowed = sorted({str(k) for k in levels} | BIDS_MISSING)
             col_checks.append(pa.Check.isin(allowed, error=f"{col} must be one of the levels in participants.json"))
         elif (isinstance(desc, Mapping) and "Units" in desc) or col.lower() in NUMERIC_COLUMNS:
             col_checks.append(pa.Check(lambda s: s.map(_is_number), element_wise=False,

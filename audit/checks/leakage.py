@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding, normalise_subject
+from audit.values import is_missing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 MAX_EXAMPLES = 50
 NAMED = 5  # participants named in a message after the count
 EVALUATION = ("test", "validation")
-MISSING = (None, "", "n/a")
 FEW = 2000  # up to this many participants, rows are looked up one by one rather than through a frame
 
 
@@ -212,13 +212,13 @@ def _group_of(ctx: AuditContext) -> dict[str, str]:
         return mapping
     assert ctx.splits is not None
     for t in reversed(ctx.splits.tables):
-        rows = [(pid, g) for pid, g in t.column_values(column) if g not in MISSING]
+        rows = [(pid, g) for pid, g in t.column_values(column) if not is_missing(g, unknown=False)]
         mapping.update(reversed(rows))  # the last update wins: the first row, of the first table
     mapping = {pid: str(g).strip() for pid, g in mapping.items()}
     if ctx.index is not None and ctx.index.participants is not None and column in ctx.index.participants:
         table = ctx.index.participants
         for pid, g in zip(table["participant_id"].tolist(), table[column].tolist()):
-            if g not in MISSING and str(pid).strip():
+            if not is_missing(g, unknown=False) and str(pid).strip():
                 mapping[normalise_subject(pid)] = str(g).strip()
     return mapping
 

@@ -84,6 +84,7 @@ from typing import TYPE_CHECKING, Any
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
+from audit.values import NUMERIC_COLUMNS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,8 +122,6 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
 NOT_COVARIATES = frozenset({"participant_id", "session_id", "split", "fold", "label", "file", "line"})
 #: Numbers with at most this many distinct values are categories (0/1 codes, field strength).
 MAX_DISCRETE = 10
-NUMERIC_NAMES = frozenset({"age", "age_at_scan", "bmi", "education", "education_years", "mmse", "moca",
-                           "height", "weight", "iq"})
 MAX_TESTS_LISTED = 500
 MAX_EXAMPLES = 5
 
@@ -194,7 +193,7 @@ def make_variable(check_id: str, name: str, raw: Mapping[str, str], *, source: s
     text = sorted({present[p] for p, (x, _h) in parsed.items() if x is None})
     frac = len(numbers) / len(present)
     distinct = len(set(numbers.values()))
-    numeric_name = name.lower() in NUMERIC_NAMES
+    numeric_name = name.lower() in NUMERIC_COLUMNS
     if not categorical and (frac >= 0.9 or (numeric_name and frac >= 0.5)) and (distinct > MAX_DISCRETE
                                                                                   or (numeric_name and distinct > 2)):
         var.kind = "continuous"

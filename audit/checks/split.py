@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from audit.checks.leakage import MISSING, member_of, named, sorted_unique, table_frame
+from audit.checks.leakage import member_of, named, sorted_unique, table_frame
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding, normalise_subject
+from audit.values import is_missing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_EXAMPLES = 50
 
@@ -135,6 +139,12 @@ def fold_integrity(ctx: AuditContext) -> Iterator[Finding]:
         )
 
 
+def _labelled(label: pd.Series) -> pd.Series:
+    """Rows with a label value (:func:`audit.values.is_missing`, ``unknown`` a class), judged per distinct value."""
+    missing = [v for v in label.dropna().unique() if is_missing(v, unknown=False)]
+    return label.notna() & ~label.isin(missing)
+
+
 class _Labels:
     """Every labelled row of every split table, as integer codes.
 
@@ -151,7 +161,7 @@ class _Labels:
         for i, table in enumerate(ctx.splits.tables):
             frame = table_frame(ctx, table)
             label = frame["label"]
-            keep = label.notna() & ~label.isin([m for m in MISSING if m is not None])
+            keep = _labelled(label)
             if keep.any():
                 parts.append(frame.loc[keep, ["participant_id", "session_id", "label", "file", "line"]]
                              .assign(tab=np.int64(i)))
@@ -292,14 +302,14 @@ def missing_label(ctx: AuditContext) -> Iterator[Finding]:
     if ctx.index is not None and ctx.index.participants is not None and column in ctx.index.participants:
         table = ctx.index.participants
         known = {normalise_subject(p) for p, v in zip(table["participant_id"].tolist(), table[column].tolist())
-                 if v not in MISSING and str(p).strip()}
+                 if not is_missing(v, unknown=False) and str(p).strip()}
     for name in ctx.splits.names:
         frames = []
         for t in ctx.splits.tables:
             if t.name == name:
                 frame = table_frame(ctx, t)
                 label = frame["label"]
-                frames.append((frame["participant_id"], label.notna() & ~label.isin([m for m in MISSING if m])))
+                frames.append((frame["participant_id"], _labelled(label)))
         # participants with a row without a label, less those with a labelled row in another row or file
         unlabelled: set[str] = set()
         for pid, has in frames:
