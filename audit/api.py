@@ -14,8 +14,9 @@ from audit import __version__
 from audit.context import AuditContext, AuditOptions
 from audit.result import Result
 from audit.runner import build_result, run_checks
+from audit.scanner import from_sidecars
 
-__all__ = ["validate_dataset", "dataset_summary", "scanner_label"]
+__all__ = ["validate_dataset", "dataset_summary"]
 
 VALIDATE_FAMILIES = ("bids", "quality", "expectations")
 
@@ -59,29 +60,14 @@ def dataset_block(ctx: AuditContext) -> dict[str, Any]:
             "files": len(ctx.index.rows)}
 
 
-def scanner_label(meta: dict[str, Any]) -> str | None:
-    """A readable scanner identity from sidecar fields (None when nothing is known)."""
-    parts = []
-    for key in ("Manufacturer", "ManufacturersModelName"):
-        value = meta.get(key)
-        if value not in (None, ""):
-            parts.append(" ".join(str(value).replace("_", " ").split()))
-    field = meta.get("MagneticFieldStrength")
-    if field not in (None, ""):
-        parts.append(f"{field}T")
-    return " ".join(parts) or None
-
-
 def dataset_summary(ctx: AuditContext) -> dict[str, Any]:
     """Subjects, sessions, datatypes and scanners, for the report's summary."""
     assert ctx.index is not None
     index = ctx.index
     images = index.images()
     datatypes = Counter(r.datatype for r in index.rows if r.role == "data")
-    scanners: Counter[str] = Counter()
-    for row in images:
-        label = scanner_label(index.sidecar(row.path))
-        scanners[label or "unknown"] += 1
+    by_image = from_sidecars(index).by_image  # the checks' scanner identity (audit.scanner)
+    scanners: Counter[str] = Counter(by_image.get(row.path, "unknown") for row in images)
     sessions = sum(max(1, len(v)) for v in index.sessions_by_subject.values())
     absent = sum(1 for r in images if r.link in ("dangling", "annex-pointer"))
     table = index.participants

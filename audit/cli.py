@@ -382,7 +382,7 @@ def split(
 ) -> None:
     """Write leak-free, stratified, subject-level (or group-level) splits."""
     with reported_errors():
-        from audit.splits.making import SplitPlan, split_dataset, summary
+        from audit.splits import SplitPlan, split_dataset, summary
 
         plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
                          balance=tuple(c.strip() for c in balance.split(",") if c.strip()))

@@ -30,7 +30,7 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     """Run the demo in ``directory``; return the exit code (0 when every step behaved as expected)."""
     from audit.api import audit_splits, certify, validate_dataset
     from audit.context import AuditOptions
-    from audit.splits.making import SplitPlan, split_dataset
+    from audit.splits import SplitPlan, split_dataset
     from audit.synthetic import make_dataset
 
     directory = Path(directory)
@@ -106,7 +106,7 @@ def confounded_audit(directory: Path, *, subjects: int, seed: int, echo: Callabl
     """Make ``DIR/dataset-confounded`` (diagnosis tied to site), split it leak-free, and audit the split."""
     from audit.api import audit_splits
     from audit.context import AuditOptions
-    from audit.splits.making import SplitPlan, split_dataset
+    from audit.splits import SplitPlan, split_dataset
     from audit.synthetic import make_dataset
 
     dataset = directory / "dataset-confounded"

@@ -23,7 +23,7 @@ from audit.context import AuditContext, AuditOptions
 from audit.findings import Finding
 from audit.runner import run_checks
 from audit.splits import SplitRow, SplitSet, SplitTable, normalise_participant, normalise_session
-from audit.splits.making import SplitError, SplitPlan, make_splits
+from audit.splits import SplitError, SplitPlan, make_splits
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SESSIONS = ("M00", "M12", "M24")

@@ -1,4 +1,4 @@
-"""bidsaudit split: splits that cannot leak (audit/splits/making.py)."""
+"""bidsaudit split: splits that cannot leak (audit/splits/: plan, folds, search, balance, making, write)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from audit.errors import InputError
-from audit.splits.making import (
+from audit.splits import (
     PARAMS_FILE,
     SplitError,
     SplitPlan,
     SplitResult,
-    _sgkf,
-    _sgkf_batch,
     make_splits,
     split_dataset,
     summary,
     write_splits,
 )
+from audit.splits.folds import sgkf as _sgkf
+from audit.splits.folds import sgkf_batch as _sgkf_batch
 from tests.builders import make_bids
 
 FAST = 8  # tries per stage in tests that do not look at balance
