@@ -9,7 +9,7 @@ import time
 import nibabel as nib
 import numpy as np
 
-from audit.images import features as imagefeatures, imaging
+from audit.images import features as imagefeatures, summary as imaging
 
 
 def main() -> None:

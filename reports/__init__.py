@@ -1,1 +1,3 @@
-"""HTML reports rendered from a result document (imports only ``schemas``)."""
+"""HTML reports rendered from a result document (imports nothing from ``audit``)."""
+
+__all__: list[str] = []

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from reports import charts
+
 __all__ = ["render_report"]
 
 _SEVERITY_TITLES = {"error": "Errors", "warning": "Warnings", "info": "Notes"}
@@ -34,8 +36,6 @@ def _env():  # type: ignore[no-untyped-def]
     env.filters["png_uri"] = _png_uri
     env.filters["without_pictures"] = _without_pictures
     env.tests["mapping"] = lambda v: isinstance(v, Mapping)
-    from reports import charts
-
     env.globals.update(
         categorical_chart=charts.categorical_chart, histogram_chart=charts.histogram_chart,
         heatmap=charts.heatmap, auc_chart=charts.auc_chart, feature_bars=charts.feature_bars,

@@ -30,6 +30,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from audit.checks.registry import all_checks
+
 __all__ = ["junit_xml", "checks_of_result"]
 
 _ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -64,8 +66,6 @@ def checks_of_result(result: Mapping[str, Any]) -> list[str]:
     if isinstance(ran, list):
         ids |= {str(c) for c in ran}
     else:
-        from audit.checks.registry import all_checks
-
         command = str(result.get("command") or "")
         families = {"validate": ("bids", "quality"), "readiness": ("bids", "quality", "confound")}.get(command)
         for spec in all_checks().values():

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from audit.splits.model import normalise_split_name
+
 __all__ = ["Location", "Place", "Resolver", "locations_of", "MAX_LOCATIONS"]
 
 MAX_LOCATIONS = 20
@@ -219,8 +221,6 @@ class Resolver:
 
 def _split_of(path: str) -> str:
     """The split a split file holds, by its name (``val.tsv`` -> ``validation``)."""
-    from audit.splits.model import normalise_split_name
-
     name = PurePosixPath(path.replace("\\", "/")).name
     return normalise_split_name(name.split(".", 1)[0])
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from audit.checks.registry import all_checks
 from audit.outputs.locations import Place, Resolver
 
 __all__ = ["sarif_log", "sarif_json", "LEVELS", "SRCROOT"]
@@ -50,8 +51,6 @@ MAX_RELATED = 10
 
 
 def _rules(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from audit.checks.registry import all_checks
-
     specs: dict[str, Any] = {}
     for spec in all_checks().values():
         specs.setdefault(spec.id, spec)

@@ -1,8 +1,10 @@
-"""The HTML report in a real headless Chromium (Chrome DevTools Protocol, no download).
+"""The HTML report in a real headless Chromium (Debian's chromium and chromium-driver, driven by Selenium).
 
-Chromium is Debian's ``chromium`` (``.ci/run`` installs it when missing);
-it is driven over the DevTools websocket with ``websocket-client``. The
-tests skip, saying why, when either is absent.
+The same driver as the service's browser test (tests/service/test_service_browser.py);
+the tests skip, saying why, when selenium, chromium or chromedriver is absent
+(``.ci/run`` installs them). Console messages come from ChromeDriver's
+``browser`` log, requests and dialogs from its ``performance`` log (DevTools
+``Network`` and ``Page`` events).
 
 What is checked: the page loads from ``file://`` with no console message of
 level error, no exception and no request other than the file itself and
@@ -15,15 +17,11 @@ no planted script runs.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import shutil
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,168 +29,103 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def find_chromium() -> str | None:
-    env = os.environ.get("BIDSAUDIT_CHROMIUM")
-    if env:
-        return env if Path(env).exists() else None
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+CHROMIUM = Path(os.environ.get("BIDSAUDIT_CHROMIUM", "/usr/bin/chromium"))
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
+         "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1200,900"]
 
 
 class Page:
-    """One headless Chromium with one page, driven over the DevTools Protocol."""
+    """One headless Chromium page under Selenium, with what happened on it since the last load."""
 
-    def __init__(self, chromium: str, profile: Path) -> None:
-        import websocket  # websocket-client
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.events: list[dict[str, Any]] = []  # DevTools events from the performance log
+        self.logs: list[dict[str, Any]] = []  # the browser (console) log
+        self.alerts: list[str] = []  # dialogs ChromeDriver met (and accepted) while running a command
 
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
-             "--hide-scrollbars", "--window-size=1200,900", f"--remote-debugging-port={self.port}",
-             "--remote-allow-origins=*", f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        targets: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
+    def _run(self, fn: Any, *args: Any) -> Any:
+        from selenium.common.exceptions import UnexpectedAlertPresentException
+
+        for _ in range(20):  # a dialog never blocks the page: it is accepted, noted, and the command re-run
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=2) as r:
-                    targets = [t for t in json.load(r) if t.get("type") == "page"]
-                if targets:
-                    break
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chromium exited with status {self.proc.returncode}")
-            time.sleep(0.2)
-        if not targets:
-            self.close()
-            raise RuntimeError("chromium's DevTools endpoint did not answer in 30 s")
-        self.ws = websocket.create_connection(targets[0]["webSocketDebuggerUrl"], timeout=30)
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-        for domain in ("Page", "Runtime", "Network", "Log"):
-            self.call(f"{domain}.enable")
+                return fn(*args)
+            except UnexpectedAlertPresentException as e:
+                self.alerts.append(str(e.alert_text or ""))
+        raise RuntimeError("dialogs keep opening")
 
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        my_id = self.next_id
-        self.ws.send(json.dumps({"id": my_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == my_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return dict(msg.get("result") or {})
-            self._event(msg)
-
-    def _event(self, msg: dict[str, Any]) -> None:
-        if "method" not in msg:
-            return
-        self.events.append(msg)
-        if msg["method"] == "Page.javascriptDialogOpening":  # never leave a dialog blocking the page
-            self.ws.send(json.dumps({"id": 10**6 + len(self.events), "method": "Page.handleJavaScriptDialog",
-                                     "params": {"accept": True}}))
-
-    def wait_for(self, method: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.events:
-                if e["method"] == method:
-                    return e
-            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            self._event(json.loads(self.ws.recv()))
-        raise TimeoutError(method)
-
-    def settle(self, seconds: float = 0.5) -> None:
-        """Collect events for a while (late requests, console messages)."""
-        deadline = time.monotonic() + seconds
-        import websocket
-
-        while time.monotonic() < deadline:
-            self.ws.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                self._event(json.loads(self.ws.recv()))
-            except websocket.WebSocketTimeoutException:
-                break
-        self.ws.settimeout(30)
+    def _collect(self) -> None:
+        self.logs += self._run(self.driver.get_log, "browser")
+        for entry in self._run(self.driver.get_log, "performance"):
+            message = json.loads(entry["message"])["message"]
+            self.events.append({"method": message.get("method"), "params": message.get("params") or {}})
 
     def load(self, url: str) -> None:
+        self._collect()
         self.events.clear()
-        self.call("Page.navigate", url=url)
-        self.wait_for("Page.loadEventFired")
-        self.settle()
+        self.logs.clear()
+        self.alerts.clear()
+        self._run(self.driver.get, url)
+        time.sleep(0.5)  # late requests, console messages
+        self._collect()
 
     def evaluate(self, expression: str) -> Any:
-        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return res.get("result", {}).get("value")
+        return self._run(self.driver.execute_script, f"return ({expression});")
 
     def screenshot(self, path: Path) -> Path:
-        size = self.evaluate("JSON.stringify([document.documentElement.scrollWidth, "
-                             "document.documentElement.scrollHeight])")
-        w, h = json.loads(size)
-        self.call("Emulation.setDeviceMetricsOverride", width=max(int(w), 1200), height=min(int(h), 12000),
-                  deviceScaleFactor=1, mobile=False)
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
-        path.write_bytes(base64.b64decode(data))
+        w, h = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        self._run(self.driver.execute_cdp_cmd, "Emulation.setDeviceMetricsOverride",
+                  {"width": max(int(w), 1200), "height": min(int(h), 12000), "deviceScaleFactor": 1,
+                   "mobile": False})
+        path.write_bytes(self._run(self.driver.get_screenshot_as_png))
         return path
 
     # what happened
     def requests(self) -> list[str]:
+        self._collect()
         return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
 
     def console_errors(self) -> list[str]:
-        out = []
-        for e in self.events:
-            p = e["params"]
-            if e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.append(json.dumps(p.get("args"))[:300])
-            elif e["method"] == "Runtime.exceptionThrown":
-                out.append(json.dumps(p.get("exceptionDetails"))[:300])
-            elif e["method"] == "Log.entryAdded" and p["entry"].get("level") == "error":
-                out.append(str(p["entry"].get("text"))[:300])
-        return out
+        self._collect()
+        return [str(e.get("message"))[:300] for e in self.logs if e.get("level") == "SEVERE"]
 
     def dialogs(self) -> list[str]:
-        return [e["params"].get("message", "") for e in self.events if e["method"] == "Page.javascriptDialogOpening"]
+        self._collect()
+        seen = [str(e["params"].get("message", "")) for e in self.events
+                if e["method"] == "Page.javascriptDialogOpening"]
+        return seen or list(self.alerts)
 
-    def close(self) -> None:
-        try:
-            if getattr(self, "ws", None) is not None:
-                self.ws.close()
-        finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    driver_path = shutil.which("chromedriver")
+    if not CHROMIUM.exists() or not driver_path:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    options.set_capability("unhandledPromptBehavior", "accept and notify")
+    options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": True})
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 @pytest.fixture
-def page(tmp_path):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("no headless Chromium here (apt-get install chromium; .ci/run installs it in CI)")
-    pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e '.[test]')")
-    p = Page(chromium, tmp_path / "chromium-profile")
-    try:
-        yield p
-    finally:
-        p.close()
+def page(browser):
+    p = Page(browser)
+    yield p
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def _only_the_file(requests: list[str], url: str) -> list[str]:
@@ -302,3 +235,16 @@ def test_planted_markup_is_inert(page, tmp_path):
     assert page.console_errors() == []
     shown = page.evaluate("document.body.innerText")
     assert PLANTED in shown  # shown as the text it is
+
+
+def test_the_harness_sees_console_errors_requests_and_dialogs(page, tmp_path):
+    """The "nothing happened" assertions above are not vacuous: a page that misbehaves is seen misbehaving."""
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><p>x</p><script>console.error("boom"); window.__pwned = 3; alert("hi")</script>'
+                   '<img src="http://127.0.0.1:9/leak.png"></body></html>', encoding="utf-8")
+    url = bad.resolve().as_uri()
+    page.load(url)
+    assert page.dialogs() == ["hi"]
+    assert page.evaluate("typeof window.__pwned") == "number"
+    assert "http://127.0.0.1:9/leak.png" in _only_the_file(page.requests(), url)
+    assert any("boom" in e for e in page.console_errors())
