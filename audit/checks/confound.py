@@ -118,7 +118,8 @@ def measure(labels: Mapping[str, str], sites: Mapping[str, str], th: Mapping[str
 
     Returns ``{"status": "ok" | <why not measured>, "severity": "error" | "warning" | "info", ...figures}``.
     """
-    from audit.stats import association_test, contingency, kruskal_test, label_from_site, parse_number
+    from audit.predictors import label_from_site
+    from audit.stats import association_test, contingency, kruskal_test, parse_number
 
     pids = sorted(p for p in labels if p in sites and (subjects is None or p in subjects))
     out: dict[str, Any] = {"participants": len(pids), "severity": "info"}
