@@ -13,9 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from audit import __version__
+from audit import __version__, certificate
 from audit.bidsindex import index_dataset
-from audit.certificate import CERTIFICATE_NAME, SIGNING_KEY_ENV, build_certificate, write_certificate
 from audit.context import AuditContext, AuditOptions
 from audit.errors import InputError
 from audit.outputs.distributions import split_distributions
@@ -269,14 +268,14 @@ def certify(result: Result, options: AuditOptions, splits: str | Path, path: Pat
     data = result.to_dict()
     splits = Path(splits)
     if path is None:
-        path = (splits if splits.is_dir() else splits.parent) / CERTIFICATE_NAME
-    cert = build_certificate(
+        path = (splits if splits.is_dir() else splits.parent) / certificate.CERTIFICATE_NAME
+    cert = certificate.build_certificate(
         data, dataset_files=result.attachments.get("dataset_files"),
         split_files=list((data.get("splits") or {}).get("files") or []),
         options={"label": options.label, "site": options.site, "group": options.group,
                  "pretrain": options.pretrain},
         config={**options.config.as_options_dict(), "source": options.config.source},
-        key=os.environ.get(SIGNING_KEY_ENV) or None,
+        key=os.environ.get(certificate.SIGNING_KEY_ENV) or None,
     )
-    return write_certificate(cert, path)
+    return certificate.write_certificate(cert, path)
 
