@@ -81,11 +81,9 @@ def load_options(dataset: Path | None, splits: Path | None, config_path: Path | 
     for name in ("label", "site", "group"):
         if name in kwargs:
             kwargs[name] = config.column(name, kwargs[name])  # type: ignore[arg-type]
-    data = config.as_options_dict()
-    data["source"] = str(source) if source else None
     if source:
         typer.echo(f"Configuration: {source}", err=True)
-    return AuditOptions(config=data, **kwargs)  # type: ignore[arg-type]
+    return AuditOptions(config=config.with_source(source), **kwargs)  # type: ignore[arg-type]
 
 
 def suite_paths(expectations: list[Path] | None) -> tuple[str, ...]:

@@ -57,9 +57,8 @@ import hashlib
 import json
 import math
 import re
-import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -158,6 +157,11 @@ class AuditConfig:
     thresholds: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))
     columns: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     waivers: tuple[Waiver, ...] = ()
+    #: The file it was read from (not part of the fingerprint).
+    source: str | None = field(default=None, compare=False)
+    #: Threshold overrides left out of a hand-written mapping (:meth:`from_options_dict`), each with why,
+    #: per threshold table (``thresholds`` itself when it was not a table).
+    ignored: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen({}), compare=False)
 
     def __hash__(self) -> int:
         return hash(self.fingerprint())
@@ -194,10 +198,13 @@ class AuditConfig:
 
     @classmethod
     def from_options_dict(cls, data: Mapping[str, Any] | None) -> AuditConfig:
-        """Rebuild a configuration from :meth:`as_options_dict` output (``{}`` gives the empty one).
+        """A configuration from :meth:`as_options_dict` output or a hand-written ``{"thresholds": ...}`` mapping.
 
-        For code that holds only ``AuditOptions.config``; the data is trusted
-        (it was validated when the file was read).
+        ``{}`` gives the empty configuration. Severities and waivers are
+        trusted (they come from a configuration validated when read);
+        thresholds are checked once, here, against the declared ones: an
+        unknown name or a value of the wrong type is left out and listed in
+        :attr:`ignored` (the checks' evidence shows it).
         """
         data = data or {}
         severity = dict(data.get("severity") or {})
@@ -209,9 +216,24 @@ class AuditConfig:
                    expires=None if not w.get("expires") else dt.date.fromisoformat(str(w["expires"])),
                    origin=str(w.get("origin", "")))
             for w in data.get("waivers") or ())
-        return cls(severity=_frozen(severity),
-                   thresholds=_frozen({k: _frozen(v) for k, v in (data.get("thresholds") or {}).items()}),
-                   columns=_frozen(data.get("columns") or {}), waivers=waivers)
+        thresholds, ignored = _lenient_thresholds(data.get("thresholds") or {})
+        source = data.get("source")
+        return cls(severity=_frozen(severity), thresholds=_frozen({k: _frozen(v) for k, v in thresholds.items()}),
+                   columns=_frozen(data.get("columns") or {}), waivers=waivers,
+                   source=None if source is None else str(source),
+                   ignored=_frozen({k: tuple(v) for k, v in ignored.items()}))
+
+    def ignored_overrides(self, *keys: str) -> list[str]:
+        """The overrides of the threshold tables ``keys`` that were left out (see :attr:`ignored`)."""
+        return [m for k in ("thresholds", *keys) for m in self.ignored.get(k, ())]
+
+    def severity_overrides(self) -> dict[str, str]:
+        """Configured severities the runner stamps (checks turned ``off`` are silenced by their waiver)."""
+        return {k: v for k, v in sorted(self.severity.items()) if v != "off"}
+
+    def with_source(self, source: str | Path | None) -> AuditConfig:
+        """The same configuration, saying which file it was read from."""
+        return replace(self, source=None if source is None else str(source))
 
     def column(self, name: str, given: str | None = None) -> str | None:
         """The column for ``label``/``site``/``group``: the option when given, else the configured one."""
@@ -233,22 +255,43 @@ def known_check_ids() -> frozenset[str]:
 def known_thresholds() -> dict[str, dict[str, Any]]:
     """Configurable thresholds and their defaults, per check id or shared family table.
 
-    Collected from the ``THRESHOLDS`` dictionaries of the check modules, so a
-    check that declares thresholds is configurable without touching this file.
+    Declared with the checks (``@check(..., thresholds=...)``, see
+    :mod:`audit.checks.registry`), so a check that declares thresholds is
+    configurable without touching this file.
     """
-    from audit.checks.registry import all_checks
+    from audit.checks.registry import all_thresholds
 
-    all_checks()
+    return all_thresholds()
+
+
+def _lenient_thresholds(table: Any) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """The overrides of ``table`` that name a declared threshold with a value of its type; the others, why."""
+    ignored: dict[str, list[str]] = {}
+    if not isinstance(table, Mapping):
+        return {}, {"thresholds": ["thresholds: not a table"]}
+    known = known_thresholds()
     out: dict[str, dict[str, Any]] = {}
-    for name, module in sorted(sys.modules.items()):
-        if not name.startswith("audit.checks.") or module is None:
+    for key, over in table.items():
+        defaults = known.get(key)
+        if defaults is None:
+            ignored.setdefault(key, []).append(f"{key}: unknown")
             continue
-        table = getattr(module, "THRESHOLDS", None)
-        if isinstance(table, Mapping):
-            for key, values in table.items():
-                if isinstance(values, Mapping):
-                    out.setdefault(str(key), {}).update(values)
-    return out
+        if not isinstance(over, Mapping):
+            ignored.setdefault(key, []).append(f"{key}: not a table")
+            continue
+        kept: dict[str, Any] = {}
+        for k, v in over.items():
+            if k not in defaults:
+                ignored.setdefault(key, []).append(f"{key}.{k}: unknown")
+                continue
+            d = defaults[k]
+            if _number_ok(d, v):
+                kept[k] = v
+            else:
+                ignored.setdefault(key, []).append(
+                    f"{key}.{k}: {v!r} is not a {'string' if isinstance(d, str) else 'number'}")
+        out[key] = kept
+    return out, ignored
 
 
 # --------------------------------------------------------------------------- loading

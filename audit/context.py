@@ -1,22 +1,47 @@
-"""The audit context: plain data every check reads, built once by the runner."""
+"""The audit context: what every check reads, and the data the checks share, each computed once.
+
+The runner builds one :class:`AuditContext` per audit. Besides the inputs
+(options, dataset index, splits, validator run) it holds the shared data
+of the audit as typed, lazily computed attributes: a check asks for
+``ctx.images`` or ``ctx.scanner_identity`` and the first use computes it,
+so no image is read twice in one audit and the checks may run in any
+order. Data that a check module computes for other checks (the image
+features, the shift family) is kept with :meth:`AuditContext.once`, keyed
+by the computing function itself (no string keys).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from audit import hashing, scanner
+from audit.config import AuditConfig
+from audit.images import summary as image_pass
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from audit.bidsindex import DatasetIndex
-    from audit.splits import SplitSet
+    from audit.splits import SplitSet, SplitTable
     from audit.validator import ValidatorRun
 
 __all__ = ["AuditOptions", "AuditContext"]
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class AuditOptions:
-    """What the user asked for (CLI options, after validation)."""
+    """What the user asked for (CLI options, after validation).
+
+    ``config`` is the validated :class:`~audit.config.AuditConfig`; a plain
+    mapping (the :meth:`~audit.config.AuditConfig.as_options_dict` form, or a
+    hand-written ``{"thresholds": ...}``) is turned into one here, once.
+    """
 
     label: str | None = None
     site: str | None = None
@@ -29,7 +54,11 @@ class AuditOptions:
     workers: int | None = None  # None: all local cores
     scheduler: str | None = None  # dask.distributed address
     expectations: tuple[str, ...] = ()  # Great Expectations suite files (--expectations)
-    config: dict[str, Any] = field(default_factory=dict)
+    config: AuditConfig = field(default_factory=AuditConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, AuditConfig):
+            object.__setattr__(self, "config", AuditConfig.from_options_dict(self.config))
 
 
 @dataclass
@@ -37,9 +66,8 @@ class AuditContext:
     """Everything a check may look at.
 
     ``index`` is ``None`` when no dataset was given (a reviewer's audit of
-    published split files), ``splits`` when no split was given. ``cache``
-    holds results computed once per audit and shared by checks (the image
-    pass, for example), so no image is read twice in one audit.
+    published split files), ``splits`` when no split was given.
+    ``checks_ran`` is filled by the runner (the ids of the checks that ran).
     """
 
     options: AuditOptions = field(default_factory=AuditOptions)
@@ -47,7 +75,10 @@ class AuditContext:
     splits: SplitSet | None = None
     validator: ValidatorRun | None = None
     pretrain_subjects: frozenset[str] | None = None
-    cache: dict[str, Any] = field(default_factory=dict)
+    checks_ran: tuple[str, ...] = ()
+    _once: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _frames: dict[tuple[str, int | None], tuple[SplitTable, pd.DataFrame]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def missing(self, need: str) -> str | None:
         """Why ``need`` is not available (``None`` when it is)."""
@@ -75,6 +106,19 @@ class AuditContext:
         return None
 
     @property
+    def config(self) -> AuditConfig:
+        """The validated configuration of this audit."""
+        return self.options.config
+
+    def thresholds(self, key: str, defaults: dict[str, Any]) -> dict[str, Any]:
+        """``defaults`` with the configured overrides of ``key`` (validated when the configuration was read)."""
+        out = dict(defaults)
+        for k, v in self.options.config.thresholds.get(key, {}).items():
+            d = defaults.get(k)
+            out[k] = type(d)(v) if isinstance(d, (int, float)) and not isinstance(d, bool) else v
+        return out
+
+    @property
     def label_column(self) -> str | None:
         if self.options.label:
             return self.options.label
@@ -86,14 +130,46 @@ class AuditContext:
                     return table.label_column
         return None
 
-    def image_summaries(self) -> Any:
-        """The per-image pass (headers, decoded-content hashes, statistics), computed once."""
-        if "images" not in self.cache:
-            from audit.images.summary import summarise_images
+    # ------------------------------------------------------------------ shared data, computed on first use
+    @cached_property
+    def images(self) -> image_pass.ImageSummaries:
+        """The per-image pass (headers, decoded-content hashes, statistics): one read of every image."""
+        assert self.index is not None
+        return image_pass.summarise_images(self.index, ignore_headers=self.options.ignore_nifti_headers,
+                                           workers=self.options.workers, scheduler=self.options.scheduler)
 
-            assert self.index is not None
-            self.cache["images"] = summarise_images(
-                self.index, ignore_headers=self.options.ignore_nifti_headers,
-                workers=self.options.workers, scheduler=self.options.scheduler,
-            )
-        return self.cache["images"]
+    def image_summaries(self) -> image_pass.ImageSummaries:
+        """:attr:`images` (kept for callers of the method)."""
+        return self.images
+
+    @cached_property
+    def fingerprint(self) -> hashing.Fingerprint:
+        """The dataset's content fingerprint (every file hashed once, through the on-disk hash cache)."""
+        assert self.index is not None
+        return hashing.dataset_fingerprint(self.index, hashing.HashCache.default())
+
+    @cached_property
+    def scanner_identity(self) -> scanner.ScannerIdentity:
+        """The site/scanner identity of every participant (:mod:`audit.scanner`)."""
+        return scanner.identify(self)
+
+    def split_frame(self, table: SplitTable) -> pd.DataFrame:
+        """``table.to_frame()`` (participant_id, session_id, label, file, line, ...), built once per audit."""
+        key = (table.name, table.fold)
+        hit = self._frames.get(key)
+        if hit is None or hit[0] is not table:
+            hit = self._frames[key] = (table, table.to_frame())
+        return hit[1]
+
+    def once(self, compute: Callable[..., T], *args: Hashable) -> T:
+        """``compute(self, *args)``, computed on the first call and kept for the rest of the audit."""
+        key = (compute, *args)
+        if key not in self._once:
+            self._once[key] = compute(self, *args)
+        hit: T = self._once[key]
+        return hit
+
+    def computed(self, compute: Callable[..., T], *args: Hashable) -> T | None:
+        """What :meth:`once` kept for ``compute(*args)``, or ``None`` when no check asked for it."""
+        hit: T | None = self._once.get((compute, *args))
+        return hit

@@ -25,7 +25,7 @@ def run_checks(
     """
     scope_out = set(out_of_scope)
     wanted = None if families is None else set(families)
-    overrides: dict[str, Any] = dict(ctx.options.config.get("severity", {}))
+    overrides = ctx.options.config.severity_overrides()
     findings: list[Finding] = []
     skipped: dict[str, str] = {}
     ran: set[str] = set()
@@ -44,7 +44,7 @@ def run_checks(
         severity = overrides.get(spec.id, spec.default)
         for f in spec.func(ctx):
             findings.append(f.stamped(spec.id, f.severity or severity))
-    ctx.cache["checks_ran"] = sorted(ran)
+    ctx.checks_ran = tuple(sorted(ran))
     return findings, [{"check": k, "reason": v} for k, v in sorted(skipped.items())]
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "normalise_manufacturer",
     "normalise_field_strength",
     "scanner_identity",
+    "identify",
     "from_values",
     "from_sidecars",
     "participant_values",
@@ -409,10 +410,12 @@ def _has_column(ctx: AuditContext, column: str) -> bool:
 
 
 def scanner_identity(ctx: AuditContext) -> ScannerIdentity:
-    """The site/scanner identity for this audit (computed once, kept in ``ctx.cache``)."""
-    hit = ctx.cache.get("scanner_identity")
-    if isinstance(hit, ScannerIdentity):
-        return hit
+    """The site/scanner identity for this audit (:func:`identify`, computed once: ``ctx.scanner_identity``)."""
+    return ctx.scanner_identity
+
+
+def identify(ctx: AuditContext) -> ScannerIdentity:
+    """Work out the site/scanner identity of an audit's participants (see the module documentation)."""
     ident: ScannerIdentity | None = None
     if ctx.options.site:
         ident = from_values(participant_values(ctx, ctx.options.site), column=ctx.options.site)
@@ -427,7 +430,6 @@ def scanner_identity(ctx: AuditContext) -> ScannerIdentity:
                 break
     if ident is None:
         ident = ScannerIdentity("none")
-    ctx.cache["scanner_identity"] = ident
     return ident
 
 

@@ -159,7 +159,7 @@ class Population:
             ctx = AuditContext(options=AuditOptions(label="diagnosis", check_images=self.images, workers=1),
                                index=self.index, splits=split_set(assign))
             if self.summaries is not None:
-                ctx.cache["images"] = self.summaries
+                ctx.images = self.summaries
         findings, _skipped = run_checks(ctx, ("shift",))
         return findings
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
+from audit.validator import validator_findings
 
 MAX_EXAMPLES = 20
 
@@ -15,8 +16,6 @@ MAX_EXAMPLES = 20
 @check("bids.invalid", default="error", needs={"validator"})
 def invalid(ctx: AuditContext) -> Iterator[Finding]:
     """The dataset breaks BIDS rules (one finding per validator error code)."""
-    from audit.validator import validator_findings
-
     assert ctx.validator is not None
     yield from (f for f in validator_findings(ctx.validator) if f.severity == "error")
 
@@ -24,8 +23,6 @@ def invalid(ctx: AuditContext) -> Iterator[Finding]:
 @check("bids.warning", default="warning", needs={"validator"})
 def warning(ctx: AuditContext) -> Iterator[Finding]:
     """BIDS validator warnings (one finding per code, counted, with examples)."""
-    from audit.validator import validator_findings
-
     assert ctx.validator is not None
     yield from (f for f in validator_findings(ctx.validator) if f.severity != "error")
 

@@ -40,7 +40,7 @@ Scanner signature (an info finding under the same id; it needs images, and
 the label too so that the check runs or is skipped as a whole)
     How well per-image features (intensity percentiles and ratios, SNR, CNR,
     foreground, voxel size, thumbnail components: see
-    :func:`audit.checks.shift.image_features`) predict the site: a
+    :mod:`audit.checks.features`) predict the site: a
     cross-validated linear classifier's balanced accuracy with a
     permutation p-value. A significant result is a scanner signature a CNN
     can learn, whatever the label.
@@ -55,9 +55,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
+from audit.checks.features import image_features
 from audit.checks.registry import check
 from audit.context import AuditContext
-from audit.findings import Finding, finding
+from audit.findings import Finding, finding, normalise_subject
+from audit.predictors import domain_classifier, label_from_site
+from audit.scanner import participant_values
+from audit.stats import association_test, contingency, kruskal_test
+from audit.values import parse_number
+
+__all__ = ["THRESHOLDS", "measure", "label_site", "scanner_signature"]
 
 #: Default thresholds; override in ``bidsaudit.toml``:
 #: ``[thresholds."confound.label_site"] cramers_v_error = 0.5``.
@@ -81,15 +90,12 @@ MAX_SITES_LISTED = 200
 
 
 def _settings(ctx: AuditContext) -> tuple[dict[str, Any], list[str]]:
-    from audit.checks.shift import configured
-
-    return configured(ctx, "confound.label_site", THRESHOLDS["confound.label_site"])
+    key = "confound.label_site"
+    return ctx.thresholds(key, THRESHOLDS[key]), ctx.config.ignored_overrides(key)
 
 
 def _population(ctx: AuditContext) -> set[str] | None:
     """Participants of the dataset (participants.tsv), or of the split files; ``None``: no restriction known."""
-    from audit.findings import normalise_subject
-
     if ctx.index is not None and ctx.index.participants is not None:
         return {normalise_subject(p) for p in ctx.index.participants["participant_id"].tolist() if str(p).strip()}
     if ctx.index is not None:
@@ -103,8 +109,6 @@ def _population(ctx: AuditContext) -> set[str] | None:
 
 
 def _kind_of_label(values: Mapping[str, str]) -> str:
-    from audit.stats import parse_number
-
     nums = [parse_number(v)[0] for v in values.values()]
     parsed = [x for x in nums if x is not None]
     if values and len(parsed) >= 0.9 * len(values) and len(set(parsed)) > 10:
@@ -118,8 +122,6 @@ def measure(labels: Mapping[str, str], sites: Mapping[str, str], th: Mapping[str
 
     Returns ``{"status": "ok" | <why not measured>, "severity": "error" | "warning" | "info", ...figures}``.
     """
-    from audit.stats import association_test, contingency, kruskal_test, label_from_site, parse_number
-
     pids = sorted(p for p in labels if p in sites and (subjects is None or p in subjects))
     out: dict[str, Any] = {"participants": len(pids), "severity": "info"}
     if len(pids) < int(th["min_subjects"]):
@@ -208,11 +210,9 @@ def _sentence(label: str, m: Mapping[str, Any], where: str) -> str:
     return f"{label} is not notably associated with site{where} ({figures})"
 
 
-@check("confound.label_site", default="error", needs={"label"})
+@check("confound.label_site", default="error", needs={"label"}, thresholds=THRESHOLDS["confound.label_site"])
 def label_site(ctx: AuditContext) -> Iterator[Finding]:
     """The label is strongly associated with site or scanner."""
-    from audit.scanner import participant_values, scanner_identity
-
     th, ignored = _settings(ctx)
     column = ctx.label_column
     assert column is not None
@@ -230,7 +230,7 @@ def label_site(ctx: AuditContext) -> Iterator[Finding]:
         yield finding(f"label/site confounding not measured: the label column '{column}' {why}",
                       severity="info", evidence=base)
         return
-    ident = scanner_identity(ctx)
+    ident = ctx.scanner_identity
     base["site_source"] = ident.evidence()
     if not ident.by_subject:
         yield finding("label/site confounding not measured: no site or scanner information (no --site column, "
@@ -263,32 +263,26 @@ def label_site(ctx: AuditContext) -> Iterator[Finding]:
 @check("confound.label_site", default="error", needs={"images", "label"})
 def scanner_signature(ctx: AuditContext) -> Iterator[Finding]:
     """Image features predict the site or scanner: a signature a CNN can learn (info)."""
-    import numpy as np
-
-    from audit.checks.shift import image_features
-    from audit.scanner import scanner_identity
-    from audit.stats import domain_classifier
-
     th, _ignored = _settings(ctx)
-    ident = scanner_identity(ctx)
+    ident = ctx.scanner_identity
     if not ident.by_subject or len(set(ident.by_subject.values())) < 2:
         return  # label_site already says there is no (or one) site
     feats = image_features(ctx)
-    by = feats["by_subject"]
+    by = feats.by_subject
     pids = sorted(p for p in by if p in ident.by_subject)
     counts: dict[str, int] = {}
     for p in pids:
         counts[ident.by_subject[p]] = counts.get(ident.by_subject[p], 0) + 1
     sites = {s for s, c in counts.items() if c >= 2}
     pids = [p for p in pids if ident.by_subject[p] in sites]
-    base = {"site_source": ident.evidence(), "features": feats["names"], "reference_suffix": feats["suffix"],
-            "images_excluded": feats["excluded"]}
+    base = {"site_source": ident.evidence(), "features": feats.names, "reference_suffix": feats.suffix,
+            "images_excluded": feats.excluded}
     if len(sites) < 2 or len(pids) < int(th["min_subjects"]):
         yield finding("scanner signature not measured: fewer than two sites with two or more readable images",
                       severity="info", evidence=base)
         return
     X = np.stack([by[p] for p in pids])
-    res = domain_classifier(X, [ident.by_subject[p] for p in pids], feature_names=feats["names"],
+    res = domain_classifier(X, [ident.by_subject[p] for p in pids], feature_names=feats.names,
                             n_splits=int(th["n_splits"]), n_permutations=int(th["n_permutations"]),
                             seed=int(th["seed"]))
     score, p = res["score"], res["p_value"]

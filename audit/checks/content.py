@@ -77,7 +77,7 @@ fold of a k-fold layout), naming every participant involved, with the pairs
 the count is complete).
 
 Both checks read the one image pass of the audit
-(:meth:`~audit.context.AuditContext.image_summaries`); with
+(:attr:`~audit.context.AuditContext.images`); with
 ``--ignore-nifti-headers`` nothing is read and they report nothing. For the
 report, the first :data:`THUMBNAIL_PAIRS` pairs of each finding carry a 64x64
 middle-slice picture of both images (``thumbnail_png``, base64 PNG:
@@ -86,7 +86,6 @@ middle-slice picture of both images (``thumbnail_png``, base64 PNG:
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -95,10 +94,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit.images import neardup
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
+from audit.images import neardup
+from audit.images.thumbnails import middle_slice_png
 
 if TYPE_CHECKING:
     from audit.images.summary import ImageSummaries, ImageSummary
@@ -208,14 +208,12 @@ def _pair_name(a: ImageSummary, b: ImageSummary) -> str:
 
 def _thumbnail(ctx: AuditContext, path: str) -> str | None:
     """The report's middle-slice picture of one image (read once per audit, only for pairs a finding shows)."""
-    from audit.images.thumbnails import middle_slice_png
+    return ctx.once(_read_thumbnail, path)
 
-    cache = ctx.cache.setdefault("thumbnails", {})
-    if path not in cache:
-        assert ctx.index is not None
-        cache[path] = middle_slice_png(ctx.index.root / path)
-    hit: str | None = cache[path]
-    return hit
+
+def _read_thumbnail(ctx: AuditContext, path: str) -> str | None:
+    assert ctx.index is not None
+    return middle_slice_png(ctx.index.root / path)
 
 
 def _with_thumbnails(ctx: AuditContext, rows: list[dict[str, Any]]) -> None:
@@ -247,7 +245,7 @@ def _findings(ctx: AuditContext, fold: int | None, hits: dict[tuple[str, str], l
 
 
 def _summaries(ctx: AuditContext) -> ImageSummaries:
-    summaries: ImageSummaries = ctx.image_summaries()
+    summaries: ImageSummaries = ctx.images
     return summaries
 
 
@@ -386,30 +384,22 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
 
 def _near_cached(ctx: AuditContext, similarity: float, size_tolerance: float,
                  patch_overlap: float) -> tuple[list[NearPair], dict[str, Any]]:
-    key = ("near_duplicates", similarity, size_tolerance, patch_overlap)
-    if key not in ctx.cache:
-        ctx.cache[key] = near_duplicates(_summaries(ctx), similarity=similarity, size_tolerance=size_tolerance,
-                                         patch_overlap=patch_overlap)
-    hit: tuple[list[NearPair], dict[str, Any]] = ctx.cache[key]
-    return hit
+    return ctx.once(_near, similarity, size_tolerance, patch_overlap)
+
+
+def _near(ctx: AuditContext, similarity: float, size_tolerance: float,
+          patch_overlap: float) -> tuple[list[NearPair], dict[str, Any]]:
+    return near_duplicates(_summaries(ctx), similarity=similarity, size_tolerance=size_tolerance,
+                           patch_overlap=patch_overlap)
 
 
 def _thresholds(ctx: AuditContext, key: str) -> tuple[dict[str, Any], list[str]]:
-    """The defaults with the overrides of ``config["thresholds"][key]`` (and the overrides ignored)."""
-    defaults = THRESHOLDS[key]
-    values = dict(defaults)
-    ignored: list[str] = []
-    table = ctx.options.config.get("thresholds", {}) if isinstance(ctx.options.config, Mapping) else {}
-    over = table.get(key, {}) if isinstance(table, Mapping) else {}
-    for k, v in (over.items() if isinstance(over, Mapping) else ()):
-        if k in defaults and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-            values[k] = float(v)
-        else:
-            ignored.append(f"{key}.{k}")
-    return values, ignored
+    """The defaults with the configured overrides of ``key`` (and the overrides left out when it was read)."""
+    return ctx.thresholds(key, THRESHOLDS[key]), ctx.config.ignored_overrides(key)
 
 
-@check("leakage.near_duplicate_image", default="error", needs={"splits", "images"})
+@check("leakage.near_duplicate_image", default="error", needs={"splits", "images"},
+       thresholds=THRESHOLDS["leakage.near_duplicate_image"])
 def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
     """Near-copies of one scan (re-saved, rescaled, noised, cropped, resampled, moved) under different participants."""
     summaries = _summaries(ctx)

@@ -19,7 +19,8 @@ from typing import Any
 
 from audit.checks.registry import check
 from audit.context import AuditContext
-from audit.findings import Finding, finding
+from audit.expectations import images_table, load_suites, participants_table, run_suite
+from audit.findings import Finding, finding, normalise_subject
 
 
 def _describe(rec: dict[str, Any]) -> str:
@@ -44,9 +45,6 @@ def _describe(rec: dict[str, Any]) -> str:
 def expectations_failed(ctx: AuditContext) -> Iterator[Finding]:
     """An expectation of the user's Great Expectations suite (--expectations) fails."""
     paths = tuple(ctx.options.expectations)
-    from audit.expectations import images_table, load_suites, participants_table, run_suite
-    from audit.findings import normalise_subject
-
     suites = load_suites(paths)
     tables: dict[str, Any] = {}
     for suite in suites:

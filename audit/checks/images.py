@@ -1,6 +1,6 @@
 """quality.* checks over image content: corrupt, empty, inconsistent geometry, absent images.
 
-Every image check reads :meth:`AuditContext.image_summaries` (one pass over
+Every image check reads :attr:`AuditContext.images` (one pass over
 the images per audit, cached on disk), never the files.
 
 Findings are grouped: one per kind of problem (zero-byte, truncated,
@@ -52,7 +52,7 @@ _EMPTY_WORDS = {
 
 
 def _summaries(ctx: AuditContext) -> ImageSummaries:
-    summaries: ImageSummaries = ctx.image_summaries()
+    summaries: ImageSummaries = ctx.images
     return summaries
 
 

@@ -12,7 +12,7 @@ file and line.
 
 Speed: participant sets are cached by the tables; session pairs are built
 only for the participants two splits share, from the tables' column frames
-(:func:`table_frame`, cached per audit in ``ctx.cache``), so a million-row
+(:func:`audit.checks.frames.table_frame`, built once per audit), so a million-row
 split set is audited in well under a second when it does not leak.
 """
 
@@ -21,9 +21,10 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from itertools import combinations, islice
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
+from audit.checks.frames import member_of, named, sorted_unique, table_frame
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding, normalise_subject
@@ -36,36 +37,8 @@ if TYPE_CHECKING:
     from audit.splits import SplitTable
 
 MAX_EXAMPLES = 50
-NAMED = 5  # participants named in a message after the count
 EVALUATION = ("test", "validation")
 FEW = 2000  # up to this many participants, rows are looked up one by one rather than through a frame
-
-
-def table_frame(ctx: AuditContext, table: SplitTable) -> pd.DataFrame:
-    """``table.to_frame()`` (participant_id, session_id, label, file, line, ...), built once per audit."""
-    cache = ctx.cache.setdefault("split_frames", {})
-    key = (table.name, table.fold)
-    hit = cache.get(key)
-    if hit is None or hit[0] is not table:
-        hit = cache[key] = (table, table.to_frame())
-    return hit[1]
-
-
-def named(names: Iterable[str], n: int = NAMED, *, count: int | None = None) -> str:
-    """``": sub-01, sub-02, and 3 more"``: the names after a count in a message (empty for none).
-
-    ``names`` is sorted here, unless ``count`` (the total) is given: then it is
-    taken as already sorted, and may hold only the first names.
-    """
-    if count is None:
-        first = sorted(names)
-        count = len(first)
-    else:
-        first = list(islice(names, n))
-    if not count:
-        return ""
-    more = count - min(n, len(first))
-    return ": " + ", ".join(first[:n]) + (f", and {more} more" if more > 0 else "")
 
 
 def _views(ctx: AuditContext) -> Iterator[tuple[int | None, Mapping[str, Any]]]:
@@ -112,21 +85,6 @@ def _sessions_of(ctx: AuditContext, table: SplitTable, subjects: Collection[str]
         return pd.DataFrame({"participant_id": pd.Series([r.participant_id for r in rows], dtype=object),
                              "session_id": pd.Series([r.session_id for r in rows], dtype=object)})
     return table_frame(ctx, table)[["participant_id", "session_id"]]
-
-
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of an integer array (sort and compare: numpy 2's hashed ``unique`` is slower)."""
-    import numpy as np
-
-    s = np.sort(values)
-    return s[np.concatenate([[True], s[1:] != s[:-1]])] if len(s) else s
-
-
-def member_of(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """``values`` in ``pool`` (a boolean mask), hashed by pandas."""
-    import pandas as pd
-
-    return pd.Series(values, copy=False).isin(pool).to_numpy()
 
 
 def shared_sessions(sa: pd.DataFrame, sb: pd.DataFrame) -> tuple[list[str], list[str], int]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
-from audit.checks.leakage import member_of, named, sorted_unique, table_frame
+from audit.checks.frames import member_of, named, sorted_unique, table_frame
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding, normalise_subject

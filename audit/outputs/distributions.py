@@ -13,15 +13,16 @@ saved result alone:
 * ``variables``: the label (``role: label``), the site or scanner
   (``role: site``) and the other participant columns (``role: covariate``,
   at most :data:`MAX_COVARIATES`), one value per participant as the shift
-  checks read them (:func:`audit.checks.shift.make_variable`). Categorical:
+  checks read them (:mod:`audit.checks.variables`: the same covariates,
+  read by :func:`~audit.checks.variables.make_variable`). Categorical:
   ``levels`` and per-split ``counts`` (levels past :data:`MAX_LEVELS`
   pooled as one "other" level); continuous: shared histogram ``edges`` and
   per-split ``counts``. ``missing``: participants of the split without a
   value;
 * ``image_features``: for the image features that tell the splits apart
   best (the shift.image domain classifier's top features, else the first
-  ones), a five-number summary per split, from the one image pass (read
-  from the audit's cache; never computed here).
+  ones), a five-number summary per split, from the one image pass (the
+  features the checks computed in this audit; never computed here).
 
 Every number is finite (no NaN reaches the JSON result).
 """
@@ -29,8 +30,17 @@ Every number is finite (no NaN reaches the JSON result).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audit.checks.features import computed_features
+from audit.checks.shift_family import computed_family
+from audit.checks.variables import MAX_LEVELS as MAX_VARIABLE_LEVELS
+from audit.checks.variables import covariate_columns, make_variable
+from audit.scanner import participant_values
 
 if TYPE_CHECKING:
     from audit.context import AuditContext
@@ -66,8 +76,6 @@ def _round(x: float) -> float:
 
 
 def _categorical(values: Mapping[str, Any], members: Mapping[str, frozenset[str]]) -> dict[str, Any]:
-    from collections import Counter
-
     pooled: Counter[str] = Counter()
     for subs in members.values():
         pooled.update(str(values[p]) for p in subs if p in values)
@@ -87,8 +95,6 @@ def _categorical(values: Mapping[str, Any], members: Mapping[str, frozenset[str]
 
 
 def _continuous(values: Mapping[str, Any], members: Mapping[str, frozenset[str]]) -> dict[str, Any] | None:
-    import numpy as np
-
     pooled = [float(values[p]) for subs in members.values() for p in subs
               if p in values and math.isfinite(float(values[p]))]
     if not pooled:
@@ -122,19 +128,17 @@ def _variable_block(var: Any, role: str, members: Mapping[str, frozenset[str]]) 
 
 
 def _five(xs: list[float]) -> dict[str, Any]:
-    import numpy as np
-
     q = np.quantile(np.asarray(xs, dtype=float), [0.0, 0.25, 0.5, 0.75, 1.0])
     return {"n": len(xs), **{k: _round(float(v)) for k, v in zip(("min", "q1", "median", "q3", "max"), q)}}
 
 
 def _image_features(ctx: AuditContext, members: Mapping[str, frozenset[str]]) -> dict[str, Any] | None:
-    feats = ctx.cache.get("image_features")
-    if not isinstance(feats, Mapping) or not feats.get("by_subject"):
+    feats = computed_features(ctx)
+    if feats is None or not feats.by_subject:
         return None
-    names = list(feats.get("names") or [])
+    names = list(feats.names)
     chosen: list[str] = []
-    fam = ctx.cache.get("shift_family")
+    fam = computed_family(ctx)
     if fam is not None:
         for rec in fam.of("shift.image"):
             for f in (rec.get("features") or [])[:2]:
@@ -146,7 +150,7 @@ def _image_features(ctx: AuditContext, members: Mapping[str, frozenset[str]]) ->
         if n not in chosen:
             chosen.append(n)
     chosen = chosen[:MAX_IMAGE_FEATURES]
-    by = feats["by_subject"]
+    by = feats.by_subject
     out = []
     for name in chosen:
         j = names.index(name)
@@ -159,28 +163,25 @@ def _image_features(ctx: AuditContext, members: Mapping[str, frozenset[str]]) ->
             out.append({"name": name, "by_split": summary})
     if not out:
         return None
-    return {"suffix": feats.get("suffix"), "features": out}
+    return {"suffix": feats.suffix, "features": out}
 
 
 def split_distributions(ctx: AuditContext) -> dict[str, Any] | None:
     """The ``splits.distributions`` block (``None`` without splits)."""
     if ctx.splits is None:
         return None
-    from audit.checks.shift import THRESHOLDS, make_variable
-    from audit.scanner import participant_values, scanner_identity
-
     members, fold = _split_members(ctx)
-    max_levels = int(THRESHOLDS["shift"]["max_levels"])
+    max_levels = MAX_VARIABLE_LEVELS
     variables: list[dict[str, Any]] = []
     label = ctx.label_column
-    skip = {c for c in (label, ctx.options.site, ctx.options.group) if c}
+    skip: set[str] = set()
     if label:
         var = make_variable("shift.label", label, participant_values(ctx, label, label=True), source="",
                             max_levels=max_levels)
         block = _variable_block(var, "label", members)
         if block:
             variables.append(block)
-    ident = scanner_identity(ctx)
+    ident = ctx.scanner_identity
     if ident.by_subject:
         name = "site" if ident.source != "sidecars" else "scanner"
         if ident.column:
@@ -190,16 +191,8 @@ def split_distributions(ctx: AuditContext) -> dict[str, Any] | None:
         block = _variable_block(var, "site", members)
         if block:
             variables.append(block)
-    columns: list[str] = []
-    if ctx.index is not None and ctx.index.participants is not None:
-        columns += list(ctx.index.participants.columns)
-    for t in ctx.splits.tables:
-        columns += [c for c in t.columns if c not in columns]
-    from audit.checks.shift import excluded_columns  # the shift checks' own choice of covariates
-
-    skip |= excluded_columns(ctx)
     covariates = 0
-    for c in columns:
+    for c in covariate_columns(ctx):  # the shift checks' own choice of covariates
         if covariates >= MAX_COVARIATES:
             break
         if c in skip or c.lower() in skip:

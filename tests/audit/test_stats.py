@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import audit.scanner
+import audit.predictors
 import audit.stats
-from audit import stats
+from audit import predictors, stats
 
 
-@pytest.mark.parametrize("module", [audit.stats, audit.scanner])
+@pytest.mark.parametrize("module", [audit.stats, audit.predictors, audit.scanner])
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
@@ -148,12 +149,12 @@ def test_label_from_site_confounded_and_independent():
     rng = np.random.default_rng(2)
     site = rng.integers(0, 3, 60)
     confounded = np.where(rng.random(60) < 0.9, site % 2, 1 - site % 2)
-    r = stats.label_from_site(site.tolist(), confounded.tolist(), n_permutations=100)
+    r = predictors.label_from_site(site.tolist(), confounded.tolist(), n_permutations=100)
     assert r["balanced_accuracy"] > 0.8 and r["p_value"] < 0.02 and r["chance"] == 0.5
     independent = rng.integers(0, 2, 60)
-    r = stats.label_from_site(site.tolist(), independent.tolist(), n_permutations=100)
+    r = predictors.label_from_site(site.tolist(), independent.tolist(), n_permutations=100)
     assert r["p_value"] > 0.05
-    one_site = stats.label_from_site([0] * 10, independent[:10].tolist())
+    one_site = predictors.label_from_site([0] * 10, independent[:10].tolist())
     assert one_site["balanced_accuracy"] is None and one_site["p_value"] is None
     json.dumps(one_site, allow_nan=False)
 
@@ -168,10 +169,10 @@ def test_domain_classifier_matches_sklearn_ridge_pipeline():
     X = rng.normal(size=(50, 6))
     y = np.array([0] * 40 + [1] * 10)
     X[y == 1, 0] += 1.5
-    r = stats.domain_classifier(X, y, n_permutations=50, seed=4, alpha=10.0)
+    r = predictors.domain_classifier(X, y, n_permutations=50, seed=4, alpha=10.0)
     dv = cross_val_predict(make_pipeline(StandardScaler(), RidgeClassifier(alpha=10.0)), X, y,
                            cv=StratifiedKFold(5, shuffle=True, random_state=4), method="decision_function")
-    assert r["score"] == pytest.approx(stats.roc_auc(y, dv), abs=1e-6)
+    assert r["score"] == pytest.approx(predictors.roc_auc(y, dv), abs=1e-6)
     assert r["p_value"] < 0.05
     assert max(r["coefficients"], key=lambda k: abs(r["coefficients"][k])) == "x0"
 
@@ -182,11 +183,11 @@ def test_domain_classifier_null_stops_early_and_handles_bad_columns():
     X[:, 2] = 7.0  # constant: dropped
     X[3, 1] = np.nan  # imputed
     y = ["a"] * 30 + ["b"] * 10
-    r = stats.domain_classifier(X, y, n_permutations=200, seed=1)
+    r = predictors.domain_classifier(X, y, n_permutations=200, seed=1)
     assert "x2" not in r["features"]
     assert r["p_value"] > 0.05 and r["n_permutations"] < 200
     json.dumps(r, allow_nan=False)
-    single = stats.domain_classifier(X, ["a"] * 40)
+    single = predictors.domain_classifier(X, ["a"] * 40)
     assert single["score"] is None and single["p_value"] is None
 
 
@@ -196,7 +197,7 @@ def test_permutation_p_values_are_calibrated_under_the_null():
     for i in range(60):
         X = rng.normal(size=(30, 3))
         y = [0] * 20 + [1] * 10
-        ps.append(stats.domain_classifier(X, y, n_permutations=40, seed=i)["p_value"])
+        ps.append(predictors.domain_classifier(X, y, n_permutations=40, seed=i)["p_value"])
     assert np.mean(np.array(ps) < 0.1) < 0.25
     assert all(0 < p <= 1 for p in ps)
 

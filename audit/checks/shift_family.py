@@ -1,0 +1,305 @@
+"""The shift family: every shift comparison of an audit, computed once and adjusted together.
+
+Each split is compared with the training split in every fold view (every
+pair with ``pairs = "all"``, or without a split named train), one value per
+participant, for every :mod:`~audit.checks.variables` variable
+(Mann-Whitney or Kolmogorov-Smirnov, SMD and Wasserstein/SD for continuous
+ones; Fisher, chi-square or a permutation chi-square, Cramér's V and the
+largest standardised proportion difference for categorical ones; a TOST
+equivalence p-value for both) and on the image features
+(:mod:`~audit.checks.features`) through a cross-validated domain classifier
+with a permutation p-value and per-feature permutation importance. The
+p-values of all four checks, all folds and pairs are adjusted together
+(Benjamini-Hochberg); a comparison is flagged when its adjusted p-value is
+at most ``fdr`` *and* its effect reaches the check's threshold
+(:data:`THRESHOLDS`). The wording and the checks are in
+:mod:`audit.checks.shift`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audit.checks.features import image_features
+from audit.checks.variables import (
+    MAX_LEVELS,
+    Variable,
+    acquisition_variables,
+    covariate_variables,
+    label_variables,
+)
+from audit.predictors import domain_classifier
+from audit.stats import (
+    association_test,
+    benjamini_hochberg,
+    contingency,
+    finite,
+    ks_test,
+    mann_whitney,
+    proportion_smd,
+    smd,
+    tost_proportions,
+    tost_smd,
+    wasserstein,
+)
+
+if TYPE_CHECKING:
+    from audit.context import AuditContext
+
+__all__ = ["THRESHOLDS", "ShiftFamily", "shift_family", "computed_family"]
+
+
+#: Default thresholds (declared with the checks in :mod:`audit.checks.shift`). Override any of them in ``bidsaudit.toml``:
+#: ``[thresholds."shift.covariate"] smd = 0.3``.
+THRESHOLDS: dict[str, dict[str, Any]] = {
+    # shared by every shift.* check: the one multiple-testing family of the audit
+    "shift": {
+        # Benjamini-Hochberg false discovery rate over every shift test of the audit. When nothing differs,
+        # BH at q bounds the chance of any false discovery by q, and with 300 participants (where the effect
+        # thresholds rarely bind) the measured per-audit rate sits at q itself (5.2 % of 1,000 audits at
+        # q = 0.05): 0.025 keeps false alarms well under 5 % (bench/sim_false_alarms.py).
+        "fdr": 0.025,
+        "min_subjects": 3,        # a side with fewer values is not tested
+        "max_levels": MAX_LEVELS,  # a text column with more levels is an identifier / free text, not tested
+        "equivalence_alpha": 0.05,
+        "n_permutations": 2000,   # permutation chi-square for small expected counts
+        "seed": 0,
+        # "train": each split against the training split (what the model learnt from; the most power);
+        # "all": every pair of splits. Without a split named train, every pair.
+        "pairs": "train",
+    },
+    # prevalence shift: Cohen's "small-to-medium" standardised difference; Deepchecks' label drift limit for V
+    "shift.label": {"smd": 0.25, "cramers_v": 0.15, "wasserstein": 0.3, "equivalence_margin": 0.25},
+    # Stuart (2010): |SMD| > 0.25 is an imbalance worth reporting; Deepchecks' V limit 0.2
+    "shift.covariate": {"smd": 0.25, "cramers_v": 0.2, "wasserstein": 0.3, "equivalence_margin": 0.25,
+                        "test": "mann-whitney"},
+    "shift.acquisition": {"smd": 0.25, "cramers_v": 0.2, "wasserstein": 0.3, "equivalence_margin": 0.25},
+    # Deepchecks' domain-classifier drift limit 0.25 is AUC 0.625; 0.7 (drift 0.4) for small test sets
+    "shift.image": {"auc": 0.7, "n_permutations": 200, "n_splits": 5, "ridge_alpha": 10.0, "top_features": 3},
+}
+
+
+
+def _seed(base: int, *parts: Any) -> int:
+    return (base + zlib.crc32("|".join(map(str, parts)).encode())) % (2**31 - 1)
+
+
+
+# --------------------------------------------------------------------------- comparisons
+def _describe_continuous(x: Sequence[float]) -> dict[str, Any]:
+    a = np.asarray(x, dtype=float)
+    return {"n": int(a.size), "mean": finite(a.mean(), 4), "sd": finite(a.std(ddof=1), 4) if a.size > 1 else None,
+            "median": finite(np.median(a), 4), "min": finite(a.min(), 4), "max": finite(a.max(), 4)}
+
+
+def _compare(var: Variable, a: str, b: str, va: list[Any], vb: list[Any], th: Mapping[str, Any],
+             shared: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    rec: dict[str, Any] = {"check": var.check, "variable": var.name, "kind": var.kind, "splits": [a, b],
+                           "n": [len(va), len(vb)]}
+    margin = th["equivalence_margin"]
+    if var.kind == "continuous":
+        u, p_mw = mann_whitney(va, vb)
+        d, p_ks = ks_test(va, vb)
+        use_ks = str(th.get("test", "mann-whitney")).lower() in ("ks", "kolmogorov-smirnov")
+        rec.update(test="kolmogorov_smirnov" if use_ks else "mann_whitney",
+                   statistic=d if use_ks else u, p_value=p_ks if use_ks else p_mw,
+                   other_tests={"kolmogorov_smirnov": {"statistic": d, "p_value": p_ks}}
+                   if not use_ks else {"mann_whitney": {"statistic": u, "p_value": p_mw}})
+        s = smd(va, vb)
+        w = wasserstein(va, vb)
+        rec["effect"] = {"smd": s, "wasserstein_std": w}
+        rec["large"] = (s is not None and abs(s) >= th["smd"]) or (w is not None and w >= th["wasserstein"])
+        rec["equivalence_p"] = tost_smd(va, vb, margin)
+        rec["describe"] = {a: _describe_continuous(va), b: _describe_continuous(vb)}
+    else:
+        rows = [a] * len(va) + [b] * len(vb)
+        table, row_levels, levels = contingency(rows, list(va) + list(vb))
+        if row_levels != [a, b]:  # contingency sorts the rows
+            table = table[::-1]
+        assoc = association_test(table, n_permutations=int(shared["n_permutations"]), seed=seed)
+        ps = proportion_smd(table)
+        rec.update(test=assoc.test, statistic=assoc.statistic, p_value=assoc.p_value)
+        rec["effect"] = {"cramers_v": assoc.cramers_v, "proportion_smd": ps}
+        rec["large"] = ((ps is not None and ps >= th["smd"])
+                        or (assoc.cramers_v is not None and assoc.cramers_v >= th["cramers_v"]))
+        rec["equivalence_p"] = tost_proportions(table, margin) if len(levels) > 1 else None
+        rec["describe"] = {"levels": [str(v) for v in levels], "counts": {a: table[0].tolist(), b: table[1].tolist()},
+                           "proportions": {a: [finite(c / max(len(va), 1), 4) for c in table[0]],
+                                           b: [finite(c / max(len(vb), 1), 4) for c in table[1]]}}
+        if len(levels) < 2:
+            rec["p_value"] = None  # one level on both sides: nothing can differ
+            rec["equivalence_p"] = None
+            rec["note"] = "a single value on both sides"
+    rec["balanced"] = rec.get("equivalence_p") is not None and rec["equivalence_p"] <= shared["equivalence_alpha"]
+    return rec
+
+
+def _image_compare(ctx: AuditContext, a: str, b: str, sa: frozenset[str], sb: frozenset[str],
+                   th: Mapping[str, Any], shared: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+    feats = image_features(ctx)
+    by = feats.by_subject
+    both = sa & sb
+    pa = sorted(p for p in sa - both if p in by)
+    pb = sorted(p for p in sb - both if p in by)
+    rec: dict[str, Any] = {"check": "shift.image", "variable": "image features", "kind": "image",
+                           "splits": [a, b], "n": [len(pa), len(pb)], "reference_suffix": feats.suffix}
+    if len(pa) < shared["min_subjects"] or len(pb) < shared["min_subjects"]:
+        return None
+    X = np.stack([by[p] for p in pa + pb])
+    y = [0] * len(pa) + [1] * len(pb)
+    res = domain_classifier(X, y, feature_names=feats.names, n_splits=int(th["n_splits"]),
+                            n_permutations=int(th["n_permutations"]), seed=seed, alpha=float(th["ridge_alpha"]))
+    auc = res["score"]
+    rec.update(test="permutation (domain classifier)", statistic=auc, p_value=res["p_value"])
+    rec["effect"] = {"auc": auc, "drift": None if auc is None else round(max(2 * auc - 1, 0.0), 6)}
+    rec["large"] = auc is not None and auc >= th["auc"]
+    rec["classifier"] = {k: res[k] for k in ("classifier", "n_splits", "n_permutations")}
+    names = feats.names
+    importance = (_permutation_importance(X, y, names, res["features"], auc, th, seed)
+                  if rec["large"] else {})
+    drivers = []
+    for j, name in enumerate(names):
+        if name not in res["features"]:
+            continue
+        col_a, col_b = X[: len(pa), j], X[len(pa):, j]
+        drivers.append({"feature": name, "smd": smd(col_a[np.isfinite(col_a)], col_b[np.isfinite(col_b)]),
+                        "coefficient": res["coefficients"].get(name), "auc_drop": importance.get(name)})
+    # ranked by |SMD|: how far apart the splits are on each feature alone. The permutation importance
+    # (auc_drop) is kept beside it but not used to rank: correlated features (SNR, CNR, CJV, histogram
+    # components) share their information, so shuffling one of them costs the classifier little.
+    drivers.sort(key=lambda d: -abs(d["smd"] or 0.0))
+    rec["features_ranked_by"] = "|smd|"
+    rec["features"] = drivers
+    rec["equivalence_p"] = None
+    rec["balanced"] = False
+    return rec
+
+
+#: Shuffles of each feature column for its permutation importance.
+IMPORTANCE_REPEATS = 3
+
+
+def _permutation_importance(X: Any, y: list[int], names: list[str], used: list[str], observed: float | None,
+                            th: Mapping[str, Any], seed: int) -> dict[str, float | None]:
+    """Drop of the cross-validated ROC AUC when one feature's values are shuffled (same folds, seeded).
+
+    The classic permutation importance (Breiman 2001; scikit-learn's
+    ``permutation_importance``), measured out of fold: the AUC the
+    classifier loses without that feature's information. Features the
+    classifier dropped (constant) are left out.
+    """
+    if observed is None:
+        return {}
+    rng = np.random.default_rng(seed + 7)
+    out: dict[str, float | None] = {}
+    for j, name in enumerate(names):
+        if name not in used:
+            continue
+        scores = []
+        for _ in range(IMPORTANCE_REPEATS):
+            Xp = X.copy()
+            Xp[:, j] = Xp[rng.permutation(Xp.shape[0]), j]
+            r = domain_classifier(Xp, y, feature_names=names, n_splits=int(th["n_splits"]), n_permutations=0,
+                                  seed=seed, alpha=float(th["ridge_alpha"]))
+            if r["score"] is not None:
+                scores.append(float(r["score"]))
+        out[name] = finite(observed - float(np.mean(scores)), 4) if scores else None
+    return out
+
+
+# --------------------------------------------------------------------------- the family
+@dataclass
+class ShiftFamily:
+    """Every shift test of the audit, adjusted together."""
+
+    records: list[dict[str, Any]]
+    variables: list[Variable]
+    untested: list[dict[str, Any]]
+    thresholds: dict[str, dict[str, Any]]
+    ignored_config: list[str]
+    info: dict[str, Any]
+    pairs: int
+
+    def of(self, check_id: str) -> list[dict[str, Any]]:
+        """The records of one check."""
+        return [r for r in self.records if r["check"] == check_id]
+
+
+def _pairs(names: list[str], mode: str) -> list[tuple[str, str]]:
+    """The pairs of splits compared: each against ``train`` (``mode == "train"`` and a train split), else all."""
+    if mode.lower() == "train" and "train" in names:
+        return [("train", n) for n in names if n != "train"]
+    return list(combinations(names, 2))
+
+
+def shift_family(ctx: AuditContext) -> ShiftFamily:
+    """Every shift comparison of the audit, their p-values adjusted together (computed once per audit)."""
+    return ctx.once(_compute)
+
+
+def computed_family(ctx: AuditContext) -> ShiftFamily | None:
+    """The shift family when a check computed it in this audit (``None`` otherwise)."""
+    return ctx.computed(_compute)
+
+
+def _compute(ctx: AuditContext) -> ShiftFamily:
+    th = {key: ctx.thresholds(key, defaults) for key, defaults in THRESHOLDS.items()}
+    ignored = ctx.config.ignored_overrides(*THRESHOLDS)
+    shared = th["shift"]
+    assert ctx.splits is not None
+    variables = label_variables(ctx, shared) + covariate_variables(ctx, shared)
+    acq, info = acquisition_variables(ctx, shared)
+    variables += acq
+    images = ctx.index is not None and ctx.missing("images") is None
+    records: list[dict[str, Any]] = []
+    untested: list[dict[str, Any]] = []
+    done: set[tuple[int, int]] = set()
+    pairs = 0
+    min_n = int(shared["min_subjects"])
+    for fold, tables in ctx.splits.views():
+        for a, b in _pairs(list(tables), str(shared["pairs"])):
+            ta, tb = tables[a], tables[b]
+            if (id(ta), id(tb)) in done:
+                continue
+            done.add((id(ta), id(tb)))
+            pairs += 1
+            sa, sb = ta.subjects(), tb.subjects()
+            where = {} if fold is None else {"fold": fold}
+            for var in variables:
+                if var.kind == "skipped":
+                    continue
+                va = [var.values[p] for p in sorted(sa) if p in var.values]
+                vb = [var.values[p] for p in sorted(sb) if p in var.values]
+                if len(va) < min_n or len(vb) < min_n:
+                    untested.append({"check": var.check, "variable": var.name, "splits": [a, b], **where,
+                                     "n": [len(va), len(vb)],
+                                     "reason": f"fewer than {min_n} participants with a value on a side"})
+                    continue
+                rec = _compare(var, a, b, va, vb, th[var.check], shared,
+                               _seed(int(shared["seed"]), fold, a, b, var.check, var.name))
+                rec.update(where)
+                records.append(rec)
+            if images:
+                rec = _image_compare(ctx, a, b, sa, sb, th["shift.image"], shared,
+                                     _seed(int(shared["seed"]), fold, a, b, "image"))
+                if rec is None:
+                    untested.append({"check": "shift.image", "variable": "image features", "splits": [a, b], **where,
+                                     "reason": f"fewer than {min_n} participants with a readable reference image "
+                                               "on a side"})
+                else:
+                    rec.update(where)
+                    records.append(rec)
+    adjusted = benjamini_hochberg([r.get("p_value") for r in records])
+    q = float(shared["fdr"])
+    for r, p in zip(records, adjusted):
+        r["p_adjusted"] = p
+        r["significant"] = p is not None and p <= q
+        r["effect_large"] = bool(r.pop("large", False))
+        r["flagged"] = r["significant"] and r["effect_large"]
+    return ShiftFamily(records, variables, untested, th, ignored, info, pairs)
