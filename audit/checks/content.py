@@ -12,7 +12,7 @@
 ``leakage.near_duplicate_image`` [error]
     Two images of *different participants* in different splits that are
     near-copies of one scan, by either of two per-image summaries
-    (:mod:`audit.images.neardup`), compared within one BIDS suffix:
+    (:mod:`audit.images.fingerprint`, :mod:`audit.images.sketch`), compared within one BIDS suffix:
 
     * *fingerprints* agree: relative similarity at least ``similarity``
       (default 0.90: cosine of the two fingerprints after removing the mean
@@ -60,7 +60,7 @@ real images in ``../shared/data/nifti``:
 * missed: noise added to a zero-masked image (``example4d``'s masked
   background becomes data: 0.58), rotations of 7 degrees or more of real
   images other than ``anatomical.nii`` (0.75 to 0.83: the fingerprint of a
-  volume over ``audit.images.neardup.SMOOTH_VOXELS`` voxels is smoothed from coarser
+  volume over ``audit.images.fingerprint.SMOOTH_VOXELS`` voxels is smoothed from coarser
   blocks), resampling that changes a tight crop's extent by more than 4 %,
   and images too small to fingerprint whose values changed (the 3-slice
   ``resampled_anat_moved.nii``). Rotations are not part of the contract: a
@@ -95,7 +95,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit.images import neardup
+from audit.images import candidates
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
@@ -314,8 +314,8 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
 
     Images are compared within their suffix (``T1w``, ``bold``...) in two
     ways: fingerprints, each group centred on its own mean fingerprint
-    (:func:`audit.images.neardup.near_pairs`; ``similarity`` and ``size_tolerance``),
-    and patch sketches (:func:`audit.images.neardup.sketch_pairs`; ``patch_overlap``).
+    (:func:`audit.images.candidates.near_pairs`; ``similarity`` and ``size_tolerance``),
+    and patch sketches (:func:`audit.images.candidates.sketch_pairs`; ``patch_overlap``).
     Either is enough. Returns the pairs (sorted by path) and figures about
     the search.
     """
@@ -334,7 +334,7 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
         stats["groups"][suffix] = len(members)
         fps = [m for m in members if m.fingerprint and m.fingerprint_spread]
         res = None
-        if len(fps) >= neardup.MIN_GROUP:
+        if len(fps) >= candidates.MIN_GROUP:
             decoded = [m.fingerprint_vector() for m in fps]
             width = len(decoded[0])
             kept = [k for k, v in enumerate(decoded) if len(v) == width]  # one fingerprint version per group
@@ -343,7 +343,7 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
             for row, k in enumerate(kept):
                 vectors[row] = decoded[k]
             del decoded
-            i, j, sim, info = neardup.near_pairs(vectors, similarity)
+            i, j, sim, info = candidates.near_pairs(vectors, similarity)
             stats["candidates"] += int(info["candidates"])
             spread = np.log(np.array([m.fingerprint_spread for m in fps], dtype=np.float64))
             for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
@@ -356,11 +356,11 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                 found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": round(float(s), 4),
                                              "size_difference": round(diff, 4), "group": suffix,
                                              "group_size": len(fps), "matched_by": ["fingerprint"]}
-            res = (neardup.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
+            res = (candidates.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
         sk = [m for m in members if m.patch_sketch and m.patch_count]
         if len(sk) >= 2:
             hashes = [m.sketch_hashes() for m in sk]
-            i, j, share = neardup.sketch_pairs(hashes, [int(m.patch_count or 0) for m in sk], patch_overlap)
+            i, j, share = candidates.sketch_pairs(hashes, [int(m.patch_count or 0) for m in sk], patch_overlap)
             for a, b, s in zip(i.tolist(), j.tolist(), share.tolist()):
                 ma, mb = sk[a], sk[b]
                 if not keep(ma, mb):
@@ -423,7 +423,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
         "threshold": th["similarity"], "size_tolerance": th["size_tolerance"],
         "patch_overlap_threshold": th["patch_overlap"],
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
-                      "their suffix (audit.images.neardup)",
+                      "their suffix (audit.images.candidates)",
         "separation": SEPARATION,
         **({"ignored_overrides": ignored} if ignored else {}),
     }
