@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from audit import __version__
+from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
 from audit.context import AuditContext, AuditOptions
+from audit.images.thumbnails import with_pair_pictures
 from audit.result import Result
 from audit.runner import build_result, run_checks
 
@@ -181,13 +183,15 @@ def readiness_dataset(path: str | Path, options: AuditOptions) -> Result:
 
 def _finish(ctx: AuditContext, findings: list[Any], skipped: list[dict[str, str]], families: tuple[str, ...],
             summary: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Apply the configuration's severities and waivers, then score readiness."""
+    """Draw the duplicate pairs' pictures, apply the configuration's severities and waivers, then score readiness."""
     import datetime as dt
 
     from audit.config import AuditConfig
     from audit.policy import apply_policy
     from audit.readiness import readiness_for
 
+    if ctx.index is not None:  # the checks read no image: the report's pictures are drawn here
+        findings = with_pair_pictures(findings, ctx.index.root, checks=PICTURED, pairs=THUMBNAIL_PAIRS)
     config = AuditConfig.from_options_dict(ctx.options.config)
     today = dt.date.today()
     findings, waivers = apply_policy(findings, config, today)

@@ -78,10 +78,12 @@ the count is complete).
 
 Both checks read the one image pass of the audit
 (:meth:`~audit.context.AuditContext.image_summaries`); with
-``--ignore-nifti-headers`` nothing is read and they report nothing. For the
-report, the first :data:`THUMBNAIL_PAIRS` pairs of each finding carry a 64x64
-middle-slice picture of both images (``thumbnail_png``, base64 PNG:
-:mod:`audit.images.thumbnails`); those few images are read again for it, nothing else.
+``--ignore-nifti-headers`` nothing is read and they report nothing. A check
+reads no image file: for the report, the first :data:`THUMBNAIL_PAIRS` pairs of
+each finding of the :data:`PICTURED` checks get a 64x64 middle-slice picture
+of both images (``thumbnail_png``, base64 PNG) once the checks have run
+(:func:`audit.images.thumbnails.with_pair_pictures`, called by
+:mod:`audit.api`); those few images are read again for it, nothing else.
 """
 
 from __future__ import annotations
@@ -103,13 +105,15 @@ from audit.findings import Finding, finding
 if TYPE_CHECKING:
     from audit.images.summary import ImageSummaries, ImageSummary
 
-__all__ = ["MAX_PAIRS", "SEPARATION", "THRESHOLDS", "near_duplicates"]
+__all__ = ["MAX_PAIRS", "PICTURED", "SEPARATION", "THRESHOLDS", "THUMBNAIL_PAIRS", "near_duplicates"]
 
 #: Pairs listed in one finding's evidence (the count is always complete).
 MAX_PAIRS = 50
 NAMED = 4  # pairs named in a message
 #: Pairs of a finding whose two images get a middle-slice picture in evidence (``thumbnail_png``) for the report.
 THUMBNAIL_PAIRS = 4
+#: The checks whose findings' evidence pairs (``a``/``b`` sides with a ``path``) want those pictures.
+PICTURED = ("leakage.duplicate_image", "leakage.near_duplicate_image")
 
 #: Defaults; override in ``bidsaudit.toml``: ``[thresholds."leakage.near_duplicate_image"] similarity = 0.95``.
 THRESHOLDS: dict[str, dict[str, Any]] = {
@@ -206,34 +210,12 @@ def _pair_name(a: ImageSummary, b: ImageSummary) -> str:
     return f"{one(a)} = {one(b)}"
 
 
-def _thumbnail(ctx: AuditContext, path: str) -> str | None:
-    """The report's middle-slice picture of one image (read once per audit, only for pairs a finding shows)."""
-    from audit.images.thumbnails import middle_slice_png
-
-    cache = ctx.cache.setdefault("thumbnails", {})
-    if path not in cache:
-        assert ctx.index is not None
-        cache[path] = middle_slice_png(ctx.index.root / path)
-    hit: str | None = cache[path]
-    return hit
-
-
-def _with_thumbnails(ctx: AuditContext, rows: list[dict[str, Any]]) -> None:
-    """Add ``thumbnail_png`` (base64 PNG, 64x64) to both sides of the first :data:`THUMBNAIL_PAIRS` pairs."""
-    for r in rows[:THUMBNAIL_PAIRS]:
-        for k in ("a", "b"):
-            png = _thumbnail(ctx, r[k]["path"])
-            if png:
-                r[k]["thumbnail_png"] = png
-
-
 def _findings(ctx: AuditContext, fold: int | None, hits: dict[tuple[str, str], list[dict[str, Any]]],
               what: tuple[str, str], extra: Mapping[str, Any]) -> Iterator[Finding]:
     """One finding per pair of splits; ``what``: the words after the count (one pair, several pairs)."""
     for (x, y), rows in hits.items():
         rows.sort(key=lambda r: (r["a"]["participant_id"] or "", r["b"]["participant_id"] or "",
                                  r["a"]["path"], r["b"]["path"]))
-        _with_thumbnails(ctx, rows)
         names = [r["name"] for r in rows]
         shown = ", ".join(names[:NAMED]) + (f", and {len(names) - NAMED} more" if len(names) > NAMED else "")
         subjects = {r[k]["participant_id"] for r in rows for k in ("a", "b") if r[k]["participant_id"]}
