@@ -19,7 +19,8 @@ Fingerprint (``FINGERPRINT_VERSION``)
        a Gaussian by normalised convolution (no data neither counts nor pulls
        values down), sigma ``FP_SMOOTH`` grid spacings: noise, denoising,
        voxel size and interpolation fade.
-    3. *Foreground*: Otsu's threshold on log intensities (clipped below the
+    3. *Foreground*: Otsu's threshold (:func:`audit.images.features.otsu_threshold`,
+       ``FP_OTSU_BINS`` bins) on log intensities (clipped below the
        ``FP_FLOOR_Q`` percentile of the positive values, and at least
        ``FP_FLOOR_REL`` of their 99th percentile: a denoiser's numerical
        zeros are background, not a class of their own), so scaling and
@@ -60,6 +61,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from audit.images.features import otsu_threshold
 from audit.images.voxels import MOMENT_VOXELS, block_sum, moments, native
 
 __all__ = ["FINGERPRINT_VERSION", "FP_MIN_EDGE", "FP_SIZE", "Fingerprint", "SMOOTH_VOXELS", "decode", "encode",
@@ -79,8 +81,10 @@ FRAME_GAP = (0.02, 0.06)
 FP_MIN_EDGE = 8
 #: Block sums coarse enough (up to the grid spacing) that the smoothed volume has at most this many voxels.
 SMOOTH_VOXELS = 2**17
+#: Bins of the Otsu threshold that splits background from foreground (step 3).
+FP_OTSU_BINS = 128
 #: Changes whenever the fingerprint's definition changes.
-FINGERPRINT_VERSION = f"fp2-{FP_SIZE}-log-pca-frame-floor{FP_FLOOR_REL:g}-max{SMOOTH_VOXELS}-zyx"
+FINGERPRINT_VERSION = f"fp3-{FP_SIZE}-log-pca-frame-floor{FP_FLOOR_REL:g}-max{SMOOTH_VOXELS}-zyx-otsu{FP_OTSU_BINS}edge"
 
 
 class Fingerprint(NamedTuple):
@@ -162,7 +166,8 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
     q_lo, q_hi = np.percentile(pos, [FP_FLOOR_Q, 99.0])
     floor = max(float(q_lo), float(q_hi) * FP_FLOOR_REL)
     lv = np.log(np.maximum(v, floor))
-    tl = _otsu(lv)
+    tl = otsu_threshold(lv, bins=FP_OTSU_BINS)
+    tl = float(lv.min()) if tl is None else tl  # one value: no background
     low, high = lv[lv <= tl], lv[lv > tl]
     if low.size and high.size and float(high.mean() - low.mean()) > FP_BG_GAP:
         t = max(math.exp(tl), floor)
@@ -198,23 +203,6 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
         return None
     axes = np.sqrt(np.maximum(np.linalg.eigvalsh(cov_w), 0.0))
     return Fingerprint((x / norm).astype(np.float32), tuple(round(float(a), 4) for a in axes))
-
-
-def _otsu(values: np.ndarray, bins: int = 128) -> float:
-    """Otsu's threshold of ``values`` (the lowest value when they hardly vary)."""
-    lo, hi = float(values.min()), float(values.max())
-    if not hi - lo > 1e-9 * max(abs(lo), abs(hi), 1e-30):
-        return lo
-    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    mids = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * mids)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(mids[int(np.argmax(between[:-1]))])
-
 
 def _signed_permutations() -> list[np.ndarray]:
     out = []
