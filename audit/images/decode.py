@@ -145,6 +145,5 @@ def decode_nifti(blob: bytes, out: dict[str, Any]) -> Decoded:
     return Decoded(data, affine, ornt, slope, inter)
 
 
-
 def fmt_shape(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape) or "()"

@@ -204,6 +204,7 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
     axes = np.sqrt(np.maximum(np.linalg.eigvalsh(cov_w), 0.0))
     return Fingerprint((x / norm).astype(np.float32), tuple(round(float(a), 4) for a in axes))
 
+
 def _signed_permutations() -> list[np.ndarray]:
     out = []
     for perm in permutations(range(3)):

@@ -1,4 +1,4 @@
-"""What the image pass measures on an image's reference volume: statistics, thumbnail, quality metrics, fingerprint, sketch.
+"""What the image pass measures on a reference volume: statistics, thumbnail, IQMs, fingerprint, sketch.
 
 :func:`measure_reference` fills the summary content from the reference
 volume (the image, or the mean over time of a 4D image) in closest-canonical

@@ -42,7 +42,6 @@ _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 
 
-
 class PatchSketch(NamedTuple):
     """A bottom-k sketch of an image's set of voxel patches."""
 

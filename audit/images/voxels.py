@@ -38,7 +38,6 @@ def moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centre, cov
 
 
-
 def block_sum(a: np.ndarray, f: Sequence[int], dtype: np.dtype | type | None = None) -> np.ndarray:
     """Sums over blocks of ``f`` voxels (the last, partial blocks sum what they hold), in ``dtype`` (``a``'s).
 
@@ -79,7 +78,7 @@ def native(volume: np.ndarray) -> np.ndarray:
 
 
 def unique_sorted(a: np.ndarray) -> np.ndarray:
-    """``np.unique`` of a 1-D array without NaN, by one sort (numpy 2's hash-based ``unique`` is 20 times slower here)."""
+    """``np.unique`` of a 1-D array without NaN, by one sort (numpy 2's hash-based ``unique``: 20 times slower)."""
     s = np.sort(a)
     if s.size < 2:
         return s
