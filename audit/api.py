@@ -15,8 +15,10 @@ from typing import Any
 
 from audit import __version__, certificate
 from audit.bidsindex import index_dataset
+from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
 from audit.context import AuditContext, AuditOptions
 from audit.errors import InputError
+from audit.images.thumbnails import with_pair_pictures
 from audit.outputs.distributions import split_distributions
 from audit.policy import apply_policy
 from audit.readiness import readiness_for
@@ -158,7 +160,9 @@ def readiness_dataset(path: str | Path, options: AuditOptions) -> Result:
 
 def _finish(ctx: AuditContext, findings: list[Any], skipped: list[dict[str, str]], families: tuple[str, ...],
             summary: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Apply the configuration's severities and waivers, then score readiness."""
+    """Draw the duplicate pairs' pictures, apply the configuration's severities and waivers, then score readiness."""
+    if ctx.index is not None:  # the checks read no image: the report's pictures are drawn here
+        findings = with_pair_pictures(findings, ctx.index.root, checks=PICTURED, pairs=THUMBNAIL_PAIRS)
     config = ctx.options.config
     today = dt.date.today()
     findings, waivers = apply_policy(findings, config, today)

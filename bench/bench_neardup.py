@@ -11,7 +11,7 @@ Search (default)
     them get a planted near-copy (relative similarity about 0.88-0.99). For
     each size (10k, 30k, 100k by default) one process writes the float16
     fingerprints, a fresh one loads them and runs
-    :func:`audit.images.neardup.near_pairs` (the inverted-file search; at 10k also
+    :func:`audit.images.candidates.near_pairs` (the inverted-file search; at 10k also
     the screening of every pair, the reference), and reports the time (and
     its phases), the resident memory with the fingerprints loaded and the
     peak of the process, the candidate pairs confirmed, the recall of the
@@ -21,7 +21,7 @@ Separation (``--separation``)
     The figures behind ``leakage.near_duplicate_image``'s defaults: planted
     copies of synthetic phantoms and of the real images in
     ``../shared/data/nifti`` (each written as a NIfTI file and read through
-    the image pass, :func:`audit.images.summary.summarise_file`), every pair of
+    the image pass, :func:`audit.images.imagefile.summarise_file`), every pair of
     different subjects of synthetic datasets of several sizes, the real
     near-duplicate pairs (``anatomical.nii`` with its reoriented/resampled
     copies, ``aniso_vox`` with its denoised ``ascm_out_test``) and every pair
@@ -72,8 +72,8 @@ REAL_BASES = ("nibabel/anatomical.nii", "dipy/aniso_vox.nii.gz", "nibabel/exampl
 def _bases(n_subjects: int, seed: int, work: Path) -> Any:
     import numpy as np
 
-    from audit.images.summary import summarise_file
-    from audit.images.neardup import decode
+    from audit.images.imagefile import summarise_file
+    from audit.images.fingerprint import decode
     from audit.synthetic import make_dataset
 
     root = work / f"bases-{n_subjects}-{seed}"
@@ -153,13 +153,13 @@ def _one(args: argparse.Namespace) -> int:
     """Child process: search one set of fingerprints; prints a JSON line."""
     import numpy as np
 
-    from audit.images import neardup
+    from audit.images import candidates
 
     vectors = np.load(args.one.with_suffix(".vectors.npy"))
     planted = np.load(args.one.with_suffix(".planted.npy"))
     rss_data = _rss_mb()
     t = time.perf_counter()
-    i, j, sim, info = neardup.near_pairs(vectors, THRESHOLD, exact_max=10**9 if args.exact else 0,
+    i, j, sim, info = candidates.near_pairs(vectors, THRESHOLD, exact_max=10**9 if args.exact else 0,
                                          **({"n_probe": args.probe} if args.probe else {}))
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -167,7 +167,7 @@ def _one(args: argparse.Namespace) -> int:
     peak_all = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     found = set(zip(i.tolist(), j.tolist()))
     want = {tuple(p) for p in planted.tolist()}
-    planted_sim = neardup.residuals(vectors).cosine(planted[:, 0], planted[:, 1])
+    planted_sim = candidates.residuals(vectors).cosine(planted[:, 0], planted[:, 1])
     above = want & {p for p, s in zip(map(tuple, planted.tolist()), planted_sim) if s >= THRESHOLD}
     print(json.dumps({
         "n": len(vectors), "exact": bool(args.exact), "seconds": round(seconds, 2),
@@ -184,14 +184,14 @@ def _one(args: argparse.Namespace) -> int:
 
 
 def _sketch_search(n: int, planted: Any, seed: int) -> tuple[float, int, int]:
-    """Time :func:`audit.images.neardup.sketch_pairs` over ``n`` random sketches (full ``SKETCH_K`` hashes each);
+    """Time :func:`audit.images.candidates.sketch_pairs` over ``n`` random sketches (full ``SKETCH_K`` hashes each);
     the second image of each planted pair keeps 70 % of the first one's hashes (a crop)."""
     import numpy as np
 
-    from audit.images import neardup
+    from audit.images import candidates, sketch
 
     rng = np.random.default_rng(seed + 1)
-    k = neardup.SKETCH_K
+    k = sketch.SKETCH_K
     raw = rng.integers(0, 2**63, size=(n, k), dtype=np.int64).astype(np.uint64)
     for a, b in planted.tolist():
         keep = rng.random(k) < 0.7
@@ -200,7 +200,7 @@ def _sketch_search(n: int, planted: Any, seed: int) -> tuple[float, int, int]:
     sketches = list(raw)
     counts = [20_000] * n
     t = time.perf_counter()
-    i, j, _ = neardup.sketch_pairs(sketches, counts, 0.5)
+    i, j, _ = candidates.sketch_pairs(sketches, counts, 0.5)
     seconds = time.perf_counter() - t
     found = set(zip(i.tolist(), j.tolist()))
     want = {tuple(p) for p in planted.tolist()}
@@ -249,7 +249,7 @@ def search_bench(args: argparse.Namespace) -> int:
     print("RSS data: resident memory with the float16 fingerprints loaded; peak RSS: the search process's peak "
           "(its float32 copy of the fingerprints included); planted: copies at or above the threshold; "
           "other: pairs found that were not planted (different draws that came out alike); sketch: "
-          "audit.images.neardup.sketch_pairs over random full sketches with the same planted pairs keeping 70 % of "
+          "audit.images.candidates.sketch_pairs over random full sketches with the same planted pairs keeping 70 % of "
           "their hashes (a crop); peak RSS all: the process's peak after both searches")
     return 0
 
@@ -319,7 +319,7 @@ def _summarise_array(data: Any, affine: Any, path: Path) -> dict[str, Any]:
     import nibabel as nib
     import numpy as np
 
-    from audit.images.summary import summarise_file
+    from audit.images.imagefile import summarise_file
 
     nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), str(path))
     content: dict[str, Any] = summarise_file(str(path))["content"]
@@ -332,7 +332,8 @@ class _Group:
     def __init__(self, names: list[str], contents: list[dict[str, Any]]) -> None:
         import numpy as np
 
-        from audit.images.neardup import decode, decode_sketch
+        from audit.images.fingerprint import decode
+        from audit.images.sketch import decode_sketch
 
         keep = [k for k, c in enumerate(contents) if c.get("fingerprint")]
         self.names = [names[k] for k in keep]
@@ -354,7 +355,7 @@ class _Group:
 
 def _max_overlap(g: _Group, distinct: Any) -> float:
     """The largest patch-set overlap of two different scans of a group (0 when none share a sketched patch)."""
-    from audit.images.neardup import sketch_pairs
+    from audit.images.candidates import sketch_pairs
 
     names = sorted(g.sketch)
     i, j, share = sketch_pairs([g.sketch[n][0] for n in names], [g.sketch[n][1] for n in names], 0.0)
@@ -366,7 +367,7 @@ def separation(args: argparse.Namespace) -> int:
     import nibabel as nib
     import numpy as np
 
-    from audit.images.neardup import decode
+    from audit.images.fingerprint import decode
     from audit.synthetic import make_dataset
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-sep-"))
@@ -375,7 +376,7 @@ def separation(args: argparse.Namespace) -> int:
     copies: dict[str, list[tuple[str, float, float, float]]] = {}
 
     def overlap(group: _Group, label: str, c: dict[str, Any]) -> float:
-        from audit.images.neardup import decode_sketch, sketch_containment
+        from audit.images.sketch import decode_sketch, sketch_containment
 
         if label not in group.sketch or not c.get("patch_sketch"):
             return 0.0
@@ -406,7 +407,7 @@ def separation(args: argparse.Namespace) -> int:
         if not (root / "dataset_description.json").exists():
             make_dataset(root, n_subjects=n_sub, seed=seed)
         files = sorted(root.rglob("*_T1w.nii.gz"))
-        from audit.images.summary import summarise_file
+        from audit.images.imagefile import summarise_file
 
         contents = [summarise_file(str(p))["content"] for p in files]
         names = [p.name.split("_T1w")[0] for p in files]
@@ -431,7 +432,7 @@ def separation(args: argparse.Namespace) -> int:
     if REAL.is_dir():
         files = sorted(p for p in REAL.rglob("*") if p.name.endswith((".nii", ".nii.gz")))
         labels = [p.relative_to(REAL).as_posix() for p in files]
-        from audit.images.summary import summarise_file
+        from audit.images.imagefile import summarise_file
 
         contents = [summarise_file(str(p))["content"] for p in files]
         g = _Group(labels, contents)
@@ -458,7 +459,7 @@ def separation(args: argparse.Namespace) -> int:
         for fam in REAL_FAMILIES:
             for na, nb in itertools.combinations(sorted(fam), 2):
                 if na in g.sketch and nb in g.sketch:
-                    from audit.images.neardup import sketch_containment
+                    from audit.images.sketch import sketch_containment
 
                     share = sketch_containment(*g.sketch[na], *g.sketch[nb])
                     real_lines.append(f"  real pair {na} ~ {nb}: voxel patches shared {share:.3f} -> "
@@ -523,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--bases", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--probe", type=int, default=0, help="cells each image looks in (default: audit.images.neardup's)")
+    ap.add_argument("--probe", type=int, default=0, help="cells each image looks in (default: audit.images.candidates')")
     args = ap.parse_args(argv)
     if args.make:
         return _make(args)

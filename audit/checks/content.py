@@ -12,7 +12,7 @@
 ``leakage.near_duplicate_image`` [error]
     Two images of *different participants* in different splits that are
     near-copies of one scan, by either of two per-image summaries
-    (:mod:`audit.images.neardup`), compared within one BIDS suffix:
+    (:mod:`audit.images.fingerprint`, :mod:`audit.images.sketch`), compared within one BIDS suffix:
 
     * *fingerprints* agree: relative similarity at least ``similarity``
       (default 0.90: cosine of the two fingerprints after removing the mean
@@ -60,7 +60,7 @@ real images in ``../shared/data/nifti``:
 * missed: noise added to a zero-masked image (``example4d``'s masked
   background becomes data: 0.58), rotations of 7 degrees or more of real
   images other than ``anatomical.nii`` (0.75 to 0.83: the fingerprint of a
-  volume over ``audit.images.neardup.SMOOTH_VOXELS`` voxels is smoothed from coarser
+  volume over ``audit.images.fingerprint.SMOOTH_VOXELS`` voxels is smoothed from coarser
   blocks), resampling that changes a tight crop's extent by more than 4 %,
   and images too small to fingerprint whose values changed (the 3-slice
   ``resampled_anat_moved.nii``). Rotations are not part of the contract: a
@@ -78,10 +78,12 @@ the count is complete).
 
 Both checks read the one image pass of the audit
 (:attr:`~audit.context.AuditContext.images`); with
-``--ignore-nifti-headers`` nothing is read and they report nothing. For the
-report, the first :data:`THUMBNAIL_PAIRS` pairs of each finding carry a 64x64
-middle-slice picture of both images (``thumbnail_png``, base64 PNG:
-:mod:`audit.images.thumbnails`); those few images are read again for it, nothing else.
+``--ignore-nifti-headers`` nothing is read and they report nothing. A check
+reads no image file: for the report, the first :data:`THUMBNAIL_PAIRS` pairs of
+each finding of the :data:`PICTURED` checks get a 64x64 middle-slice picture
+of both images (``thumbnail_png``, base64 PNG) once the checks have run
+(:func:`audit.images.thumbnails.with_pair_pictures`, called by
+:mod:`audit.api`); those few images are read again for it, nothing else.
 """
 
 from __future__ import annotations
@@ -97,19 +99,20 @@ import numpy as np
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
-from audit.images import neardup
-from audit.images.thumbnails import middle_slice_png
+from audit.images import candidates
 
 if TYPE_CHECKING:
     from audit.images.summary import ImageSummaries, ImageSummary
 
-__all__ = ["MAX_PAIRS", "SEPARATION", "THRESHOLDS", "near_duplicates"]
+__all__ = ["MAX_PAIRS", "PICTURED", "SEPARATION", "THRESHOLDS", "THUMBNAIL_PAIRS", "near_duplicates"]
 
 #: Pairs listed in one finding's evidence (the count is always complete).
 MAX_PAIRS = 50
 NAMED = 4  # pairs named in a message
 #: Pairs of a finding whose two images get a middle-slice picture in evidence (``thumbnail_png``) for the report.
 THUMBNAIL_PAIRS = 4
+#: The checks whose findings' evidence pairs (``a``/``b`` sides with a ``path``) want those pictures.
+PICTURED = ("leakage.duplicate_image", "leakage.near_duplicate_image")
 
 #: Defaults; override in ``bidsaudit.toml``: ``[thresholds."leakage.near_duplicate_image"] similarity = 0.95``.
 THRESHOLDS: dict[str, dict[str, Any]] = {
@@ -206,32 +209,12 @@ def _pair_name(a: ImageSummary, b: ImageSummary) -> str:
     return f"{one(a)} = {one(b)}"
 
 
-def _thumbnail(ctx: AuditContext, path: str) -> str | None:
-    """The report's middle-slice picture of one image (read once per audit, only for pairs a finding shows)."""
-    return ctx.once(_read_thumbnail, path)
-
-
-def _read_thumbnail(ctx: AuditContext, path: str) -> str | None:
-    assert ctx.index is not None
-    return middle_slice_png(ctx.index.root / path)
-
-
-def _with_thumbnails(ctx: AuditContext, rows: list[dict[str, Any]]) -> None:
-    """Add ``thumbnail_png`` (base64 PNG, 64x64) to both sides of the first :data:`THUMBNAIL_PAIRS` pairs."""
-    for r in rows[:THUMBNAIL_PAIRS]:
-        for k in ("a", "b"):
-            png = _thumbnail(ctx, r[k]["path"])
-            if png:
-                r[k]["thumbnail_png"] = png
-
-
 def _findings(ctx: AuditContext, fold: int | None, hits: dict[tuple[str, str], list[dict[str, Any]]],
               what: tuple[str, str], extra: Mapping[str, Any]) -> Iterator[Finding]:
     """One finding per pair of splits; ``what``: the words after the count (one pair, several pairs)."""
     for (x, y), rows in hits.items():
         rows.sort(key=lambda r: (r["a"]["participant_id"] or "", r["b"]["participant_id"] or "",
                                  r["a"]["path"], r["b"]["path"]))
-        _with_thumbnails(ctx, rows)
         names = [r["name"] for r in rows]
         shown = ", ".join(names[:NAMED]) + (f", and {len(names) - NAMED} more" if len(names) > NAMED else "")
         subjects = {r[k]["participant_id"] for r in rows for k in ("a", "b") if r[k]["participant_id"]}
@@ -312,8 +295,8 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
 
     Images are compared within their suffix (``T1w``, ``bold``...) in two
     ways: fingerprints, each group centred on its own mean fingerprint
-    (:func:`audit.images.neardup.near_pairs`; ``similarity`` and ``size_tolerance``),
-    and patch sketches (:func:`audit.images.neardup.sketch_pairs`; ``patch_overlap``).
+    (:func:`audit.images.candidates.near_pairs`; ``similarity`` and ``size_tolerance``),
+    and patch sketches (:func:`audit.images.candidates.sketch_pairs`; ``patch_overlap``).
     Either is enough. Returns the pairs (sorted by path) and figures about
     the search.
     """
@@ -332,7 +315,7 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
         stats["groups"][suffix] = len(members)
         fps = [m for m in members if m.fingerprint and m.fingerprint_spread]
         res = None
-        if len(fps) >= neardup.MIN_GROUP:
+        if len(fps) >= candidates.MIN_GROUP:
             decoded = [m.fingerprint_vector() for m in fps]
             width = len(decoded[0])
             kept = [k for k, v in enumerate(decoded) if len(v) == width]  # one fingerprint version per group
@@ -341,7 +324,7 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
             for row, k in enumerate(kept):
                 vectors[row] = decoded[k]
             del decoded
-            i, j, sim, info = neardup.near_pairs(vectors, similarity)
+            i, j, sim, info = candidates.near_pairs(vectors, similarity)
             stats["candidates"] += int(info["candidates"])
             spread = np.log(np.array([m.fingerprint_spread for m in fps], dtype=np.float64))
             for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
@@ -354,11 +337,11 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                 found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": round(float(s), 4),
                                              "size_difference": round(diff, 4), "group": suffix,
                                              "group_size": len(fps), "matched_by": ["fingerprint"]}
-            res = (neardup.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
+            res = (candidates.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
         sk = [m for m in members if m.patch_sketch and m.patch_count]
         if len(sk) >= 2:
             hashes = [m.sketch_hashes() for m in sk]
-            i, j, share = neardup.sketch_pairs(hashes, [int(m.patch_count or 0) for m in sk], patch_overlap)
+            i, j, share = candidates.sketch_pairs(hashes, [int(m.patch_count or 0) for m in sk], patch_overlap)
             for a, b, s in zip(i.tolist(), j.tolist(), share.tolist()):
                 ma, mb = sk[a], sk[b]
                 if not keep(ma, mb):
@@ -413,7 +396,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
         "threshold": th["similarity"], "size_tolerance": th["size_tolerance"],
         "patch_overlap_threshold": th["patch_overlap"],
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
-                      "their suffix (audit.images.neardup)",
+                      "their suffix (audit.images.candidates)",
         "separation": SEPARATION,
         **({"ignored_overrides": ignored} if ignored else {}),
     }

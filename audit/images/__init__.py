@@ -1,1 +1,1 @@
-"""Images: one read per file for hashes, summaries, fingerprints, sketches and features; near-duplicate search; thumbnails."""
+"""Images: each file read once into a summary (hashes, statistics, fingerprint, sketch); pair search; thumbnails."""

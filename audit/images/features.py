@@ -1,7 +1,7 @@
 """Image quality metrics of one volume, in the spirit of MRIQC's IQMs (small pure functions on numpy arrays).
 
 :func:`quality_metrics` is called once per image from the single decode of
-:mod:`audit.images.summary` (on the same reference volume and the same regular
+:mod:`audit.images.measures` (on the same reference volume and the same regular
 subsample as its statistics), and its result is kept in the image summary
 (``ImageSummary.iqm``), so the hash cache holds it and a cached re-run reads
 no image. ``shift.image`` and the scanner signature of

@@ -7,9 +7,11 @@ slice's non-zero voxels to 0-255, resizes it (keeping the physical aspect
 ratio from the voxel sizes) into a ``size`` x ``size`` square, and returns
 it as a base64 grayscale PNG (written with :mod:`zlib`; no imaging library).
 
-Only the few images of flagged duplicate pairs are drawn (the content checks
-call it for the pairs a finding shows), so the cost is a handful of reads
-per audit, not a second pass over the dataset.
+Only the few images of flagged duplicate pairs are drawn, after the checks
+have run (a check reads no image file): :func:`with_pair_pictures` adds the
+pictures to the first evidence pairs of the findings that want them
+(:data:`audit.checks.content.PICTURED`; :mod:`audit.api` calls it), so the
+cost is a handful of reads per audit, not a second pass over the dataset.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
-__all__ = ["middle_slice", "middle_slice_png", "png_gray"]
+from audit.findings import Finding
+
+__all__ = ["middle_slice", "middle_slice_png", "png_gray", "with_pair_pictures"]
 
 SIZE = 64
 
@@ -88,3 +96,37 @@ def middle_slice_png(path: str | Path, size: int = SIZE) -> str | None:
     except (OSError, ValueError, TypeError, IndexError, MemoryError, EOFError, zlib.error, ImageFileError,
             HeaderDataError):
         return None
+
+
+def with_pair_pictures(findings: Iterable[Finding], root: str | Path, *, checks: Collection[str],
+                       pairs: int) -> list[Finding]:
+    """``findings``, those of ``checks`` with middle-slice pictures of their first ``pairs`` evidence pairs.
+
+    Both sides (``a``, ``b``: mappings with the image's ``path`` relative to
+    ``root``) of each of the first ``pairs`` entries of ``evidence["pairs"]``
+    get ``thumbnail_png`` (:func:`middle_slice_png`; left out when the image
+    cannot be read), as the last key. Each image is read at most once per
+    call; other findings come back unchanged.
+    """
+    base = Path(root)
+    drawn: dict[str, str | None] = {}
+
+    def pictured(side: Any) -> Any:
+        if not isinstance(side, Mapping) or not isinstance(side.get("path"), str):
+            return side
+        path = side["path"]
+        if path not in drawn:
+            drawn[path] = middle_slice_png(base / path)
+        png = drawn[path]
+        return {**side, "thumbnail_png": png} if png else side
+
+    out: list[Finding] = []
+    for f in findings:
+        shown = f.evidence.get("pairs") if f.check in checks else None
+        if not isinstance(shown, (list, tuple)) or not shown or pairs <= 0:
+            out.append(f)
+            continue
+        new = [{k: pictured(v) if k in ("a", "b") else v for k, v in p.items()} if isinstance(p, Mapping) else p
+               for p in shown[:pairs]]
+        out.append(replace(f, evidence=MappingProxyType({**f.evidence, "pairs": [*new, *shown[pairs:]]})))
+    return out

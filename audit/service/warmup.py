@@ -17,7 +17,7 @@ import os
 #: Imported by name as well: the checks that a four-participant audit skips (shift, near duplicates) need them.
 MODULES = ("scipy.stats", "scipy.spatial", "scipy.optimize", "scipy.linalg", "sklearn.model_selection",
            "sklearn.metrics", "sklearn.preprocessing", "sklearn.linear_model", "sklearn.ensemble", "joblib",
-           "psutil", "audit.stats", "audit.images.neardup", "audit.images.summary", "audit.hashing", "audit.readiness",
+           "psutil", "audit.stats", "audit.images.candidates", "audit.images.summary", "audit.hashing", "audit.readiness",
            "audit.policy", "reports.render", "jsonschema")
 
 

@@ -11,11 +11,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from audit.images import neardup
+from audit.images import candidates, sketch, voxels
+from audit.images import fingerprint as fp
 from audit.bidsindex import index_dataset
 from audit.checks.content import THRESHOLDS, near_duplicates
 from audit.context import AuditContext, AuditOptions
-from audit.images.summary import ImageSummary, summarise_file, summarise_images
+from audit.images.imagefile import summarise_file
+from audit.images.summary import ImageSummary, summarise_images
 from audit.runner import run_checks
 from audit.splits import read_splits
 from bench.bench_neardup import transforms
@@ -140,21 +142,21 @@ def test_sessions_of_one_subject_in_one_split_are_not_reported(tmp_path):
 def test_fingerprint_cancels_moves_reorientation_and_intensity_maps():
     data = blob(7, shape=(30, 34, 28)).astype(np.float32)
     affine = np.diag([2.0, 2.0, 2.5, 1.0])
-    base = neardup.fingerprint(data, affine)
-    assert base is not None and base.vector.shape == (neardup.FP_SIZE**3,)
+    base = fp.fingerprint(data, affine)
+    assert base is not None and base.vector.shape == (fp.FP_SIZE**3,)
     assert math.isclose(float(np.linalg.norm(base.vector)), 1.0, rel_tol=1e-5)
     rot = np.eye(4)
     c, s = math.cos(0.3), math.sin(0.3)
     rot[:2, :2] = [[c, -s], [s, c]]
     rot[:3, 3] = [5, -3, 8]
-    for other in (neardup.fingerprint(data, rot @ affine),             # rigid move of the affine
-                  neardup.fingerprint(3.5 * data + 0.0, affine),        # scaling
-                  neardup.fingerprint(data.max() * (data / data.max()) ** 1.25, affine)):  # gamma
+    for other in (fp.fingerprint(data, rot @ affine),             # rigid move of the affine
+                  fp.fingerprint(3.5 * data + 0.0, affine),        # scaling
+                  fp.fingerprint(data.max() * (data / data.max()) ** 1.25, affine)):  # gamma
         assert other is not None and float(base.vector @ other.vector) > 0.995
-    assert neardup.fingerprint(np.zeros((20, 20, 20)), affine) is None  # no data
-    assert neardup.fingerprint(np.ones((20, 20, 3)), affine) is None    # a slab: no 3-D shape
-    text = neardup.encode(base.vector)
-    assert np.allclose(neardup.decode(text), base.vector, atol=1e-3)
+    assert fp.fingerprint(np.zeros((20, 20, 20)), affine) is None  # no data
+    assert fp.fingerprint(np.ones((20, 20, 3)), affine) is None    # a slab: no 3-D shape
+    text = fp.encode(base.vector)
+    assert np.allclose(fp.decode(text), base.vector, atol=1e-3)
 
 
 def test_near_pairs_exact_and_inverted_file_agree():
@@ -166,15 +168,15 @@ def test_near_pairs_exact_and_inverted_file_agree():
     for a, b in planted:
         x[b] = x[a] + rng.normal(size=600).astype(np.float32) * 0.2 * np.linalg.norm(x[a]) / math.sqrt(600)
     vec = x.astype(np.float16)
-    i1, j1, s1, info1 = neardup.near_pairs(vec, 0.9)
-    i2, j2, s2, info2 = neardup.near_pairs(vec, 0.9, exact_max=0)
+    i1, j1, s1, info1 = candidates.near_pairs(vec, 0.9)
+    i2, j2, s2, info2 = candidates.near_pairs(vec, 0.9, exact_max=0)
     assert info1["exact"] == 1.0 and info2["exact"] == 0.0
     assert set(zip(i1.tolist(), j1.tolist())) == set(planted)
     assert set(zip(i2.tolist(), j2.tolist())) == set(planted)
     assert np.allclose(s1, s2) and (s1 >= 0.9).all()
-    res = neardup.residuals(vec)
+    res = candidates.residuals(vec)
     assert np.allclose(res.cosine(i1, j1), s1)
-    empty = neardup.near_pairs(vec[:2], 0.9)
+    empty = candidates.near_pairs(vec[:2], 0.9)
     assert len(empty[0]) == 0  # two images: no group mean to compare against
 
 
@@ -183,13 +185,13 @@ def test_small_integer_volumes_give_the_float32_sketch_and_fingerprint():
     ints = np.rint(blob(5, shape=(30, 34, 28)) * 7 - 300).astype(np.int16)
     affine = np.diag([1.5, 1.2, 1.0, 1.0])
     for data in (ints, np.asfortranarray(ints), (ints // 16 + 40).clip(0, 255).astype(np.uint8)):
-        a, b = neardup.patch_sketch(data), neardup.patch_sketch(data.astype(np.float32))
+        a, b = sketch.patch_sketch(data), sketch.patch_sketch(data.astype(np.float32))
         if data.dtype == np.uint8:  # fewer than 256 values: no sketch either way
             assert a is None and b is None
         else:
             assert a is not None and b is not None
             assert np.array_equal(a.hashes, b.hashes) and a.count == b.count
-        fa, fb = neardup.fingerprint(data, affine), neardup.fingerprint(data.astype(np.float32), affine)
+        fa, fb = fp.fingerprint(data, affine), fp.fingerprint(data.astype(np.float32), affine)
         assert fa is not None and fb is not None
         assert np.array_equal(fa.vector, fb.vector) and fa.spread == fb.spread
 
@@ -197,43 +199,43 @@ def test_small_integer_volumes_give_the_float32_sketch_and_fingerprint():
 def test_block_sums_and_sorted_unique():
     rng = np.random.default_rng(3)
     vol = rng.integers(0, 50, (11, 9, 7)).astype(np.float32)  # integers: exact in any order
-    got = neardup._block_sum(vol, (3, 2, 4))
+    got = voxels.block_sum(vol, (3, 2, 4))
     want = np.zeros((4, 5, 2), np.float32)
     for i, j, k in np.ndindex(vol.shape):
         want[i // 3, j // 2, k // 4] += vol[i, j, k]
     assert np.array_equal(got, want)
-    assert np.array_equal(neardup._block_sum(vol != 0, (3, 2, 4), dtype=np.float32),
-                          neardup._block_sum((vol != 0).astype(np.float32), (3, 2, 4)))
+    assert np.array_equal(voxels.block_sum(vol != 0, (3, 2, 4), dtype=np.float32),
+                          voxels.block_sum((vol != 0).astype(np.float32), (3, 2, 4)))
     h = rng.integers(0, 2**63, 5000, dtype=np.uint64)
     h[::7] = h[0]
-    assert np.array_equal(neardup._unique(h), np.unique(h))
-    assert neardup._unique(np.zeros(0)).size == 0 and neardup._unique(np.ones(1)).size == 1
+    assert np.array_equal(voxels.unique_sorted(h), np.unique(h))
+    assert voxels.unique_sorted(np.zeros(0)).size == 0 and voxels.unique_sorted(np.ones(1)).size == 1
 
 
 def test_patch_sketch_keeps_crops_pads_and_reorientations_and_tells_scans_apart():
     data = blob(3, shape=(30, 34, 28)).astype(np.float32)
-    base = neardup.patch_sketch(data)
-    assert base is not None and len(base.hashes) == min(base.count, neardup.SKETCH_K)
+    base = sketch.patch_sketch(data)
+    assert base is not None and len(base.hashes) == min(base.count, sketch.SKETCH_K)
     assert np.all(np.diff(base.hashes.astype(np.float64)) > 0)
 
     def share(other: np.ndarray) -> float:
-        sk = neardup.patch_sketch(np.ascontiguousarray(other, dtype=np.float32))
+        sk = sketch.patch_sketch(np.ascontiguousarray(other, dtype=np.float32))
         assert sk is not None
-        return neardup.sketch_containment(base.hashes, base.count, sk.hashes, sk.count)
+        return sketch.sketch_containment(base.hashes, base.count, sk.hashes, sk.count)
 
     assert share(data[4:, 2:-3, 3:]) > 0.9                          # a crop into the object
     assert share(np.pad(data, 3)) > 0.9                             # zero padding
     assert share(data * 1.0001) < 0.05                              # every value changed: not these patches
     assert share(blob(4, shape=(30, 34, 28))) < 0.05                # someone else
     labels = np.rint(data / data.max() * 3)                         # a label map: patterns repeat across people
-    assert neardup.patch_sketch(labels) is None
-    text = neardup.encode_sketch(base)
-    assert np.array_equal(neardup.decode_sketch(text), base.hashes)
+    assert sketch.patch_sketch(labels) is None
+    text = sketch.encode_sketch(base)
+    assert np.array_equal(sketch.decode_sketch(text), base.hashes)
     # the inverted file finds exactly the pair that shares patches
-    sketches = [neardup.patch_sketch(blob(k, shape=(20, 22, 18)).astype(np.float32)) for k in range(6)]
-    sketches.append(neardup.patch_sketch(np.ascontiguousarray(blob(2, shape=(20, 22, 18))[2:, :, 1:],
+    sketches = [sketch.patch_sketch(blob(k, shape=(20, 22, 18)).astype(np.float32)) for k in range(6)]
+    sketches.append(sketch.patch_sketch(np.ascontiguousarray(blob(2, shape=(20, 22, 18))[2:, :, 1:],
                                                               dtype=np.float32)))
-    i, j, s = neardup.sketch_pairs([x.hashes for x in sketches], [x.count for x in sketches], 0.5)
+    i, j, s = candidates.sketch_pairs([x.hashes for x in sketches], [x.count for x in sketches], 0.5)
     assert list(zip(i.tolist(), j.tolist())) == [(2, 6)] and s[0] > 0.9
 
 

@@ -18,7 +18,8 @@ from audit.bidsindex import index_dataset
 from audit.checks import images as image_checks
 from audit.context import AuditContext, AuditOptions
 from audit.hashing import EMPTY_SHA256, HashCache, dataset_fingerprint, file_sha256
-from audit.images.summary import THUMB_SIZE, ImageSummary, summarise_images, thumbnail_correlation
+from audit.images.measures import THUMB_SIZE
+from audit.images.summary import ImageSummary, summarise_images, thumbnail_correlation
 from audit.runner import run_checks
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -156,7 +157,7 @@ def test_gzip_cut_near_the_end_is_corrupt(tmp_path, cut):
 def test_gzip_members_padding_and_garbage(tmp_path, monkeypatch, inflate):
     import zlib
 
-    from audit.images import summary as imaging
+    from audit.images import decode as imaging
 
     if inflate == "zlib":  # the fallback when isal is not installed
         monkeypatch.setattr(imaging, "_inflate_lib", zlib)
@@ -631,7 +632,7 @@ def test_dask_cluster_gives_identical_summaries(tmp_path):
 
 
 def test_unreachable_scheduler_is_an_input_error(tmp_path, monkeypatch):
-    from audit.images import summary as imaging
+    from audit.images import imagepass as imaging
     from audit.errors import InputError
 
     monkeypatch.setattr(imaging, "DASK_CONNECT_TIMEOUT", "1s")

@@ -452,7 +452,7 @@ def test_a_database_hiccup_while_storing_an_outcome_is_retried(root, tmp_path, m
 def test_audits_use_the_configured_dask_scheduler(root, tmp_path, monkeypatch):
     """`serve --scheduler ADDRESS`: every audit's image pass runs on that cluster, with the same result."""
     distributed = pytest.importorskip("dask.distributed")
-    from audit.images import summary as imaging
+    from audit.images import imagepass as imaging
 
     # a hash cache of its own for each server, so that each one reads the images
     monkeypatch.setenv("BIDSAUDIT_CACHE_DIR", str(tmp_path / "cache-local"))
