@@ -119,8 +119,6 @@ def mask_files(root: Path) -> list[str]:
 
 def mask_hashes(root: Path) -> dict[str, str]:
     """``{relative path: sha256:<hex>}`` of every file :func:`mask_files` finds (``unreadable``: cannot be read)."""
-    from audit.hashing import file_sha256
-
     out = {}
     for rel in mask_files(root):
         try:
