@@ -8,10 +8,11 @@ summary. With ``BIDSAUDIT_SIGNING_KEY`` set the certificate carries an
 HMAC-SHA256 signature over its canonical JSON, so a CI can sign and a trainer
 elsewhere can require a valid signature.
 
-:func:`verify_certificate` is what the trainer's gate calls: it always
-re-hashes the split files and compares the dataset file by file (through the
-hash cache by default, a full re-hash on request), and returns every
-difference in words.
+:func:`verify_certificate` is THE verification, also what the trainer's gate
+calls: it always re-hashes the split files and compares the dataset (its name,
+location, every file's content hash, subject folders, segmentation masks and
+the fingerprint) file by file, through the hash cache by default or a full
+re-hash on request, and returns every difference in words.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from audit import __version__
+from audit.bidsindex import DatasetIndex, index_dataset, read_json
 from audit.errors import InputError
+from audit.fsutil import atomic_write_text
+from audit.hashing import HashCache, dataset_fingerprint, file_sha256
+from schemas import json_schema
 
 __all__ = [
     "CERTIFICATE_NAME",
@@ -39,8 +44,13 @@ __all__ = [
     "verify_certificate",
     "Verification",
     "sign",
+    "canonical",
+    "config_hash",
+    "describe_changes",
+    "split_file_hashes",
     "mask_files",
     "mask_hashes",
+    "mask_changes",
 ]
 
 CERTIFICATE_NAME = "bidsaudit-certificate.json"
@@ -109,8 +119,6 @@ def mask_files(root: Path) -> list[str]:
 
 def mask_hashes(root: Path) -> dict[str, str]:
     """``{relative path: sha256:<hex>}`` of every file :func:`mask_files` finds (``unreadable``: cannot be read)."""
-    from audit.hashing import file_sha256
-
     out = {}
     for rel in mask_files(root):
         try:
@@ -168,17 +176,12 @@ def build_certificate(result: Mapping[str, Any], *, dataset_files: Mapping[str, 
 
 
 def write_certificate(cert: Mapping[str, Any], path: Path) -> Path:
-    from audit.fsutil import atomic_write_text
-
     return atomic_write_text(path, json.dumps(cert, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_certificate(path: Path) -> dict[str, Any]:
     """Read and schema-check a certificate (InputError naming the file and field)."""
     import jsonschema
-
-    from audit.bidsindex import read_json
-    from schemas import json_schema
 
     if not path.is_file():
         raise InputError(path, "no certificate here", expected="a certificate written by a passing "
@@ -194,10 +197,25 @@ def load_certificate(path: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Verification:
-    """The outcome of checking a certificate against what is on disk now."""
+    """The outcome of checking a certificate against what is on disk now.
+
+    Attributes
+    ----------
+    ok : bool
+        Nothing differs.
+    problems : tuple of str
+        Every difference, one sentence each.
+    index : DatasetIndex or None
+        The dataset index built while verifying (``None`` when no dataset was
+        compared): a trainer reads exactly what was verified.
+    files : Mapping[str, str]
+        Content hash (``sha256:<hex>``) of every dataset file now, by relative path.
+    """
 
     ok: bool
     problems: tuple[str, ...]
+    index: DatasetIndex | None = field(default=None, compare=False, repr=False)
+    files: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def message(self) -> str:
         if self.ok:
@@ -209,15 +227,20 @@ class Verification:
 
 def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_files: list[str],
                        require_signature: bool = False, key: str | None = None,
-                       full: bool = False) -> Verification:
+                       full: bool = False, splits: Mapping[str, Any] | None = None) -> Verification:
     """Compare a certificate with the dataset and split files as they are now.
+
+    This is the one verification of a certificate: ``bidsaudit train``'s gate
+    (:func:`train.gate.open_gate`) calls it too.
 
     Parameters
     ----------
     cert : mapping
         A loaded certificate (see :func:`load_certificate`).
     dataset : Path or None
-        The dataset the trainer is about to read.
+        The dataset the trainer is about to read (``None``: the split files alone
+        are compared). Its name, its location, every file's content hash, the
+        fingerprint and every segmentation mask are compared.
     split_files : list of str
         The split files the trainer is about to read (always re-hashed).
     require_signature : bool
@@ -227,6 +250,10 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
     full : bool
         Re-hash every dataset file instead of trusting the hash cache's
         (path, size, mtime, inode) entries.
+    splits : mapping, optional
+        ``format`` and ``fingerprint`` of the split input as read now (the
+        ``splits`` block of a result): compared with the certificate's record
+        (the fingerprint only when every split file is as certified).
     """
     problems: list[str] = []
     key = key if key is not None else os.environ.get(SIGNING_KEY_ENV)
@@ -247,29 +274,72 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
     want = dict((cert.get("splits") or {}).get("files") or {})
     have = split_file_hashes(split_files)
     have = {str(Path(f).resolve()): h for f, h in have.items()}
-    problems.extend(describe_changes(want, have, "split file", removed="was audited but is not among the files "
-                                     "given now", added="was not audited", changed="changed since the audit"))
+    split_changes = describe_changes(want, have, "split file", removed="was audited but is not among the files "
+                                     "given now", added="was not audited", changed="changed since the audit")
+    problems.extend(split_changes)
+    if splits is not None:
+        problems.extend(_split_identity(cert, splits, files_ok=not split_changes))
 
     cdata = cert.get("dataset")
-    if dataset is not None:
-        if not cdata:
-            problems.append("the certificate was written for split files alone, without a dataset")
-        else:
-            problems.extend(_dataset_changes(cdata, dataset, full=full))
-    return Verification(ok=not problems, problems=tuple(problems))
+    if dataset is None:
+        return Verification(ok=not problems, problems=tuple(problems))
+    if not cdata:
+        problems.append("the certificate was written for the split files alone (an audit without DATASET); "
+                        "it vouches for no dataset: audit the split with the dataset")
+        return Verification(ok=False, problems=tuple(problems))
+    index, files, changes = _dataset_changes(cdata, Path(dataset), full=full)
+    problems.extend(changes)
+    return Verification(ok=not problems, problems=tuple(problems), index=index, files=files)
 
 
-def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *, full: bool) -> list[str]:
-    from audit.bidsindex import index_dataset
-    from audit.hashing import HashCache, dataset_fingerprint
+def _split_identity(cert: Mapping[str, Any], splits: Mapping[str, Any], *, files_ok: bool) -> list[str]:
+    """Format and fingerprint recorded for the split files, compared with what they are now."""
+    out = []
+    csplits = cert.get("splits") or {}
+    if csplits.get("format") is not None and csplits.get("format") != splits.get("format"):
+        out.append(f"the certificate records split format '{csplits.get('format')}'; "
+                   f"the split input is read as '{splits.get('format')}'")
+    if files_ok and csplits.get("fingerprint") is not None and splits.get("fingerprint") != csplits.get("fingerprint"):
+        out.append("the split fingerprint recorded in the certificate does not match the split files "
+                   "(the certificate was edited)")
+    return out
 
+
+def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *,
+                     full: bool) -> tuple[DatasetIndex, dict[str, str], list[str]]:
+    """Index and fingerprint the dataset; every way it differs from the certificate's record.
+
+    The dataset's name and location, unreadable files, every file's content
+    hash (always, even when the fingerprints agree: an edited ``files`` list
+    is caught without a signature), subject folders added, segmentation masks,
+    and the fingerprint itself.
+    """
     index = index_dataset(dataset)
     cache = HashCache(memory=True) if full else HashCache.default()
-    fp = dataset_fingerprint(index, cache)
-    masks = mask_changes(cdata, index.root)
-    if fp.fingerprint == cdata.get("fingerprint"):
-        return masks
-    out = masks + describe_changes(dict(cdata.get("files") or {}), dict(fp.files), "dataset file")
-    if not out:
-        out.append("the dataset fingerprint differs from the certificate's")
-    return out
+    try:
+        fp = dataset_fingerprint(index, cache)
+    finally:
+        cache.close()
+    want = {str(k): str(v) for k, v in dict(cdata.get("files") or {}).items()}
+    have = dict(fp.files)
+    problems: list[str] = []
+    cname, cpath = cdata.get("name"), cdata.get("path")
+    if cname != index.name:
+        problems.append(f"the certificate was written for dataset '{cname}' ({cpath}), "
+                        f"not for '{index.name}' ({index.root})")
+    elif cpath and str(Path(cpath)) != str(index.root):
+        same = have == want and fp.fingerprint == cdata.get("fingerprint")
+        problems.append(f"the certificate was written for the dataset at {cpath}, not {index.root}"
+                        + (" (same content: audit the dataset where it lies now)" if same else ""))
+    for path, msg in fp.unreadable:
+        problems.append(f"dataset file {path} cannot be read: {msg}")
+    problems.extend(describe_changes(want, have, "dataset file"))
+    problems.extend(mask_changes(cdata, index.root))
+    new_subjects = sorted({f.split("/", 1)[0] for f in set(have) - set(want) if f.startswith("sub-")}
+                          - {f.split("/", 1)[0] for f in want if f.startswith("sub-")})
+    if new_subjects:
+        problems.insert(0, f"{len(new_subjects)} subject folder(s) added: {', '.join(new_subjects[:MAX_LISTED])}")
+    if fp.fingerprint != cdata.get("fingerprint") and have == want:
+        problems.append("the dataset fingerprint recorded in the certificate does not match the dataset "
+                        "(the certificate was edited)")
+    return index, have, problems

@@ -105,9 +105,11 @@ def bench(name: str, dataset: Path, *, epochs: int, workers: int, echo=print) ->
     import torch
 
     from audit.bidsindex import index_dataset
-    from train.data import Item, Preprocessing, SampleSet, VolumeStore, make_augmentation
+    from train.data import Preprocessing, VolumeStore
+    from train.items import Item
     from train.loop import prepare_arrays
     from train.models import build_model
+    from train.samples import SampleSet, make_augmentation
 
     index = index_dataset(dataset)
     rows = [r for r in index.images() if r.suffix == "T1w"]

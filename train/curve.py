@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from audit.errors import InputError
+from train import data
+from train.maps import write_json, write_tsv
+from train.samples import mix_seed
 
 __all__ = ["nested_subsets", "learning_curve"]
 
@@ -38,8 +41,6 @@ def nested_subsets(items: Sequence[Any], fractions: Sequence[float], *, seed: in
     ``stratify``: ``True`` or ``"classes"`` (one stratum per label value),
     ``"quartiles"`` (regression: quartiles of the numeric label), ``False``.
     """
-    from train.data import _mix
-
     by_subject: dict[str, list[Any]] = {}
     for it in items:
         by_subject.setdefault(it.participant_id, []).append(it)
@@ -56,7 +57,7 @@ def nested_subsets(items: Sequence[Any], fractions: Sequence[float], *, seed: in
         strata.setdefault(key_of[pid], []).append(pid)
     order: dict[str, list[str]] = {}
     for key, pids in sorted(strata.items()):
-        rng = np.random.default_rng(_mix(seed, len(key), sum(map(ord, key))))
+        rng = np.random.default_rng(mix_seed(seed, len(key), sum(map(ord, key))))
         order[key] = [pids[i] for i in rng.permutation(len(pids))]
     out = {}
     for f in fractions:
@@ -71,9 +72,7 @@ def learning_curve(folds_items: dict[int, dict[str, list[Any]]], cfg: Any, store
                    runs: Sequence[dict[str, Any]], *, echo: Callable[[str], None], progress: bool, config_hash: str,
                    write: bool = True) -> dict[str, Any]:
     """Train the smaller fractions, collect the validation metric of every (fraction, fold, seed)."""
-    from train.data import fit_preprocessing
-    from train.loop import FoldData, prepare_arrays, train_run
-    from train.maps import write_json, write_tsv
+    from train.loop import FoldData, prepare_arrays, train_run  # torch
 
     metric, direction = cfg.main_metric
     fractions = list(cfg.learning_curve)
@@ -92,7 +91,7 @@ def learning_curve(folds_items: dict[int, dict[str, list[Any]]], cfg: Any, store
                 if f >= 1.0:
                     result = full[(fold, seed)]
                 else:
-                    prep = fit_preprocessing(sub, store, task=cfg.task, shape=cfg.shape, resize=cfg.resize,
+                    prep = data.fit_preprocessing(sub, store, task=cfg.task, shape=cfg.shape, resize=cfg.resize,
                                              norm=cfg.norm)
                     its = {"train": sub, "validation": items["validation"]}
                     fd = FoldData(fold, its, prep)

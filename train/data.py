@@ -1,23 +1,19 @@
-"""Data for the trainer: items by subject, a decoded-volume cache, fitted preprocessing, samples.
+"""Volumes for the trainer: decoded once, checked against the certificate, and fitted preprocessing.
 
-Importing this module does not import torch: the data sets here hand numpy
-arrays to :class:`torch.utils.data.DataLoader`, whose default collation makes
-tensors of them.
+Importing this module does not import torch.
 
-* :func:`collect_items` turns the rows of a split table into images of the
-  verified dataset (a row without ``session_id`` takes every session), with
-  their label and, for segmentation, their mask from ``derivatives/``.
 * :class:`VolumeStore` reads each image's bytes once, checks them against the
   certified content hash (the bytes decoded are the bytes the audit saw),
   decodes them to a float32 volume in closest-canonical (RAS) orientation and
   keeps it, in memory and optionally in a folder of ``.npy`` files keyed by
   content hash; a file is never decoded twice.
-* :class:`Preprocessing` is fitted on the training fold only (target shape,
-  intensity statistics, class list, regression target scaling) and applied
-  unchanged to validation, test and prediction sets.
-* :class:`SampleSet` serves whole images, 2D slices or 3D patches of
-  preprocessed volumes stacked in one array, with optional augmentation
-  (MONAI transforms) seeded per (seed, epoch, sample).
+* :class:`Preprocessing` is fitted on the training fold only
+  (:func:`fit_preprocessing`: target shape, intensity statistics, class list,
+  regression target scaling) and applied unchanged to validation, test and
+  prediction sets.
+
+Items (what a split table names) are in :mod:`train.items`, samples and
+augmentation in :mod:`train.samples`.
 """
 
 from __future__ import annotations
@@ -26,228 +22,25 @@ import gzip
 import hashlib
 import math
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from audit.errors import InputError
-
-if TYPE_CHECKING:
-    from audit.bidsindex import DatasetIndex
-    from audit.splits import SplitTable
+from train.config import NORMS, RESIZES
+from train.items import Item
 
 __all__ = [
-    "MODES",
-    "TASKS",
-    "Item",
     "Preprocessing",
-    "SampleSet",
     "VolumeStore",
-    "collect_items",
     "decode_volume",
-    "find_masks",
     "fit_preprocessing",
-    "make_augmentation",
-    "sample_positions",
 ]
 
-TASKS = ("classification", "regression", "reconstruction", "segmentation")
-MODES = ("image", "slice", "patch")
-NORMS = ("image", "train", "none")
-RESIZES = ("crop_pad", "resample")
-MASK_SUFFIXES = ("dseg", "mask")
-_MASK_RE = re.compile(r"^(?P<stem>.+)_(?P<suffix>dseg|mask)\.nii(\.gz)?$")
 
-
-@dataclass(frozen=True)
-class Item:
-    """One image of a split, with what the trainer needs to know about it.
-
-    ``label`` is the raw value of the label column (``None`` for
-    reconstruction and segmentation); ``path`` is relative to the dataset
-    root and ``sha256`` its certified content hash; ``mask`` (segmentation) is
-    an absolute path with its content hash in ``mask_sha256``.
-    """
-
-    participant_id: str
-    session_id: str | None
-    path: str
-    sha256: str
-    label: str | None = None
-    mask: str | None = None
-    mask_sha256: str | None = None
-    where: str = ""
-
-
-# ---------------------------------------------------------------- items
-def _entities(name: str) -> dict[str, str]:
-    out = {}
-    for part in name.split("_"):
-        key, sep, value = part.partition("-")
-        if sep:
-            out[key] = value
-    return out
-
-
-def find_masks(root: Path) -> list[tuple[Path, dict[str, str], str]]:
-    """Every ``*_dseg.nii[.gz]`` and ``*_mask.nii[.gz]`` under ``root/derivatives/*/sub-*``.
-
-    Returns ``(path, entities, suffix)`` sorted by path.
-    """
-    out = []
-    deriv = root / "derivatives"
-    if not deriv.is_dir():
-        return out
-    for pipeline in sorted(p for p in deriv.iterdir() if p.is_dir()):
-        for sub in sorted(pipeline.glob("sub-*")):
-            for dirpath, _, files in os.walk(sub):
-                for f in files:
-                    m = _MASK_RE.match(f)
-                    if m:
-                        out.append((Path(dirpath) / f, _entities(m.group("stem")), m.group("suffix")))
-    return sorted(out, key=lambda t: str(t[0]))
-
-
-def _match_mask(image_entities: Mapping[str, str], masks: Sequence[tuple[Path, dict[str, str], str]],
-                image: str) -> Path | None:
-    best: list[tuple[tuple[int, int, int], Path]] = []
-    for path, ents, suffix in masks:
-        if ents.get("sub") != image_entities.get("sub"):
-            continue
-        if "ses" in image_entities and ents.get("ses") not in (None, image_entities["ses"]):
-            continue
-        if any(ents[k] != v for k, v in image_entities.items() if k in ents):
-            continue
-        shared = sum(1 for k in image_entities if k in ents)
-        extra = sum(1 for k in ents if k not in image_entities)
-        best.append(((shared, int(suffix == "dseg"), -extra), path))
-    if not best:
-        return None
-    best.sort(key=lambda t: t[0], reverse=True)
-    if len(best) > 1 and best[0][0] == best[1][0]:
-        raise InputError(best[0][1], f"two masks fit {image} equally well: {best[0][1].name} and {best[1][1].name}",
-                         expected="one *_dseg or *_mask image per image (use desc-/space- entities to tell them apart)")
-    return best[0][1]
-
-
-def collect_items(index: DatasetIndex, files: Mapping[str, str], table: SplitTable, *, task: str,
-                  label: str | None, suffix: str = "T1w",
-                  masks: Sequence[tuple[Path, dict[str, str], str]] | None = None,
-                  notes: list[str] | None = None, require_label: bool = True,
-                  mask_hashes: Mapping[str, str] | None = None) -> list[Item]:
-    """The images of ``table``'s rows in the dataset, in row order.
-
-    Parameters
-    ----------
-    index : DatasetIndex
-        The verified dataset.
-    files : mapping
-        Certified content hashes by relative path.
-    table : SplitTable
-        One split of one fold.
-    task : str
-        One of :data:`TASKS`.
-    label : str or None
-        Label column (classification, regression): read from the split
-        file's column when it has one, else from ``participants.tsv``.
-    suffix : str
-        BIDS suffix of the images to use.
-    masks : list, optional
-        What :func:`find_masks` found (segmentation).
-    notes : list, optional
-        Receives one line per row skipped (no image, no label).
-    mask_hashes : mapping, optional
-        Certified mask hashes by path relative to the dataset root (the
-        certificate's ``dataset.masks``): the loader checks the bytes it
-        decodes against these.
-    require_label : bool
-        Skip rows without a label value (training); ``False`` keeps them with
-        ``label=None`` (prediction of unlabelled data).
-
-    Raises
-    ------
-    InputError
-        A regression label that is not a number; segmentation images without
-        a mask (all of them listed).
-    """
-    by_subject: dict[str, list[Any]] = {}
-    for row in index.images():
-        if row.suffix == suffix and row.subject:
-            by_subject.setdefault(row.subject, []).append(row)
-    ptable = index.participants if label and label not in table.columns else None
-    plabels: dict[str, str] = {}
-    if ptable is not None and label in ptable.columns:
-        for pid, value in zip(ptable["participant_id"], ptable[label]):
-            plabels["sub-" + str(pid).strip().removeprefix("sub-")] = value
-    skipped_label: list[str] = []
-    skipped_image: list[str] = []
-    out: list[Item] = []
-    seen: set[str] = set()
-    missing_mask: list[str] = []
-    for r in table.rows:
-        value: str | None = None
-        if task in ("classification", "regression"):
-            value = r.label if label == table.label_column else (r.extra.get(label) if label else None)
-            if value is None and label not in table.columns:
-                value = plabels.get(r.participant_id)
-            value = None if value is None or str(value).strip() in ("", "n/a", "nan", "NaN") else str(value).strip()
-            if value is None and require_label:
-                skipped_label.append(r.participant_id)
-                continue
-            if task == "regression" and value is not None:
-                try:
-                    if not math.isfinite(float(value)):
-                        raise ValueError
-                except ValueError:
-                    raise InputError(r.file, line=r.line, field=label, expected="a number (regression target)",
-                                     got=repr(value)) from None
-        rows = [x for x in by_subject.get(r.participant_id, ()) if r.session_id in (None, x.session)]
-        if not rows:
-            skipped_image.append(r.participant_id + (f"/{r.session_id}" if r.session_id else ""))
-            continue
-        for x in rows:
-            if x.path in seen:
-                continue
-            seen.add(x.path)
-            mask = msha = None
-            if task == "segmentation":
-                mpath = _match_mask(_entities(x.entities), masks or (), x.path)
-                if mpath is None:
-                    missing_mask.append(x.path)
-                    continue
-                rel = mpath.relative_to(index.root).as_posix() if mpath.is_relative_to(index.root) else None
-                msha = (mask_hashes or {}).get(rel or "")
-                if msha is None:
-                    try:
-                        msha = "sha256:" + hashlib.sha256(mpath.read_bytes()).hexdigest()
-                    except OSError as err:
-                        raise InputError(mpath, f"cannot read the mask: {err.strerror or err}") from None
-                mask = str(mpath)
-            out.append(Item(r.participant_id, x.session, x.path, files.get(x.path, ""), value, mask, msha,
-                            f"{r.file}:{r.line}"))
-    if missing_mask:
-        subs = sorted({p.split("/", 1)[0] for p in missing_mask})
-        raise InputError(index.root / "derivatives", f"no segmentation mask for {len(missing_mask)} image(s) of "
-                         f"{len(subs)} participant(s) in split '{table.name}': {', '.join(subs[:20])}"
-                         + (" ..." if len(subs) > 20 else "") + f" (first image: {missing_mask[0]})",
-                         expected="one derivatives/<pipeline>/sub-*/.../*_dseg.nii.gz or *_mask.nii.gz with the "
-                         "image's entities for every image of the split")
-    if notes is not None:
-        name = table.name + ("" if table.fold is None else f" (fold {table.fold})")
-        if skipped_label:
-            notes.append(f"{name}: {len(skipped_label)} row(s) without a value for '{label}' skipped: "
-                         + ", ".join(sorted(set(skipped_label))[:10]))
-        if skipped_image:
-            notes.append(f"{name}: {len(skipped_image)} row(s) without a {suffix} image skipped: "
-                         + ", ".join(sorted(set(skipped_image))[:10]))
-    return out
-
-
-# ---------------------------------------------------------------- decoding
 def decode_volume(raw: bytes, name: str) -> tuple[np.ndarray, tuple[float, ...]]:
     """Decode NIfTI bytes to a float32 3D volume in closest-canonical orientation, and its voxel size.
 
@@ -523,169 +316,3 @@ def fit_preprocessing(train: Sequence[Item], store: VolumeStore, *, task: str, s
             raise InputError(None, "the training masks hold a single value", expected="background and at least "
                              "one labelled class in the training masks")
     return prep
-
-
-# ----------------------------------------------------------------- samples
-def sample_positions(shape: Sequence[int], mode: str, *, slice_axis: int = 2, slice_discard: float = 0.15,
-                     patch_size: int = 16, patch_stride: int = 16) -> list[tuple[int, ...]]:
-    """Where the samples of one volume lie: ``()`` (image), ``(k,)`` (slice), ``(x, y, z)`` (patch origin)."""
-    if mode == "image":
-        return [()]
-    if mode == "slice":
-        n = shape[slice_axis]
-        cut = int(n * slice_discard)
-        return [(k,) for k in range(cut, n - cut)] or [(n // 2,)]
-    if mode == "patch":
-        axes = []
-        for n in shape:
-            p = min(patch_size, n)
-            starts = list(range(0, n - p + 1, patch_stride))
-            if starts[-1] != n - p:
-                starts.append(n - p)
-            axes.append(starts)
-        return [(x, y, z) for x in axes[0] for y in axes[1] for z in axes[2]]
-    raise InputError(None, field="--mode", expected=" or ".join(MODES), got=repr(mode))
-
-
-class SampleSet:
-    """Samples (images, slices or patches) of preprocessed volumes, for a DataLoader.
-
-    Parameters
-    ----------
-    volumes : ndarray, shape (N, X, Y, Z)
-        Preprocessed images.
-    targets : sequence
-        Per image: class index, standardised number, or 0.
-    masks : ndarray of int64, shape (N, X, Y, Z), optional
-        Segmentation class indices.
-    mode, slice_axis, slice_discard, patch_size, patch_stride
-        See :func:`sample_positions`.
-    augment : callable, optional
-        ``augment(sample_dict, seed) -> sample_dict`` (training only).
-    seed : int
-        Augmentation seed; the epoch is set with :meth:`set_epoch`.
-    """
-
-    def __init__(self, volumes: np.ndarray, targets: Sequence[Any], *, masks: np.ndarray | None = None,
-                 mode: str = "image", slice_axis: int = 2, slice_discard: float = 0.15, patch_size: int = 16,
-                 patch_stride: int = 16, augment: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
-                 seed: int = 0) -> None:
-        self.volumes = volumes
-        self.targets = list(targets)
-        self.masks = masks
-        self.mode = mode
-        self.slice_axis = slice_axis
-        self.patch_size = patch_size
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-        shape = volumes.shape[1:]
-        self.positions = sample_positions(shape, mode, slice_axis=slice_axis, slice_discard=slice_discard,
-                                          patch_size=patch_size, patch_stride=patch_stride)
-        self.index = [(i, k) for i in range(len(volumes)) for k in range(len(self.positions))]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def window(self, pos: tuple[int, ...]) -> tuple[slice | int, ...]:
-        if self.mode == "image":
-            return (slice(None),) * 3
-        if self.mode == "slice":
-            w: list[slice | int] = [slice(None)] * 3
-            w[self.slice_axis] = pos[0]
-            return tuple(w)
-        shape = self.volumes.shape[1:]
-        return tuple(slice(p, p + min(self.patch_size, n)) for p, n in zip(pos, shape))
-
-    def sample_shape(self) -> tuple[int, ...]:
-        """Channels-first shape of one sample (what the model takes)."""
-        return (1, *np.empty(self.volumes.shape[1:], dtype=bool)[self.window(self.positions[0])].shape)
-
-    def __getitem__(self, j: int) -> dict[str, Any]:
-        i, k = self.index[j]
-        w = self.window(self.positions[k])
-        x = self.volumes[i][w][None]
-        sample: dict[str, Any] = {"image": x, "target": self.targets[i], "item": i, "pos": k}
-        if self.masks is not None:
-            sample["mask"] = self.masks[i][w][None]
-        if self.augment is not None:
-            sample = self.augment(sample, _mix(self.seed, self.epoch, j))
-        sample["image"] = np.ascontiguousarray(sample["image"], dtype=np.float32)
-        if self.masks is not None:
-            sample["mask"] = np.ascontiguousarray(sample["mask"][0], dtype=np.int64)
-        return sample
-
-
-def _mix(*values: int) -> int:
-    h = hashlib.blake2b(repr(values).encode(), digest_size=4)
-    return int.from_bytes(h.digest(), "little")
-
-
-def make_augmentation(*, segmentation: bool, dims: int,
-                      strength: float = 1.0) -> Callable[[dict[str, Any], int], dict[str, Any]]:
-    """On-the-fly augmentation with MONAI transforms: flips, small affine, intensity scale, noise.
-
-    The same geometric transform is applied to the image and its mask
-    (nearest-neighbour for the mask). Each call is seeded, so a run is
-    reproducible whatever the number of loader workers.
-
-    Raises
-    ------
-    InputError
-        MONAI is not installed.
-    """
-    try:
-        from monai.transforms import (
-            Compose,
-            RandAffined,
-            RandFlipd,
-            RandGaussianNoised,
-            RandScaleIntensityd,
-        )
-    except ImportError:
-        raise InputError(None, "augmentation needs MONAI, which is not installed", field="--augment",
-                         expected="pip install 'bidsaudit[train]' (or train without augmentation)") from None
-    keys = ["image", "mask"] if segmentation else ["image"]
-    modes = ["bilinear", "nearest"] if segmentation else ["bilinear"]
-    rot = 0.08 * strength
-    transform = Compose([
-        RandFlipd(keys=keys, prob=0.5, spatial_axis=0),
-        RandAffined(keys=keys, prob=0.5, rotate_range=(rot,) * (3 if dims == 3 else 1),
-                    scale_range=(0.05 * strength,) * dims, translate_range=(2.0 * strength,) * dims,
-                    mode=modes, padding_mode="border"),
-        RandScaleIntensityd(keys=["image"], factors=0.1 * strength, prob=0.3),
-        RandGaussianNoised(keys=["image"], prob=0.3, std=0.05 * strength),
-    ])
-
-    from monai.data import get_track_meta, set_track_meta
-
-    def apply(sample: dict[str, Any], seed: int) -> dict[str, Any]:
-        transform.set_random_state(seed=seed)
-        data = {k: np.asarray(sample[k], dtype=np.float32) for k in keys}
-        track = get_track_meta()
-        set_track_meta(False)  # plain tensors: MONAI's metadata tracking costs a quarter of the time here
-        try:
-            out = transform(data)
-        finally:
-            set_track_meta(track)
-        sample = dict(sample)
-        for k in keys:
-            v = out[k]
-            v = v.as_tensor() if hasattr(v, "as_tensor") else v
-            sample[k] = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
-        if segmentation:
-            sample["mask"] = np.rint(sample["mask"]).astype(np.int64)
-        return sample
-
-    return apply
-
-
-def stack(arrays: Iterable[np.ndarray], n: int, shape: Sequence[int], dtype: Any) -> np.ndarray:
-    """Preprocessed volumes stacked in one contiguous array (what a SampleSet slices)."""
-    out = np.empty((n, *shape), dtype=dtype)
-    for i, a in enumerate(arrays):
-        out[i] = a
-    return out

@@ -23,7 +23,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from audit.bidsindex import read_json
 from audit.errors import InputError
+from audit.fsutil import atomic_write_bytes
+from train.data import Preprocessing
+from train.maps import MapsFolder, write_json
+from train.samples import SampleSet
 
 __all__ = ["export_onnx"]
 
@@ -45,10 +50,6 @@ def export_onnx(maps_dir: str | os.PathLike[str], output: str | os.PathLike[str]
         or onnxruntime not installed, or outputs that differ by more than
         ``tolerance`` (exit 2).
     """
-    from audit.bidsindex import read_json
-    from audit.fsutil import atomic_write_bytes
-    from train.maps import MapsFolder, write_json
-
     if selection not in (None, "loss", "metric"):
         raise InputError(None, field="--selection", expected="loss or metric", got=repr(selection))
     if not (tolerance > 0):
@@ -65,8 +66,7 @@ def export_onnx(maps_dir: str | os.PathLike[str], output: str | os.PathLike[str]
     except ImportError as err:
         raise InputError(None, f"ONNX export needs {err.name}, which is not installed",
                          expected="pip install 'bidsaudit[export]'") from None
-    from train.data import Preprocessing, SampleSet
-    from train.loop import _load_torch, n_outputs
+    from train.loop import load_torch, n_outputs
     from train.models import build_model
 
     cfg = maps.config
@@ -91,7 +91,7 @@ def export_onnx(maps_dir: str | os.PathLike[str], output: str | os.PathLike[str]
                       slice_discard=cfg.slice_discard, patch_size=cfg.patch_size,
                       patch_stride=cfg.patch_stride).sample_shape()
     model = build_model(cfg.model, cfg.task, shape, n_outputs(cfg, prep), width=cfg.width)
-    saved = _load_torch(weights, torch.device("cpu"))
+    saved = load_torch(weights, torch.device("cpu"))
     try:
         model.load_state_dict(saved["model"])
     except (RuntimeError, KeyError, TypeError) as err:

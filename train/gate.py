@@ -10,10 +10,15 @@ image is decoded and before torch is imported. It
    fingerprint and the split format with the certificate's;
 3. checks the signature (required with ``require_signature``), the recorded
    status and error count;
-4. indexes the dataset and compares every file's content hash, and the
-   fingerprint, with the certificate's: through the hash cache by default
-   (``verify="cache"``: a file whose path, size, mtime and inode are unchanged
-   is not read again), or by re-reading every byte (``verify="full"``).
+4. indexes the dataset and compares its name and location, every file's
+   content hash, the segmentation masks and the fingerprint with the
+   certificate's: through the hash cache by default (``verify="cache"``: a
+   file whose path, size, mtime and inode are unchanged is not read again), or
+   by re-reading every byte (``verify="full"``).
+
+Steps 2 to 4 are :func:`audit.certificate.verify_certificate`, the one
+verification of a certificate; this module finds the certificate, reads the
+split input and turns the verdict into :class:`GateClosed` or :class:`GatePass`.
 
 Any difference closes the gate: :class:`GateClosed` (exit 1) with one line per
 difference naming what changed. There is no option that skips the gate.
@@ -33,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audit.api import splits_block
+from audit.certificate import CERTIFICATE_NAME, load_certificate, verify_certificate
 from audit.errors import BidsauditError, InputError
-from audit.certificate import describe_changes, mask_changes
+from audit.splits import read_splits
 
 if TYPE_CHECKING:
     from audit.bidsindex import DatasetIndex
@@ -135,8 +142,6 @@ class GatePass:
 
 def certificate_path(splits: str | os.PathLike[str], certificate: str | os.PathLike[str] | None = None) -> Path:
     """The certificate to read: the one given, or the one beside the split files."""
-    from audit.certificate import CERTIFICATE_NAME
-
     if certificate is not None:
         return Path(certificate)
     s = Path(splits)
@@ -177,9 +182,6 @@ def open_gate(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], *
     GateClosed
         Anything differs from what the certificate records.
     """
-    from audit.certificate import load_certificate, verify_certificate
-    from audit.splits import read_splits
-
     if verify not in VERIFY_MODES:
         raise InputError(None, field="--verify", expected=" or ".join(repr(m) for m in VERIFY_MODES),
                          got=repr(verify))
@@ -202,81 +204,19 @@ def open_gate(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], *
         if not check.ok:
             raise GateClosed(headline, check.problems) from None
         raise
-    check = verify_certificate(cert, dataset=None, split_files=list(split_set.files),
-                               require_signature=require_signature, key=key)
-    problems = list(check.problems)
+    block = splits_block(split_set)
+    # the one verification (audit.certificate): signature, status, split files and identity, then the dataset
+    check = verify_certificate(cert, dataset=Path(dataset), split_files=list(split_set.files),
+                               require_signature=require_signature, key=key, full=verify == "full",
+                               splits={"format": block["format"], "fingerprint": block["fingerprint"]})
+    if check.index is None:  # no dataset was compared: a certificate for split files alone
+        raise GateClosed(headline, check.problems)
     notes: list[str] = []
-    problems += _split_identity(cert, split_set, files_ok=not any(p.startswith("split file") for p in problems))
-
-    cdata = cert.get("dataset")
-    if not cdata:
-        problems.append("the certificate was written for the split files alone (an audit without DATASET); "
-                        "training reads images, so it needs an audit of the split with the dataset")
-        raise GateClosed(headline, problems)
-    index, files, changes, dnotes = _dataset_changes(cdata, Path(dataset), full=verify == "full")
-    problems += changes
-    notes += dnotes
-
     audited_label = (cert.get("options") or {}).get("label")
     if label and audited_label and label != audited_label:
         notes.append(f"the audit checked label '{audited_label}' (confounds, label shift, conflicts); "
                      f"this run trains on '{label}', which the audit did not check")
-    if problems:
-        raise GateClosed(headline, problems)
+    if not check.ok:
+        raise GateClosed(headline, check.problems)
     return GatePass(certificate=cert, certificate_path=cert_path.resolve(), certificate_sha256=cert_sha,
-                    splits=split_set, index=index, files=files, verify=verify, notes=tuple(notes))
-
-
-def _split_identity(cert: Mapping[str, Any], split_set: SplitSet, *, files_ok: bool) -> list[str]:
-    """Format and fingerprint recorded for the split files, compared with what they are now."""
-    from audit.api import splits_block
-
-    out = []
-    csplits = cert.get("splits") or {}
-    if csplits.get("format") is not None and csplits.get("format") != split_set.format:
-        out.append(f"the certificate records split format '{csplits.get('format')}'; "
-                   f"the split input is read as '{split_set.format}'")
-    if files_ok and csplits.get("fingerprint") is not None:
-        now = splits_block(split_set)["fingerprint"]
-        if now != csplits.get("fingerprint"):
-            out.append("the split fingerprint recorded in the certificate does not match the split files "
-                       "(the certificate was edited)")
-    return out
-
-
-def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *,
-                     full: bool) -> tuple[DatasetIndex, dict[str, str], list[str], list[str]]:
-    """Index and fingerprint the dataset; every file that differs from the certificate's list."""
-    from audit.bidsindex import index_dataset
-    from audit.hashing import HashCache, dataset_fingerprint
-
-    index = index_dataset(dataset)
-    cache = HashCache(memory=True) if full else HashCache.default()
-    try:
-        fp = dataset_fingerprint(index, cache)
-    finally:
-        cache.close()
-    want = {str(k): str(v) for k, v in dict(cdata.get("files") or {}).items()}
-    have = dict(fp.files)
-    problems: list[str] = []
-    notes: list[str] = []
-    cname, cpath = cdata.get("name"), cdata.get("path")
-    if cname != index.name:
-        problems.append(f"the certificate was written for dataset '{cname}' ({cpath}), "
-                        f"not for '{index.name}' ({index.root})")
-    elif cpath and str(Path(cpath)) != str(index.root):
-        same = have == want and fp.fingerprint == cdata.get("fingerprint")
-        problems.append(f"the certificate was written for the dataset at {cpath}, not {index.root}"
-                        + (" (same content: audit the dataset where it lies now)" if same else ""))
-    for path, msg in fp.unreadable:
-        problems.append(f"dataset file {path} cannot be read: {msg}")
-    problems.extend(describe_changes(want, have, "dataset file"))
-    problems.extend(mask_changes(cdata, index.root))
-    new_subjects = sorted({f.split("/", 1)[0] for f in set(have) - set(want) if f.startswith("sub-")}
-                          - {f.split("/", 1)[0] for f in want if f.startswith("sub-")})
-    if new_subjects:
-        problems.insert(0, f"{len(new_subjects)} subject folder(s) added: {', '.join(new_subjects[:MAX_LISTED])}")
-    if fp.fingerprint != cdata.get("fingerprint") and have == want:
-        problems.append("the dataset fingerprint recorded in the certificate does not match the dataset "
-                        "(the certificate was edited)")
-    return index, have, problems, notes
+                    splits=split_set, index=check.index, files=dict(check.files), verify=verify, notes=tuple(notes))

@@ -1,7 +1,8 @@
 """The training loop: plain PyTorch, seeded, CPU or CUDA, with early stopping, checkpoints and resume.
 
-One *run* is one (fold, seed). :func:`prepare_fold` builds a fold's items and
-fits its preprocessing on the training items only; :func:`train_run` trains,
+One *run* is one (fold, seed) of a :class:`FoldData` (a fold's items, its
+preprocessing fitted on the training items only, and its arrays from
+:func:`prepare_arrays`); :func:`train_run` trains,
 keeps the best models by validation loss and by the main metric, writes one
 row of ``metrics.tsv`` and a checkpoint after every epoch, and at the end
 evaluates the best models on every other split of the fold (predictions and
@@ -26,14 +27,21 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from audit.bidsindex import read_json
 from audit.errors import InputError
 from audit.fsutil import atomic_write_bytes
 from train import metrics as M
-from train.data import Item, Preprocessing, SampleSet, VolumeStore, _mix, make_augmentation, stack
-from train.maps import TrainConfig, read_tsv, write_json, write_tsv
-from train.models import build_model
+from train.config import TrainConfig
+from train.data import Preprocessing, VolumeStore
+from train.distributed import barrier, rank, sync_epoch, world_size
+from train.items import Item
+from train.maps import MapsFolder, read_tsv, write_json, write_tsv
+from train.models import build_model, part_of
+from train.samples import SampleSet, make_augmentation, mix_seed, stack
 
-__all__ = ["FoldData", "evaluate", "prepare_arrays", "resolve_device", "seed_everything", "train_run"]
+__all__ = ["FoldData", "evaluate", "load_torch", "metrics_with_ci", "n_outputs", "param_groups", "point_metrics",
+           "prediction_rows", "prepare_arrays", "resolve_device", "save_torch", "seed_everything", "train_run",
+           "transfer_weights"]
 
 Echo = Callable[[str], None]
 
@@ -51,26 +59,6 @@ def resolve_device(device: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise InputError(None, field="--device", expected="auto, cpu, cuda or cuda:N", got=repr(device))
     return dev
-
-
-def rank() -> int:
-    """This process's rank under torchrun (0 without a process group)."""
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def world_size() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if world_size() > 1:
-        dist.barrier()
 
 
 def seed_everything(seed: int) -> None:
@@ -299,13 +287,13 @@ def metrics_with_ci(cfg: TrainConfig, prep: Preprocessing, res: Mapping[str, Any
     return M.with_ci(point, ci)
 
 
-def _save_torch(obj: Any, path: Path) -> None:
+def save_torch(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_torch(path: Path, device: torch.device) -> Any:
+def load_torch(path: Path, device: torch.device) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # a damaged file: say which (torch's own message runs to many lines)
@@ -346,8 +334,6 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
     main, world = rank() == 0, world_size()
     done = run_dir / "done.json"
     if done.is_file():
-        from audit.bidsindex import read_json
-
         result = read_json(done)
         echo(f"fold {fd.fold} seed {seed}: already complete")
         return dict(result)
@@ -374,7 +360,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
                              "best_metric_epoch": None, "bad_epochs": 0, "stopped_early": False}
     ckpt = run_dir / "checkpoint.pt"
     if ckpt.is_file():
-        saved = _load_torch(ckpt, device)
+        saved = load_torch(ckpt, device)
         if saved.get("config_hash") != config_hash:
             raise InputError(ckpt, "this checkpoint was written with other settings",
                              expected="the settings recorded in maps.json")
@@ -389,15 +375,15 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
         while state["epoch"] < cfg.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
             t0 = time.perf_counter()
-            torch.manual_seed(_mix(seed, epoch))
+            torch.manual_seed(mix_seed(seed, epoch))
             train_ss.set_epoch(epoch)
             g = torch.Generator()
-            g.manual_seed(_mix(seed, epoch, 1))
+            g.manual_seed(mix_seed(seed, epoch, 1))
             if world > 1:
                 from torch.utils.data.distributed import DistributedSampler
 
                 sampler = DistributedSampler(train_ss, num_replicas=world, rank=rank(), shuffle=True,
-                                             seed=_mix(seed, 1))
+                                             seed=mix_seed(seed, 1))
                 sampler.set_epoch(epoch)
                 loader = DataLoader(train_ss, batch_size=cfg.batch_size, sampler=sampler,
                                     num_workers=cfg.num_workers, drop_last=drop_last,
@@ -423,7 +409,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
                     on_batch(epoch, b_i)
             bar.done(task_id)
             if world > 1:
-                total, count = _sync_epoch(model, total, count, device)
+                total, count = sync_epoch(model, total, count, device)
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
             if has_val:
                 res = evaluate(model, fd.arrays["validation"], cfg, fd.prep, device)
@@ -439,7 +425,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
                 state["best_loss"], state["best_loss_epoch"] = vloss, epoch + 1
                 state["bad_epochs"] = 0
                 if main:
-                    _save_torch({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best-loss" / "model.pt")
+                    save_torch({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best-loss" / "model.pt")
             else:
                 state["bad_epochs"] += 1
             if not has_val or _better(vmetric, state["best_metric"], direction) or state["best_metric_epoch"] is None:
@@ -447,7 +433,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
                     state["best_metric"] = vmetric
                 state["best_metric_epoch"] = epoch + 1
                 if main:
-                    _save_torch({"model": model.state_dict(), "epoch": epoch + 1},
+                    save_torch({"model": model.state_dict(), "epoch": epoch + 1},
                                 run_dir / f"best-{metric}" / "model.pt")
             state["history"].append(row)
             state["epoch"] = epoch + 1
@@ -462,7 +448,7 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
             cols = ["epoch", "train_loss", *([f"validation_{c}" for c in ["loss", *METRIC_COLUMNS[cfg.task]]]
                                             if has_val else []), "seconds"]
             write_tsv(run_dir / "metrics.tsv", cols, [[r.get(c) for c in cols] for r in state["history"]])
-            _save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+            save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                          "config_hash": config_hash}, ckpt)
             echo(_epoch_line(fd.fold, seed, cfg, row, metric, state))
     finally:
@@ -476,21 +462,8 @@ def train_run(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, devic
         barrier()
 
 
-def _sync_epoch(model: nn.Module, total: float, count: int, device: torch.device) -> tuple[float, int]:
-    """Sum the epoch's loss over ranks; give every rank rank 0's buffers (BatchNorm statistics)."""
-    import torch.distributed as dist
-
-    t = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    for buf in model.buffers():
-        dist.broadcast(buf, 0)
-    return float(t[0]), int(t[1])
-
-
 def transfer_source(cfg: TrainConfig, fold: int) -> Path:
     """The weights a run of ``fold`` starts from: the source folder's run of that fold (else its first), first seed."""
-    from train.maps import MapsFolder
-
     assert cfg.transfer_from is not None
     src = MapsFolder.open(Path(cfg.transfer_from))
     folds = list(src.meta.get("folds") or [0])
@@ -509,7 +482,7 @@ def transfer_weights(model: nn.Module, cfg: TrainConfig, fold: int, device: torc
         A damaged source, or nothing that fits this model.
     """
     path = transfer_source(cfg, fold)
-    saved = _load_torch(path, device)
+    saved = load_torch(path, device)
     src = saved.get("model") if isinstance(saved, dict) else None
     if not isinstance(src, dict):
         raise InputError(path, "holds no model weights", field="--transfer-from")
@@ -523,8 +496,6 @@ def transfer_weights(model: nn.Module, cfg: TrainConfig, fold: int, device: torc
     own.update(fit)
     model.load_state_dict(own)
     frozen = {"none": (), "encoder": ("encoder",), "decoder": ("decoder",), "both": ("encoder", "decoder")}[cfg.freeze]
-    from train.models import part_of
-
     for n, p in model.named_parameters():
         if part_of(cfg.model, n) in frozen:
             p.requires_grad_(False)
@@ -551,8 +522,6 @@ def _freeze_norms(model: nn.Module, cfg: TrainConfig) -> None:
     """A frozen part's normalisation layers keep their running statistics (eval mode) while the rest trains."""
     if cfg.freeze == "none" or not cfg.transfer_from:
         return
-    from train.models import part_of
-
     frozen = ("encoder", "decoder") if cfg.freeze == "both" else (cfg.freeze,)
     for name, mod in model.named_modules():
         if name and isinstance(mod, nn.modules.batchnorm._BatchNorm) and part_of(cfg.model, name) in frozen:
@@ -578,7 +547,7 @@ def _final(fd: FoldData, cfg: TrainConfig, run_dir: Path, *, seed: int, device: 
                               "stopped_early": state["stopped_early"], "best_loss_epoch": state["best_loss_epoch"],
                               "best_metric_epoch": state["best_metric_epoch"], "metrics": {}, "selections": {}}
     for sel in ("loss", metric):
-        saved = _load_torch(run_dir / f"best-{sel}" / "model.pt", device)
+        saved = load_torch(run_dir / f"best-{sel}" / "model.pt", device)
         model.load_state_dict(saved["model"])
         per_split = {}
         for split, items in fd.items.items():

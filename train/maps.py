@@ -34,77 +34,26 @@ import io
 import json
 import platform
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit import __version__
+from audit.bidsindex import read_json
 from audit.errors import InputError
 from audit.fsutil import atomic_write_bytes, atomic_write_text
+from train.config import TrainConfig
 
 __all__ = [
     "MAPS_VERSION",
-    "TrainConfig",
     "MapsFolder",
     "environment",
     "read_tsv",
+    "write_json",
     "write_tsv",
 ]
 
 MAPS_VERSION = "1"
-MAIN_METRIC = {"classification": ("balanced_accuracy", "max"), "regression": ("mae", "min"),
-               "segmentation": ("dice", "max"), "reconstruction": ("mse", "min")}
-
-
-@dataclass
-class TrainConfig:
-    """Every hyperparameter of a training run (what ``maps.json`` records and ``--resume`` must match)."""
-
-    task: str = "classification"
-    label: str | None = "diagnosis"
-    model: str = "conv5fc3"
-    mode: str = "image"
-    suffix: str = "T1w"
-    epochs: int = 20
-    batch_size: int = 4
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    patience: int = 5
-    width: int = 8
-    seed: int = 0
-    seeds: int = 1
-    folds: list[int] | None = None
-    shape: list[int] | None = None
-    resize: str = "crop_pad"
-    norm: str = "image"
-    augment: bool = True
-    slice_axis: int = 2
-    slice_discard: float = 0.15
-    patch_size: int = 16
-    patch_stride: int = 16
-    num_workers: int = 0
-    bootstrap: int = 1000
-    selection: str = "loss"
-    transfer_from: str | None = None
-    freeze: str = "none"
-    transfer_lr: float | None = None
-    learning_curve: list[float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    @property
-    def main_metric(self) -> tuple[str, str]:
-        """(metric, "max" or "min") used for ``best-<metric>``."""
-        return MAIN_METRIC[self.task]
-
-    @property
-    def seed_list(self) -> list[int]:
-        return [self.seed + i for i in range(self.seeds)]
 
 
 def environment() -> dict[str, Any]:
@@ -160,8 +109,6 @@ class MapsFolder:
     def create(cls, root: Path, *, config: TrainConfig, gate: Any, folds: Sequence[int], extra: Mapping[str, Any],
                train_validation: Sequence[Sequence[Any]], tv_header: Sequence[str]) -> MapsFolder:
         """Start a model folder: copies of certificate and splits, ``train+validation.tsv``, ``maps.json``."""
-        from audit import __version__
-
         root = Path(root)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise InputError(root, "already exists and is not empty",
@@ -210,8 +157,6 @@ class MapsFolder:
         path = root / "maps.json"
         if not path.is_file():
             raise InputError(root, "no maps.json here", expected="a model folder written by 'bidsaudit train'")
-        from audit.bidsindex import read_json
-
         meta = read_json(path)
         if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "status" not in meta:
             raise InputError(path, "not a bidsaudit model folder description", field="config/status",

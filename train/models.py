@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from audit.errors import InputError
 
-__all__ = ["MODELS", "DEFAULT_MODEL", "ModelSpec", "build_model"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "part_of"]
 
 
 def _layers(dims: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module], type[nn.Module]]:
@@ -209,10 +209,6 @@ def part_of(model: str, name: str) -> str | None:
         if top in prefixes:
             return part
     return None
-
-
-DEFAULT_MODEL = {"classification": "conv5fc3", "regression": "conv5fc3", "segmentation": "unet",
-                 "reconstruction": "autoencoder"}
 
 
 def build_model(name: str, task: str, in_shape: tuple[int, ...], n_out: int, *, width: int = 8) -> nn.Module:

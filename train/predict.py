@@ -16,6 +16,7 @@ label) to ``metrics.json``, both in the output folder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +25,17 @@ from typing import Any
 
 import numpy as np
 
+from audit.api import read_pretrain
+from audit.bidsindex import index_dataset, read_json
 from audit.errors import InputError
+from audit.hashing import HashCache, dataset_fingerprint
+from audit.splits import read_splits
+from train.data import Preprocessing, VolumeStore
 from train.gate import Refused
+from train.items import collect_items, find_masks
 from train.maps import MapsFolder, write_json, write_tsv
+from train.metrics import segmentation_counts
+from train.samples import SampleSet
 
 __all__ = ["LeakageRefused", "PredictSummary", "predict"]
 
@@ -76,8 +85,6 @@ def _seen(maps: MapsFolder, notes: list[str]) -> dict[str, str]:
             notes.append(f"{maps.root}: pretraining source {src} is not here; its participants as recorded in "
                          "train+validation.tsv are checked")
             continue
-        from audit.api import read_pretrain
-
         for pid in read_pretrain(path):
             seen.setdefault(pid, "pretrain")
     return seen
@@ -115,8 +122,6 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
         A participant of the split file was seen in training or pretraining
         by a member (exit 1).
     """
-    from audit.splits import read_splits
-
     if not maps_dirs:
         raise InputError(None, "no model folder given", expected="one or more model folders (MAPS)")
     if selection not in (None, "loss", "metric"):
@@ -153,9 +158,6 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
     except ImportError:
         raise InputError(None, "prediction needs PyTorch, which is not installed",
                          expected="pip install torch==2.13.0 and pip install 'bidsaudit[train]'") from None
-    from audit.bidsindex import index_dataset
-    from audit.hashing import HashCache, dataset_fingerprint
-    from train.data import VolumeStore, collect_items, find_masks
     from train.loop import resolve_device
 
     dev = resolve_device(device)
@@ -202,8 +204,7 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
     combined = _combine(cfg0.task, member_outputs)
     from train.loop import metrics_with_ci, prediction_rows
 
-    cfg_eval = members[0].config
-    cfg_eval.bootstrap = bootstrap
+    cfg_eval = dataclasses.replace(members[0].config, bootstrap=bootstrap)
     head, rows = prediction_rows(cfg_eval, prep0, combined, items) if labelled or cfg0.task not in (
         "classification", "regression") else _unlabelled_rows(cfg_eval, prep0, combined, items)
     write_tsv(out_dir / "predictions.tsv", head, rows)
@@ -223,9 +224,7 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
 def _predict_member(m: MapsFolder, items: list[Any], store: Any, dev: Any, selection: str | None,
                     labelled: bool) -> tuple[dict[str, Any], Any]:
     """Average the predictions of a folder's runs (every fold and seed)."""
-    from audit.bidsindex import read_json
-    from train.data import Preprocessing
-    from train.loop import _load_torch, evaluate, n_outputs, point_metrics, prepare_arrays
+    from train.loop import evaluate, load_torch, n_outputs, point_metrics, prepare_arrays
     from train.models import build_model
 
     cfg = m.config
@@ -244,13 +243,11 @@ def _predict_member(m: MapsFolder, items: list[Any], store: Any, dev: Any, selec
             else:
                 its = items
             arr = prepare_arrays(its, store, prep, cfg.task)
-            from train.data import SampleSet
-
             shape = SampleSet(arr[0][:1], arr[1][:1], mode=cfg.mode, slice_axis=cfg.slice_axis,
                               slice_discard=cfg.slice_discard, patch_size=cfg.patch_size,
                               patch_stride=cfg.patch_stride).sample_shape()
             model = build_model(cfg.model, cfg.task, shape, n_outputs(cfg, prep), width=cfg.width)
-            saved = _load_torch(run / f"best-{sel}" / "model.pt", dev)
+            saved = load_torch(run / f"best-{sel}" / "model.pt", dev)
             try:
                 model.load_state_dict(saved["model"])
             except (RuntimeError, KeyError) as err:
@@ -270,9 +267,7 @@ def _predict_member(m: MapsFolder, items: list[Any], store: Any, dev: Any, selec
 
 
 def _with_label(item: Any, prep: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(item, label=prep.classes[0] if prep.classes else "0")
+    return dataclasses.replace(item, label=prep.classes[0] if prep.classes else "0")
 
 
 def _combine(task: str, outs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -283,8 +278,6 @@ def _combine(task: str, outs: list[dict[str, Any]]) -> dict[str, Any]:
     if task == "reconstruction":
         return {"mse": np.mean([o["mse"] for o in outs], axis=0), "loss": float(np.mean([o["loss"] for o in outs]))}
     # segmentation: average the stitched class probabilities, then take the most likely class per voxel
-    from train.metrics import segmentation_counts
-
     proba = np.mean([o["seg_proba"] for o in outs], axis=0)
     masks = outs[0]["masks"]
     k = proba.shape[1]

@@ -12,6 +12,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from audit.bidsindex import read_json
+from audit.fsutil import atomic_write_text
+
 __all__ = ["render_training_report", "write_report", "curve_svg"]
 
 _TEMPLATE = """<!doctype html>
@@ -134,9 +137,6 @@ def render_training_report(meta: Mapping[str, Any], curve: Mapping[str, Any] | N
 
 def write_report(maps: Any) -> Any:
     """Write ``report.html`` into the model folder (atomically); returns its path."""
-    from audit.bidsindex import read_json
-    from audit.fsutil import atomic_write_text
-
     path = maps.root / "learning_curve.json"
     curve = read_json(path) if path.is_file() else None
     return atomic_write_text(maps.root / "report.html", render_training_report(maps.meta, curve))

@@ -350,6 +350,47 @@ def test_missing_signature_when_required(tmp_path: Path, ds: Path, clean: Path,
     assert v.problems == ("the certificate is not signed and a signature is required",)
 
 
+
+@pytest.fixture
+def unsigned(tmp_path: Path, ds: Path, clean: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """(loaded certificate, split files) of a passing, unsigned audit through the CLI."""
+    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+    cert = tmp_path / "cert.json"
+    assert invoke("audit", ds, "--splits", clean, *FAST, "--json", tmp_path / "r.json",
+                  "--certificate", cert).exit_code == 0
+    return load_certificate(cert), [str(p) for p in sorted(clean.glob("*.tsv"))]
+
+
+def test_an_edited_file_list_is_seen_even_when_the_fingerprint_agrees(unsigned: Any, ds: Path) -> None:
+    # one verification for the gate and everyone else: every file hash is compared, always
+    data, files = unsigned
+    first = sorted(data["dataset"]["files"])[0]
+    data["dataset"]["files"][first] = "sha256:" + "1" * 64
+    v = verify_certificate(data, dataset=ds, split_files=files)
+    assert not v.ok and f"dataset file {first} changed" in v.problems
+
+
+def test_the_same_content_elsewhere_is_not_the_certified_dataset(unsigned: Any, ds: Path, tmp_path: Path) -> None:
+    data, files = unsigned
+    moved = tmp_path / "moved" / ds.name
+    shutil.copytree(ds, moved)
+    v = verify_certificate(data, dataset=moved, split_files=files)
+    assert not v.ok and any("(same content: audit the dataset where it lies now)" in p for p in v.problems)
+    v = verify_certificate(data, dataset=ds, split_files=files)
+    assert v.ok and v.index is not None and v.files == data["dataset"]["files"]
+
+
+def test_a_certificate_for_split_files_alone_vouches_for_no_dataset(tmp_path: Path, ds: Path, clean: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
+    cert = tmp_path / "cert.json"
+    assert invoke("audit", "--splits", clean, *FAST, "--json", tmp_path / "r.json",
+                  "--certificate", cert).exit_code == 0
+    files = [str(p) for p in sorted(clean.glob("*.tsv"))]
+    assert verify_certificate(load_certificate(cert), dataset=None, split_files=files).ok
+    v = verify_certificate(load_certificate(cert), dataset=ds, split_files=files)
+    assert not v.ok and v.index is None and any("split files alone" in p for p in v.problems)
+
 # --------------------------------------------------------------------------------------------------
 # the published AD-DL split lists (a reviewer's input: split files, no images)
 

@@ -90,7 +90,7 @@ def _subjects(tsv: Path) -> set[str]:
 
 # ------------------------------------------------------------ torch-free parts
 def test_sample_positions_cover_the_volume():
-    from train.data import sample_positions
+    from train.samples import sample_positions
 
     assert sample_positions((16, 20, 16), "image") == [()]
     sl = sample_positions((16, 20, 16), "slice", slice_axis=2, slice_discard=0.25)
@@ -148,7 +148,7 @@ def test_volume_store_decodes_once_and_refuses_bytes_changed_after_the_gate(tmp_
 
 
 def test_masks_are_matched_by_entities(tmp_path):
-    from train.data import _entities, _match_mask, find_masks
+    from train.items import _entities, _match_mask, find_masks
 
     for name in ("sub-01/anat/sub-01_desc-brain_mask.nii.gz", "sub-01/anat/sub-01_desc-aseg_dseg.nii.gz",
                  "sub-02/ses-1/anat/sub-02_ses-1_mask.nii.gz", "sub-02/ses-2/anat/sub-02_ses-2_mask.nii.gz"):
@@ -454,7 +454,7 @@ def test_bad_training_arguments_are_input_errors(case):
 
 @pytest.mark.torch
 def test_augmentation_is_monai_and_seeded():
-    from train.data import make_augmentation
+    from train.samples import make_augmentation
 
     aug = make_augmentation(segmentation=True, dims=3)
     rng = np.random.default_rng(0)

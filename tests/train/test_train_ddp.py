@@ -85,7 +85,7 @@ def test_a_refusal_on_rank_0_alone_stops_the_other_rank(tmp_path):
     script = tmp_path / "agree.py"
     script.write_text(textwrap.dedent("""
         import torch.distributed as dist
-        from train.api import _agree
+        from train.distributed import agree as _agree
         from train.gate import GateClosed, Refused
         dist.init_process_group("gloo")
         r = dist.get_rank()

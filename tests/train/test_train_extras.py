@@ -194,7 +194,7 @@ def test_bad_transfer_options_are_exit_2(case, trained, args, says):
 # ------------------------------------------------------------------ learning curves
 def test_learning_curve_subsets_are_nested_stratified_and_seeded():
     from train.curve import nested_subsets
-    from train.data import Item
+    from train.items import Item
 
     items = [Item(f"sub-{i:02d}", None, f"sub-{i:02d}/anat/x.nii.gz", "", "AD" if i % 3 == 0 else "CN")
              for i in range(24)]
@@ -312,7 +312,7 @@ def test_the_training_report_escapes_untrusted_text():
 
 def test_regression_learning_curve_subsets_are_stratified_on_label_quartiles():
     from train.curve import nested_subsets
-    from train.data import Item
+    from train.items import Item
 
     items = [Item(f"sub-{i:02d}", None, f"sub-{i:02d}/x.nii.gz", "", str(50 + i)) for i in range(16)]
     a = nested_subsets(items, [0.25, 1.0], seed=3, stratify="quartiles")
