@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit.errors import InputError
+from audit.errors import InputError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -224,16 +224,13 @@ def _build(suite: Suite) -> list[Any]:
 def _gx_reason(etype: str, err: Exception) -> str:
     name = type(err).__name__
     if name == "ExpectationNotFoundError":
-        import difflib
-
         try:
             from great_expectations.expectations.registry import list_registered_expectation_implementations
 
             known = list(list_registered_expectation_implementations())
         except Exception:  # pragma: no cover - the registry moved
             known = []
-        near = difflib.get_close_matches(etype, known, n=1)
-        return f"unknown expectation type '{etype}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+        return f"unknown expectation type '{etype}'{did_you_mean(etype, known)}"
     text = " ".join(str(err).split())
     if len(text) > 300:
         text = text[:297] + "..."

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from audit.errors import BidsauditError, InputError
+from audit.errors import InputError, ValidatorError
 from audit.findings import Finding, finding
 
 __all__ = [
@@ -80,10 +80,6 @@ VALIDATOR_DEFAULT_MAX_ROWS = 1000
 #: JSON attempt costs a whole validation.
 TEXT_FIRST_FILES = 50_000
 _SEVERITY_RANK = {"error": 0, "warning": 1, "ignore": 2}
-
-
-class ValidatorError(BidsauditError):
-    """The official validator could not be run or gave no usable result."""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit.errors import InputError
+from audit.errors import InputError, did_you_mean
 from train.data import MODES, TASKS
 from train.gate import VERIFY_MODES, open_gate
 
@@ -572,15 +572,11 @@ def _check_transfer(cfg: Any, folds_items: dict[int, dict[str, list[Any]]]) -> d
 
 def _check_label(label: str, gate: Any) -> None:
     """The label column must be in the split files or participants.tsv (with the nearest name)."""
-    import difflib
-
     columns = set(gate.index.participants.columns) if gate.index.participants is not None else set()
     for t in gate.splits.tables:
         columns |= set(t.columns)
     if label not in columns:
-        near = difflib.get_close_matches(label, sorted(columns), n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
-        raise InputError(None, f"no column '{label}'{hint}", field="--label",
+        raise InputError(None, f"no column '{label}'{did_you_mean(label, columns)}", field="--label",
                          expected="a column of the split files or participants.tsv: " + ", ".join(sorted(columns)))
 
 

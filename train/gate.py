@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit.errors import BidsauditError, InputError
+from audit.errors import MAX_LISTED, InputError, Refused
 from audit.certificate import describe_changes, mask_changes
 
 if TYPE_CHECKING:
@@ -43,29 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["VERIFY_MODES", "GateClosed", "GatePass", "Refused", "certificate_path", "open_gate"]
 
 VERIFY_MODES = ("cache", "full")
-MAX_LISTED = 20
-
-
-class Refused(BidsauditError):
-    """The tool ran and refuses to go on: a closed gate or a leak (exit code 1).
-
-    Attributes
-    ----------
-    problems : tuple of str
-        Every reason, one sentence each.
-    exit_code : int
-        Always 1 (the contract's "the gate is closed").
-    """
-
-    exit_code = 1
-
-    def __init__(self, headline: str, problems: Sequence[str] = ()) -> None:
-        self.headline = headline
-        self.problems = tuple(problems)
-        shown = list(self.problems[:MAX_LISTED])
-        more = len(self.problems) - len(shown)
-        body = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-        super().__init__(f"{headline}: {body}" if body else headline)
 
 
 class GateClosed(Refused):

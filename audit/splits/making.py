@@ -45,7 +45,6 @@ and covering the pool. A failure there is a bug and raises
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -56,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit.errors import BidsauditError, InputError
+from audit.errors import InputError, SplitError, SplitIntegrityError, nearest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,17 +88,6 @@ CATEGORICAL_NAMES = frozenset({"sex", "gender", "site", "scanner", "center", "ce
 NUMERIC_NAMES = frozenset({"age", "age_at_scan", "bmi", "education", "education_years", "mmse", "moca"})
 _MISSING = frozenset({"", "n/a", "na", "nan"})
 _FILE_RE = re.compile(r"^(?:clinicadl/)?(?:(?:train|validation|test)\.tsv|split-\d+/(?:train|validation)\.tsv)$")
-
-
-class SplitError(InputError):
-    """A split that cannot be made as asked (the CLI prints it on one line, exit 2)."""
-
-
-class SplitIntegrityError(BidsauditError):
-    """The split failed its own audit before writing: a bug in bidsaudit, never a data problem."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"internal error, nothing was written (please report): {message}")
 
 
 # --------------------------------------------------------------------------- plan / result
@@ -240,10 +228,8 @@ def _sub(pid: str) -> str:
 
 
 def _suggest(name: str, columns: Sequence[str]) -> str:
-    near = difflib.get_close_matches(name, list(columns), n=1, cutoff=0.6)
-    if not near:
-        near = [c for c in columns if c.lower() == name.lower()]
-    hint = f"; did you mean '{near[0]}'?" if near else ""
+    near = nearest(name, columns)
+    hint = f"; did you mean '{near}'?" if near else ""
     listed = ", ".join(columns) if len(columns) <= 12 else ", ".join(columns[:12]) + ", ..."
     return f"no column '{name}' (columns: {listed}){hint}"
 
