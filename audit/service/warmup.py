@@ -39,7 +39,7 @@ def warm() -> None:
         import numpy as np
 
         from audit.api import audit_splits
-        from audit.cli import load_options
+        from audit.config import load_options
 
         with tempfile.TemporaryDirectory(prefix="bidsaudit-warm-") as tmp:
             root = Path(tmp) / "ds"
@@ -62,7 +62,7 @@ def warm() -> None:
             splits.mkdir()
             (splits / "train.tsv").write_text("participant_id\nsub-01\nsub-02\n")
             (splits / "test.tsv").write_text("participant_id\nsub-03\nsub-04\n")
-            options = load_options(None, None, None, label="diagnosis", site=None, group=None, workers=1,
+            options, _ = load_options(None, None, None, label="diagnosis", site=None, group=None, workers=1,
                                    run_validator=False)
             audit_splits(root, splits, options).to_dict()  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - an optimisation only

@@ -48,8 +48,7 @@ def run_audit(job: dict[str, Any]) -> dict[str, Any]:
     :class:`~audit.service.security.PathRefused` for a link out of the roots.
     """
     from audit.api import audit_splits
-    from audit.cli import load_options
-    from audit.config import find_config
+    from audit.config import find_config, load_options
     from audit.service.security import PathRefused, _within, check_links
 
     roots = tuple(Path(r) for r in job["roots"])
@@ -70,13 +69,15 @@ def run_audit(job: dict[str, Any]) -> dict[str, Any]:
     if config_path is not None and _within(Path(os.path.realpath(config_path)), roots) is None:
         raise PathRefused("config: outside the server's roots")
     validator_config = opts.get("validator_config")
-    options = load_options(None, None, Path(config_path) if config_path else None,
+    options, notes = load_options(None, None, Path(config_path) if config_path else None,
                            label=opts.get("label"), site=opts.get("site"), group=opts.get("group"),
                            pretrain=opts.get("pretrain"),
                            ignore_nifti_headers=bool(opts.get("ignore_nifti_headers")),
                            validator_config=Path(validator_config) if validator_config else None,
                            run_validator=not opts.get("no_validator"), workers=job.get("image_workers") or 1,
                            scheduler=job.get("scheduler"))
+    for note in notes:
+        log.info("audit %s: %s", job.get("id"), note)
     result = audit_splits(dataset, splits, options).to_dict()  # type: ignore[arg-type]
     reproduce = result.get("reproduce") or {}
     reproduce["command_line"] = cli_equivalent(job)
@@ -120,7 +121,7 @@ class Stopping(Exception):
     """The server is stopping: the audit stays ``running`` and is recovered at the next start."""
 
 
-PRELOAD = ["audit.service.worker", "audit.service.warmup", "audit.api", "audit.checks", "audit.splits", "audit.bidsindex", "audit.cli"]
+PRELOAD = ["audit.service.worker", "audit.service.warmup", "audit.api", "audit.checks", "audit.splits", "audit.bidsindex", "audit.config"]
 
 
 def _child(job: dict[str, Any], conn: Any) -> None:
