@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import sys
@@ -11,9 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from audit import __version__
+from audit.bidsindex import index_dataset
+from audit import certificate as certificates  # looked up at call time: tests replace write_certificate
 from audit.context import AuditContext, AuditOptions
+from audit.errors import InputError, did_you_mean
+from audit.hashing import HashCache, dataset_fingerprint
+from audit.outputs.distributions import split_distributions
 from audit.result import Result
 from audit.runner import build_result, run_checks
+from audit.splits import read_splits
+from audit.validator import run_validator
 
 __all__ = ["validate_dataset", "dataset_summary", "scanner_label"]
 
@@ -23,16 +31,12 @@ VALIDATE_FAMILIES = ("bids", "quality", "expectations")
 def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, command: str = "validate",
                      families: tuple[str, ...] = VALIDATE_FAMILIES) -> Result:
     """Index and validate a dataset: the official validator plus checks that need no split."""
-    from audit.bidsindex import index_dataset
-
     options = options or AuditOptions()
     t0 = time.perf_counter()
     index = index_dataset(path)
     timings = {"index_s": time.perf_counter() - t0}
     ctx = AuditContext(options=options, index=index)
     if options.run_validator:
-        from audit.validator import run_validator
-
         t = time.perf_counter()
         ctx.validator = run_validator(index.root, ignore_nifti_headers=options.ignore_nifti_headers,
                                       config=options.validator_config, n_files=len(index.rows))
@@ -49,8 +53,6 @@ def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, c
 
 
 def dataset_block(ctx: AuditContext) -> dict[str, Any]:
-    from audit.hashing import HashCache, dataset_fingerprint
-
     assert ctx.index is not None
     if "fingerprint" not in ctx.cache:
         ctx.cache["fingerprint"] = dataset_fingerprint(ctx.index, HashCache.default())
@@ -118,8 +120,6 @@ AUDIT_FAMILIES = ("bids", "quality", "split", "leakage", "confound", "shift", "e
 def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditOptions | None = None, *,
                  command: str = "audit") -> Result:
     """Audit split files, with the dataset when given (a reviewer may have only the split files)."""
-    from audit.splits import read_splits
-
     options = options or AuditOptions()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -129,14 +129,10 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
     if options.pretrain:
         ctx.pretrain_subjects = read_pretrain(Path(options.pretrain))
     if dataset is not None:
-        from audit.bidsindex import index_dataset
-
         t = time.perf_counter()
         ctx.index = index_dataset(dataset)
         timings["index_s"] = time.perf_counter() - t
         if options.run_validator:
-            from audit.validator import run_validator
-
             t = time.perf_counter()
             ctx.validator = run_validator(ctx.index.root, ignore_nifti_headers=options.ignore_nifti_headers,
                                           config=options.validator_config, n_files=len(ctx.index.rows))
@@ -162,19 +158,13 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
 
 def readiness_dataset(path: str | Path, options: AuditOptions) -> Result:
     """Readiness of a dataset for a learning task on ``options.label`` (no splits needed)."""
-    from audit.bidsindex import index_dataset
-    from audit.errors import InputError
-
     index = index_dataset(path)
     label = options.label
     table = index.participants
     columns = list(table.columns) if table is not None else []
     if not label or label not in columns:
-        import difflib
-
-        near = difflib.get_close_matches(label or "", columns, n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
-        raise InputError(index.root / "participants.tsv", f"no column '{label}'{hint}", field="--label",
+        raise InputError(index.root / "participants.tsv", f"no column '{label}'{did_you_mean(label or '', columns)}",
+                         field="--label",
                          expected="a column of participants.tsv: " + (", ".join(columns) or "(no table)"))
     return validate_dataset(path, options, command="readiness", families=(*VALIDATE_FAMILIES, "confound"))
 
@@ -205,8 +195,6 @@ def splits_block(split_set: Any) -> dict[str, Any]:
     of the file's bytes) for every file read, so it does not depend on where
     the split folder lies or how its path was spelled.
     """
-    import hashlib
-
     digest = hashlib.sha256()
     root = Path(split_set.root)
     base = root if root.is_dir() else root.parent
@@ -228,8 +216,6 @@ def splits_block(split_set: Any) -> dict[str, Any]:
 
 def _distributions(ctx: AuditContext) -> dict[str, Any]:
     """The report's per-split charts data (``splits.distributions``), from what the checks computed."""
-    from audit.outputs.distributions import split_distributions
-
     block = split_distributions(ctx)
     return {"distributions": block} if block else {}
 
@@ -247,9 +233,6 @@ def overlap_matrices(split_set: Any) -> list[dict[str, Any]]:
 
 def read_pretrain(path: Path) -> frozenset[str]:
     """Participants used for pretraining: a split TSV, or a model folder's ``train+validation.tsv``."""
-    from audit.errors import InputError
-    from audit.splits import read_splits
-
     if path.is_dir():
         tv = path / "train+validation.tsv"
         if not tv.is_file():
@@ -268,10 +251,6 @@ def read_pretrain(path: Path) -> frozenset[str]:
 
 def _check_columns(ctx: AuditContext) -> None:
     """Columns named by --label/--site/--group must exist (in participants.tsv or the split files)."""
-    import difflib
-
-    from audit.errors import InputError
-
     assert ctx.splits is not None
     columns: set[str] = set()
     if ctx.index is not None and ctx.index.participants is not None:
@@ -281,28 +260,24 @@ def _check_columns(ctx: AuditContext) -> None:
     for option, column in (("--label", ctx.options.label), ("--site", ctx.options.site),
                            ("--group", ctx.options.group)):
         if column and column not in columns:
-            near = difflib.get_close_matches(column, sorted(columns), n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise InputError(ctx.index.root / "participants.tsv" if ctx.index is not None else ctx.splits.root,
-                             f"no column '{column}'{hint}", field=option,
+                             f"no column '{column}'{did_you_mean(column, columns)}", field=option,
                              expected="a column of participants.tsv or of the split files: "
                              + ", ".join(sorted(columns)))
 
 
 def certify(result: Result, options: AuditOptions, splits: str | Path, path: Path | None = None) -> Path:
     """Write the certificate of a passing audit (default: beside the split files)."""
-    from audit.certificate import CERTIFICATE_NAME, SIGNING_KEY_ENV, build_certificate, write_certificate
-
     data = result.to_dict()
     splits = Path(splits)
     if path is None:
-        path = (splits if splits.is_dir() else splits.parent) / CERTIFICATE_NAME
-    cert = build_certificate(
+        path = (splits if splits.is_dir() else splits.parent) / certificates.CERTIFICATE_NAME
+    cert = certificates.build_certificate(
         data, dataset_files=result.attachments.get("dataset_files"),
         split_files=list((data.get("splits") or {}).get("files") or []),
         options={"label": options.label, "site": options.site, "group": options.group,
                  "pretrain": options.pretrain},
-        config=options.config, key=os.environ.get(SIGNING_KEY_ENV) or None,
+        config=options.config, key=os.environ.get(certificates.SIGNING_KEY_ENV) or None,
     )
-    return write_certificate(cert, path)
+    return certificates.write_certificate(cert, path)
 
