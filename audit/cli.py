@@ -39,6 +39,8 @@ from schemas import json_schema
 if TYPE_CHECKING:
     from audit.result import Result
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     name="bidsaudit",
     help="Audit a BIDS dataset and its train/validation/test splits before deep learning: "

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import os
 
+from audit.api import audit_splits
+from audit.config import load_options
+from audit.hashing import HashCache
+
+__all__ = ["MODULES", "warm"]
 
 #: Imported by name as well: the checks that a four-participant audit skips (shift, near duplicates) need them.
 MODULES = ("scipy.stats", "scipy.spatial", "scipy.optimize", "scipy.linalg", "sklearn.model_selection",
@@ -37,9 +42,6 @@ def warm() -> None:
     try:
         import nibabel as nib
         import numpy as np
-
-        from audit.api import audit_splits
-        from audit.config import load_options
 
         with tempfile.TemporaryDirectory(prefix="bidsaudit-warm-") as tmp:
             root = Path(tmp) / "ds"
@@ -73,8 +75,6 @@ def warm() -> None:
         else:
             os.environ["BIDSAUDIT_CACHE_DIR"] = saved
         if cache_dir is not None:
-            from audit.hashing import HashCache
-
             cache = HashCache._defaults.pop(cache_dir, None)
             if cache is not None:
                 cache.close()

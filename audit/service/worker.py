@@ -21,6 +21,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from audit.api import audit_splits
+from audit.config import find_config, load_options
+from audit.errors import BidsauditError
+from audit.service.security import PathRefused, _within, check_links
 from audit.service.store import AuditRecord, Store
 
 __all__ = ["WorkerPool", "run_audit"]
@@ -47,10 +51,6 @@ def run_audit(job: dict[str, Any]) -> dict[str, Any]:
     Raises the library's :class:`~audit.errors.BidsauditError` for bad input, and
     :class:`~audit.service.security.PathRefused` for a link out of the roots.
     """
-    from audit.api import audit_splits
-    from audit.config import find_config, load_options
-    from audit.service.security import PathRefused, _within, check_links
-
     roots = tuple(Path(r) for r in job["roots"])
     opts = dict(job["options"])
     dataset = Path(job["dataset_path"]) if job.get("dataset_path") else None
@@ -103,9 +103,6 @@ def cli_equivalent(job: dict[str, Any]) -> str:
 
 def describe_error(err: BaseException) -> str:
     """One line for the audit's ``error`` field: the input error as the CLI would print it, no traceback."""
-    from audit.errors import BidsauditError
-    from audit.service.security import PathRefused
-
     if isinstance(err, (BidsauditError, PathRefused, _ChildError)):
         return str(err)
     if isinstance(err, RecursionError):
@@ -357,9 +354,6 @@ class _ChildError(Exception):
 
 
 def _expected(err: BaseException) -> bool:
-    from audit.errors import BidsauditError
-    from audit.service.security import PathRefused
-
     if isinstance(err, _ChildError):
         return err.expected
     return isinstance(err, (BidsauditError, PathRefused))
