@@ -23,7 +23,20 @@ from audit.runner import build_result, run_checks
 from audit.splits import read_splits
 from audit.validator import run_validator
 
-__all__ = ["validate_dataset", "dataset_summary", "scanner_label"]
+__all__ = [
+    "AUDIT_FAMILIES",
+    "VALIDATE_FAMILIES",
+    "audit_splits",
+    "certify",
+    "dataset_block",
+    "dataset_summary",
+    "overlap_matrices",
+    "read_pretrain",
+    "readiness_dataset",
+    "reproduce_block",
+    "splits_block",
+    "validate_dataset",
+]
 
 VALIDATE_FAMILIES = ("bids", "quality", "expectations")
 
