@@ -41,6 +41,7 @@ __all__ = [
     "IndexProblem",
     "index_dataset",
     "read_json",
+    "entity_pairs",
     "read_bids_tsv",
     "read_participants",
     "IMAGE_EXTENSIONS",
@@ -198,7 +199,7 @@ class DatasetIndex:
         out: dict[tuple[str, str | None], list[tuple[tuple[tuple[str, str], ...], str]]] = {}
         for folder, cands in self._sidecars_by_dir.items():
             for cand in cands:
-                ents = tuple(dict(_entity_pairs(cand.entities)).items())
+                ents = tuple(dict(entity_pairs(cand.entities)).items())
                 out.setdefault((folder, cand.suffix), []).append((ents, cand.path))
         return out
 
@@ -213,7 +214,7 @@ class DatasetIndex:
         if row is None or row.suffix is None:
             return {}
         suffix = row.suffix
-        target = dict(_entity_pairs(row.entities))
+        target = dict(entity_pairs(row.entities))
         merged: dict[str, Any] = {}
         folder = posix_dirname(relpath)
         chain = []
@@ -241,7 +242,8 @@ def posix_dirname(path: str) -> str:
     return "" if cut < 0 else path[:cut]
 
 
-def _entity_pairs(entities: str) -> Iterator[tuple[str, str]]:
+def entity_pairs(entities: str) -> Iterator[tuple[str, str]]:
+    """``("sub", "01"), ("ses", "1") ...`` from an entities string such as ``sub-01_ses-1``."""
     if not entities:
         return
     for part in entities.split("_"):
