@@ -127,7 +127,7 @@ def reported_errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except BidsauditError as err:
-        code = getattr(err, "exit_code", 2)  # 1: the tool ran and refuses (a closed gate, a leak)
+        code = err.exit_code  # 2: could not run; 1: the tool ran and refuses (a closed gate, a leak)
         typer.echo(f"bidsaudit: {'refused' if code == 1 else 'error'}: {err}", err=True)
         raise typer.Exit(code) from None
     except KeyboardInterrupt:

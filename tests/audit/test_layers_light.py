@@ -16,3 +16,13 @@ def test_checks_and_api_import_no_application_module():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_service_does_not_import_the_cli():
+    code = (
+        "import sys\n"
+        "import audit.service.app, audit.service.worker, audit.service.warmup\n"
+        "print('audit.cli' in sys.modules, 'typer' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["False", "False"]
