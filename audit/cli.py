@@ -3,8 +3,13 @@
 Every command body is short: it builds options, calls a function of
 :mod:`audit.api` (or another library module), writes the result and the
 report atomically, prints a summary and exits 0 (pass), 1 (an error finding:
-the gate is closed) or 2 (could not run). Heavy modules are imported inside
-the command bodies so ``bidsaudit --help`` stays fast.
+the gate is closed) or 2 (could not run; the code is the exception class's
+``exit_code``, see :mod:`audit.errors`).
+
+The library is imported here at module level (it imports pandas, scipy,
+nibabel ... only inside the functions that use them, so ``bidsaudit --help``
+stays fast); :mod:`train` (torch) and :mod:`audit.service` (fastapi) are
+imported inside the commands that need them.
 """
 
 from __future__ import annotations
