@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import hashlib
 import os
 import platform
@@ -13,11 +12,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from audit import __version__, certificate
+from audit import __version__
+from audit import certificate as certificates  # looked up at call time: tests replace write_certificate
 from audit.bidsindex import index_dataset
 from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
 from audit.context import AuditContext, AuditOptions
-from audit.errors import InputError
+from audit.errors import InputError, did_you_mean
 from audit.images.thumbnails import with_pair_pictures
 from audit.outputs.distributions import split_distributions
 from audit.policy import apply_policy
@@ -28,7 +28,20 @@ from audit.scanner import from_sidecars
 from audit.splits import read_splits
 from audit.validator import run_validator
 
-__all__ = ["validate_dataset", "dataset_summary"]
+__all__ = [
+    "AUDIT_FAMILIES",
+    "VALIDATE_FAMILIES",
+    "audit_splits",
+    "certify",
+    "dataset_block",
+    "dataset_summary",
+    "overlap_matrices",
+    "read_pretrain",
+    "readiness_dataset",
+    "reproduce_block",
+    "splits_block",
+    "validate_dataset",
+]
 
 VALIDATE_FAMILIES = ("bids", "quality", "expectations")
 
@@ -151,9 +164,8 @@ def readiness_dataset(path: str | Path, options: AuditOptions) -> Result:
     table = index.participants
     columns = list(table.columns) if table is not None else []
     if not label or label not in columns:
-        near = difflib.get_close_matches(label or "", columns, n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
-        raise InputError(index.root / "participants.tsv", f"no column '{label}'{hint}", field="--label",
+        raise InputError(index.root / "participants.tsv", f"no column '{label}'{did_you_mean(label or '', columns)}",
+                         field="--label",
                          expected="a column of participants.tsv: " + (", ".join(columns) or "(no table)"))
     return validate_dataset(path, options, command="readiness", families=(*VALIDATE_FAMILIES, "confound"))
 
@@ -245,10 +257,8 @@ def _check_columns(ctx: AuditContext) -> None:
     for option, column in (("--label", ctx.options.label), ("--site", ctx.options.site),
                            ("--group", ctx.options.group)):
         if column and column not in columns:
-            near = difflib.get_close_matches(column, sorted(columns), n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise InputError(ctx.index.root / "participants.tsv" if ctx.index is not None else ctx.splits.root,
-                             f"no column '{column}'{hint}", field=option,
+                             f"no column '{column}'{did_you_mean(column, columns)}", field=option,
                              expected="a column of participants.tsv or of the split files: "
                              + ", ".join(sorted(columns)))
 
@@ -258,14 +268,14 @@ def certify(result: Result, options: AuditOptions, splits: str | Path, path: Pat
     data = result.to_dict()
     splits = Path(splits)
     if path is None:
-        path = (splits if splits.is_dir() else splits.parent) / certificate.CERTIFICATE_NAME
-    cert = certificate.build_certificate(
+        path = (splits if splits.is_dir() else splits.parent) / certificates.CERTIFICATE_NAME
+    cert = certificates.build_certificate(
         data, dataset_files=result.attachments.get("dataset_files"),
         split_files=list((data.get("splits") or {}).get("files") or []),
         options={"label": options.label, "site": options.site, "group": options.group,
                  "pretrain": options.pretrain},
         config={**options.config.as_options_dict(), "source": options.config.source},
-        key=os.environ.get(certificate.SIGNING_KEY_ENV) or None,
+        key=os.environ.get(certificates.SIGNING_KEY_ENV) or None,
     )
-    return certificate.write_certificate(cert, path)
+    return certificates.write_certificate(cert, path)
 

@@ -11,10 +11,14 @@ Nothing is dropped silently: a file that is not a valid BIDS name keeps its
 row with ``valid=False`` and a ``reason``. Images whose content is absent
 (a dangling symbolic link or a git-annex pointer, as a DataLad clone leaves
 them) are marked ``absent``; their metadata is indexed, their voxels are not.
+
+Tables (``participants.tsv``, ``sessions.tsv``) are read here too, robustly: a
+problem with the table itself is an :class:`IndexProblem`, never an exception.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -37,6 +41,9 @@ __all__ = [
     "IndexProblem",
     "index_dataset",
     "read_json",
+    "entity_pairs",
+    "read_bids_tsv",
+    "read_participants",
     "IMAGE_EXTENSIONS",
     "ANNEX_KEY",
 ]
@@ -141,8 +148,6 @@ class DatasetIndex:
     @cached_property
     def participants(self) -> pd.DataFrame | None:
         """``participants.tsv`` as strings (``None`` when absent or unreadable)."""
-        from audit.tables import read_participants
-
         table, problems = read_participants(self.root)
         self._late_problems.extend(problems)
         return table
@@ -194,7 +199,7 @@ class DatasetIndex:
         out: dict[tuple[str, str | None], list[tuple[tuple[tuple[str, str], ...], str]]] = {}
         for folder, cands in self._sidecars_by_dir.items():
             for cand in cands:
-                ents = tuple(dict(_entity_pairs(cand.entities)).items())
+                ents = tuple(dict(entity_pairs(cand.entities)).items())
                 out.setdefault((folder, cand.suffix), []).append((ents, cand.path))
         return out
 
@@ -209,7 +214,7 @@ class DatasetIndex:
         if row is None or row.suffix is None:
             return {}
         suffix = row.suffix
-        target = dict(_entity_pairs(row.entities))
+        target = dict(entity_pairs(row.entities))
         merged: dict[str, Any] = {}
         folder = posix_dirname(relpath)
         chain = []
@@ -237,7 +242,8 @@ def posix_dirname(path: str) -> str:
     return "" if cut < 0 else path[:cut]
 
 
-def _entity_pairs(entities: str) -> Iterator[tuple[str, str]]:
+def entity_pairs(entities: str) -> Iterator[tuple[str, str]]:
+    """``("sub", "01"), ("ses", "1") ...`` from an entities string such as ``sub-01_ses-1``."""
     if not entities:
         return
     for part in entities.split("_"):
@@ -514,3 +520,61 @@ def _ignored(relpath: str, patterns: list[str]) -> bool:
     return False
 
 
+# --------------------------------------------------------------------------- BIDS tables
+# Problems with a table itself (an invalid UTF-8 byte, a BOM, a comma delimiter, a header
+# without rows) are returned as IndexProblem records, never raised: they are findings about
+# the data, and the audit goes on with what could be read.
+def read_bids_tsv(path: Path, relpath: str) -> tuple[pd.DataFrame | None, list[IndexProblem]]:
+    """Read a BIDS TSV as strings, returning the table and what was wrong with it."""
+    import pandas as pd
+
+    problems: list[IndexProblem] = []
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        return None, [IndexProblem("unreadable", relpath, f"cannot read: {err.strerror or err}")]
+    if raw.startswith(b"\xef\xbb\xbf"):
+        problems.append(IndexProblem("table", relpath, "starts with a UTF-8 byte-order mark (BOM); BIDS TSV files must not", 1, 1))
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        problems.append(IndexProblem("table", relpath, f"invalid UTF-8 byte 0x{raw[err.start]:02x} at offset {err.start}", line, col))
+        return None, problems
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        problems.append(IndexProblem("table", relpath, "empty file: expected a header line", 1))
+        return None, problems
+    header = lines[0]
+    if "\t" not in header and ("," in header or ";" in header):
+        sep = "," if "," in header else ";"
+        problems.append(IndexProblem(
+            "table", relpath, f"columns are separated by '{sep}', expected tab-separated values", 1))
+        return None, problems
+    if len(lines) == 1:
+        problems.append(IndexProblem("table", relpath, "header only: the table has no rows", 1))
+    try:
+        table = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, ValueError) as err:
+        problems.append(IndexProblem("table", relpath, f"cannot parse as TSV: {str(err).strip()}"))
+        return None, problems
+    table.columns = [str(c).strip() for c in table.columns]
+    for col in table.columns:
+        table[col] = table[col].str.strip()
+    return table, problems
+
+
+def read_participants(root: Path) -> tuple[pd.DataFrame | None, list[IndexProblem]]:
+    """``participants.tsv`` of the dataset at ``root`` (``None`` when absent or unreadable)."""
+    path = root / "participants.tsv"
+    if not path.exists():
+        return None, []
+    table, problems = read_bids_tsv(path, "participants.tsv")
+    if table is not None and "participant_id" not in table.columns:
+        problems.append(IndexProblem(
+            "table", "participants.tsv",
+            f"no participant_id column (columns: {', '.join(table.columns) or 'none'})", 1))
+        return None, problems
+    return table, problems

@@ -3,8 +3,13 @@
 Every command body is short: it builds options, calls a function of
 :mod:`audit.api` (or another library module), writes the result and the
 report atomically, prints a summary and exits 0 (pass), 1 (an error finding:
-the gate is closed) or 2 (could not run). Heavy modules are imported inside
-the command bodies so ``bidsaudit --help`` stays fast.
+the gate is closed) or 2 (could not run; the code is the exception class's
+``exit_code``, see :mod:`audit.errors`).
+
+The library is imported here at module level (it imports pandas, scipy,
+nibabel ... only inside the functions that use them, so ``bidsaudit --help``
+stays fast); :mod:`train` (torch) and :mod:`audit.service` (fastapi) are
+imported inside the commands that need them.
 """
 
 from __future__ import annotations
@@ -20,9 +25,28 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from audit import __version__
+from audit.api import audit_splits, certify, readiness_dataset, validate_dataset
+from audit.bidsindex import read_json
+from audit.config import load_options
+from audit.context import AuditOptions
+from audit.demo import run_demo
+from audit.errors import BidsauditError, InputError
+from audit.expectations import load_suites
+from audit.fsutil import atomic_write_text
+from audit.outputs.github import annotations, step_summary
+from audit.outputs.junit import junit_xml
+from audit.outputs.sarif import sarif_json
+from audit.splits import SplitPlan, split_dataset
+from audit.splits import summary as split_summary
+from reports import (
+    render as html_report,  # looked up at call time: tests replace render_report
+)
+from schemas import json_schema
 
 if TYPE_CHECKING:
     from audit.result import Result
+
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="bidsaudit",
@@ -72,26 +96,18 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text: the sum
                                                  case_sensitive=False)]
 
 
-def load_options(dataset: Path | None, splits: Path | None, config_path: Path | None, **kwargs: object) -> object:
-    """AuditOptions with the configuration file found (or given) applied; CLI options win over the file."""
-    from audit.config import load_config
-    from audit.context import AuditOptions
-
-    config, source = load_config(dataset, splits, config_path)
-    for name in ("label", "site", "group"):
-        if name in kwargs:
-            kwargs[name] = config.column(name, kwargs[name])  # type: ignore[arg-type]
-    if source:
-        typer.echo(f"Configuration: {source}", err=True)
-    return AuditOptions(config=config.with_source(source), **kwargs)  # type: ignore[arg-type]
+def configured(dataset: Path | None, splits: Path | None, config_path: Path | None, **kwargs: object) -> AuditOptions:
+    """The command's options with the configuration file applied; says on stderr which file was read."""
+    options, notes = load_options(dataset, splits, config_path, **kwargs)
+    for note in notes:
+        typer.echo(note, err=True)
+    return options
 
 
 def suite_paths(expectations: list[Path] | None) -> tuple[str, ...]:
     """Read and check the --expectations suites now (exit 2 before any work on a bad one)."""
     if not expectations:
         return ()
-    from audit.expectations import load_suites
-
     load_suites(expectations)
     return tuple(str(p) for p in expectations)
 
@@ -113,14 +129,12 @@ def main_callback(
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn bad input into one line on stderr and exit code 2; never a traceback."""
-    from audit.errors import BidsauditError
-
     try:
         yield
     except typer.Exit:
         raise
     except BidsauditError as err:
-        code = getattr(err, "exit_code", 2)  # 1: the tool ran and refuses (a closed gate, a leak)
+        code = err.exit_code  # 2: could not run; 1: the tool ran and refuses (a closed gate, a leak)
         typer.echo(f"bidsaudit: {'refused' if code == 1 else 'error'}: {err}", err=True)
         raise typer.Exit(code) from None
     except KeyboardInterrupt:
@@ -146,9 +160,6 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
     (on stderr when ``--json -`` holds stdout); ``--sarif`` and the annotations
     give paths relative to the working directory (the repository checkout in CI).
     """
-    from audit.fsutil import atomic_write_text
-    from reports.render import render_report
-
     if json_out is None and html_out is None:
         json_out = str(out_dir / f"{stem}.json")
         html_out = out_dir / f"{stem}.html"
@@ -158,19 +169,14 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
     elif json_out:
         written.append(("JSON result", atomic_write_text(json_out, result.to_json())))
     if html_out:
-        written.append(("HTML report", atomic_write_text(html_out, render_report(result.to_dict()))))
+        page = html_report.render_report(result.to_dict())
+        written.append(("HTML report", atomic_write_text(html_out, page)))
     if junit_out:
-        from audit.outputs.junit import junit_xml
-
         written.append(("JUnit XML", atomic_write_text(junit_out, junit_xml(result.to_dict()))))
     if sarif_out:
-        from audit.outputs.sarif import sarif_json
-
         written.append(("SARIF", atomic_write_text(sarif_out, sarif_json(result.to_dict(),
                                                                           exit_code=result.exit_code))))
     if fmt == OutputFormat.github:
-        from audit.outputs.github import annotations
-
         for line in annotations(result.to_dict()):
             typer.echo(line, err=json_out == "-")
         _append_step_summary(result)
@@ -186,8 +192,6 @@ def _append_step_summary(result: Result) -> None:
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return
-    from audit.outputs.github import step_summary
-
     try:
         with open(target, "a", encoding="utf-8") as fh:  # appended, as GitHub asks: the runner reads it at step end
             fh.write(step_summary(result.to_dict()))
@@ -240,18 +244,14 @@ def validate(
 ) -> None:
     """BIDS validity (the official validator) plus the checks that need no split."""
     with reported_errors():
-        from audit.api import validate_dataset
-
         if validator_config is not None and not validator_config.is_file():
-            from audit.errors import InputError
-
             raise InputError(validator_config, "no such file", field="--validator-config",
                              expected="the validator's JSON config file")
-        options = load_options(dataset if dataset.is_dir() else None, None, config,
+        options = configured(dataset if dataset.is_dir() else None, None, config,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers,
                                expectations=suite_paths(expectations))
-        result = validate_dataset(dataset, options)  # type: ignore[arg-type]
+        result = validate_dataset(dataset, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
     raise typer.Exit(result.exit_code)
@@ -295,29 +295,22 @@ def audit(
 ) -> None:
     """Everything: validation, leakage, confounds, shift; without DATASET, every check the split tables allow."""
     with reported_errors():
-        from audit.api import audit_splits
-        from audit.errors import InputError
-
         if str(splits) == "--":
             raise InputError(None, "missing option", field="--splits", expected="the split files to audit")
-        options = load_options(dataset if dataset is not None and dataset.is_dir() else None, splits, config,
+        options = configured(dataset if dataset is not None and dataset.is_dir() else None, splits, config,
                                label=label, site=site, group=group,
                                pretrain=str(pretrain) if pretrain else None,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers, scheduler=scheduler,
                                expectations=suite_paths(expectations))
-        result = audit_splits(dataset, splits, options)  # type: ignore[arg-type]
+        result = audit_splits(dataset, splits, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
         if result.status == "pass" and not no_certificate:
-            from audit.api import certify
-
             try:
-                path = certify(result, options, splits, certificate)  # type: ignore[arg-type]
+                path = certify(result, options, splits, certificate)
             except OSError as err:
                 if certificate is not None:  # asked for: not writing it is a failure to run
-                    from audit.errors import InputError
-
                     raise InputError(certificate, f"cannot write the certificate: {err.strerror or err}") from None
                 # the default place is beside the split files, which a reviewer may not own (a published,
                 # read-only folder): the audit's verdict stands, and the message says how to get one
@@ -350,12 +343,10 @@ def readiness(
 ) -> None:
     """Data readiness score (0-100) and level for a learning task on label column COL."""
     with reported_errors():
-        from audit.api import readiness_dataset
-
-        options = load_options(dataset if dataset.is_dir() else None, None, config, label=label or "diagnosis",
+        options = configured(dataset if dataset.is_dir() else None, None, config, label=label or "diagnosis",
                                site=site, ignore_nifti_headers=ignore_nifti_headers,
                                run_validator=not no_validator, expectations=suite_paths(expectations))
-        result = readiness_dataset(dataset, options)  # type: ignore[arg-type]
+        result = readiness_dataset(dataset, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="readiness", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
     raise typer.Exit(result.exit_code)
@@ -380,12 +371,10 @@ def split(
 ) -> None:
     """Write leak-free, stratified, subject-level (or group-level) splits."""
     with reported_errors():
-        from audit.splits import SplitPlan, split_dataset, summary
-
         plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
                          balance=tuple(c.strip() for c in balance.split(",") if c.strip()))
         result, files = split_dataset(dataset, plan, output, layout=layout)
-        for line in summary(result):
+        for line in split_summary(result):
             typer.echo(line)
         typer.echo(f"wrote {len(files)} files under {output}")
 
@@ -508,26 +497,18 @@ def report(
 ) -> None:
     """Render a saved JSON result as a self-contained HTML page."""
     with reported_errors():
-        from audit.bidsindex import read_json
-        from audit.errors import InputError
-        from audit.fsutil import atomic_write_text
-        from reports.render import render_report
-
         if not result_json.is_file():
             raise InputError(result_json, "no such file", expected="a JSON result written by --json")
         data = read_json(result_json)
         if not isinstance(data, dict) or "findings" not in data:
             raise InputError(result_json, expected="a bidsaudit JSON result (with a 'findings' list)")
         _check_result_schema(result_json, data)
-        path = atomic_write_text(output, render_report(data))
+        path = atomic_write_text(output, html_report.render_report(data))
         typer.echo(f"HTML report: {path}")
 
 
 def _check_result_schema(path: Path, data: dict) -> None:  # type: ignore[type-arg]
     import jsonschema
-
-    from audit.errors import InputError
-    from schemas import json_schema
 
     try:
         jsonschema.validate(data, json_schema("result"))
@@ -567,7 +548,12 @@ def serve(
     """HTTP service: submit audits, browse results, reports and each dataset's history."""
     with reported_errors():
         from audit.service.app import serve as run_server
-        from audit.service.settings import TOKEN_ENV, Settings, default_state_dir, read_tokens_file
+        from audit.service.settings import (
+            TOKEN_ENV,
+            Settings,
+            default_state_dir,
+            read_tokens_file,
+        )
 
         tokens = set(read_tokens_file(tokens_file)) if tokens_file else set()
         if os.environ.get(TOKEN_ENV):
@@ -589,8 +575,6 @@ def demo(
 ) -> None:
     """Make a small synthetic multi-site BIDS dataset and run the pipeline on it."""
     with reported_errors():
-        from audit.demo import run_demo
-
         code = run_demo(directory, subjects=subjects, seed=seed, force=force, echo=typer.echo)
     raise typer.Exit(code)
 

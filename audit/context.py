@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from audit import hashing, scanner
-from audit.config import AuditConfig
+from audit.config import AuditConfig, AuditOptions
 from audit.images import summary as image_pass
 
 if TYPE_CHECKING:
@@ -32,33 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["AuditOptions", "AuditContext"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AuditOptions:
-    """What the user asked for (CLI options, after validation).
-
-    ``config`` is the validated :class:`~audit.config.AuditConfig`; a plain
-    mapping (the :meth:`~audit.config.AuditConfig.as_options_dict` form, or a
-    hand-written ``{"thresholds": ...}``) is turned into one here, once.
-    """
-
-    label: str | None = None
-    site: str | None = None
-    group: str | None = None
-    pretrain: str | None = None
-    ignore_nifti_headers: bool = False
-    validator_config: Path | None = None
-    run_validator: bool = True
-    check_images: bool = True
-    workers: int | None = None  # None: all local cores
-    scheduler: str | None = None  # dask.distributed address
-    expectations: tuple[str, ...] = ()  # Great Expectations suite files (--expectations)
-    config: AuditConfig = field(default_factory=AuditConfig)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.config, AuditConfig):
-            object.__setattr__(self, "config", AuditConfig.from_options_dict(self.config))
 
 
 @dataclass

@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from audit.api import audit_splits, certify, validate_dataset
+from audit.context import AuditOptions
 from audit.errors import InputError
+from audit.fsutil import atomic_write_text
+from audit.splits import SplitPlan, split_dataset
+from audit.synthetic import make_dataset
+from reports.render import render_report
 
 __all__ = ["run_demo"]
 
@@ -28,11 +34,6 @@ __all__ = ["run_demo"]
 def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool = False,
              echo: Callable[[str], None] = print) -> int:
     """Run the demo in ``directory``; return the exit code (0 when every step behaved as expected)."""
-    from audit.api import audit_splits, certify, validate_dataset
-    from audit.context import AuditOptions
-    from audit.splits import SplitPlan, split_dataset
-    from audit.synthetic import make_dataset
-
     directory = Path(directory)
     dataset = directory / "dataset"
     reports = directory / "reports"
@@ -104,11 +105,6 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
 
 def confounded_audit(directory: Path, *, subjects: int, seed: int, echo: Callable[[str], None]):  # type: ignore[no-untyped-def]
     """Make ``DIR/dataset-confounded`` (diagnosis tied to site), split it leak-free, and audit the split."""
-    from audit.api import audit_splits
-    from audit.context import AuditOptions
-    from audit.splits import SplitPlan, split_dataset
-    from audit.synthetic import make_dataset
-
     dataset = directory / "dataset-confounded"
     splits_dir = directory / "splits-confounded"
     summary = make_dataset(dataset, n_subjects=subjects, seed=seed + 1, confounded=True)
@@ -119,9 +115,6 @@ def confounded_audit(directory: Path, *, subjects: int, seed: int, echo: Callabl
 
 
 def _save(result, stem: Path, echo: Callable[[str], None]) -> None:  # type: ignore[no-untyped-def]
-    from audit.fsutil import atomic_write_text
-    from reports.render import render_report
-
     atomic_write_text(stem.with_suffix(".json"), result.to_json())
     atomic_write_text(stem.with_suffix(".html"), render_report(result.to_dict()))
     counts = result.counts()
@@ -134,8 +127,6 @@ def _save(result, stem: Path, echo: Callable[[str], None]) -> None:  # type: ign
 
 def make_leaky_copy(splits_dir: Path, leaky_dir: Path, *, n: int = 3) -> list[str]:
     """Copy a folder-format split and add ``n`` test participants' rows to train (a classic leak)."""
-    from audit.fsutil import atomic_write_text
-
     leaky_dir.mkdir(parents=True, exist_ok=True)
     for name in ("train.tsv", "validation.tsv", "test.tsv"):
         shutil.copyfile(splits_dir / name, leaky_dir / name)

@@ -1,25 +1,54 @@
-"""Exceptions raised by bidsaudit.
+"""Exceptions raised by bidsaudit: the one tree, with the exit code on each class.
 
-Exception tree::
+Exception tree (``exit_code`` in brackets; the CLI prints ``str(err)`` on one
+line, never a traceback, and exits with that code)::
 
-    BidsauditError            base of everything bidsaudit raises on purpose
-    └── InputError            bad input: a path, file, line or field that is not
-                              what was expected. The CLI prints ``str(err)`` on one
-                              line and exits with code 2.
+    BidsauditError [2]            base of everything bidsaudit raises on purpose
+    ├── InputError [2]            bad input: a path, file, line or field that is not
+    │   │                         what was expected
+    │   └── SplitError [2]        a split that cannot be made as asked
+    ├── ValidatorError [2]        the official BIDS validator could not be run or
+    │                             gave no usable result
+    ├── SplitIntegrityError [2]   a split failed its own audit before writing (a bug
+    │                             in bidsaudit, never a data problem; nothing written)
+    └── Refused [1]               the tool ran and refuses to go on: a closed gate or
+        │                         a leak (the contract's exit 1)
+        ├── train.gate.GateClosed         the certificate does not vouch for the input
+        └── train.predict.LeakageRefused  prediction set shares training participants
 
 Data problems are *not* exceptions: they are findings. An input problem is
 anything that stops the tool from reading what it was asked to read.
+
+:func:`did_you_mean` is the one "did you mean ...?" helper: every message that
+suggests the nearest valid name (a column, a check id, a key, an expectation
+type) calls it, so suggestions are made by one rule everywhere.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Sequence
 from os import PathLike
 
-__all__ = ["BidsauditError", "InputError"]
+__all__ = [
+    "BidsauditError",
+    "InputError",
+    "Refused",
+    "SplitError",
+    "SplitIntegrityError",
+    "ValidatorError",
+    "did_you_mean",
+    "nearest",
+]
+
+#: Shown problems of a :class:`Refused` (the rest are counted).
+MAX_LISTED = 20
 
 
 class BidsauditError(Exception):
-    """Base class of every error bidsaudit raises deliberately."""
+    """Base class of every error bidsaudit raises deliberately (exit code 2: could not run)."""
+
+    exit_code: int = 2
 
 
 class InputError(BidsauditError):
@@ -85,3 +114,79 @@ class InputError(BidsauditError):
         head = ", ".join(where)
         body = ", ".join(what) if what else "invalid input"
         return f"{head}: {body}" if head else body
+
+
+class SplitError(InputError):
+    """A split that cannot be made as asked (the CLI prints it on one line, exit 2)."""
+
+
+class ValidatorError(BidsauditError):
+    """The official validator could not be run or gave no usable result."""
+
+
+class SplitIntegrityError(BidsauditError):
+    """The split failed its own audit before writing: a bug in bidsaudit, never a data problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"internal error, nothing was written (please report): {message}")
+
+
+class Refused(BidsauditError):
+    """The tool ran and refuses to go on: a closed gate or a leak (exit code 1).
+
+    Attributes
+    ----------
+    problems : tuple of str
+        Every reason, one sentence each.
+    exit_code : int
+        Always 1 (the contract's "the gate is closed").
+    """
+
+    exit_code = 1
+
+    def __init__(self, headline: str, problems: Sequence[str] = ()) -> None:
+        self.headline = headline
+        self.problems = tuple(problems)
+        shown = list(self.problems[:MAX_LISTED])
+        more = len(self.problems) - len(shown)
+        body = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+        super().__init__(f"{headline}: {body}" if body else headline)
+
+
+# --------------------------------------------------------------------------- did you mean
+def nearest(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The valid name closest to ``word``, or ``None``.
+
+    One rule for every suggestion: the closest by :func:`difflib.get_close_matches`
+    (``cutoff``); else a name equal but for letter case; else, for dotted ids
+    (``family.name``), the id whose part after the dot is closest (cutoff 0.75:
+    ``covariate`` suggests ``shift.covariate``).
+
+    >>> nearest("diagnsis", ["age", "diagnosis"])
+    'diagnosis'
+    >>> nearest("ID", ["id", "age"])
+    'id'
+    >>> nearest("covariate", ["shift.covariate", "shift.label"])
+    'shift.covariate'
+    """
+    ordered = sorted({str(c) for c in choices})
+    near = difflib.get_close_matches(word, ordered, n=1, cutoff=cutoff)
+    if near:
+        return near[0]
+    folded = [c for c in ordered if c.lower() == word.lower()]
+    if folded:
+        return folded[0]
+    tail = word.split(".", 1)[-1]
+    tails = {c.split(".", 1)[-1]: c for c in ordered if "." in c}
+    near = difflib.get_close_matches(tail, sorted(tails), n=1, cutoff=0.75)
+    return tails[near[0]] if near else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` for the :func:`nearest` valid name, or ``""``.
+
+    >>> "no column 'diagnsis'" + did_you_mean("diagnsis", ["age", "diagnosis"])
+    "no column 'diagnsis' (did you mean 'diagnosis'?)"
+    """
+    near = nearest(word, choices, cutoff=cutoff)
+    return f" (did you mean '{near}'?)" if near else ""

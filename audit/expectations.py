@@ -69,7 +69,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit.errors import InputError
+from audit.bidsindex import entity_pairs, read_json
+from audit.errors import InputError, did_you_mean
+from audit.stats import is_missing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,8 +109,6 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     InputError
         Missing or unreadable file, invalid JSON (with line and column), wrong shape.
     """
-    from audit.bidsindex import read_json
-
     p = Path(path)
     if not p.exists():
         raise InputError(p, "no such file", field="--expectations", expected="an expectation suite JSON file")
@@ -224,16 +224,13 @@ def _build(suite: Suite) -> list[Any]:
 def _gx_reason(etype: str, err: Exception) -> str:
     name = type(err).__name__
     if name == "ExpectationNotFoundError":
-        import difflib
-
         try:
             from great_expectations.expectations.registry import list_registered_expectation_implementations
 
             known = list(list_registered_expectation_implementations())
         except Exception:  # pragma: no cover - the registry moved
             known = []
-        near = difflib.get_close_matches(etype, known, n=1)
-        return f"unknown expectation type '{etype}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+        return f"unknown expectation type '{etype}'{did_you_mean(etype, known)}"
     text = " ".join(str(err).split())
     if len(text) > 300:
         text = text[:297] + "..."
@@ -328,8 +325,6 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """``n/a`` and empty cells missing; all-number columns numeric."""
     import pandas as pd
 
-    from audit.stats import is_missing
-
     out = {}
     for c in df.columns:
         col = [None if v is None or (isinstance(v, str) and is_missing(v)) or (isinstance(v, float) and v != v)
@@ -369,8 +364,6 @@ def images_table(ctx: AuditContext) -> pd.DataFrame:
     """One row per image (module docstring); empty without a dataset."""
     import pandas as pd
 
-    from audit.bidsindex import _entity_pairs
-
     if ctx.index is None:
         return pd.DataFrame({"path": []})
     summaries = ctx.image_summaries().by_path() if ctx.missing("images") is None else {}
@@ -380,7 +373,7 @@ def images_table(ctx: AuditContext) -> pd.DataFrame:
         row: dict[str, Any] = {"path": r.path, "participant_id": f"sub-{r.subject}" if r.subject else None,
                                "session_id": f"ses-{r.session}" if r.session else None, "datatype": r.datatype,
                                "suffix": r.suffix, "extension": r.extension}
-        for k, v in _entity_pairs(r.entities):
+        for k, v in entity_pairs(r.entities):
             if k not in ("sub", "ses"):
                 row.setdefault(k, v)
                 entity_keys.add(k)

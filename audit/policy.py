@@ -36,6 +36,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
+from audit.checks.registry import all_checks
 from audit.config import AuditConfig, Waiver
 from audit.findings import SEVERITIES, Finding
 
@@ -46,8 +47,6 @@ NAMED = 5  # waived participants named in a narrowed finding's message
 
 def check_defaults() -> dict[str, str]:
     """Default severity of every registered check id."""
-    from audit.checks.registry import all_checks
-
     return {spec.id: spec.default for spec in all_checks().values()}
 
 

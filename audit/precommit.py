@@ -20,6 +20,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from audit.cli import app
+
 __all__ = ["main", "audit_argv"]
 
 
@@ -39,8 +41,6 @@ def audit_argv(args: Sequence[str], tmp: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the audit's exit code."""
-    from audit.cli import app
-
     args = list(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="bidsaudit-precommit-") as tmp:
         try:

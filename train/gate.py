@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit.api import splits_block
 from audit.certificate import CERTIFICATE_NAME, load_certificate, verify_certificate
-from audit.errors import BidsauditError, InputError
+from audit.errors import InputError, Refused
 from audit.splits import read_splits
 
 if TYPE_CHECKING:
@@ -50,29 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["VERIFY_MODES", "GateClosed", "GatePass", "Refused", "certificate_path", "open_gate"]
 
 VERIFY_MODES = ("cache", "full")
-MAX_LISTED = 20
-
-
-class Refused(BidsauditError):
-    """The tool ran and refuses to go on: a closed gate or a leak (exit code 1).
-
-    Attributes
-    ----------
-    problems : tuple of str
-        Every reason, one sentence each.
-    exit_code : int
-        Always 1 (the contract's "the gate is closed").
-    """
-
-    exit_code = 1
-
-    def __init__(self, headline: str, problems: Sequence[str] = ()) -> None:
-        self.headline = headline
-        self.problems = tuple(problems)
-        shown = list(self.problems[:MAX_LISTED])
-        more = len(self.problems) - len(shown)
-        body = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-        super().__init__(f"{headline}: {body}" if body else headline)
 
 
 class GateClosed(Refused):

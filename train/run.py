@@ -10,7 +10,6 @@ only after the gate has opened (:mod:`train.loop` is imported on call).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.api import read_pretrain
-from audit.errors import InputError
+from audit.errors import InputError, did_you_mean
 from train import data
 from train.config import MAIN_METRIC, TrainConfig, resolve_config
 from train.curve import learning_curve
@@ -324,9 +323,7 @@ def _check_label(label: str, gate: GatePass) -> None:
     for t in gate.splits.tables:
         columns |= set(t.columns)
     if label not in columns:
-        near = difflib.get_close_matches(label, sorted(columns), n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
-        raise InputError(None, f"no column '{label}'{hint}", field="--label",
+        raise InputError(None, f"no column '{label}'{did_you_mean(label, columns)}", field="--label",
                          expected="a column of the split files or participants.tsv: " + ", ".join(sorted(columns)))
 
 

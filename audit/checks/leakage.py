@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,6 @@ from audit.findings import Finding, finding, normalise_subject
 from audit.values import is_missing
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from audit.splits import SplitTable

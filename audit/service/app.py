@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,17 +18,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from audit.service.security import bearer, token_ok
+from audit.errors import InputError
+from audit.service.db import DatabaseError, make_engine, upgrade
+from audit.service.deps import get_record, read_upload, require_read, require_write
+from audit.service.pages import error_page, router
 from audit.service.settings import Settings
-from audit.service.store import STATUSES, AuditRecord, Store
+from audit.service.store import STATUSES, Store
 from audit.service.submission import AuditRequest, SubmitError, submit_paths, submit_upload
+from audit.service.worker import WorkerPool
+from reports.render import render_report
 
 __all__ = ["create_app", "serve", "API_VERSION"]
 
 log = logging.getLogger("bidsaudit.service")
 API_VERSION = "1"
-ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
-TOKEN_COOKIE = "bidsaudit_token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 SECURITY_HEADERS = {
@@ -82,13 +84,9 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from audit.service.worker import WorkerPool
-
         st = app.state.store
         owned = st is None
         if st is None:
-            from audit.service.db import make_engine, upgrade
-
             engine = make_engine(settings.db_url)
             upgrade(engine)
             st = app.state.store = Store(engine)
@@ -124,8 +122,6 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
     app.state.pool = None
     _install_handlers(app)
     _install_api(app)
-    from audit.service.pages import router
-
     app.include_router(router)
     app.openapi_schema = None
     original = app.openapi
@@ -155,8 +151,6 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _wants_html(request):
-            from audit.service.pages import error_page
-
             return error_page(request, exc.status_code, str(exc.detail))
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -174,74 +168,6 @@ def _install_handlers(app: FastAPI) -> None:
 
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
-
-
-# -- access ---------------------------------------------------------------------------------------
-def require_write(request: Request, token: str | None = None) -> None:
-    settings: Settings = request.app.state.settings
-    given = token or bearer(request.headers.get("authorization"))
-    if not settings.tokens:
-        raise HTTPException(401, "this server accepts no submissions: it was started without a token "
-                                 "(set BIDSAUDIT_TOKEN or --tokens-file)", headers={"WWW-Authenticate": "Bearer"})
-    if not token_ok(given, settings.tokens):
-        raise HTTPException(401, "wrong token" if given else "missing token: send Authorization: Bearer TOKEN",
-                            headers={"WWW-Authenticate": "Bearer"})
-
-
-def require_read(request: Request) -> None:
-    settings: Settings = request.app.state.settings
-    if settings.public_read:
-        return
-    given = bearer(request.headers.get("authorization")) or request.cookies.get(TOKEN_COOKIE)
-    if not token_ok(given, settings.tokens):
-        raise HTTPException(401, "this server's pages and results need a token (a bearer header, or sign in "
-                                 "at /login)", headers={"WWW-Authenticate":
-                                                                                            "Bearer"})
-
-
-def get_record(request: Request, audit_id: str) -> AuditRecord:
-    if not ID_PATTERN.match(audit_id):
-        raise HTTPException(404, "no such audit")
-    record = request.app.state.store.get(audit_id)
-    if record is None:
-        raise HTTPException(404, "no such audit")
-    return record
-
-
-async def read_upload(request: Request) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
-    """Files and fields of a multipart body, within the server's limits (413/411/422, never 500)."""
-    from starlette.datastructures import UploadFile
-
-    settings: Settings = request.app.state.settings
-    length = request.headers.get("content-length")
-    if length is None:
-        raise HTTPException(411, "uploads need a Content-Length")
-    try:
-        n = int(length)
-    except ValueError:
-        raise HTTPException(400, "Content-Length is not a number") from None
-    if n > settings.max_total_bytes + 64 * 1024 + 1024 * settings.max_files:
-        raise HTTPException(413, f"request body of {n} bytes; uploads total at most {settings.max_total_bytes} bytes")
-    try:
-        form = await request.form(max_files=settings.max_files + 1, max_fields=20, max_part_size=64 * 1024)
-    except Exception as err:  # starlette's MultiPartException and parser errors
-        text = str(getattr(err, "message", "") or err) or "malformed multipart body"
-        status = 413 if "Too many files" in text else 422
-        raise HTTPException(status, f"upload: {text}") from None
-    files: list[tuple[str, bytes]] = []
-    fields: dict[str, str] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if key != "files":
-                raise HTTPException(422, f"unknown upload field '{key}': send split files as 'files'")
-            data = await value.read(settings.max_file_bytes + 1)
-            files.append((value.filename or "", data))
-        elif key in ("label", "site", "group", "name", "csrf", "token"):
-            fields[key] = value
-        else:
-            raise HTTPException(422, f"unknown field '{key}': expected files, label, site, group or name")
-    await form.close()
-    return files, fields
 
 
 # -- API ------------------------------------------------------------------------------------------
@@ -293,8 +219,6 @@ def _install_api(app: FastAPI) -> None:
         if record.status != "done" or record.result is None:
             raise HTTPException(409, f"audit is {record.status}; the report exists once it is done"
                                 + (f" ({record.error})" if record.error else ""))
-        from reports.render import render_report
-
         return HTMLResponse(render_report(record.result), headers={
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                                        "frame-ancestors 'self'; sandbox"})
@@ -332,8 +256,6 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, echo
     """Open (and migrate) the database, then run uvicorn. A database that cannot be reached is an InputError."""
     import uvicorn
 
-    from audit.errors import InputError
-    from audit.service.db import DatabaseError, make_engine, upgrade
 
     for root in settings.roots:
         if not root.is_dir():

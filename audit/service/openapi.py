@@ -12,15 +12,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from audit.fsutil import atomic_write_text
+from audit.service.app import create_app
+from audit.service.settings import Settings
+
 __all__ = ["generate", "COMMITTED"]
 
 COMMITTED = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 
 
 def generate() -> dict[str, Any]:
-    from audit.service.app import create_app
-    from audit.service.settings import Settings
-
     with tempfile.TemporaryDirectory() as tmp:
         schema = create_app(Settings(state_dir=Path(tmp))).openapi()
     return json.loads(json.dumps(schema))
@@ -33,8 +34,6 @@ def dumps(schema: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     text = dumps(generate())
     if "--write" in argv:
-        from audit.fsutil import atomic_write_text
-
         atomic_write_text(COMMITTED, text)
         print(f"wrote {COMMITTED}")
     else:

@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from audit.service.app import get_record, read_upload, require_read, require_write
-from audit.service.security import CSRF_COOKIE, csrf_ok, new_csrf_token
+from audit.service.deps import TOKEN_COOKIE, get_record, read_upload, require_read, require_write
+from audit.service.security import CSRF_COOKIE, csrf_ok, new_csrf_token, token_ok
 from audit.service.store import AuditRecord, Store
 from audit.service.submission import SubmitError, submit_upload
 
@@ -141,9 +141,6 @@ def _login_form(request: Request, status: int = 200, error: str | None = None) -
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     """Keep a token in an HttpOnly, SameSite=Strict cookie so that a browser can read a --private server."""
-    from audit.service.app import TOKEN_COOKIE
-    from audit.service.security import token_ok
-
     try:
         form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
     except Exception:

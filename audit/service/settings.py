@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from audit.errors import InputError
+
 __all__ = ["Settings", "default_state_dir", "TOKEN_ENV"]
 
 TOKEN_ENV = "BIDSAUDIT_TOKEN"
@@ -61,8 +63,6 @@ class Settings:
 
 def read_tokens_file(path: Path) -> frozenset[str]:
     """Tokens, one a line (``name:token`` or ``token``; ``#`` starts a comment; blank lines ignored)."""
-    from audit.errors import InputError
-
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:

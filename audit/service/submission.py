@@ -13,9 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from audit.errors import BidsauditError
+from audit.fsutil import atomic_write_bytes
 from audit.service.security import PathRefused, UploadRefused, check_links, confine, safe_upload_name
 from audit.service.settings import Settings
 from audit.service.store import AuditRecord, Store, new_id
+from audit.splits import read_splits
 
 __all__ = ["AuditRequest", "SubmitError", "submit_paths", "submit_upload", "UPLOAD_FIELDS"]
 
@@ -64,9 +67,6 @@ def _dataset_key(path: Path, roots: tuple[Path, ...]) -> str:
 
 
 def submit_paths(req: AuditRequest, settings: Settings, store: Store) -> AuditRecord:
-    from audit.errors import BidsauditError
-    from audit.splits import read_splits
-
     roots = settings.roots
     try:
         splits = confine(req.splits, roots, field="splits")
@@ -100,9 +100,6 @@ def submit_paths(req: AuditRequest, settings: Settings, store: Store) -> AuditRe
 def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settings: Settings,
                   store: Store) -> AuditRecord:
     """Store uploaded split files in a fresh folder, check that they parse, queue the audit."""
-    from audit.errors import BidsauditError
-    from audit.splits import read_splits
-
     if not files:
         raise SubmitError(422, "no split files uploaded: attach one or more .tsv/.csv files or a "
                                "splits_final.json in the 'files' field")
@@ -132,8 +129,6 @@ def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settin
     folder = settings.upload_dir / audit_id
     folder.mkdir(parents=True, exist_ok=False)
     try:
-        from audit.fsutil import atomic_write_bytes
-
         for safe, data in names.items():
             atomic_write_bytes(folder / safe, data)
         target = folder

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import os
 
+from audit.api import audit_splits
+from audit.config import load_options
+from audit.hashing import HashCache
+
+__all__ = ["MODULES", "warm"]
 
 #: Imported by name as well: the checks that a four-participant audit skips (shift, near duplicates) need them.
 MODULES = ("scipy.stats", "scipy.spatial", "scipy.optimize", "scipy.linalg", "sklearn.model_selection",
@@ -38,9 +43,6 @@ def warm() -> None:
         import nibabel as nib
         import numpy as np
 
-        from audit.api import audit_splits
-        from audit.cli import load_options
-
         with tempfile.TemporaryDirectory(prefix="bidsaudit-warm-") as tmp:
             root = Path(tmp) / "ds"
             cache_dir = str(Path(tmp) / "cache")
@@ -62,7 +64,7 @@ def warm() -> None:
             splits.mkdir()
             (splits / "train.tsv").write_text("participant_id\nsub-01\nsub-02\n")
             (splits / "test.tsv").write_text("participant_id\nsub-03\nsub-04\n")
-            options = load_options(None, None, None, label="diagnosis", site=None, group=None, workers=1,
+            options, _ = load_options(None, None, None, label="diagnosis", site=None, group=None, workers=1,
                                    run_validator=False)
             audit_splits(root, splits, options).to_dict()  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - an optimisation only
@@ -73,8 +75,6 @@ def warm() -> None:
         else:
             os.environ["BIDSAUDIT_CACHE_DIR"] = saved
         if cache_dir is not None:
-            from audit.hashing import HashCache
-
             cache = HashCache._defaults.pop(cache_dir, None)
             if cache is not None:
                 cache.close()

@@ -21,6 +21,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from audit.api import audit_splits
+from audit.config import find_config, load_options
+from audit.errors import BidsauditError
+from audit.service.security import PathRefused, _within, check_links
 from audit.service.store import AuditRecord, Store
 
 __all__ = ["WorkerPool", "run_audit"]
@@ -47,11 +51,6 @@ def run_audit(job: dict[str, Any]) -> dict[str, Any]:
     Raises the library's :class:`~audit.errors.BidsauditError` for bad input, and
     :class:`~audit.service.security.PathRefused` for a link out of the roots.
     """
-    from audit.api import audit_splits
-    from audit.cli import load_options
-    from audit.config import find_config
-    from audit.service.security import PathRefused, _within, check_links
-
     roots = tuple(Path(r) for r in job["roots"])
     opts = dict(job["options"])
     dataset = Path(job["dataset_path"]) if job.get("dataset_path") else None
@@ -70,13 +69,15 @@ def run_audit(job: dict[str, Any]) -> dict[str, Any]:
     if config_path is not None and _within(Path(os.path.realpath(config_path)), roots) is None:
         raise PathRefused("config: outside the server's roots")
     validator_config = opts.get("validator_config")
-    options = load_options(None, None, Path(config_path) if config_path else None,
+    options, notes = load_options(None, None, Path(config_path) if config_path else None,
                            label=opts.get("label"), site=opts.get("site"), group=opts.get("group"),
                            pretrain=opts.get("pretrain"),
                            ignore_nifti_headers=bool(opts.get("ignore_nifti_headers")),
                            validator_config=Path(validator_config) if validator_config else None,
                            run_validator=not opts.get("no_validator"), workers=job.get("image_workers") or 1,
                            scheduler=job.get("scheduler"))
+    for note in notes:
+        log.info("audit %s: %s", job.get("id"), note)
     result = audit_splits(dataset, splits, options).to_dict()  # type: ignore[arg-type]
     reproduce = result.get("reproduce") or {}
     reproduce["command_line"] = cli_equivalent(job)
@@ -102,9 +103,6 @@ def cli_equivalent(job: dict[str, Any]) -> str:
 
 def describe_error(err: BaseException) -> str:
     """One line for the audit's ``error`` field: the input error as the CLI would print it, no traceback."""
-    from audit.errors import BidsauditError
-    from audit.service.security import PathRefused
-
     if isinstance(err, (BidsauditError, PathRefused, _ChildError)):
         return str(err)
     if isinstance(err, RecursionError):
@@ -120,7 +118,7 @@ class Stopping(Exception):
     """The server is stopping: the audit stays ``running`` and is recovered at the next start."""
 
 
-PRELOAD = ["audit.service.worker", "audit.service.warmup", "audit.api", "audit.checks", "audit.splits", "audit.bidsindex", "audit.cli"]
+PRELOAD = ["audit.service.worker", "audit.service.warmup", "audit.api", "audit.checks", "audit.splits", "audit.bidsindex", "audit.config"]
 
 
 def _child(job: dict[str, Any], conn: Any) -> None:
@@ -356,9 +354,6 @@ class _ChildError(Exception):
 
 
 def _expected(err: BaseException) -> bool:
-    from audit.errors import BidsauditError
-    from audit.service.security import PathRefused
-
     if isinstance(err, _ChildError):
         return err.expected
     return isinstance(err, (BidsauditError, PathRefused))

@@ -5,13 +5,12 @@ Also the small helpers the split modules share (cells, names, rounding).
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.errors import BidsauditError, InputError
+from audit.errors import SplitError, SplitIntegrityError, nearest
 
 __all__ = [
     "CATEGORICAL_NAMES",
@@ -36,17 +35,6 @@ MAX_CLASSES = 10
 #: covariates that are categories even when written as numbers
 CATEGORICAL_NAMES = frozenset({"sex", "gender", "site", "scanner", "center", "centre", "handedness",
                                "manufacturer", "study", "cohort", "race", "ethnicity"})
-
-
-class SplitError(InputError):
-    """A split that cannot be made as asked (the CLI prints it on one line, exit 2)."""
-
-
-class SplitIntegrityError(BidsauditError):
-    """The split failed its own audit before writing: a bug in bidsaudit, never a data problem."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"internal error, nothing was written (please report): {message}")
 
 
 # --------------------------------------------------------------------------- plan / result
@@ -161,10 +149,8 @@ def _cell(value: Any) -> str:
 
 
 def _suggest(name: str, columns: Sequence[str]) -> str:
-    near = difflib.get_close_matches(name, list(columns), n=1, cutoff=0.6)
-    if not near:
-        near = [c for c in columns if c.lower() == name.lower()]
-    hint = f"; did you mean '{near[0]}'?" if near else ""
+    near = nearest(name, columns)
+    hint = f"; did you mean '{near}'?" if near else ""
     listed = ", ".join(columns) if len(columns) <= 12 else ", ".join(columns[:12]) + ", ..."
     return f"no column '{name}' (columns: {listed}){hint}"
 

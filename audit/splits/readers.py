@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import csv
-import difflib
 import io
 import json
 import re
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit.errors import InputError
+from audit.errors import InputError, nearest
 from audit.splits.detect import Part, plan_splits, split_name_of
 from audit.splits.model import (
     SplitSet,
@@ -202,9 +201,9 @@ def _suggest(names: Sequence[str]) -> str:
     for alias in _ID_ALIASES:
         if alias in lowered:
             return f" (did you mean to name {lowered[alias]!r} participant_id?)"
-    near = difflib.get_close_matches("participant_id", list(lowered), n=1, cutoff=0.6)
+    near = nearest("participant_id", lowered)
     if near:
-        return f" (did you mean to name {lowered[near[0]]!r} participant_id?)"
+        return f" (did you mean to name {lowered[near]!r} participant_id?)"
     return ""
 
 

@@ -370,3 +370,20 @@ def test_options_dict_round_trips():
     again = AuditConfig.from_options_dict(config.as_options_dict())
     assert again == config and again.fingerprint() == config.fingerprint()
     assert AuditConfig.from_options_dict({}) == AuditConfig() == AuditConfig.from_options_dict(None)
+
+
+def test_load_options_prints_nothing_and_returns_notes(tmp_path, capsys):
+    from audit.config import load_options
+    from audit.context import AuditOptions
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "bidsaudit.toml").write_text('[columns]\nlabel = "dx"\nsite = "scanner"\n')
+    options, notes = load_options(ds, None, None, label=None, site="site", group=None)
+    assert isinstance(options, AuditOptions)
+    assert (options.label, options.site, options.group) == ("dx", "site", None)  # a given option wins
+    assert options.config.source == str(ds / "bidsaudit.toml")
+    assert notes == [f"Configuration: {ds / 'bidsaudit.toml'}"]
+    assert capsys.readouterr() == ("", "")
+    options, notes = load_options(None, None, None, label="diagnosis")
+    assert notes == [] and options.config.source is None and options.label == "diagnosis"
