@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from audit import __version__
-from audit import certificate as certificates  # looked up at call time: tests replace write_certificate
+from audit import (
+    certificate as certificates,  # looked up at call time: tests replace write_certificate
+)
 from audit.bidsindex import index_dataset
 from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
 from audit.context import AuditContext, AuditOptions

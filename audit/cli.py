@@ -36,12 +36,22 @@ from audit.fsutil import atomic_write_text
 from audit.outputs.github import annotations, step_summary
 from audit.outputs.junit import junit_xml
 from audit.outputs.sarif import sarif_json
+from audit.service.settings import (
+    TOKEN_ENV,
+    Settings,
+    default_state_dir,
+    read_tokens_file,
+)
 from audit.splits import SplitPlan, split_dataset
 from audit.splits import summary as split_summary
 from reports import (
     render as html_report,  # looked up at call time: tests replace render_report
 )
 from schemas import json_schema
+from train.api import parse_fractions, train_model
+from train.api import predict as run_predict
+from train.export import export_onnx
+from train.launch import launch
 
 if TYPE_CHECKING:
     from audit.result import Result
@@ -423,12 +433,8 @@ def train(
     every rank runs the gate and rank 0 writes the model folder.
     """
     with reported_errors():
-        from train.api import parse_fractions, train_model
-
         curve = parse_fractions(learning_curve) if learning_curve is not None else None
         if nproc_per_node is not None and nproc_per_node > 1:
-            from train.launch import launch
-
             argv = ["train", str(dataset), "--splits", str(splits), "--output", str(output), "--verify", verify,
                     "--device", device]
             for flag, value in (("--certificate", certificate), ("--task", task), ("--label", label),
@@ -461,8 +467,6 @@ def predict(
 ) -> None:
     """Predict; refuses participants that trained the model(s) or their pretraining sources."""
     with reported_errors():
-        from train.api import predict as run_predict
-
         summary = run_predict(maps, data, split_file, output=output, device=device, echo=typer.echo)
         for line in summary.lines():
             typer.echo(line)
@@ -482,8 +486,6 @@ def export(
 ) -> None:
     """Export a trained model to ONNX, checked against PyTorch with onnxruntime."""
     with reported_errors():
-        from train.export import export_onnx
-
         rep = export_onnx(maps, output, fold=fold, seed=seed, selection=selection, opset=opset, tolerance=tolerance)
         typer.echo(f"wrote {output} (fold {rep['fold']}, seed {rep['seed']}, {rep['weights']}); onnxruntime vs "
                    f"PyTorch max abs diff {rep['check']['max_abs_diff']:.3g} (tolerance {tolerance:g}); "
@@ -548,12 +550,6 @@ def serve(
     """HTTP service: submit audits, browse results, reports and each dataset's history."""
     with reported_errors():
         from audit.service.app import serve as run_server
-        from audit.service.settings import (
-            TOKEN_ENV,
-            Settings,
-            default_state_dir,
-            read_tokens_file,
-        )
 
         tokens = set(read_tokens_file(tokens_file)) if tokens_file else set()
         if os.environ.get(TOKEN_ENV):

@@ -64,7 +64,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from audit.configcheck import SEVERITY_LEVELS, check_tables, loads_toml, number_ok, read_toml
+from audit.catalogue import CHECK_IDS, CONTRACT_CHECK_IDS, THRESHOLDS
+from audit.configcheck import (
+    SEVERITY_LEVELS,
+    check_tables,
+    loads_toml,
+    number_ok,
+    read_toml,
+)
 from audit.errors import InputError
 
 __all__ = [
@@ -84,17 +91,6 @@ __all__ = [
 ]
 
 CONFIG_NAMES = ("bidsaudit.toml", "pyproject.toml")
-#: Check ids of the contract (``contract.md``, "Check ids"): valid in a
-#: configuration even before a check of that id is registered.
-CONTRACT_CHECK_IDS = frozenset({
-    "bids.invalid", "bids.warning", "quality.corrupt_image", "quality.empty_image",
-    "quality.inconsistent_geometry", "quality.missing_label", "quality.missing_metadata",
-    "split.unknown_subject", "split.unassigned_subject", "split.identical_folds", "split.fold_integrity",
-    "quality.label_conflict", "leakage.subject_overlap", "leakage.session_overlap", "leakage.duplicate_image",
-    "leakage.near_duplicate_image", "leakage.group_overlap", "leakage.pretrain_overlap",
-    "leakage.no_test_split", "confound.label_site", "shift.label", "shift.covariate", "shift.acquisition",
-    "shift.image",
-})
 
 
 # --------------------------------------------------------------------------- model
@@ -237,9 +233,7 @@ class AuditConfig:
 # --------------------------------------------------------------------------- registry of valid names
 def known_check_ids() -> frozenset[str]:
     """Every check id a configuration may name: the registered ones and the contract's."""
-    from audit.checks.registry import all_checks
-
-    return frozenset({spec.id for spec in all_checks().values()}) | CONTRACT_CHECK_IDS
+    return CHECK_IDS
 
 
 def known_thresholds() -> dict[str, dict[str, Any]]:
@@ -249,9 +243,7 @@ def known_thresholds() -> dict[str, dict[str, Any]]:
     :mod:`audit.checks.registry`), so a check that declares thresholds is
     configurable without touching this file.
     """
-    from audit.checks.registry import all_thresholds
-
-    return all_thresholds()
+    return {k: dict(v) for k, v in sorted(THRESHOLDS.items())}
 
 
 def _lenient_thresholds(table: Any) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:

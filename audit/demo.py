@@ -27,6 +27,7 @@ from audit.fsutil import atomic_write_text
 from audit.splits import SplitPlan, split_dataset
 from audit.synthetic import make_dataset
 from reports.render import render_report
+from train.api import demo_training
 
 __all__ = ["run_demo"]
 
@@ -86,8 +87,6 @@ def run_demo(directory: Path, *, subjects: int = 40, seed: int = 0, force: bool 
     ok = ok and confounded.status == "fail" and bool(confound_errors)
 
     echo(f"[6/{steps}] bidsaudit train: only the certified split may be used")
-    from train.api import demo_training
-
     ok = demo_training(directory, echo=echo) and ok
     maps = directory / "maps" / "report.html"
 

@@ -206,7 +206,9 @@ def _gx() -> Any:
 def _build(suite: Suite) -> list[Any]:
     """The Great Expectations expectation objects; bad types or arguments raise :class:`InputError`."""
     _gx()
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+    from great_expectations.expectations.expectation_configuration import (
+        ExpectationConfiguration,
+    )
 
     out = []
     for i, e in enumerate(suite.expectations):
@@ -225,7 +227,9 @@ def _gx_reason(etype: str, err: Exception) -> str:
     name = type(err).__name__
     if name == "ExpectationNotFoundError":
         try:
-            from great_expectations.expectations.registry import list_registered_expectation_implementations
+            from great_expectations.expectations.registry import (
+                list_registered_expectation_implementations,
+            )
 
             known = list(list_registered_expectation_implementations())
         except Exception:  # pragma: no cover - the registry moved

@@ -43,7 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from audit.values import is_missing, parse_number  # re-exported: the statistics read cells so
+from audit.values import (  # re-exported: the statistics read cells so
+    is_missing,
+    parse_number,
+)
 
 __all__ = [
     "MIN_EXPECTED",

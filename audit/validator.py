@@ -62,8 +62,10 @@ from audit.validatoroutput import (
     iter_json_issues,
     parse_text_output,
     read_json_output,
-    relabel as _relabel,  # the text run moves ignore filters: their issues are relabelled
     summarise_issues,
+)
+from audit.validatoroutput import (
+    relabel as _relabel,  # the text run moves ignore filters: their issues are relabelled
 )
 
 __all__ = [

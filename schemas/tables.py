@@ -12,11 +12,18 @@ is accepted here (``is_missing(..., only_bids=True)``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.pandas as pa
+from audit.values import (
+    BIDS_MISSING,
+    NUMERIC_COLUMNS,
+    PARTICIPANT_RE,
+    is_missing,
+    parse_number,
+)
 
-from audit.values import BIDS_MISSING, NUMERIC_COLUMNS, PARTICIPANT_RE, is_missing, parse_number
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 __all__ = ["participants_schema"]
 
@@ -30,6 +37,8 @@ def _is_number(value: str) -> bool:
 
 def participants_schema(meta: Mapping[str, Any], columns: list[str]) -> pa.DataFrameSchema:
     """Schema for a participants table with ``columns``, described by ``meta``."""
+    import pandera.pandas as pa  # heavy: imported when a participants table is checked
+
     checks: dict[str, pa.Column] = {
         "participant_id": pa.Column(
             str,

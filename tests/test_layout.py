@@ -38,11 +38,12 @@ MAX_LINES = 600
 # train/ and reports/ sit beside the api, under the application floor: only L5 imports them.
 LAYERS: dict[str, tuple[str, float]] = {
     **{m: ("L0", 0) for m in ("audit", "audit.errors", "audit.values", "audit.fsutil", "audit.findings",
-                              "audit.bidsschema", "schemas")},
+                              "audit.bidsschema", "audit.catalogue", "schemas")},
     **{m: ("L1", 1) for m in ("audit.hashing", "audit.config", "audit.bidsindex", "audit.validator", "audit.scanner",
-                              "audit.stats", "audit.images", "audit.splits", "audit.expectations")},
+                              "audit.stats", "audit.images", "audit.splits", "audit.expectations",
+                              "audit.configcheck", "audit.predictors", "audit.validatoroutput")},
     **{m: ("L2", 2) for m in ("audit.context", "audit.checks", "audit.runner", "audit.result", "audit.policy",
-                              "audit.readiness", "audit.certificate")},
+                              "audit.readiness", "audit.rubric", "audit.certificate")},
     "audit.outputs": ("L3", 3),
     "audit.api": ("L4", 4),
     "train": ("train", 4.5),

@@ -18,20 +18,6 @@ refuses training participants), :mod:`train.api` (what the CLI calls).
 
 from __future__ import annotations
 
-from typing import Any
+from train.api import predict, train_model
 
 __all__ = ["predict", "train_model"]
-
-
-def train_model(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`train.api.train_model`."""
-    from train.api import train_model as _train_model
-
-    return _train_model(*args, **kwargs)
-
-
-def predict(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`train.api.predict`."""
-    from train.api import predict as _predict
-
-    return _predict(*args, **kwargs)

@@ -17,9 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import InputError
-from train.config import TrainConfig, check_choices, gate_label, given_settings, parse_fractions
+from train.config import (
+    TrainConfig,
+    check_choices,
+    gate_label,
+    given_settings,
+    parse_fractions,
+)
 from train.distributed import agree, init_distributed, world_size_env
 from train.gate import VERIFY_MODES, GateClosed, open_gate
+from train.predict import (
+    predict as _predict,  # torch is imported inside, after the leak check
+)
 from train.run import RunOptions, TrainSummary, train_gated
 
 __all__ = ["TrainConfig", "TrainSummary", "demo_training", "parse_fractions", "predict", "train_model"]
@@ -139,8 +148,6 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
 
     See :func:`train.predict.predict`.
     """
-    from train.predict import predict as _predict  # torch, after the leak check
-
     dirs = [maps_dirs] if isinstance(maps_dirs, (str, os.PathLike)) else list(maps_dirs)
     return _predict(dirs, data, split_file, output=output, label=label, selection=selection, device=device,
                     bootstrap=bootstrap, threads=threads, echo=echo)

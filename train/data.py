@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from audit.errors import InputError
+from audit.fsutil import atomic_write_bytes
 from train.config import NORMS, RESIZES
+from train.gate import GateClosed
 from train.items import Item
 
 __all__ = [
@@ -119,8 +121,6 @@ class VolumeStore:
             if self.verify and sha256:
                 have = "sha256:" + hashlib.sha256(raw).hexdigest()
                 if have != sha256:
-                    from train.gate import GateClosed
-
                     raise GateClosed("the gate is closed", [f"dataset file {path} changed after the gate opened"])
             vol, zooms = decode_volume(raw, str(full))
             self.zooms[key] = zooms
@@ -128,8 +128,6 @@ class VolumeStore:
             vol.setflags(write=False)
             if disk is not None:
                 import io
-
-                from audit.fsutil import atomic_write_bytes
 
                 buf = io.BytesIO()
                 np.save(buf, vol)

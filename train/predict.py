@@ -224,7 +224,13 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
 def _predict_member(m: MapsFolder, items: list[Any], store: Any, dev: Any, selection: str | None,
                     labelled: bool) -> tuple[dict[str, Any], Any]:
     """Average the predictions of a folder's runs (every fold and seed)."""
-    from train.loop import evaluate, load_torch, n_outputs, point_metrics, prepare_arrays
+    from train.loop import (
+        evaluate,
+        load_torch,
+        n_outputs,
+        point_metrics,
+        prepare_arrays,
+    )
     from train.models import build_model
 
     cfg = m.config

@@ -1,4 +1,4 @@
-"""Check families. Importing this package registers every check.
+"""Check families: importing this package registers every check.
 
 Besides the registry and one module per family, shared modules hold what
 several families use (no family imports another): :mod:`~audit.checks.variables`
@@ -11,9 +11,15 @@ Order matters only for :mod:`audit.checks.late`, which reports problems met by
 lazy reads in the other checks and so must stay last.
 """
 
-from audit.checks import bids, leakage, quality, split  # noqa: F401
-from audit.checks import images  # noqa: F401
-from audit.checks import confound, shift  # noqa: F401
-from audit.checks import content  # noqa: F401
-from audit.checks import expectations  # noqa: F401
-from audit.checks import late  # noqa: F401  (keep last)
+from audit.checks import (  # noqa: F401  # noqa: F401
+    bids,
+    confound,
+    content,  # noqa: F401
+    expectations,  # noqa: F401
+    images,  # noqa: F401
+    late,  # noqa: F401  (keep last)
+    leakage,
+    quality,
+    shift,
+    split,
+)

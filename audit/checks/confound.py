@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from audit.catalogue import THRESHOLDS
 from audit.checks.features import image_features
 from audit.checks.registry import check
 from audit.context import AuditContext
@@ -68,24 +69,6 @@ from audit.values import parse_number
 
 __all__ = ["THRESHOLDS", "measure", "label_site", "scanner_signature"]
 
-#: Default thresholds; override in ``bidsaudit.toml``:
-#: ``[thresholds."confound.label_site"] cramers_v_error = 0.5``.
-THRESHOLDS: dict[str, dict[str, Any]] = {
-    "confound.label_site": {
-        "alpha": 0.05,                 # significance of the association test and of the permutation test
-        # Rea & Parker (1992): V 0.2-0.4 moderate, 0.4-0.6 relatively strong (0.2 is also Deepchecks' limit)
-        "cramers_v_warning": 0.2,
-        "cramers_v_error": 0.4,
-        "accuracy_gain_warning": 0.1,  # site alone beats chance by 10 points of balanced accuracy
-        "accuracy_gain_error": 0.25,   # ... by 25 points (75 % balanced accuracy on two classes)
-        "epsilon2_warning": 0.08,      # continuous label: medium effect of site (Kruskal-Wallis)
-        "epsilon2_error": 0.26,        # continuous label: large effect
-        "n_permutations": 200,
-        "n_splits": 5,
-        "min_subjects": 6,             # fewer participants with label and site: not measured
-        "seed": 0,
-    },
-}
 MAX_SITES_LISTED = 200
 
 

@@ -96,6 +96,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audit.catalogue import THRESHOLDS
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
@@ -114,14 +115,6 @@ THUMBNAIL_PAIRS = 4
 #: The checks whose findings' evidence pairs (``a``/``b`` sides with a ``path``) want those pictures.
 PICTURED = ("leakage.duplicate_image", "leakage.near_duplicate_image")
 
-#: Defaults; override in ``bidsaudit.toml``: ``[thresholds."leakage.near_duplicate_image"] similarity = 0.95``.
-THRESHOLDS: dict[str, dict[str, Any]] = {
-    "leakage.near_duplicate_image": {
-        "similarity": 0.90,       # relative fingerprint similarity (cosine after removing the suffix's mean)
-        "size_tolerance": 0.04,   # largest |log| ratio of the principal spreads (4 %)
-        "patch_overlap": 0.5,     # share of the smaller image's voxel patches that the other holds
-    },
-}
 
 #: Measured by ``bench/bench_neardup.py --separation`` (see the module documentation).
 SEPARATION: dict[str, Any] = {

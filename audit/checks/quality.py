@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
+from schemas.tables import participants_schema
 
 #: Sidecar fields the confound and shift checks rely on to identify a scanner.
 SCANNER_FIELDS = ("Manufacturer", "ManufacturersModelName", "MagneticFieldStrength")
@@ -48,8 +49,6 @@ def participants_table(ctx: AuditContext) -> Iterator[Finding]:
 
 def _schema_failures(table, meta) -> Iterator[Finding]:  # type: ignore[no-untyped-def]
     import pandera.errors as pe
-
-    from schemas.tables import participants_schema
 
     schema = participants_schema(meta, list(table.columns))
     try:

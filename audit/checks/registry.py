@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from audit.catalogue import CHECK_IDS
+from audit.catalogue import THRESHOLDS as CATALOGUE
+
 if TYPE_CHECKING:
     from audit.context import AuditContext
     from audit.findings import Finding, Severity
@@ -49,7 +52,13 @@ THRESHOLDS: dict[str, dict[str, Any]] = {}
 
 
 def shared_thresholds(key: str, defaults: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Declare thresholds shared by several checks (configured as ``[thresholds.<key>]``); returns them."""
+    """Declare thresholds shared by several checks (configured as ``[thresholds.<key>]``); returns them.
+
+    Validated once, here: the table must be the catalogue's (:data:`audit.catalogue.THRESHOLDS`), which
+    the configuration reads without importing any check.
+    """
+    if dict(defaults) != CATALOGUE.get(key):
+        raise RuntimeError(f"thresholds of {key} are not those of audit.catalogue.THRESHOLDS")
     THRESHOLDS.setdefault(key, {}).update(defaults)
     return defaults
 
@@ -61,6 +70,8 @@ def check(id: str, *, default: Severity, needs: Iterable[str] = (),
     Several functions may register under one id (e.g. the id covers more than
     one kind of evidence); the runner runs them all under that id.
     """
+    if id not in CHECK_IDS:
+        raise RuntimeError(f"check id {id} is not in audit.catalogue.CHECK_IDS")
     if thresholds:
         shared_thresholds(id, thresholds)
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audit.catalogue import THRESHOLDS
 from audit.checks.features import image_features
 from audit.checks.variables import (
-    MAX_LEVELS,
     Variable,
     acquisition_variables,
     covariate_variables,
@@ -52,38 +52,13 @@ from audit.stats import (
 if TYPE_CHECKING:
     from audit.context import AuditContext
 
-__all__ = ["THRESHOLDS", "ShiftFamily", "shift_family", "computed_family"]
+__all__ = ["SHIFT_TABLES", "THRESHOLDS", "ShiftFamily", "shift_family", "computed_family"]
 
 
-#: Default thresholds (declared with the checks in :mod:`audit.checks.shift`). Override any of them in ``bidsaudit.toml``:
-#: ``[thresholds."shift.covariate"] smd = 0.3``.
-THRESHOLDS: dict[str, dict[str, Any]] = {
-    # shared by every shift.* check: the one multiple-testing family of the audit
-    "shift": {
-        # Benjamini-Hochberg false discovery rate over every shift test of the audit. When nothing differs,
-        # BH at q bounds the chance of any false discovery by q, and with 300 participants (where the effect
-        # thresholds rarely bind) the measured per-audit rate sits at q itself (5.2 % of 1,000 audits at
-        # q = 0.05): 0.025 keeps false alarms well under 5 % (bench/sim_false_alarms.py).
-        "fdr": 0.025,
-        "min_subjects": 3,        # a side with fewer values is not tested
-        "max_levels": MAX_LEVELS,  # a text column with more levels is an identifier / free text, not tested
-        "equivalence_alpha": 0.05,
-        "n_permutations": 2000,   # permutation chi-square for small expected counts
-        "seed": 0,
-        # "train": each split against the training split (what the model learnt from; the most power);
-        # "all": every pair of splits. Without a split named train, every pair.
-        "pairs": "train",
-    },
-    # prevalence shift: Cohen's "small-to-medium" standardised difference; Deepchecks' label drift limit for V
-    "shift.label": {"smd": 0.25, "cramers_v": 0.15, "wasserstein": 0.3, "equivalence_margin": 0.25},
-    # Stuart (2010): |SMD| > 0.25 is an imbalance worth reporting; Deepchecks' V limit 0.2
-    "shift.covariate": {"smd": 0.25, "cramers_v": 0.2, "wasserstein": 0.3, "equivalence_margin": 0.25,
-                        "test": "mann-whitney"},
-    "shift.acquisition": {"smd": 0.25, "cramers_v": 0.2, "wasserstein": 0.3, "equivalence_margin": 0.25},
-    # Deepchecks' domain-classifier drift limit 0.25 is AUC 0.625; 0.7 (drift 0.4) for small test sets
-    "shift.image": {"auc": 0.7, "n_permutations": 200, "n_splits": 5, "ridge_alpha": 10.0, "top_features": 3},
-}
 
+
+#: The catalogue's threshold tables of the shift family (the shared ``shift`` table first).
+SHIFT_TABLES = ("shift", "shift.label", "shift.covariate", "shift.acquisition", "shift.image")
 
 
 def _seed(base: int, *parts: Any) -> int:
@@ -249,8 +224,8 @@ def computed_family(ctx: AuditContext) -> ShiftFamily | None:
 
 
 def _compute(ctx: AuditContext) -> ShiftFamily:
-    th = {key: ctx.thresholds(key, defaults) for key, defaults in THRESHOLDS.items()}
-    ignored = ctx.config.ignored_overrides(*THRESHOLDS)
+    th = {key: ctx.thresholds(key, THRESHOLDS[key]) for key in SHIFT_TABLES}
+    ignored = ctx.config.ignored_overrides(*SHIFT_TABLES)
     shared = th["shift"]
     assert ctx.splits is not None
     variables = label_variables(ctx, shared) + covariate_variables(ctx, shared)

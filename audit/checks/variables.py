@@ -28,7 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from audit.scanner import SITE_COLUMNS, normalise_key, participant_values, protocol_values
+from audit.catalogue import MAX_LEVELS
+from audit.scanner import (
+    SITE_COLUMNS,
+    normalise_key,
+    participant_values,
+    protocol_values,
+)
 from audit.values import NUMERIC_COLUMNS, is_missing, parse_number
 
 if TYPE_CHECKING:
@@ -41,7 +47,6 @@ __all__ = [
 ]
 
 #: A text column with more levels is an identifier or free text, not compared (the default of ``max_levels``).
-MAX_LEVELS = 20
 #: Columns that are never covariates (identifiers, split bookkeeping).
 NOT_COVARIATES = frozenset({"participant_id", "session_id", "split", "fold", "label", "file", "line"})
 #: Numbers with at most this many distinct values are categories (0/1 codes, field strength).

@@ -24,7 +24,12 @@ from audit.service.deps import get_record, read_upload, require_read, require_wr
 from audit.service.pages import error_page, router
 from audit.service.settings import Settings
 from audit.service.store import STATUSES, Store
-from audit.service.submission import AuditRequest, SubmitError, submit_paths, submit_upload
+from audit.service.submission import (
+    AuditRequest,
+    SubmitError,
+    submit_paths,
+    submit_upload,
+)
 from audit.service.worker import WorkerPool
 from reports.render import render_report
 

@@ -8,7 +8,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from audit.service.deps import TOKEN_COOKIE, get_record, read_upload, require_read, require_write
+from audit.service.deps import (
+    TOKEN_COOKIE,
+    get_record,
+    read_upload,
+    require_read,
+    require_write,
+)
 from audit.service.security import CSRF_COOKIE, csrf_ok, new_csrf_token, token_ok
 from audit.service.store import AuditRecord, Store
 from audit.service.submission import SubmitError, submit_upload
@@ -20,7 +26,7 @@ router = APIRouter(include_in_schema=False)
 
 @functools.lru_cache(maxsize=1)
 def _env() -> Any:
-    from jinja2 import Environment, PackageLoader, ChainableUndefined, select_autoescape
+    from jinja2 import ChainableUndefined, Environment, PackageLoader, select_autoescape
 
     return Environment(loader=PackageLoader("reports", "templates"), undefined=ChainableUndefined,
                        autoescape=select_autoescape(default=True, default_for_string=True),

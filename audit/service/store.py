@@ -1,4 +1,4 @@
-"""Audit records: submit, claim, finish, fail, recover, list. One short transaction per call.
+"""Audit records (submit, claim, finish, fail, recover, list), one short transaction per call.
 
 Claiming is an ``UPDATE ... WHERE status = 'queued'`` checked by its row
 count, so two workers (or two server processes on one PostgreSQL database)

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit.errors import BidsauditError
 from audit.fsutil import atomic_write_bytes
-from audit.service.security import PathRefused, UploadRefused, check_links, confine, safe_upload_name
+from audit.service.security import (
+    PathRefused,
+    UploadRefused,
+    check_links,
+    confine,
+    safe_upload_name,
+)
 from audit.service.settings import Settings
 from audit.service.store import AuditRecord, Store, new_id
 from audit.splits import read_splits

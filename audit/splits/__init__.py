@@ -35,7 +35,14 @@ from audit.splits.model import (
     normalise_session,
     normalise_split_name,
 )
-from audit.splits.plan import LAYOUTS, PARAMS_FILE, SplitError, SplitIntegrityError, SplitPlan, SplitResult
+from audit.splits.plan import (
+    LAYOUTS,
+    PARAMS_FILE,
+    SplitError,
+    SplitIntegrityError,
+    SplitPlan,
+    SplitResult,
+)
 from audit.splits.readers import DEFAULT_LABEL, read_splits, read_table_file
 from audit.splits.write import write_splits
 

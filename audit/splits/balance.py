@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from audit.splits.plan import CATEGORICAL_NAMES, PARAMS_FILE, SplitPlan, SplitResult, _round
+from audit.splits.plan import (
+    CATEGORICAL_NAMES,
+    PARAMS_FILE,
+    SplitPlan,
+    SplitResult,
+    _round,
+)
 from audit.values import NUMERIC_COLUMNS, is_missing, parse_number
 
 __all__ = ["SplitData", "summary"]

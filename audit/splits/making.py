@@ -55,7 +55,14 @@ import numpy as np
 from audit import __version__
 from audit.bidsindex import index_dataset
 from audit.scanner import from_sidecars
-from audit.splits.balance import SplitData, _balance, _cov_block, _Cov, _covariate, _Features
+from audit.splits.balance import (
+    SplitData,
+    _balance,
+    _Cov,
+    _cov_block,
+    _covariate,
+    _Features,
+)
 from audit.splits.plan import (
     DEFAULT_BALANCE,
     LAYOUTS,
@@ -70,7 +77,13 @@ from audit.splits.plan import (
     _suggest,
     check_plan,
 )
-from audit.splits.search import class_counts, quantile_bins, search_folds, search_test, search_validation
+from audit.splits.search import (
+    class_counts,
+    quantile_bins,
+    search_folds,
+    search_test,
+    search_validation,
+)
 from audit.splits.write import write_splits
 from audit.values import is_missing, normalise_participant, parse_number
 

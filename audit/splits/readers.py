@@ -38,7 +38,13 @@ from audit.splits.model import (
     normalise_case_id,
     normalise_split_name,
 )
-from audit.values import PARTICIPANT_RE, SESSION_RE, is_missing, normalise_participant, normalise_session
+from audit.values import (
+    PARTICIPANT_RE,
+    SESSION_RE,
+    is_missing,
+    normalise_participant,
+    normalise_session,
+)
 
 if TYPE_CHECKING:
     import numpy as np

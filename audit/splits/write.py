@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audit.fsutil import atomic_write_text
-from audit.splits.plan import LAYOUTS, PARAMS_FILE, SplitError, SplitIntegrityError, SplitResult, _few
+from audit.splits.plan import (
+    LAYOUTS,
+    PARAMS_FILE,
+    SplitError,
+    SplitIntegrityError,
+    SplitResult,
+    _few,
+)
 from audit.values import normalise_participant
 
 if TYPE_CHECKING:
