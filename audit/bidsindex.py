@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from audit.bidsschema import rules
 from audit.errors import InputError
+from audit.fsutil import read_utf8
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -253,16 +254,7 @@ def entity_pairs(entities: str) -> Iterator[tuple[str, str]]:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file; a malformed one raises :class:`InputError` with line and column."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as err:
-        raise InputError(path, f"cannot read: {err.strerror or err}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise InputError(path, f"invalid UTF-8 byte at offset {err.start}", line=line) from None
+    text = read_utf8(path, bom=True)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

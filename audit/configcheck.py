@@ -26,6 +26,7 @@ except ModuleNotFoundError:  # pragma: no cover  (Python 3.10)
 
 from audit.errors import InputError, did_you_mean
 from audit.findings import normalise_subject
+from audit.fsutil import read_utf8
 
 __all__ = [
     "CheckedTables",
@@ -83,15 +84,7 @@ def check_tables(data: Any, source: str | Path = "bidsaudit.toml", *, prefix: st
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed TOML file and its text (an unreadable or malformed file is an InputError)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise InputError(path, f"cannot read: {err.strerror or err}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise InputError(path, "not UTF-8 text", line=line, expected="a TOML file in UTF-8") from None
+    text = read_utf8(path, expected="a TOML file in UTF-8")
     return loads_toml(text, path), text
 
 

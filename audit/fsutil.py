@@ -1,4 +1,4 @@
-"""Atomic file writes: nothing bidsaudit writes is ever left half-written."""
+"""File access: atomic writes (nothing bidsaudit writes is ever left half-written) and checked text reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,26 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+from audit.errors import InputError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "read_utf8"]
+
+
+def read_utf8(path: str | os.PathLike[str], *, expected: str | None = None, bom: bool = False) -> str:
+    """The text of a UTF-8 file; an unreadable file or an invalid byte is an :class:`InputError` naming the line.
+
+    ``bom`` accepts (and drops) a UTF-8 byte-order mark.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(path, f"cannot read: {err.strerror or err}") from None
+    try:
+        return raw.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise InputError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})", line=line,
+                         expected=expected) from None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
