@@ -65,6 +65,8 @@ class IndexProblem:
     message: str
     line: int | None = None
     column: int | None = None
+    #: ``"warning"`` for what the official validator accepts but is worth fixing (a byte-order mark); else an error.
+    severity: str = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,7 +528,10 @@ def read_bids_tsv(path: Path, relpath: str) -> tuple[pd.DataFrame | None, list[I
     except OSError as err:
         return None, [IndexProblem("unreadable", relpath, f"cannot read: {err.strerror or err}")]
     if raw.startswith(b"\xef\xbb\xbf"):
-        problems.append(IndexProblem("table", relpath, "starts with a UTF-8 byte-order mark (BOM); BIDS TSV files must not", 1, 1))
+        problems.append(IndexProblem(
+            "table", relpath, "starts with a UTF-8 byte-order mark (BOM): read correctly here and accepted by the "
+            "official BIDS validator, but other TSV readers take it into the first column's name; save the file "
+            "as UTF-8 without a BOM (e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)", 1, 1, severity="warning"))
         raw = raw[3:]
     try:
         text = raw.decode("utf-8")

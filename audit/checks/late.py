@@ -18,15 +18,17 @@ def unreadable_file(ctx: AuditContext) -> Iterator[Finding]:
     for p in ctx.index.all_problems():
         if p.kind == "table" and p.path == "participants.tsv":
             continue  # reported by quality.participants_table
-        by_kind[p.kind].append(p)
+        by_kind[p.kind if p.severity == "error" else f"{p.kind}_{p.severity}"].append(p)
     labels = {"malformed_json": "JSON files are malformed", "unreadable": "files or folders cannot be read",
-              "symlink_loop": "symbolic links form a loop", "table": "TSV tables are malformed"}
+              "symlink_loop": "symbolic links form a loop", "table": "TSV tables are malformed",
+              "table_warning": "TSV tables need a fix the official validator does not ask for"}
     for kind, problems in sorted(by_kind.items()):
         first = problems[0]
         where = first.path + (f", line {first.line}" if first.line else "") + (
             f", column {first.column}" if first.column else "")
         yield finding(
             f"{len(problems)} {labels.get(kind, kind)} (first: {where}: {first.message})",
+            severity=None if first.severity == "error" else first.severity,
             subjects=sorted({p.path.split("/", 1)[0] for p in problems if p.path.startswith("sub-")}),
             evidence={"kind": kind, "problems": [
                 {"path": p.path, "line": p.line, "column": p.column, "message": p.message} for p in problems[:20]],

@@ -26,7 +26,7 @@ def participants_table(ctx: AuditContext) -> Iterator[Finding]:
     for p in index.all_problems():
         if p.path == "participants.tsv":
             where = f", line {p.line}" if p.line else ""
-            yield finding(f"participants.tsv{where}: {p.message}",
+            yield finding(f"participants.tsv{where}: {p.message}", severity=None if p.severity == "error" else p.severity,
                           evidence={"file": p.path, "line": p.line, "column": p.column})
     if table is None:
         if not (index.root / "participants.tsv").exists():

@@ -95,8 +95,6 @@ PARTICIPANT_CASES = [
     pytest.param(b"participant_id\tage\nsub-01\t60\nsub-02\t61\nsub-02\t62\nsub-03\t63\n",
                  "repeat a participant_id", id="duplicate-ids"),
     pytest.param(b"participant_id,age\nsub-01,60\nsub-02,61\nsub-03,62\n", "separated by ','", id="comma"),
-    pytest.param(b"\xef\xbb\xbfparticipant_id\tage\nsub-01\t60\nsub-02\t61\nsub-03\t62\n", "byte-order mark",
-                 id="bom"),
     pytest.param(b"participant_id\tage\nsub-01\t60\nsub-02\t6\xff1\nsub-03\t62\n", "line 3", id="invalid-utf8"),
     pytest.param(b"participant_id\tage\n", "header only", id="header-only"),
     pytest.param(b"participant_id\tage\nsub-01\tsixty\nsub-02\t61\nsub-03\t62\n", "column 'age'", id="non-numeric"),
@@ -111,6 +109,19 @@ def test_participants_problems_are_findings_naming_the_file(tmp_path, content, f
     assert res.exit_code == 1, res.output
     messages = [f["message"] for f in data["findings"] if f["check"] == "quality.participants_table"]
     assert any("participants.tsv" in m and fragment in m for m in messages), messages
+
+
+def test_participants_bom_is_a_warning_that_says_how_to_fix_it(tmp_path):
+    # The official validator accepts a UTF-8 byte-order mark: validate must not be stricter than it is.
+    root = make_bids(tmp_path / "ds")
+    (root / "participants.tsv").write_bytes(b"\xef\xbb\xbfparticipant_id\tage\nsub-01\t60\nsub-02\t61\nsub-03\t62\n")
+    res, data = validate_json(tmp_path, root)
+    assert res.exit_code == 0, res.output
+    (f,) = [f for f in data["findings"] if f["check"] == "quality.participants_table"]
+    assert f["severity"] == "warning"
+    assert "byte-order mark" in f["message"] and "without a BOM" in f["message"]
+    assert f["evidence"]["line"] == 1
+    assert data["summary"]["subjects"] == 3  # the table is read all the same
 
 
 def test_participants_levels_from_json(tmp_path):
