@@ -154,10 +154,11 @@ def open_gate(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], *
     Raises
     ------
     InputError
-        ``verify`` is not a mode; the certificate, the dataset or the split
-        input is missing or malformed (and the split files are as certified).
+        ``verify`` is not a mode; the certificate is unreadable or malformed;
+        the dataset or the split input is missing or malformed (and the split
+        files are as certified).
     GateClosed
-        Anything differs from what the certificate records.
+        There is no certificate, or anything differs from what it records.
     """
     if verify not in VERIFY_MODES:
         raise InputError(None, field="--verify", expected=" or ".join(repr(m) for m in VERIFY_MODES),
@@ -167,6 +168,10 @@ def open_gate(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], *
         raise InputError(splits_path, "no such file or folder", field="--splits",
                          expected="split files audited by 'bidsaudit audit'")
     cert_path = certificate_path(splits_path, certificate)
+    if not cert_path.exists():  # the contract: a missing certificate is a closed gate (exit 1), not bad input
+        raise GateClosed(f"the gate is closed: no certificate here ({cert_path})", [
+            "run 'bidsaudit audit DATASET --splits SPLITS' (a passing audit writes the certificate beside the "
+            "split files) or give --certificate PATH"])
     cert = load_certificate(cert_path)
     cert_sha = "sha256:" + hashlib.sha256(cert_path.read_bytes()).hexdigest()
     headline = f"the gate is closed: certificate {cert_path} does not match"

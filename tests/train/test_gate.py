@@ -92,10 +92,24 @@ def test_certificate_is_looked_for_beside_the_split_files(case):
     assert certificate_path(case / "splits" / "train.tsv") == case / "splits" / CERTIFICATE_NAME
     moved = case / "elsewhere.json"
     shutil.move(case / "splits" / CERTIFICATE_NAME, moved)
-    with pytest.raises(InputError, match="no certificate here"):
+    with pytest.raises(GateClosed, match="no certificate here"):  # the contract: a closed gate, exit 1
         _gate(case)
     assert _gate(case, certificate=moved).certificate_path == moved.resolve()
 
+
+
+def test_cli_train_without_a_certificate_is_a_closed_gate_exit_1(case):
+    # contract: "A missing certificate is a closed gate (exit 1); an unreadable or malformed one is exit 2."
+    from tests.builders import invoke
+
+    (case / "splits" / CERTIFICATE_NAME).unlink()
+    res = invoke("train", str(case / "dataset"), "--splits", str(case / "splits"), "--output", str(case / "maps"))
+    assert res.exit_code == 1, res.output
+    assert "no certificate here" in res.output and "Traceback" not in res.output
+    (case / "splits" / CERTIFICATE_NAME).write_text("{not json")
+    res = invoke("train", str(case / "dataset"), "--splits", str(case / "splits"), "--output", str(case / "maps"))
+    assert res.exit_code == 2, res.output
+    assert not (case / "maps").exists()
 
 # ------------------------------------------------------------ split tampers
 def test_editing_a_split_cell_closes_the_gate(case):
@@ -347,8 +361,9 @@ def test_train_refuses_without_a_certificate_before_anything_else(case):
     import train.api
 
     (case / "splits" / CERTIFICATE_NAME).unlink()
-    with pytest.raises(InputError, match="no certificate here"):
+    with pytest.raises(GateClosed, match="no certificate here") as info:  # a closed gate, exit 1
         train.api.train_model(case / "dataset", case / "splits", case / "maps", epochs=1)
+    assert info.value.exit_code == 1
     assert not (case / "maps").exists()
 
 
