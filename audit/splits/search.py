@@ -7,6 +7,7 @@ class mix, size) and repairs a missing class by moving whole groups.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,6 @@ def search_test(d: SplitData, plan: SplitPlan, k: int, need: int) -> tuple[np.nd
 def search_validation(d: SplitData, plan: SplitPlan, k: int, test: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """Per group: -1 test, 0 validation, 1 train."""
     n = len(d.pids)
-    n_groups = len(d.group_names)
     in_rest = ~test[d.g]
     idx = np.flatnonzero(in_rest)
     st = d.feats.sums(test[d.g][None, :])[0]
@@ -109,20 +109,13 @@ def search_validation(d: SplitData, plan: SplitPlan, k: int, test: np.ndarray) -
     best_key: tuple[float, float] | None = None
     best: tuple[int, int, int, np.ndarray] | None = None
     scores: list[float] = []
-    states = stage_states(plan.seed, 2, plan.tries)
-    all_folds = sgkf_batch(d.y[idx], d.g[idx], k, states)
-    for t, state in enumerate(states):
-        fold = all_folds[t]
-        masks = (fold[None, :] == np.arange(k)[:, None]).astype(float)
-        s = masks @ sub
+    for t, state, fold, s, gfold in _candidates(d, plan, idx, k, stage=2):
         train = rtotal - s
         pair = np.concatenate([d.feats.smd(s, train), d.feats.smd(s, st), d.feats.smd(train, st)], axis=-1)
         smd_max = pair.max(-1) if pair.shape[-1] else np.zeros(k)
         ldev = np.maximum.reduce([d.feats.label_dev(s), d.feats.label_dev(train),
                                   np.broadcast_to(d.feats.label_dev(st), (k,))])
         score = smd_max + ldev + np.abs(s[:, 0] / n - plan.val_size)
-        gfold = np.full(n_groups, -1, dtype=np.intp)
-        gfold[d.g[idx]] = fold
         cnt = class_counts(gfold, d.member, k)
         deficit = np.maximum(0, 1 - cnt).sum(1) + np.maximum(0, 1 - (gtotal - cnt)).sum(1)
         for j in range(k):
@@ -146,7 +139,6 @@ def search_validation(d: SplitData, plan: SplitPlan, k: int, test: np.ndarray) -
 def search_folds(d: SplitData, plan: SplitPlan, test: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """Per group: -1 test, else its fold (0..k-1)."""
     k = plan.folds
-    n_groups = len(d.group_names)
     idx = np.flatnonzero(~test[d.g])
     sub = d.feats.matrix[idx]
     ptotal = sub.sum(axis=0)
@@ -154,18 +146,11 @@ def search_folds(d: SplitData, plan: SplitPlan, test: np.ndarray) -> tuple[np.nd
     best_key: tuple[float, float] | None = None
     best: tuple[int, int, np.ndarray] | None = None
     scores: list[float] = []
-    states = stage_states(plan.seed, 3, plan.tries)
-    all_folds = sgkf_batch(d.y[idx], d.g[idx], k, states)
-    for t, state in enumerate(states):
-        fold = all_folds[t]
-        masks = (fold[None, :] == np.arange(k)[:, None]).astype(float)
-        s = masks @ sub
+    for t, state, _fold, s, gfold in _candidates(d, plan, idx, k, stage=3):
         smd = d.feats.smd(s, ptotal - s)
         smd_max = float(smd.max()) if smd.size else 0.0
         score = (smd_max + float(d.feats.label_dev(s).max())
                  + float(np.abs(s[:, 0] / npool - 1 / k).max()))
-        gfold = np.full(n_groups, -1, dtype=np.intp)
-        gfold[d.g[idx]] = fold
         deficit = float(np.maximum(0, 1 - class_counts(gfold, d.member, k)).sum())
         scores.append(score)
         key = (deficit, score)
@@ -181,6 +166,22 @@ def search_folds(d: SplitData, plan: SplitPlan, test: np.ndarray) -> tuple[np.nd
     info = {"candidates": len(scores), "try": t, "random_state": state, "score": _round(best_key[1]),
             "median_score": _round(float(np.median(scores))), "repaired": repaired}
     return parts, info
+
+
+def _candidates(d: SplitData, plan: SplitPlan, idx: np.ndarray, k: int, *, stage: int,
+                ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The search's candidates: per random state of ``stage``, the k folds of the participants ``idx``.
+
+    Yields ``(try, state, fold per participant, (k, F) feature sums per fold, fold per group (-1: not in idx))``.
+    """
+    n_groups = len(d.group_names)
+    sub = d.feats.matrix[idx]
+    states = stage_states(plan.seed, stage, plan.tries)
+    all_folds = sgkf_batch(d.y[idx], d.g[idx], k, states)
+    for t, state in enumerate(states):
+        fold = all_folds[t]
+        masks = (fold[None, :] == np.arange(k)[:, None]).astype(float)
+        yield t, state, fold, masks @ sub, _group_fold(fold, d.g[idx], n_groups)
 
 
 def _repair(parts: np.ndarray, member: np.ndarray, need: np.ndarray, gsize: np.ndarray) -> np.ndarray:
