@@ -1,26 +1,41 @@
-"""The audit result: what ``--json`` writes and the report renders."""
+"""The audit result: what ``--json`` writes and the report renders.
+
+In a notebook a :class:`Result` shows itself: ``_repr_html_`` renders the
+report's summary part inline (:mod:`audit.display`), :meth:`Result.to_frame`
+gives the findings as a pandas DataFrame, and :meth:`Result.save_json` /
+:meth:`Result.save_html` write the JSON result and the summary page
+atomically (:mod:`audit.fsutil`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from audit import __version__
+from audit import __version__, display
 from audit.findings import Finding, Status, _plain
+from audit.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Result", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = "1"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Result:
     """One run's outcome, shaped as the contract's JSON result.
 
     ``dataset``, ``splits``, ``readiness`` and ``summary`` are plain
     dictionaries (already JSON-ready); ``findings`` are sorted, errors first.
+    ``repr()`` is one line (verdict and counts); in Jupyter the result
+    renders its summary (:meth:`_repr_html_`).
     """
 
     command: str
@@ -73,6 +88,41 @@ class Result:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    # ------------------------------------------------------------------ display (notebooks)
+    def __repr__(self) -> str:
+        c = self.counts()
+        name = self.dataset.get("name") if self.dataset else None
+        return (f"<Result {self.command or 'result'} {self.status.upper()}: {c['error']} errors, "
+                f"{c['warning']} warnings, {c['info']} notes" + (f" ({name})" if name else "") + ">")
+
+    def _repr_html_(self) -> str:
+        """The report's summary part, inline (Jupyter calls this); escaped, no script."""
+        return display.summary_html(self.to_dict())
+
+    def to_frame(self) -> pd.DataFrame:
+        """The findings as a pandas DataFrame, one row per finding.
+
+        Columns: ``check``, ``severity``, ``message``, ``splits`` and
+        ``subjects`` (tuples), ``n_subjects``, then the evidence's scalar
+        figures (p-values, effect sizes, counts, thresholds), one column per
+        key (see :func:`audit.display.findings_frame`).
+        """
+        return display.findings_frame(self.to_dict())
+
+    def save_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON result (what ``--json`` writes), atomically; returns the path."""
+        return atomic_write_text(path, self.to_json())
+
+    def save_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the summary page (what the notebook shows), atomically; returns the path.
+
+        The full report (charts, duplicate pictures, reproduce block) is
+        rendered by ``reports/``, which only the command line imports:
+        ``bidsaudit report RESULT.json --output report.html`` on a file
+        written by :meth:`save_json`.
+        """
+        return atomic_write_text(path, display.summary_page(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Result:
