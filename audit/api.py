@@ -1,7 +1,26 @@
-"""Library entry points behind the CLI commands (the CLI only parses and prints)."""
+"""The Python API: one function per command, and the library entry points behind the CLI.
+
+For researchers (documented in ``docs/python.md``, doctested there):
+:func:`validate`, :func:`audit`, :func:`readiness` and :func:`split` take the
+options of the matching ``bidsaudit`` command as keyword arguments, with the
+same names (``--no-validator`` is ``no_validator=``) and the same defaults;
+they print nothing and write nothing but what the command writes besides its
+reports (the certificate of a passing audit, the split files). They return
+a :class:`~audit.result.Result`, which shows itself in a notebook
+(``split`` returns a :class:`SplitOutput`). A dataset is a folder (``str``
+or path) or a pybids ``bids.BIDSLayout``, whose root is audited. Errors are
+the one tree of :mod:`audit.errors`: bad input is an
+:class:`~audit.errors.InputError`, a validator that cannot run a
+:class:`~audit.errors.ValidatorError`; a finding is never an exception.
+
+For front ends (the CLI, the service, ``train/``): :func:`validate_dataset`,
+:func:`audit_splits` and :func:`readiness_dataset` take a ready
+:class:`~audit.config.AuditOptions`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -9,8 +28,9 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from audit import __version__
 from audit import (
@@ -18,8 +38,10 @@ from audit import (
 )
 from audit.bidsindex import index_dataset
 from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
+from audit.config import load_options
 from audit.context import AuditContext, AuditOptions
 from audit.errors import InputError, did_you_mean
+from audit.expectations import load_suites
 from audit.images.thumbnails import with_pair_pictures
 from audit.outputs.distributions import split_distributions
 from audit.policy import apply_policy
@@ -27,23 +49,231 @@ from audit.readiness import readiness_for
 from audit.result import Result
 from audit.runner import build_result, run_checks
 from audit.scanner import from_sidecars
-from audit.splits import read_splits
+from audit.splits import SplitPlan, SplitResult, read_splits, split_dataset
 from audit.validator import run_validator
 
 __all__ = [
     "AUDIT_FAMILIES",
+    "SplitOutput",
     "VALIDATE_FAMILIES",
+    "audit",
     "audit_splits",
     "certify",
     "dataset_block",
+    "dataset_path",
     "dataset_summary",
     "overlap_matrices",
     "read_pretrain",
+    "readiness",
     "readiness_dataset",
     "reproduce_block",
+    "split",
     "splits_block",
+    "validate",
     "validate_dataset",
 ]
+
+PathLike = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------- the Python API
+def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_config: PathLike | None = None,
+             no_validator: bool = False, workers: int | None = None, config: PathLike | None = None,
+             expectations: Sequence[PathLike] | None = None) -> Result:
+    """BIDS validity (the official validator) plus the checks that need no split: ``bidsaudit validate``.
+
+    Parameters
+    ----------
+    dataset : str, path or bids.BIDSLayout
+        The dataset folder (a layout: its root).
+    ignore_nifti_headers : bool
+        Images are placeholders: do not read their content.
+    validator_config : path, optional
+        The official validator's JSON configuration (ignored codes).
+    no_validator : bool
+        Skip the official validator.
+    workers : int, optional
+        Image workers (default: all cores).
+    config : path, optional
+        A ``bidsaudit.toml`` (default: found beside the dataset).
+    expectations : list of paths, optional
+        Great Expectations suites (the ``expectations`` extra).
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    InputError
+        No such dataset, no ``dataset_description.json``, a bad option or file.
+    ValidatorError
+        The official validator could not run (``no_validator=True`` skips it).
+    """
+    root = dataset_path(dataset)
+    _check_validator_config(validator_config)
+    options = _options(root, None, config, ignore_nifti_headers=ignore_nifti_headers,
+                       validator_config=None if validator_config is None else Path(validator_config),
+                       run_validator=not no_validator, workers=workers, expectations=_suites(expectations))
+    return validate_dataset(root, options)
+
+
+def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str | None = None,
+          group: str | None = None, pretrain: PathLike | None = None, ignore_nifti_headers: bool = False,
+          validator_config: PathLike | None = None, no_validator: bool = False, workers: int | None = None,
+          scheduler: str | None = None, certificate: PathLike | None = None, no_certificate: bool = False,
+          config: PathLike | None = None, expectations: Sequence[PathLike] | None = None) -> Result:
+    """Leakage, split integrity, confounds, shift and readiness of split files: ``bidsaudit audit``.
+
+    Parameters
+    ----------
+    dataset : str, path, bids.BIDSLayout or None
+        The dataset (``None``: a reviewer's audit of split files alone).
+    splits : path
+        A folder of split TSV/CSV files, one table with a ``split`` column,
+        a ClinicaDL ``split-N/`` layout or nnU-Net's ``splits_final.json``.
+    label, site, group : str, optional
+        Columns: the task's label (default ``diagnosis`` if present), the
+        site (default: scanners from the sidecars), related participants.
+    pretrain : path, optional
+        Participants used for pretraining (a split TSV or a model folder).
+    certificate : path, optional
+        Where the certificate of a passing audit goes (default: beside the
+        split files); ``no_certificate=True`` writes none. The path written
+        is ``result.attachments["certificate"]`` (``None`` when none was);
+        when the default place cannot be written, the audit's verdict
+        stands and ``result.attachments["certificate_note"]`` says why.
+    ignore_nifti_headers, validator_config, no_validator, workers, config, expectations
+        As for :func:`validate`.
+    scheduler : str, optional
+        A dask.distributed scheduler address for the image pass.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    InputError
+        Unreadable or ambiguous split files, a column that is not there (with
+        the nearest name), an explicit certificate path that cannot be written.
+    """
+    root = None if dataset is None else dataset_path(dataset)
+    _check_validator_config(validator_config)
+    options = _options(root, Path(splits), config, label=label, site=site, group=group,
+                       pretrain=None if pretrain is None else str(pretrain),
+                       ignore_nifti_headers=ignore_nifti_headers,
+                       validator_config=None if validator_config is None else Path(validator_config),
+                       run_validator=not no_validator, workers=workers, scheduler=scheduler,
+                       expectations=_suites(expectations))
+    result = audit_splits(root, splits, options)
+    written: str | None = None
+    note: str | None = None
+    if result.status == "pass" and not no_certificate:
+        try:
+            written = str(certify(result, options, splits, None if certificate is None else Path(certificate)))
+        except OSError as err:
+            if certificate is not None:  # asked for: not writing it is a failure to run, as in the CLI
+                raise InputError(certificate, f"cannot write the certificate: {err.strerror or err}") from None
+            note = (f"Certificate not written: cannot write beside the split files ({err.strerror or err}); "
+                    "give certificate=PATH")
+    return dataclasses.replace(result, attachments={**result.attachments, "certificate": written,
+                                                    "certificate_note": note})
+
+
+def readiness(dataset: Any, *, label: str | None = None, site: str | None = None,
+              ignore_nifti_headers: bool = False, no_validator: bool = False, config: PathLike | None = None,
+              expectations: Sequence[PathLike] | None = None) -> Result:
+    """Data readiness score (0-100) and level for a learning task on ``label``: ``bidsaudit readiness``.
+
+    ``label`` defaults to ``diagnosis`` (or the configuration's column);
+    the other options are those of :func:`validate`. Raises
+    :class:`~audit.errors.InputError` when ``participants.tsv`` has no such
+    column (naming the nearest one).
+    """
+    root = dataset_path(dataset)
+    options = _options(root, None, config, label=label or "diagnosis", site=site,
+                       ignore_nifti_headers=ignore_nifti_headers, run_validator=not no_validator,
+                       expectations=_suites(expectations))
+    return readiness_dataset(root, options)
+
+
+class SplitOutput(NamedTuple):
+    """What :func:`split` made: the split, the folder written and every file in it (unpacks as a tuple)."""
+
+    split: SplitResult
+    folder: Path
+    files: list[Path]
+
+
+def split(dataset: Any, *, label: str = "diagnosis", output: PathLike = "splits", group: str | None = None,
+          test_size: float = 0.2, val_size: float = 0.2, folds: int = 0, seed: int = 0,
+          balance: str | Sequence[str] = "age,sex,site", layout: str = "both") -> SplitOutput:
+    """Write leak-free, stratified, subject-level (or group-level) splits: ``bidsaudit split``.
+
+    Returns a :class:`SplitOutput` ``(split, folder, files)``: the
+    :class:`~audit.splits.SplitResult` (assignments, balance, parameters),
+    the ``output`` folder (give it to :func:`audit` as ``splits``) and the
+    files written. ``balance`` is a comma-separated string, as on the
+    command line, or a list of columns. Raises
+    :class:`~audit.errors.SplitError` for a split that cannot be made.
+    """
+    root = dataset_path(dataset)
+    columns = balance.split(",") if isinstance(balance, str) else list(balance)
+    plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
+                     balance=tuple(c.strip() for c in columns if c.strip()))
+    result, files = split_dataset(root, plan, output, layout=layout)
+    return SplitOutput(result, Path(output), list(files))
+
+
+def dataset_path(dataset: Any) -> Path:
+    """The folder of a dataset given as a path or as a pybids ``BIDSLayout`` (its ``root``).
+
+    A layout is recognised by its class's module (``bids.*``) and its
+    ``root``, without importing pybids. What the layout was built with
+    (``validate``, ``ignore`` patterns, derivatives) selects what *pybids*
+    lists; bidsaudit audits the raw dataset at the root, minus what its
+    ``.bidsignore`` names, and reports non-BIDS files instead of dropping
+    them (see ``docs/python.md``).
+
+    >>> dataset_path("ds001").name
+    'ds001'
+    >>> dataset_path(3)
+    Traceback (most recent call last):
+    ...
+    audit.errors.InputError: dataset: expected a dataset folder (str or path) or a pybids bids.BIDSLayout, got int
+    """
+    if isinstance(dataset, (str, os.PathLike)):
+        return Path(dataset)
+    kind = type(dataset)
+    if kind.__module__.split(".")[0] == "bids" and isinstance(getattr(dataset, "root", None), (str, os.PathLike)):
+        return Path(dataset.root)
+    raise InputError(None, field="dataset", expected="a dataset folder (str or path) or a pybids bids.BIDSLayout",
+                     got=kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}")
+
+
+def _options(dataset: Path | None, splits: Path | None, config: PathLike | None, **kwargs: Any) -> AuditOptions:
+    """The command's options with the configuration applied, as the CLI builds them (its notes are not printed)."""
+    options, _notes = load_options(dataset if dataset is not None and dataset.is_dir() else None, splits,
+                                   None if config is None else Path(config), **kwargs)
+    return options
+
+
+def _suites(expectations: Sequence[PathLike] | None) -> tuple[str, ...]:
+    """Read and check the suites before any work (a bad one is an InputError), as the CLI does."""
+    if not expectations:
+        return ()
+    paths = [Path(p) for p in ([expectations] if isinstance(expectations, (str, os.PathLike)) else expectations)]
+    load_suites(paths)
+    return tuple(str(p) for p in paths)
+
+
+def _check_validator_config(path: PathLike | None) -> None:
+    if path is not None and not Path(path).is_file():
+        raise InputError(path, "no such file", field="validator_config", expected="the validator's JSON config file")
+
+
+# --------------------------------------------------------------------------- front ends' entry points
 
 VALIDATE_FAMILIES = ("bids", "quality", "expectations")
 

@@ -3,6 +3,14 @@
 import audit.api
 
 PUBLIC = [
+    # the Python API (docs/python.md): one function per command, options as keyword arguments
+    "validate",
+    "audit",
+    "readiness",
+    "split",
+    "SplitOutput",
+    "dataset_path",
+    # the front ends' entry points (the CLI, the service, train/)
     "AUDIT_FAMILIES",
     "VALIDATE_FAMILIES",
     "audit_splits",
