@@ -27,8 +27,9 @@ report, with charts and pictures, stays the CLI's (``--html`` or
 >>> page = summary_html(doc)
 >>> "FAIL" in page and "sub-&lt;script&gt;" in page and "<script" not in page
 True
->>> main_figures({"p_value": 0.01, "table": {"a": 1}, "thumbnail_png": "iVBOR", "label": "dx"})
-{'p_value': 0.01, 'label': 'dx'}
+>>> main_figures({"label": "dx", "association": {"test": "chi2", "cramers_v": 0.68, "p_value": 0.0005},
+...               "thresholds": {"alpha": 0.05}, "pairs": [1, 2], "thumbnail_png": "iVBOR"})
+{'label': 'dx', 'association.cramers_v': 0.68, 'association.p_value': 0.0005}
 """
 
 from __future__ import annotations
@@ -78,12 +79,28 @@ def _is_scalar(value: Any) -> bool:
 
 
 def main_figures(evidence: Any) -> dict[str, Any]:
-    """The scalar figures of a finding's evidence (statistics, counts, thresholds, names), pictures left out."""
+    """The figures of a finding's evidence: its scalars, and the numbers one level down as ``key.name``.
+
+    Statistics usually sit one level down (``association.cramers_v``,
+    ``classifier.score``); the configuration (``thresholds``), descriptions
+    of where a figure came from (``site_source``) and pictures are left out.
+    """
     if not isinstance(evidence, Mapping):
         return {}
-    return {str(k): v for k, v in evidence.items()
-            if k != "thumbnail_png" and _is_scalar(v) and v is not None
-            and not (isinstance(v, str) and len(v) > 200)}
+    out: dict[str, Any] = {}
+    for key, value in evidence.items():
+        if key in _NOT_FIGURES:
+            continue
+        if isinstance(value, Mapping):
+            for inner, v in value.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    out[f"{key}.{inner}"] = v
+        elif value is not None and _is_scalar(value) and not (isinstance(value, str) and len(value) > 200):
+            out[str(key)] = value
+    return out
+
+
+_NOT_FIGURES = frozenset({"thumbnail_png", "thresholds", "site_source"})
 
 
 def _pretty(value: Any) -> str:

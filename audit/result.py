@@ -104,9 +104,9 @@ class Result:
         """The findings as a pandas DataFrame, one row per finding.
 
         Columns: ``check``, ``severity``, ``message``, ``splits`` and
-        ``subjects`` (tuples), ``n_subjects``, then the evidence's scalar
-        figures (p-values, effect sizes, counts, thresholds), one column per
-        key (see :func:`audit.display.findings_frame`).
+        ``subjects`` (tuples), ``n_subjects``, then the evidence's figures
+        (counts, p-values, effect sizes: ``association.cramers_v``), one
+        column per figure (see :func:`audit.display.main_figures`).
         """
         return display.findings_frame(self.to_dict())
 

@@ -38,7 +38,7 @@ def hostile_result() -> Result:
                 evidence={"count": 2, "p_value": 0.001, "Manufacturer": PAYLOADS[1],
                           "table": {PAYLOADS[2]: [PAYLOADS[1], 1.5]}, "thumbnail_png": "iVBORw0KGgo" + "A" * 20}),
         Finding("shift.covariate", "warning", f"age differs ({PAYLOADS[1]})", splits=("train", "test"),
-                evidence={"smd": 0.61, "threshold": 0.3}),
+                evidence={"smd": 0.61, "detectable": {"smd": 2.0, "split": "test"}, "thresholds": {"smd": 0.3}}),
         Finding("split.unassigned_subject", "info", "1 participant is in no split", subjects=("sub-07",)),
     )
     return Result(command="audit", findings=findings, dataset={"name": PAYLOADS[1], "path": "/x"},
@@ -78,6 +78,8 @@ def test_to_frame_has_one_row_per_finding_with_the_evidence_figures():
     assert row.splits == ("train", "test") and row.n_subjects == len(PAYLOADS) and row.p_value == 0.001
     assert "table" not in frame.columns and "thumbnail_png" not in frame.columns  # figures, not structures
     assert frame.loc[frame.check == "shift.covariate", "smd"].item() == 0.61
+    assert frame.loc[frame.check == "shift.covariate", "detectable.smd"].item() == 2.0
+    assert "thresholds.smd" not in frame.columns and "detectable.split" not in frame.columns
     assert frame[frame.severity == "error"].check.tolist() == ["leakage.subject_overlap"]
     empty = Result(command="validate", findings=()).to_frame()
     assert empty.empty and list(empty.columns) == list(display.FRAME_COLUMNS)
