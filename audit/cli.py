@@ -399,7 +399,7 @@ def train(
     seeds: Annotated[Optional[int], typer.Option("--seeds", min=1, help="Repeat with N seeds (mean ± sd).")]
     = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 1e-3, Adam).")] = None,
     verify: Annotated[str, typer.Option("--verify", help="cache (size, mtime, inode) or full (re-hash every "
                                         "file).")] = "cache",
     require_signature: Annotated[bool, typer.Option("--require-signature", help="Refuse a certificate without a "

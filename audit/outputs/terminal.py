@@ -67,8 +67,9 @@ def shorten_paths(text: str, cwd: str | None = None) -> str:
 
 def wrap(text: str, width: int, indent: str, *, max_lines: int = MAX_LINES_PER_MESSAGE) -> list[str]:
     """``text`` wrapped to ``width`` under ``indent``; at most ``max_lines`` lines, the last ending in ``…``."""
-    lines = textwrap.wrap(text, width=max(width - len(indent), 20), break_long_words=True,
-                          break_on_hyphens=False) or [""]
+    text = re.sub(r"\.\.\. and \d+ more", lambda m: m.group(0).replace(" ", "\xa0"), text)  # kept on one line
+    lines = [line.replace("\xa0", " ") for line in textwrap.wrap(
+        text, width=max(width - len(indent), 20), break_long_words=True, break_on_hyphens=False)] or [""]
     if len(lines) > max_lines:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][: max(width - len(indent) - 2, 10)] + " …"
