@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["Line", "plural", "verdict_line", "summary_lines", "print_lines", "use_colour", "shorten_paths",
-           "wrap", "cap", "working", "interactive", "MAX_NOTES", "MAX_FINDINGS"]
+           "wrap", "cap", "hints", "working", "interactive", "MAX_NOTES", "MAX_FINDINGS"]
 
 MAX_NOTES = 5  # info findings shown; the rest are counted
 MAX_FINDINGS = 30  # error and warning findings shown
@@ -88,7 +88,7 @@ def _finding_lines(f: Mapping[str, Any], width: int, cwd: str | None) -> list[Li
     body = shorten_paths(str(f.get("message", "")), cwd)
     if len(head) + len(body) <= width:
         return [(_STYLES.get(sev, ""), head + body)]
-    first, *rest = wrap(body, width, " " * len(head))
+    first, *rest = wrap(body, width, " " * len(head), max_lines={"error": 8, "info": 3}.get(sev, MAX_LINES_PER_MESSAGE))
     return [(_STYLES.get(sev, ""), head + first.lstrip())] + [("", line) for line in rest]
 
 
@@ -115,12 +115,33 @@ def summary_lines(doc: Mapping[str, Any], *, width: int = 100, quiet: bool = Fal
         until = f" (until {w['expires']})" if w.get("expires") else ""
         text = f"  {w.get('status', 'waived'):<7} {w.get('check', ''):<28} {who}: {w.get('reason', '')}{until}"
         out += [("waived", line) for line in wrap(text, width, "", max_lines=3)]
+    out += [("muted", line) for hint in hints(doc) for line in wrap("hint: " + hint, width, "  ", max_lines=3)]
     readiness = doc.get("readiness") or {}
     if readiness.get("level"):
         out.append(("", f"  readiness {readiness['level']} ({readiness.get('level_name', '')}), "
                         f"score {readiness.get('score', 0):.1f}/100"))
         for step in list(readiness.get("next_steps") or [])[:3]:
             out += [("muted", line) for line in wrap(f"next: {step}", width, "    ", max_lines=2)]
+    return out
+
+
+def hints(doc: Mapping[str, Any]) -> list[str]:
+    """What to try next when the findings say the images are placeholders or absent (bids-examples, DataLad).
+
+    >>> hints({"findings": [{"check": "bids.invalid", "message": "EMPTY_FILE: 80 issues"}]})[0][:38]
+    'images are empty placeholders (as in b'
+    """
+    found = [f for f in doc.get("findings") or [] if isinstance(f, Mapping)]
+    out = []
+    empty = any(f.get("check") == "bids.invalid" and "EMPTY_FILE" in str(f.get("message", "")) for f in found)
+    absent = any(f.get("check") == "quality.absent_images" for f in found)
+    if empty:
+        out.append("images are empty placeholders (as in bids-examples)? Give --ignore-nifti-headers and the "
+                   "validator config that ignores EMPTY_FILE, e.g. --validator-config "
+                   "bids-examples/default-config.json")
+    if absent:
+        out.append("image content is absent (a DataLad/git-annex clone): 'datalad get' the images, or audit the "
+                   "metadata alone with --ignore-nifti-headers")
     return out
 
 

@@ -54,7 +54,7 @@ def test_long_messages_wrap_and_paths_are_relative(tmp_path):
     assert all(len(t) <= 90 for t in lines), [len(t) for t in lines]
     text = "\n".join(lines)
     assert str(tmp_path) not in text and "data/sub-00/anat" in text
-    assert len(lines) <= 1 + 4 and lines[-1].endswith("…")  # capped at 4 lines a message
+    assert len(lines) <= 1 + 8 and lines[-1].endswith("…")  # an error capped at 8 lines
     assert shorten_paths("/a/b/c and /a/bc", "/a/b") == "c and /a/bc"
 
 
