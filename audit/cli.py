@@ -36,6 +36,7 @@ from audit.fsutil import atomic_write_text
 from audit.outputs.github import annotations, step_summary
 from audit.outputs.junit import junit_xml
 from audit.outputs.sarif import sarif_json
+from audit.outputs.terminal import default_stem, print_lines, summary_lines, terminal_width, working
 from audit.service.settings import (
     TOKEN_ENV,
     Settings,
@@ -106,10 +107,11 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text: the sum
                                                  case_sensitive=False)]
 
 
-def configured(dataset: Path | None, splits: Path | None, config_path: Path | None, **kwargs: object) -> AuditOptions:
-    """The command's options with the configuration file applied; says on stderr which file was read."""
+def configured(dataset: Path | None, splits: Path | None, config_path: Path | None, *, quiet: bool = False,
+               **kwargs: object) -> AuditOptions:
+    """The command's options with the configuration file applied; says on stderr which file was read (not with -q)."""
     options, notes = load_options(dataset, splits, config_path, **kwargs)
-    for note in notes:
+    for note in notes if not quiet else ():
         typer.echo(note, err=True)
     return options
 
@@ -170,7 +172,8 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
     (on stderr when ``--json -`` holds stdout); ``--sarif`` and the annotations
     give paths relative to the working directory (the repository checkout in CI).
     """
-    if json_out is None and html_out is None:
+    if json_out is None and html_out is None:  # <dataset>-<command>: another dataset's results stay
+        stem = default_stem(result.to_dict(), stem, out_dir)
         json_out = str(out_dir / f"{stem}.json")
         html_out = out_dir / f"{stem}.html"
     written = []
@@ -193,7 +196,7 @@ def emit(result: Result, *, json_out: str | None, html_out: Path | None, out_dir
     if json_out == "-":
         return
     print_summary(result, quiet=quiet)
-    for what, path in written:
+    for what, path in written if not quiet else ():
         typer.echo(f"{what}: {path}")
 
 
@@ -210,28 +213,13 @@ def _append_step_summary(result: Result) -> None:
 
 
 def print_summary(result: Result, *, quiet: bool = False) -> None:
-    counts = result.counts()
-    verdict = "PASS" if result.status == "pass" else "FAIL"
-    typer.echo(f"{verdict}: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes"
-               + (f" ({result.dataset['name']})" if result.dataset else ""))
-    if quiet:
-        return
-    for f in result.findings:
-        if f.severity == "info":
-            continue
-        typer.echo(f"  {f.severity:<7} {f.check:<28} {f.message}")
-    for s in result.skipped:
-        typer.echo(f"  skipped {s['check']:<28} {s['reason']}")
-    for w in result.waivers:
-        who = ", ".join(w.get("subjects") or []) or "whole check"
-        until = f" (until {w['expires']})" if w.get("expires") else ""
-        typer.echo(f"  {w.get('status', 'waived'):<7} {w.get('check', ''):<28} {who}: {w.get('reason', '')}{until}")
-    readiness = result.readiness or {}
-    if readiness.get("level"):
-        typer.echo(f"  readiness {readiness['level']} ({readiness.get('level_name', '')}), "
-                   f"score {readiness.get('score', 0):.1f}/100")
-        for step in list(readiness.get("next_steps") or [])[:3]:
-            typer.echo(f"    next: {step}")
+    """The terminal summary (:mod:`audit.outputs.terminal`): colour on a terminal only; ``-q``: the verdict line."""
+    print_lines(summary_lines(result.to_dict(), quiet=quiet, width=terminal_width(sys.stdout)), sys.stdout)
+
+
+def busy(description: str, *, quiet: bool, json_out: str | None, fmt: OutputFormat):  # type: ignore[no-untyped-def]
+    """A spinner with elapsed time on a watched terminal; never with -q, --json -, --format github or in CI."""
+    return working(description, enabled=not quiet and json_out != "-" and fmt == OutputFormat.text)
 
 
 @app.command()
@@ -257,11 +245,12 @@ def validate(
         if validator_config is not None and not validator_config.is_file():
             raise InputError(validator_config, "no such file", field="--validator-config",
                              expected="the validator's JSON config file")
-        options = configured(dataset if dataset.is_dir() else None, None, config,
+        options = configured(dataset if dataset.is_dir() else None, None, config, quiet=quiet,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers,
                                expectations=suite_paths(expectations))
-        result = validate_dataset(dataset, options)
+        with busy(f"validating {dataset} (validator, images, tables)", quiet=quiet, json_out=json_out, fmt=fmt):
+            result = validate_dataset(dataset, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
     raise typer.Exit(result.exit_code)
@@ -308,12 +297,14 @@ def audit(
         if str(splits) == "--":
             raise InputError(None, "missing option", field="--splits", expected="the split files to audit")
         options = configured(dataset if dataset is not None and dataset.is_dir() else None, splits, config,
-                               label=label, site=site, group=group,
+                               quiet=quiet, label=label, site=site, group=group,
                                pretrain=str(pretrain) if pretrain else None,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers, scheduler=scheduler,
                                expectations=suite_paths(expectations))
-        result = audit_splits(dataset, splits, options)
+        with busy(f"auditing {splits}" + (f" against {dataset}" if dataset else ""), quiet=quiet, json_out=json_out,
+                  fmt=fmt):
+            result = audit_splits(dataset, splits, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
         if result.status == "pass" and not no_certificate:
@@ -327,7 +318,7 @@ def audit(
                 typer.echo(f"Certificate not written: cannot write beside the split files ({err.strerror or err}); "
                            "give --certificate PATH", err=True)
             else:
-                if json_out != "-":
+                if json_out != "-" and not quiet:
                     typer.echo(f"Certificate: {path}")
     raise typer.Exit(result.exit_code)
 
@@ -353,10 +344,12 @@ def readiness(
 ) -> None:
     """Data readiness score (0-100) and level for a learning task on label column COL."""
     with reported_errors():
-        options = configured(dataset if dataset.is_dir() else None, None, config, label=label or "diagnosis",
+        options = configured(dataset if dataset.is_dir() else None, None, config, quiet=quiet,
+                               label=label or "diagnosis",
                                site=site, ignore_nifti_headers=ignore_nifti_headers,
                                run_validator=not no_validator, expectations=suite_paths(expectations))
-        result = readiness_dataset(dataset, options)
+        with busy(f"measuring readiness of {dataset}", quiet=quiet, json_out=json_out, fmt=fmt):
+            result = readiness_dataset(dataset, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="readiness", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
     raise typer.Exit(result.exit_code)
@@ -406,7 +399,7 @@ def train(
     seeds: Annotated[Optional[int], typer.Option("--seeds", min=1, help="Repeat with N seeds (mean ± sd).")]
     = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 1e-3, Adam).")] = None,
     verify: Annotated[str, typer.Option("--verify", help="cache (size, mtime, inode) or full (re-hash every "
                                         "file).")] = "cache",
     require_signature: Annotated[bool, typer.Option("--require-signature", help="Refuse a certificate without a "

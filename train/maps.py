@@ -69,10 +69,11 @@ def environment() -> dict[str, Any]:
             "platform": platform.platform(), "packages": dict(sorted(dists.items(), key=lambda kv: kv[0].lower()))}
 
 
-def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
-    """Write a TSV atomically (``n/a`` for missing values, floats with 6 significant digits)."""
+def write_tsv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, delimiter: str = "\t") -> Path:
+    """Write a TSV (or, with ``delimiter=","``, a CSV) atomically (``n/a`` for missing values, floats with 6
+    significant digits)."""
     buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w = csv.writer(buf, delimiter=delimiter, lineterminator="\n")
     w.writerow(header)
     for r in rows:
         w.writerow(["n/a" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in r])

@@ -105,8 +105,11 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
     split_file : path-like
         The participants to predict (any split input; every table is used).
     output : path-like, optional
-        Default: ``<first MAPS>/predictions/<split file stem>`` (``-ensemble``
-        appended for several folders). Must not hold earlier predictions.
+        A file name ending in ``.tsv``, ``.csv`` or ``.txt`` is the predictions
+        file (metrics beside it, ``<stem>.metrics.json``); anything else is a
+        folder (``predictions.tsv``, ``metrics.json``). Default:
+        ``<first MAPS>/predictions/<split file stem>`` (``-ensemble`` appended
+        for several folders). Must not hold earlier predictions.
     label : str, optional
         Label column (default: the one the models were trained on).
     selection : {"loss", "metric"}, optional
@@ -182,8 +185,10 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
 
     out_dir = Path(output) if output else members[0].root / "predictions" / (
         split_path.stem + ("-ensemble" if len(members) > 1 else ""))
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise InputError(out_dir, "already holds predictions", expected="a new output folder (--output)")
+    pred_path, metrics_path = output_paths(out_dir)
+    if pred_path.exists() or (out_dir.is_dir() and any(out_dir.iterdir())):
+        raise InputError(pred_path if pred_path.exists() else out_dir, "already holds predictions",
+                         expected="a new output file or folder (--output)")
 
     store = VolumeStore(index.root)
     old_threads = torch.get_num_threads()
@@ -207,18 +212,35 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]], data: str | os.PathLike
     cfg_eval = dataclasses.replace(members[0].config, bootstrap=bootstrap)
     head, rows = prediction_rows(cfg_eval, prep0, combined, items) if labelled or cfg0.task not in (
         "classification", "regression") else _unlabelled_rows(cfg_eval, prep0, combined, items)
-    write_tsv(out_dir / "predictions.tsv", head, rows)
+    write_tsv(pred_path, head, rows, delimiter="," if pred_path.suffix.lower() == ".csv" else "\t")
     metrics = None
     if labelled:
         metrics = metrics_with_ci(cfg_eval, prep0, combined, items, seed=0)
     else:
         notes.append("the split file and participants.tsv carry no label for some images: no metrics")
-    write_json(out_dir / "metrics.json", {
+    write_json(metrics_path, {
         "split_file": str(split_path.resolve()), "dataset": str(index.root), "task": cfg0.task,
         "members": [str(m.root.resolve()) for m in members], "n_images": len(items),
         "n_participants": len({it.participant_id for it in items}), "metrics": metrics,
         "per_member": per_member, "notes": notes})
-    return PredictSummary(out_dir, cfg0.task, [m.root for m in members], len(items), metrics, per_member, notes)
+    return PredictSummary(pred_path, cfg0.task, [m.root for m in members], len(items), metrics, per_member, notes)
+
+
+FILE_SUFFIXES = (".tsv", ".csv", ".txt")
+
+
+def output_paths(output: Path) -> tuple[Path, Path]:
+    """Where predictions and metrics go: ``FILE`` and ``FILE``'s stem + ``.metrics.json`` for a file name
+    (``preds.tsv``, ``preds.csv``), else ``predictions.tsv`` and ``metrics.json`` inside the folder.
+
+    >>> [str(p) for p in output_paths(Path("out/preds.tsv"))]
+    ['out/preds.tsv', 'out/preds.metrics.json']
+    >>> [str(p) for p in output_paths(Path("out/preds"))]
+    ['out/preds/predictions.tsv', 'out/preds/metrics.json']
+    """
+    if output.suffix.lower() in FILE_SUFFIXES and not output.is_dir():
+        return output, output.with_name(output.stem + ".metrics.json")
+    return output / "predictions.tsv", output / "metrics.json"
 
 
 def _predict_member(m: MapsFolder, items: list[Any], store: Any, dev: Any, selection: str | None,

@@ -248,3 +248,39 @@ def test_the_harness_sees_console_errors_requests_and_dialogs(page, tmp_path):
     assert page.evaluate("typeof window.__pwned") == "number"
     assert "http://127.0.0.1:9/leak.png" in _only_the_file(page.requests(), url)
     assert any("boom" in e for e in page.console_errors())
+
+
+def test_training_report_shows_cis_and_the_curve(page, tmp_path):
+    """The training report (issue #13): same banner as the audit report, CIs in the results, a curve per epoch."""
+    from train.report import render_training_report
+
+    history = [{"epoch": str(e), "train_loss": str(1 - 0.1 * e), "validation_loss": str(0.9 - 0.05 * e),
+                "validation_balanced_accuracy": str(0.5 + 0.05 * e)} for e in range(1, 7)]
+    meta = {"status": "complete", "config": {"task": "classification", "model": "conv5fc3", "lr": 1e-3,
+                                             "selection": "loss", "folds": None},
+            "folds": [0, 1], "seeds": [0], "dataset": {"name": "demo"}, "device": "cpu", "tool": {"version": "0"},
+            "gate": {"certificate": "c.json"}, "summary": {"n_runs": 2, "over_runs": {"test": {
+                "balanced_accuracy": {"mean": 0.75, "sd": 0.05, "n": 2}}}}}
+    runs = [{"fold": f, "seed": 0, "epochs_run": 6, "stopped_early": False, "checkpoint_epoch": 4,
+             "history": history, "metrics": {"test": {"balanced_accuracy": {
+                 "value": 0.7 + 0.1 * f, "ci_low": 0.55, "ci_high": 0.95}}}} for f in (0, 1)]
+    html = tmp_path / "training.html"
+    html.write_text(render_training_report(meta, None, {"runs": runs, "warnings": [], "selection": "loss",
+                                                        "metric": "balanced_accuracy"}), encoding="utf-8")
+    url = html.resolve().as_uri()
+    page.load(url)
+    assert page.console_errors() == [] and _only_the_file(page.requests(), url) == []
+    assert page.evaluate("document.querySelector('.banner .verdict').textContent.trim()") == "TRAINED"
+    cis = page.evaluate("Array.from(document.querySelectorAll('table.results .ci')).map(e => e.textContent)")
+    assert cis == ["[0.55, 0.95]", "[0.55, 0.95]"]
+    assert "0.75 ± 0.05" in page.evaluate("document.querySelector('table.results td.mean').textContent")
+    curves = page.evaluate("document.querySelectorAll('svg.epoch-curve').length")
+    assert curves == 4  # loss and metric, for each of the two runs
+    box = page.evaluate("(() => { const r = document.querySelector('svg.epoch-curve path').getBoundingClientRect();"
+                        " return [r.width, r.height]; })()")
+    assert box[0] > 100 and box[1] > 20  # the curve is drawn, not collapsed to a point
+    assert page.evaluate("document.querySelectorAll('svg.epoch-curve line.checkpoint').length") == 4
+    body = page.evaluate("document.body.innerText")
+    assert "best-loss" in body and "2 (k-fold: 0, 1)" in body and "None" not in body
+    shot = page.screenshot(tmp_path / "training.png")
+    assert shot.stat().st_size > 10_000
