@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from audit.errors import InputError, did_you_mean, nearest
 from audit.splits import datalists
 from audit.splits.detect import Part, plan_splits, split_name_of
+from audit.splits.ids import compile_pattern, ids_from_paths
 from audit.splits.model import (
     SplitSet,
     SplitTable,
@@ -361,6 +362,8 @@ def read_splits(path: str | Path, *, label: str | None = None, id_pattern: str |
         The input cannot be read or does not have the expected shape; the
         message names the file, the line (and column) and what was expected.
     """
+    if id_pattern is not None:
+        compile_pattern(id_pattern)  # a bad expression is an error whatever the format
     plan = plan_splits(path, path_column=path_column)
     label_col = label or DEFAULT_LABEL
     notes = list(plan.notes)
@@ -513,16 +516,13 @@ def _read_nnunet(path: Path, id_pattern: str | None = None) -> tuple[list[SplitT
     lines = _string_lines(text, data)
     by_pattern: dict[str, tuple[str, str | None]] = {}
     if id_pattern is not None:
-        from audit.splits.ids import ids_from_paths
-
         unique = list(dict.fromkeys(x for fold in data for ids in fold.values() for x in ids))
         rule = ids_from_paths(unique, pattern=id_pattern, source=str(path), where=lambda i: f"case {unique[i]!r}")
         by_pattern = {u: (p, s) for u, p, s in zip(unique, rule.participants, rule.sessions)}
         id_rule = rule.record()
     else:
         id_rule = {"rule": "case-id", "description": "the case ids as written (BIDS entities, or the whole id)",
-                   "examples": [{"id": normalise_case_id(x)[0], "path": x}
-                                for x in list(dict.fromkeys(data[0]["train"]))[:3]]}
+                   "examples": []}
     tables = []
     k = 0
     for i, fold in enumerate(data):
@@ -549,6 +549,10 @@ def _read_nnunet(path: Path, id_pattern: str | None = None) -> tuple[list[SplitT
             tables.append(SplitTable.from_columns(normalise_split_name(key), i, str(path), core, extra,
                                                   columns=("participant_id", "session_id", "case_id"),
                                                   label_column=None))
+    if not id_rule["examples"]:
+        first = tables[0]
+        id_rule["examples"] = [{"path": c, "id": p} for c, p in
+                               list(dict.fromkeys(zip(first._extra["case_id"], first._core["participant_id"])))[:3]]
     names = [(t.name, t.fold) for t in tables]
     for split_fold in names:
         if names.count(split_fold) > 1:

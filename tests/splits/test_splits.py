@@ -333,7 +333,8 @@ def test_detect_ambiguous_and_unrecognised(tmp_path: Path) -> None:
     assert "no split files found" in str(error(empty))
 
     assert "no such file or folder" in str(error(tmp_path / "absent"))
-    assert "not a split file" in str(error(write(tmp_path / "splits.txt", "x")))
+    assert "not a split file" in str(error(write(tmp_path / "splits.xlsx", "x")))
+    assert "no rule maps every path" in str(error(write(tmp_path / "splits.txt", "x")))  # a path list
 
     dataset = tmp_path / "bids"
     write(dataset / "dataset_description.json", "{}")
