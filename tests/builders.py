@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import numpy as np
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SHARED_DATA = SHARED / "data"
+#: The real test data: ``$BIDSAUDIT_SHARED_DATA``, else ``../shared/data`` beside the repository (tests skip when absent).
+SHARED_DATA = Path(os.environ["BIDSAUDIT_SHARED_DATA"]) if os.environ.get("BIDSAUDIT_SHARED_DATA") else SHARED / "data"
 
 
 def write_image(path: Path, data: np.ndarray | None = None, *, affine: np.ndarray | None = None,

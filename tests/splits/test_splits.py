@@ -24,9 +24,9 @@ from audit.splits import (
     normalise_split_name,
     read_splits,
 )
+from tests.builders import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-AD_DL = SHARED / "data" / "splits" / "AD-DL"
+AD_DL = SHARED_DATA / "splits" / "AD-DL"
 
 
 def write(path: Path, text: str | bytes) -> Path:
