@@ -249,7 +249,10 @@ def read_pretrain(path: Path, *, id_pattern: str | None = None, path_column: str
     if path.is_dir() and (path / "train+validation.tsv").is_file():
         path = path / "train+validation.tsv"
     subjects: set[str] = set()
-    pre = read_splits(path, id_pattern=id_pattern, path_column=path_column)
+    try:
+        pre = read_splits(path, id_pattern=id_pattern, path_column=path_column)
+    except InputError as err:
+        raise InputError(None, str(err), field="--pretrain", expected=expected) from None
     for table in pre.tables:
         subjects |= table.subjects()
     return frozenset(subjects)

@@ -1,4 +1,4 @@
-"""Read split files of the four formats into a :class:`~audit.splits.model.SplitSet`.
+"""Read split files of the six formats into a :class:`~audit.splits.model.SplitSet`.
 
 Every table file goes through one strict reader (:func:`read_table_file`):
 
