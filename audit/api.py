@@ -285,7 +285,8 @@ def certify(result: Result, options: AuditOptions, splits: str | Path, path: Pat
         data, dataset_files=result.attachments.get("dataset_files"),
         split_files=list((data.get("splits") or {}).get("files") or []),
         options={"label": options.label, "site": options.site, "group": options.group,
-                 "pretrain": options.pretrain},
+                 "pretrain": options.pretrain, "id_pattern": options.id_pattern,
+                 "path_column": options.path_column},
         config={**options.config.as_options_dict(), "source": options.config.source},
         key=os.environ.get(certificates.SIGNING_KEY_ENV) or None,
     )
