@@ -40,6 +40,7 @@ from audit.bidsindex import index_dataset
 from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
 from audit.config import load_options
 from audit.context import AuditContext, AuditOptions
+from audit.disjointness import disjointness
 from audit.errors import InputError, did_you_mean
 from audit.expectations import load_suites
 from audit.images.thumbnails import with_pair_pictures
@@ -356,11 +357,13 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
     options = options or AuditOptions()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    split_set = read_splits(Path(splits), label=options.label)
+    split_set = read_splits(Path(splits), label=options.label, id_pattern=options.id_pattern,
+                            path_column=options.path_column)
     timings["splits_s"] = time.perf_counter() - t0
     ctx = AuditContext(options=options, splits=split_set)
     if options.pretrain:
-        ctx.pretrain_subjects = read_pretrain(Path(options.pretrain))
+        ctx.pretrain_subjects = read_pretrain(Path(options.pretrain), id_pattern=options.id_pattern,
+                                              path_column=options.path_column)
     if dataset is not None:
         t = time.perf_counter()
         ctx.index = index_dataset(dataset)
@@ -382,7 +385,7 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
         command, ctx, findings, skipped,
         attachments={"dataset_files": dict(ctx.fingerprint.files)} if ctx.index is not None else {},
         dataset=dataset_info,
-        splits={**splits_block(split_set), **_distributions(ctx)},
+        splits={**splits_block(split_set), "disjointness": disjointness(ctx), **_distributions(ctx)},
         summary=summary,
         reproduce=reproduce_block(command, options, timings),
         **extra,
@@ -440,7 +443,8 @@ def splits_block(split_set: Any) -> dict[str, Any]:
         sizes[key] = len(split_set.subjects(table.name, table.fold))
     return {"format": split_set.format, "fingerprint": "sha256:" + digest.hexdigest(), "sizes": sizes,
             "files": list(split_set.files), "folds": list(split_set.folds), "notes": list(split_set.notes),
-            "overlap": overlap_matrices(split_set)}
+            "overlap": overlap_matrices(split_set),
+            **({"id_rule": dict(split_set.id_rule)} if split_set.id_rule else {})}
 
 
 def _distributions(ctx: AuditContext) -> dict[str, Any]:
@@ -460,19 +464,25 @@ def overlap_matrices(split_set: Any) -> list[dict[str, Any]]:
     return out
 
 
-def read_pretrain(path: Path) -> frozenset[str]:
-    """Participants used for pretraining: a split TSV, or a model folder's ``train+validation.tsv``."""
-    if path.is_dir():
-        tv = path / "train+validation.tsv"
-        if not tv.is_file():
-            raise InputError(path, "no train+validation.tsv in this folder", field="--pretrain",
-                             expected="a split TSV or a model folder (MAPS) with train+validation.tsv")
-        path = tv
+def read_pretrain(path: Path, *, id_pattern: str | None = None, path_column: str | None = None) -> frozenset[str]:
+    """Participants used for pretraining: any split input (all its splits together), or a model folder.
+
+    A model folder (MAPS) is read through its ``train+validation.tsv``; a
+    MONAI datalist, a path list, a participant TSV or any other split input
+    counts every participant it names (``id_pattern``/``path_column`` as
+    for ``--splits``).
+    """
+    expected = ("a model folder (MAPS) with train+validation.tsv, a participant TSV, a MONAI datalist, "
+                "an image-path list or any other split input")
     if not path.exists():
-        raise InputError(path, "no such file or folder", field="--pretrain",
-                         expected="a split TSV or a model folder (MAPS) with train+validation.tsv")
+        raise InputError(path, "no such file or folder", field="--pretrain", expected=expected)
+    if path.is_dir() and (path / "train+validation.tsv").is_file():
+        path = path / "train+validation.tsv"
     subjects: set[str] = set()
-    pre = read_splits(path)
+    try:
+        pre = read_splits(path, id_pattern=id_pattern, path_column=path_column)
+    except InputError as err:
+        raise InputError(None, str(err), field="--pretrain", expected=expected) from None
     for table in pre.tables:
         subjects |= table.subjects()
     return frozenset(subjects)
@@ -505,7 +515,8 @@ def certify(result: Result, options: AuditOptions, splits: str | Path, path: Pat
         data, dataset_files=result.attachments.get("dataset_files"),
         split_files=list((data.get("splits") or {}).get("files") or []),
         options={"label": options.label, "site": options.site, "group": options.group,
-                 "pretrain": options.pretrain},
+                 "pretrain": options.pretrain, "id_pattern": options.id_pattern,
+                 "path_column": options.path_column},
         config={**options.config.as_options_dict(), "source": options.config.source},
         key=os.environ.get(certificates.SIGNING_KEY_ENV) or None,
     )

@@ -261,16 +261,24 @@ def audit(
     dataset: Annotated[Optional[Path], typer.Argument(help="The BIDS dataset folder (omit to audit split files alone).")]
     = None,
     splits: Annotated[Path, typer.Option("--splits", help="Split files: a folder of TSV/CSV, one table with a "
-                                         "'split' column, a ClinicaDL split-N/ layout, or nnU-Net splits_final.json.")]
+                                         "'split' column, a ClinicaDL split-N/ layout, nnU-Net splits_final.json or "
+                                         "dataset.json, a MONAI datalist, or image-path lists.")]
     = Path("--"),
+    id_pattern: Annotated[Optional[str], typer.Option("--id-pattern", help="Participant id in each image path: a "
+                                                      "regular expression (its first group, or the whole match).")]
+    = None,
+    path_column: Annotated[Optional[str], typer.Option("--path-column", help="The column (or datalist key) of "
+                                                       "image paths (default: image, path, filename or file).")]
+    = None,
     label: Annotated[Optional[str], typer.Option("--label", help="Label column (default: diagnosis if present).")]
     = None,
     site: Annotated[Optional[str], typer.Option("--site", help="Site/scanner column (default: from sidecars).")]
     = None,
     group: Annotated[Optional[str], typer.Option("--group", help="Related participants that must stay together.")]
     = None,
-    pretrain: Annotated[Optional[Path], typer.Option("--pretrain", help="Participants used for pretraining: a "
-                                                     "split TSV or a model folder with train+validation.tsv.")] = None,
+    pretrain: Annotated[Optional[Path], typer.Option("--pretrain", help="Participants used for pretraining: any "
+                                                     "split input (a MONAI datalist, a path list, a participant "
+                                                     "TSV) or a model folder with train+validation.tsv.")] = None,
     ignore_nifti_headers: IgnoreHeadersOpt = False,
     validator_config: ValidatorConfigOpt = None,
     no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
@@ -299,6 +307,7 @@ def audit(
         options = configured(dataset if dataset is not None and dataset.is_dir() else None, splits, config,
                                quiet=quiet, label=label, site=site, group=group,
                                pretrain=str(pretrain) if pretrain else None,
+                               id_pattern=id_pattern, path_column=path_column,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers, scheduler=scheduler,
                                expectations=suite_paths(expectations))

@@ -379,6 +379,8 @@ class AuditOptions:
     site: str | None = None
     group: str | None = None
     pretrain: str | None = None
+    id_pattern: str | None = None  # --id-pattern: participant ids from image paths
+    path_column: str | None = None  # --path-column: the column (or datalist key) of image paths
     ignore_nifti_headers: bool = False
     validator_config: Path | None = None
     run_validator: bool = True

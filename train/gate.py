@@ -178,7 +178,9 @@ def open_gate(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], *
 
     # split files: always re-hashed; a split input that no longer parses is first compared byte for byte
     try:
-        split_set = read_splits(splits_path, label=label)
+        audited = cert.get("options") if isinstance(cert.get("options"), dict) else {}
+        split_set = read_splits(splits_path, label=label, id_pattern=audited.get("id_pattern"),
+                                path_column=audited.get("path_column"))
     except InputError:
         audited = sorted((cert.get("splits") or {}).get("files") or {})
         check = verify_certificate(cert, dataset=None, split_files=[f for f in audited if Path(f).is_file()],

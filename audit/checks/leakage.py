@@ -214,20 +214,29 @@ def group_overlap(ctx: AuditContext) -> Iterator[Finding]:
 
 @check("leakage.pretrain_overlap", default="error", needs={"splits", "pretrain"})
 def pretrain_overlap(ctx: AuditContext) -> Iterator[Finding]:
-    """Participants used for pretraining are in an evaluation split (test; validation as a warning)."""
+    """Participants used for pretraining are in an evaluation split (test; validation as a warning).
+
+    Each fold is audited: a fold's validation split is named with its fold; a
+    test set shared by every fold is reported once.
+    """
     assert ctx.pretrain_subjects is not None and ctx.splits is not None
     pretrained = {normalise_subject(p) for p in ctx.pretrain_subjects}
-    for name in ctx.splits.names:
-        if name not in EVALUATION:
-            continue
-        both = ctx.splits.subjects(name) & pretrained
-        if both:
-            yield finding(
-                f"{len(both)} participants used for pretraining are in {name}{named(both)}",
-                splits=(name,), subjects=both, severity=None if name == "test" else "warning",
-                evidence={"pretrain": ctx.options.pretrain, "count": len(both),
-                          "examples": sorted(both)[:MAX_EXAMPLES]},
-            )
+    done: set[tuple[str, int | None]] = set()
+    for fold, tables in _views(ctx):
+        for name, table in tables.items():
+            if name not in EVALUATION or (name, table.fold) in done:
+                continue
+            done.add((name, table.fold))
+            both = table.subjects() & pretrained
+            if both:
+                where = _where(table.fold)
+                yield finding(
+                    f"{len(both)} participants used for pretraining are in {name}"
+                    + ("" if table.fold is None else f" (fold {table.fold})") + named(both),
+                    splits=(name,), subjects=both, severity=None if name == "test" else "warning",
+                    evidence={**where, "pretrain": ctx.options.pretrain, "count": len(both),
+                              "examples": sorted(both)[:MAX_EXAMPLES]},
+                )
 
 
 @check("leakage.no_test_split", default="warning", needs={"splits"})

@@ -53,8 +53,12 @@ _UPLOAD_SCHEMA = {
     "properties": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"},
                   "description": "split files: train.tsv, validation.tsv, test.tsv ..., one table with a "
-                                 "'split' column, ClinicaDL split-N/ files, or splits_final.json"},
+                                 "'split' column, ClinicaDL split-N/ files (relative paths kept), splits_final.json "
+                                 "or dataset.json, a MONAI datalist, image-path lists, or one .zip archive of any "
+                                 "of these"},
         "label": {"type": "string"}, "site": {"type": "string"}, "group": {"type": "string"},
+        "id_pattern": {"type": "string", "description": "participant id in image paths (a regular expression)"},
+        "path_column": {"type": "string", "description": "the column (or datalist key) of image paths"},
         "name": {"type": "string", "description": "what the history lists this audit under (e.g. a paper)"},
     },
     "required": ["files"],

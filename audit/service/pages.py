@@ -115,7 +115,7 @@ async def upload_submit(request: Request) -> Response:
         files, fields = await read_upload(request)
     except HTTPException as err:
         return _upload_form(request, err.status_code, str(err.detail))
-    values = {k: v for k, v in fields.items() if k in ("label", "site", "group", "name")}
+    values = {k: v for k, v in fields.items() if k in ("label", "site", "group", "name", "id_pattern", "path_column")}
     if not csrf_ok(request.cookies.get(CSRF_COOKIE), fields.get("csrf")):
         return _upload_form(request, 403, "the form expired or came from another site (CSRF check failed): "
                                           "submit it again from this page", values)

@@ -6,9 +6,13 @@
   URL-encoded traversal, absolute paths elsewhere and links that point out
   are refused with 403, and so is a link inside the named folder that points
   out of the roots (checked before an audit reads anything).
-- Uploads: a bounded number of small TSV/CSV/JSON files with safe names;
-  they are stored as data, parsed by the split readers, never executed and
-  never served back.
+- Uploads: a bounded number of small TSV/CSV/JSON/TXT files with safe
+  relative names (a folder upload keeps its relative paths), or one ZIP
+  archive, unpacked by :func:`unpack_zip` into a scratch folder: entries
+  with ``..``, absolute names or links are refused and nothing is written
+  outside that folder; the declared and the real sizes are both bounded. They
+  are stored as data, parsed by the split readers, never executed and never
+  served back.
 - CSRF: form posts carry a token that must equal the one in a SameSite
   cookie (double submit), checked in constant time.
 """
@@ -24,10 +28,12 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
 __all__ = ["PathRefused", "UploadRefused", "confine", "check_links", "token_ok", "new_csrf_token", "csrf_ok",
-           "safe_upload_name", "CSRF_COOKIE", "UPLOAD_SUFFIXES"]
+           "safe_upload_name", "unpack_zip", "CSRF_COOKIE", "UPLOAD_SUFFIXES", "MAX_UPLOAD_DEPTH"]
 
 CSRF_COOKIE = "bidsaudit_csrf"
-UPLOAD_SUFFIXES = (".tsv", ".csv", ".json")
+UPLOAD_SUFFIXES = (".tsv", ".csv", ".json", ".txt")
+#: Folders an uploaded file may sit in (ClinicaDL's ADNI/train/train_splits-5/split-0/AD.tsv is 5 deep).
+MAX_UPLOAD_DEPTH = 8
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
@@ -147,10 +153,66 @@ def safe_upload_name(name: str | None) -> str:
     if not name:
         raise UploadRefused(422, "an uploaded file has no name")
     parts = PurePosixPath(name.replace("\\", "/")).parts
-    if not parts or len(parts) > 3 or any(not _SAFE_PART.match(p) for p in parts):
+    if not parts or len(parts) > MAX_UPLOAD_DEPTH or any(not _SAFE_PART.match(p) for p in parts):
         raise UploadRefused(422, f"file name {name!r} not accepted: expected letters, digits, '.', '_', '-' "
                                  "(for example train.tsv or split-0/validation.tsv)")
     if not parts[-1].lower().endswith(UPLOAD_SUFFIXES):
-        raise UploadRefused(422, f"{name}: unknown split format; expected .tsv, .csv (split tables) or "
-                                 ".json (nnU-Net splits_final.json)")
+        raise UploadRefused(422, f"{name}: unknown split format; expected .tsv, .csv (split tables), .txt "
+                                 "(image-path lists), .json (nnU-Net, MONAI datalist) or one .zip archive")
     return "/".join(parts)
+
+
+def unpack_zip(data: bytes, *, max_files: int, max_file_bytes: int, max_total_bytes: int) -> dict[str, bytes]:
+    """The split files of a ZIP archive by safe relative name (nothing is written here).
+
+    Refused: an entry whose name has ``..``, is absolute or has a drive
+    (422), a symbolic link or special file (422), more than ``max_files``
+    files or more bytes than allowed once unpacked (413; the real sizes are
+    counted, not only the declared ones). Folders, hidden files, macOS's
+    ``__MACOSX/`` and files that are not split files (README...) are skipped.
+    """
+    import io
+    import stat
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as err:
+        raise UploadRefused(422, f"the archive cannot be read: {err}") from None
+    out: dict[str, bytes] = {}
+    total = 0
+    for info in infos:
+        name = info.filename
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+            raise UploadRefused(422, f"archive entry {name!r} refused: a path that leaves the archive's folder")
+        mode = info.external_attr >> 16
+        if mode and stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise UploadRefused(422, f"archive entry {name!r} refused: a link or special file")
+        if info.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            continue
+        if not parts[-1].lower().endswith(UPLOAD_SUFFIXES):
+            continue
+        safe = safe_upload_name(name)
+        if len(out) >= max_files:
+            raise UploadRefused(413, f"the archive holds more than {max_files} split files")
+        if info.file_size > max_file_bytes:
+            raise UploadRefused(413, f"{safe}: {info.file_size} bytes unpacked, more than the {max_file_bytes} "
+                                     "bytes accepted per file")
+        try:
+            with archive.open(info) as fh:
+                content = fh.read(max_file_bytes + 1)
+        except (zipfile.BadZipFile, RuntimeError, OSError, NotImplementedError) as err:
+            raise UploadRefused(422, f"archive entry {name!r} cannot be read: {err}") from None
+        if len(content) > max_file_bytes:
+            raise UploadRefused(413, f"{safe}: more than the {max_file_bytes} bytes accepted per file")
+        total += len(content)
+        if total > max_total_bytes:
+            raise UploadRefused(413, f"the archive unpacks to more than the {max_total_bytes} bytes accepted")
+        if safe in out:
+            raise UploadRefused(422, f"{safe}: twice in the archive")
+        out[safe] = content
+    if not out:
+        raise UploadRefused(422, "the archive holds no split files (.tsv, .csv, .txt, .json)")
+    return out

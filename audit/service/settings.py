@@ -43,6 +43,7 @@ class Settings:
     max_attempts: int = 2  # an audit interrupted by a stop is re-run once, then marked failed
     max_file_bytes: int = 5 * 1024 * 1024
     max_files: int = 64
+    max_archive_files: int = 2000  # split files in one uploaded zip archive (ClinicaDL folders hold hundreds)
     max_total_bytes: int = 20 * 1024 * 1024
     poll_seconds: float = 0.5
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit.errors import BidsauditError
+from audit.errors import BidsauditError, InputError
 from audit.fsutil import atomic_write_bytes
 from audit.service.security import (
     PathRefused,
@@ -21,10 +21,11 @@ from audit.service.security import (
     check_links,
     confine,
     safe_upload_name,
+    unpack_zip,
 )
 from audit.service.settings import Settings
 from audit.service.store import AuditRecord, Store, new_id
-from audit.splits import read_splits
+from audit.splits import KNOWN_SPLITS, SplitSet, read_splits
 
 __all__ = ["AuditRequest", "SubmitError", "submit_paths", "submit_upload", "UPLOAD_FIELDS"]
 
@@ -38,12 +39,15 @@ class AuditRequest(BaseModel):
 
     dataset: str | None = Field(default=None, max_length=4096, description="BIDS dataset folder under a root "
                                 "(null: audit the split files alone)")
-    splits: str = Field(max_length=4096, description="split files under a root (any of the four formats)")
+    splits: str = Field(max_length=4096, description="split files under a root (any of the six formats)")
     label: str | None = Column
     site: str | None = Column
     group: str | None = Column
-    pretrain: str | None = Field(default=None, max_length=4096, description="split TSV or model folder "
-                                 "under a root")
+    pretrain: str | None = Field(default=None, max_length=4096, description="any split input (MONAI datalist, "
+                                 "path list, participant TSV) or a model folder, under a root")
+    id_pattern: str | None = Field(default=None, max_length=512, description="--id-pattern: participant ids "
+                                   "from image paths")
+    path_column: str | None = Column
     ignore_nifti_headers: bool = False
     no_validator: bool = False
     validator_config: str | None = Field(default=None, max_length=4096)
@@ -51,7 +55,7 @@ class AuditRequest(BaseModel):
 
 
 #: Form fields accepted beside uploaded files (the rest of AuditRequest is about paths).
-UPLOAD_FIELDS = ("label", "site", "group", "name")
+UPLOAD_FIELDS = ("label", "site", "group", "name", "id_pattern", "path_column")
 
 
 class SubmitError(Exception):
@@ -92,12 +96,13 @@ def submit_paths(req: AuditRequest, settings: Settings, store: Store) -> AuditRe
     if dataset is not None and not (dataset / "dataset_description.json").is_file():
         raise SubmitError(422, f"dataset: {req.dataset} is not a BIDS dataset (no dataset_description.json)")
     try:
-        read_splits(splits, label=req.label)
+        split_set = read_splits(splits, label=req.label, id_pattern=req.id_pattern, path_column=req.path_column)
     except BidsauditError as err:
         raise SubmitError(422, f"splits: {err}") from None
     options = {k: v for k, v in req.model_dump().items()
                if k not in ("dataset", "splits") and v not in (None, False)}
     options.update(extra)
+    options["detected"] = detected(split_set)
     key = _dataset_key(dataset if dataset is not None else splits, roots)
     return store.submit(dataset=key, dataset_path=str(dataset) if dataset else None, splits_path=str(splits),
                         source="paths", options=options)
@@ -107,10 +112,21 @@ def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settin
                   store: Store) -> AuditRecord:
     """Store uploaded split files in a fresh folder, check that they parse, queue the audit."""
     if not files:
-        raise SubmitError(422, "no split files uploaded: attach one or more .tsv/.csv files or a "
-                               "splits_final.json in the 'files' field")
-    if len(files) > settings.max_files:
-        raise SubmitError(413, f"too many files: {len(files)} uploaded, at most {settings.max_files} accepted")
+        raise SubmitError(422, "no split files uploaded: attach one or more .tsv/.csv/.txt/.json files, a "
+                               "folder, or one .zip archive in the 'files' field")
+    if len(files) == 1 and files[0][0].lower().endswith(".zip"):
+        if len(files[0][1]) > settings.max_total_bytes:
+            raise SubmitError(413, f"archive of {len(files[0][1])} bytes; uploads total at most "
+                                   f"{settings.max_total_bytes} bytes")
+        try:
+            unpacked = unpack_zip(files[0][1], max_files=settings.max_archive_files,
+                                  max_file_bytes=settings.max_file_bytes, max_total_bytes=settings.max_total_bytes)
+        except UploadRefused as err:
+            raise SubmitError(err.status, f"{files[0][0]}: {err}") from None
+        files = list(unpacked.items())
+    elif len(files) > settings.max_files:
+        raise SubmitError(413, f"too many files: {len(files)} uploaded, at most {settings.max_files} accepted "
+                               "(a zip archive may hold more)")
     total = 0
     names: dict[str, bytes] = {}
     for name, data in files:
@@ -127,27 +143,30 @@ def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settin
         if safe in names:
             raise SubmitError(422, f"{safe}: uploaded twice")
         names[safe] = data
-    for key in ("label", "site", "group"):
+    for key in ("label", "site", "group", "path_column"):
         value = fields.get(key)
         if value is not None and (len(value) > 128 or any(ord(c) < 32 for c in value)):
             raise SubmitError(422, f"{key}: expected a column name (at most 128 printable characters)")
+    pattern = fields.get("id_pattern")
+    if pattern is not None and (len(pattern) > 512 or any(ord(c) < 32 for c in pattern)):
+        raise SubmitError(422, "id_pattern: expected a regular expression (at most 512 printable characters)")
     audit_id = new_id()
     folder = settings.upload_dir / audit_id
     folder.mkdir(parents=True, exist_ok=False)
     try:
         for safe, data in names.items():
             atomic_write_bytes(folder / safe, data)
-        target = folder
-        if len(names) == 1 and next(iter(names)).endswith(".json"):
-            target = folder / next(iter(names))  # nnU-Net's splits_final.json
-        elif len(names) == 1 and "split" in _header(next(iter(names.values()))):
-            target = folder / next(iter(names))  # one table with a 'split' column
+        target = _target(folder, list(names))
         try:
-            read_splits(target, label=fields.get("label") or None)
+            split_set = read_splits(target, label=fields.get("label") or None,
+                                    id_pattern=fields.get("id_pattern") or None,
+                                    path_column=fields.get("path_column") or None)
+            _recognised(split_set)
         except BidsauditError as err:
             raise SubmitError(422, "uploaded split files: " + str(err).replace(str(folder) + "/", "")
                               .replace(str(folder), "(upload)")) from None
-        options = {k: fields[k] for k in ("label", "site", "group") if fields.get(k)}
+        options = {k: fields[k] for k in ("label", "site", "group", "id_pattern", "path_column") if fields.get(k)}
+        options["detected"] = detected(split_set)
         name = (fields.get("name") or "").strip()[:200] or "uploaded split files"
         return store.submit(dataset=name, dataset_path=None, splits_path=str(target), source="upload",
                             options=options, audit_id=audit_id)
@@ -156,10 +175,34 @@ def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settin
         raise
 
 
-def _header(data: bytes) -> list[str]:
-    first = data.split(b"\n", 1)[0].decode("utf-8", "replace").lower()
-    sep = "\t" if "\t" in first else ","
-    return [c.strip().strip('"') for c in first.split(sep)]
+def _target(folder: Path, names: list[str]) -> Path:
+    """What to read: the one file uploaded, else the folder (below a single top folder: a folder upload or zip)."""
+    if len(names) == 1:
+        return folder / names[0]
+    tops = {n.split("/", 1)[0] for n in names}
+    if len(tops) == 1 and all("/" in n for n in names):
+        return folder / tops.pop()
+    return folder
+
+
+def _recognised(split_set: SplitSet) -> None:
+    """Refuse a layout whose splits are only named after files that name no split (never one merged split)."""
+    if split_set.format in ("folder", "table", "paths") and not set(split_set.names) & set(KNOWN_SPLITS):
+        raise InputError(None, f"layout not recognised: the files name no split ({', '.join(split_set.names)}); "
+                         "per-diagnosis lists such as AD.tsv, CN.tsv belong in their split folders",
+                         expected="train/validation/test files, a split column, ClinicaDL's folders (upload the "
+                         "folder or a zip archive, which keep the relative paths), nnU-Net or MONAI JSON")
+
+
+def detected(split_set: SplitSet) -> str:
+    """One line for the audit page: the format the split input was read as (folds, id rule)."""
+    text = split_set.format
+    if split_set.folds:
+        text += f", {len(split_set.folds)} folds"
+    text += ": " + ", ".join(f"{k} {v}" for k, v in split_set.sizes().items())
+    if split_set.id_rule:
+        text += f"; participant ids by rule {split_set.id_rule.get('rule')}"
+    return text
 
 
 def form_fields(form: Any) -> dict[str, str]:

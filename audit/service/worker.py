@@ -71,7 +71,8 @@ def run_audit(job: dict[str, Any]) -> dict[str, Any]:
     validator_config = opts.get("validator_config")
     options, notes = load_options(None, None, Path(config_path) if config_path else None,
                            label=opts.get("label"), site=opts.get("site"), group=opts.get("group"),
-                           pretrain=opts.get("pretrain"),
+                           pretrain=opts.get("pretrain"), id_pattern=opts.get("id_pattern"),
+                           path_column=opts.get("path_column"),
                            ignore_nifti_headers=bool(opts.get("ignore_nifti_headers")),
                            validator_config=Path(validator_config) if validator_config else None,
                            run_validator=not opts.get("no_validator"), workers=job.get("image_workers") or 1,
@@ -92,7 +93,7 @@ def cli_equivalent(job: dict[str, Any]) -> str:
     if job.get("dataset_path"):
         argv.append(job["dataset_path"])
     argv += ["--splits", job["splits_path"]]
-    for key in ("label", "site", "group", "pretrain", "validator_config", "config"):
+    for key in ("label", "site", "group", "pretrain", "id_pattern", "path_column", "validator_config", "config"):
         if opts.get(key):
             argv += ["--" + key.replace("_", "-"), str(opts[key])]
     for key in ("ignore_nifti_headers", "no_validator"):

@@ -6,7 +6,9 @@
 ('folder', ('train', 'validation', 'test'), ())
 
 See :mod:`audit.splits.detect` for how a format is recognised,
-:mod:`audit.splits.readers` for what is accepted in a file, and
+:mod:`audit.splits.readers` for what is accepted in a file,
+:mod:`audit.splits.datalists` for MONAI datalists and image-path lists,
+:mod:`audit.splits.ids` for participant ids from image paths, and
 :mod:`audit.splits.model` for the model.
 
 Making splits (``bidsaudit split``): :mod:`audit.splits.plan` (what to make),

@@ -8,10 +8,19 @@ fits two, is an :class:`~audit.errors.InputError` that says what was expected.
 Rules, first match wins:
 
 a file
-    ``*.json`` -> ``nnunet`` (nnU-Net ``splits_final.json``);
+    ``*.json`` is told apart by its top-level value: a list -> ``nnunet``
+    (nnU-Net ``splits_final.json``); an object with nnU-Net/Decathlon keys
+    (``numTraining``, ``channel_names``, ``file_ending``, ``modality``) ->
+    ``nnunet`` (its ``dataset.json``: ``training`` and ``test`` case lists);
+    any other object -> ``monai`` (a MONAI datalist: every key holding a list
+    is a split);
     ``*.tsv``/``*.csv`` -> ``table`` (one file with a ``split`` column and
     optionally a ``fold`` column; without a ``split`` column the whole file is
-    one split named after the file, as in a folder of split files).
+    one split named after the file, as in a folder of split files), unless
+    its header has no ``participant_id`` but an image-path column
+    (``image``, ``path``, ``filename``, ``file``, or ``--path-column``,
+    which always means paths) -> ``paths``;
+    ``*.txt`` -> ``paths`` (one image path a line: one split, named after the file).
 a folder with ``split-N`` folders (ClinicaDL 1.x ``kfold``)
     ``clinicadl``: in each ``split-N``, every TSV/CSV is a part of the split
     it is named after (``train.tsv`` and ``train_baseline.tsv`` -> ``train``
@@ -35,14 +44,20 @@ a folder with split-named folders (``train/``, ``validation/``, ``val/``, ``test
 a folder itself named after a split, whose files are not named after splits
     ``clinicadl`` (legacy): one split, named after the folder, made of all
     its files (e.g. AD-DL's ``test/AD_baseline.tsv`` + ``test/CN_baseline.tsv``).
+a folder of TSV/CSV files of image paths (as above), or of ``*.txt`` path lists
+    ``paths``: one split per file, named after the file.
 a folder of TSV/CSV files
     ``folder``: one split per file, named after the file
     (``val``/``valid`` -> ``validation``; a ``_baseline`` suffix, ClinicaDL's
     baseline-session list, names the same split: ``train.tsv`` and
     ``train_baseline.tsv`` are both ``train``). The same split in a ``.tsv``
     and a ``.csv`` is an error (ambiguous).
-a folder with ``splits_final.json`` (or exactly one ``*.json``) and no TSV/CSV
-    ``nnunet`` (nnU-Net's preprocessed folder: its other JSON files are not read).
+a folder with ``splits_final.json`` and no TSV/CSV
+    ``nnunet`` (nnU-Net's preprocessed folder: a ``dataset.json`` beside it
+    that lists ``test`` cases gives the test set shared by every fold; other
+    JSON files are not read).
+a folder with exactly one ``*.json`` and no TSV/CSV
+    that file, as above.
 
 Hidden files, bidsaudit's own ``bidsaudit-certificate.json`` and ``split_params.json``, and files that are neither
 TSV/CSV nor JSON are ignored everywhere.
@@ -50,9 +65,11 @@ TSV/CSV nor JSON are ignored everywhere.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from audit.errors import InputError
 from audit.splits.model import KNOWN_SPLITS, SplitFormat, normalise_split_name
@@ -67,7 +84,13 @@ SPLIT_PARAMS = "split_params.json"
 OWN_FILES = frozenset({CERTIFICATE, SPLIT_PARAMS})
 NNUNET_FILE = "splits_final.json"
 EXPECTED = ("a folder of split files (train.tsv, validation.tsv, test.tsv), one TSV/CSV with a split column, "
-            "ClinicaDL's split-N folders, or nnU-Net's splits_final.json")
+            "ClinicaDL's split-N folders, nnU-Net's splits_final.json or dataset.json, a MONAI datalist, or "
+            "lists of image paths (a TSV/CSV with an image column, or .txt files)")
+#: Columns that hold image paths, in the order they are looked for (``--path-column`` names another).
+PATH_COLUMNS = ("image", "path", "filename", "file")
+#: Keys of nnU-Net's (and the Medical Segmentation Decathlon's) dataset.json.
+NNUNET_DATASET_KEYS = ("numTraining", "channel_names", "file_ending", "modality", "tensorImageSize")
+_NOT_LISTS = ("readme", "license", "licence", "changes", "requirements", "notes")
 _FOLD_DIR = re.compile(r"split-(\d+)")
 _LEGACY_KFOLD = re.compile(r"(.+)_splits-(\d+)")
 
@@ -96,10 +119,12 @@ class Plan:
     source: Path | None
     parts: tuple[Part, ...]
     notes: tuple[str, ...]
+    data: Any = None  # a JSON source: (text, parsed value), read once
+    path_column: str | None = None  # a paths source: the column (or datalist key) of image paths
 
 
-def detect_format(path: str | Path) -> SplitFormat:
-    """The split format at ``path``: ``folder``, ``table``, ``clinicadl`` or ``nnunet``.
+def detect_format(path: str | Path, *, path_column: str | None = None) -> SplitFormat:
+    """The split format at ``path``: ``folder``, ``table``, ``clinicadl``, ``nnunet``, ``monai`` or ``paths``.
 
     Raises
     ------
@@ -107,7 +132,7 @@ def detect_format(path: str | Path) -> SplitFormat:
         The path does not exist, or holds no recognisable split files, or
         could be read two ways (ambiguous).
     """
-    return plan_splits(path).format
+    return plan_splits(path, path_column=path_column).format
 
 
 def split_name_of(file: Path) -> str:
@@ -210,7 +235,74 @@ def _test_parts(folder: Path, notes: list[str], *, look_up: bool) -> list[Part]:
     return []
 
 
-def plan_splits(path: str | Path) -> Plan:
+def read_json(path: Path, expected: str) -> tuple[str, Any]:
+    """The text and value of a JSON file (UTF-8, a BOM dropped), or an :class:`InputError` with line and column."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(path, f"cannot read the file: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"invalid UTF-8 byte at byte offset {err.start}", expected="UTF-8 text") from None
+    if not text.strip():
+        raise InputError(path, "empty file", line=1, expected=expected)
+    try:
+        return text, json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"invalid JSON: {err.msg}", line=err.lineno, column=err.colno,
+                         expected=expected) from None
+    except RecursionError:
+        raise InputError(path, "JSON nested too deeply", expected=expected) from None
+
+
+def _plan_json(root: Path, file: Path, notes: list[str], path_column: str | None) -> Plan:
+    text, data = read_json(file, 'nnU-Net\'s splits_final.json (a list of folds) or a MONAI datalist '
+                           '({"training": [{"image": ...}], ...})')
+    if isinstance(data, list) or file.name == NNUNET_FILE:  # the reader names what a splits_final.json lacks
+        return Plan("nnunet", root, file, (), tuple(notes), data=(text, data))
+    if not isinstance(data, dict):
+        raise InputError(file, "not a split file", expected="a JSON list (nnU-Net splits_final.json) or object "
+                         "(a MONAI datalist)", got=f"a JSON {type(data).__name__}")
+    fmt: SplitFormat = "nnunet" if any(k in data for k in NNUNET_DATASET_KEYS) else "monai"
+    return Plan(fmt, root, file, (), tuple(notes), data=(text, data), path_column=path_column)
+
+
+def header_of(file: Path) -> list[str]:
+    """Column names on line 1 of a TSV/CSV (split by the suffix's delimiter; ``[]`` when unreadable)."""
+    try:
+        with open(file, "rb") as fh:
+            first = fh.readline(65536)
+    except OSError:
+        return []
+    line = first.decode("utf-8-sig", "replace").rstrip("\r\n")
+    sep = "\t" if file.suffix.lower() == ".tsv" else ","
+    return [c.strip().strip('"') for c in line.split(sep)]
+
+
+def path_column_of(file: Path, path_column: str | None) -> str | None:
+    """The image-path column of a table without ``participant_id`` (``None``: a participant table).
+
+    Raises :class:`InputError` when several columns could hold the paths.
+    """
+    if path_column is not None:
+        return path_column
+    header = header_of(file)
+    if "participant_id" in header:
+        return None
+    lowered = {h.lower(): h for h in header}
+    found = [lowered[c] for c in PATH_COLUMNS if c in lowered]
+    if len(found) > 1:
+        raise InputError(file, f"several columns could hold the image paths: {', '.join(found)}", line=1,
+                         field="--path-column", expected="one of them named with --path-column")
+    return found[0] if found else None
+
+
+def _is_path_list(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() == ".txt" and p.stem.lower() not in _NOT_LISTS
+
+
+def plan_splits(path: str | Path, *, path_column: str | None = None) -> Plan:
     """Decide how to read ``path`` (see the module docstring for the rules)."""
     root = Path(path)
     if not root.exists():
@@ -218,10 +310,15 @@ def plan_splits(path: str | Path) -> Plan:
     if root.is_file():
         suffix = root.suffix.lower()
         if suffix == ".json":
-            return Plan("nnunet", root, root, (), ())
+            return _plan_json(root, root, [], path_column)
         if suffix in TABLE_SUFFIXES:
+            column = path_column_of(root, path_column)
+            if column is not None:
+                return Plan("paths", root, root, (), (), path_column=column)
             return Plan("table", root, root, (), ())
-        raise InputError(root, "not a split file", expected="a .tsv, .csv or .json file, or a folder",
+        if suffix == ".txt":
+            return Plan("paths", root, root, (), ())
+        raise InputError(root, "not a split file", expected="a .tsv, .csv, .txt or .json file, or a folder",
                          got=f'"{root.suffix or root.name}"')
     if not root.is_dir():
         raise InputError(root, "neither a file nor a folder", expected=EXPECTED)
@@ -283,6 +380,10 @@ def plan_splits(path: str | Path) -> Plan:
                      f"one split ({', '.join(f.name for f in tables)})")
         _note_nested(root, notes)
         return Plan("clinicadl", root, None, (Part(own, None, root, tuple(tables), grouped=True),), tuple(notes))
+    lists = [p for p in entries if _is_path_list(p)]
+    columns = {f: path_column_of(f, path_column) for f in tables}
+    if lists or (tables and any(c is not None for c in columns.values())):
+        return _plan_path_lists(root, [*tables, *lists], columns, jsons, path_column)
     if tables:
         if jsons:
             raise InputError(root, f"both split tables and JSON ({', '.join(f.name for f in jsons)})",
@@ -303,10 +404,19 @@ def plan_splits(path: str | Path) -> Plan:
     final = [f for f in jsons if f.name == NNUNET_FILE]
     if final or len(jsons) == 1:
         chosen = (final or jsons)[0]
-        rest = [f.name for f in jsons if f != chosen]
+        plan = _plan_json(root, chosen, notes, path_column)
+        rest = [f for f in jsons if f != chosen]
+        parts: tuple[Part, ...] = ()
+        described = next((f for f in rest if f.name == "dataset.json"), None)
+        if plan.format == "nnunet" and final and described is not None:
+            _, value = read_json(described, "nnU-Net's dataset.json")
+            if isinstance(value, dict) and isinstance(value.get("test"), list) and value["test"]:
+                parts = (Part("test", None, described, (described,)),)
+                notes.append(f"test set shared by every fold: the test cases of {described.name}")
+                rest.remove(described)
         if rest:  # nnU-Net's preprocessed folder also holds dataset.json, plans and a fingerprint
-            notes.append(f"read {chosen.name}; not read: {', '.join(rest)}")
-        return Plan("nnunet", root, chosen, (), tuple(notes))
+            notes.append(f"read {chosen.name}; not read: {', '.join(f.name for f in rest)}")
+        return Plan(plan.format, root, chosen, parts, tuple(notes), data=plan.data, path_column=path_column)
     if jsons:
         raise InputError(root, f"{len(jsons)} JSON files and no {NNUNET_FILE} ({', '.join(f.name for f in jsons)})",
                          expected=f"nnU-Net's {NNUNET_FILE}")
@@ -388,3 +498,27 @@ def _plan_legacy_kfold(root: Path, legacy: dict[str, tuple[int, Path]], tables: 
     if tables:
         notes.append("not read (the pool the folds were drawn from): " + ", ".join(f.name for f in tables))
     return Plan("clinicadl", root, None, tuple(parts), tuple(notes))
+
+
+def _plan_path_lists(root: Path, files: list[Path], columns: dict[Path, str | None], jsons: list[Path],
+                     path_column: str | None) -> Plan:
+    """A folder of image-path lists: one split per file (a table with a path column, or a .txt list)."""
+    people = [f.name for f in files if f in columns and columns[f] is None]
+    if people:
+        raise InputError(root, f"both participant tables ({', '.join(people)}) and image-path lists "
+                         f"({', '.join(f.name for f in files if f.name not in people)})",
+                         expected="one kind of split file: participant_id tables or image-path lists")
+    if jsons:
+        raise InputError(root, f"both image-path lists and JSON ({', '.join(f.name for f in jsons)})",
+                         expected="either path lists or one JSON datalist")
+    _check_unique(files, root)
+    parts = []
+    notes: list[str] = []
+    by_name: dict[str, list[Path]] = {}
+    for f in files:
+        by_name.setdefault(split_name_of(f), []).append(f)
+    for name, fs in by_name.items():
+        parts.append(Part(name, None, fs[0] if len(fs) == 1 else root, tuple(fs)))
+        if len(fs) > 1:
+            notes.append(f"split {name!r} merged from {', '.join(f.name for f in fs)}")
+    return Plan("paths", root, None, tuple(parts), tuple(notes), path_column=path_column)

@@ -47,8 +47,8 @@ __all__ = [
     "normalise_split_name",
 ]
 
-SplitFormat = Literal["folder", "table", "clinicadl", "nnunet"]
-SPLIT_FORMATS: tuple[SplitFormat, ...] = ("folder", "table", "clinicadl", "nnunet")
+SplitFormat = Literal["folder", "table", "clinicadl", "nnunet", "monai", "paths"]
+SPLIT_FORMATS: tuple[SplitFormat, ...] = ("folder", "table", "clinicadl", "nnunet", "monai", "paths")
 KNOWN_SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 # nnU-Net case ids are not BIDS labels: letters, digits, '_', '.', '-' (no spaces, no path separators)
@@ -354,7 +354,7 @@ class SplitSet:
 
     Attributes
     ----------
-    format : {"folder", "table", "clinicadl", "nnunet"}
+    format : {"folder", "table", "clinicadl", "nnunet", "monai", "paths"}
         The detected input format (contract, "Split inputs").
     root : str
         The path given (a folder or a file).
@@ -369,6 +369,10 @@ class SplitSet:
         How the input was interpreted: tables merged from several files,
         a test set taken from beside the folds, and every file or folder that
         was deliberately *not* read, with the reason.
+    id_rule : Mapping or None
+        For inputs that name images or case ids: which rule made participant
+        ids of them (``{"rule", "description", "examples": [{"path", "id"}]}``,
+        see :mod:`audit.splits.ids`); ``None`` for participant tables.
     """
 
     format: SplitFormat
@@ -377,6 +381,7 @@ class SplitSet:
     tables: tuple[SplitTable, ...]
     folds: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
+    id_rule: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.format not in SPLIT_FORMATS:

@@ -1,4 +1,4 @@
-"""Read split files of the four formats into a :class:`~audit.splits.model.SplitSet`.
+"""Read split files of the six formats into a :class:`~audit.splits.model.SplitSet`.
 
 Every table file goes through one strict reader (:func:`read_table_file`):
 
@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit.errors import InputError, nearest
+from audit.errors import InputError, did_you_mean, nearest
+from audit.splits import datalists
 from audit.splits.detect import Part, plan_splits, split_name_of
+from audit.splits.ids import compile_pattern, ids_from_paths
 from audit.splits.model import (
     SplitSet,
     SplitTable,
@@ -112,8 +114,8 @@ def _first_nonblank(values: np.ndarray) -> int:
     return int(filled.argmax()) if filled.any() else -1
 
 
-def read_table_file(path: Path, *, allow_empty: bool = False) -> ParsedTable:
-    """Read one TSV/CSV split file strictly (see the module docstring).
+def read_table_file(path: Path, *, allow_empty: bool = False, id_column: str = "participant_id") -> ParsedTable:
+    """Read one TSV/CSV split file strictly (see the module docstring); ``id_column`` must be in the header.
 
     Raises
     ------
@@ -126,12 +128,12 @@ def read_table_file(path: Path, *, allow_empty: bool = False) -> ParsedTable:
 
     raw, _ = _load_text(path)
     if not raw.strip():
-        raise InputError(path, "empty file", line=1, expected="a header line naming participant_id")
+        raise InputError(path, "empty file", line=1, expected=f"a header line naming {id_column}")
     first = raw.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8")
     if not first.strip():
-        raise InputError(path, "line 1 is blank", line=1, expected="a header line naming participant_id")
+        raise InputError(path, "line 1 is blank", line=1, expected=f"a header line naming {id_column}")
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    if sep not in first and first.strip() != "participant_id":
+    if sep not in first and first.strip() != id_column:
         others = [d for d in _DELIMS if d != sep and d in first]
         if others:
             raise InputError(path, f"unknown delimiter: the header has no {_DELIMS[sep]} but "
@@ -168,15 +170,16 @@ def read_table_file(path: Path, *, allow_empty: bool = False) -> ParsedTable:
         second = [i for i, h in enumerate(header) if h == dupes[0]][1]
         raise InputError(path, "duplicate column", line=1, column=second + 1, field=dupes[0],
                          expected="each column name once")
-    if "participant_id" not in names:
-        raise InputError(path, "no participant_id column" + _suggest(names), line=1,
-                         expected="a header naming participant_id", got=", ".join(names) or "no columns")
+    if id_column not in names:
+        raise InputError(path, f"no {id_column} column" + (_suggest(names) if id_column == "participant_id" else
+                                                            did_you_mean(id_column, names)), line=1,
+                         expected=f"a header naming {id_column}", got=", ".join(names) or "no columns")
     positions = tuple(i + 1 for i in keep)
     data = {name: cells[i] for name, i in zip(names, keep)}
-    n = len(data["participant_id"])
+    n = len(data[id_column])
     lines = np.arange(2, n + 2, dtype="int64")
-    pid = data["participant_id"]
-    clean = all(map(_PID_FAST.fullmatch, pid))
+    pid = data[id_column]
+    clean = id_column == "participant_id" and all(map(_PID_FAST.fullmatch, pid))
     if not clean:
         blank = np.fromiter((not v.strip() for v in pid), dtype=bool, count=n)
         if blank.any():
@@ -185,9 +188,10 @@ def read_table_file(path: Path, *, allow_empty: bool = False) -> ParsedTable:
             for name in names:
                 bad = _first_nonblank(data[name][idx])
                 if bad >= 0:
-                    raise InputError(path, "empty participant_id", line=int(lines[idx[bad]]),
-                                     column=positions[names.index("participant_id")], field="participant_id",
-                                     expected='"sub-<label>"', got='""')
+                    raise InputError(path, f"empty {id_column}", line=int(lines[idx[bad]]),
+                                     column=positions[names.index(id_column)], field=id_column,
+                                     expected='"sub-<label>"' if id_column == "participant_id" else "a value",
+                                     got='""')
             data = {k: v[~blank] for k, v in data.items()}
             lines = lines[~blank]
     if len(lines) == 0 and not allow_empty:
@@ -329,20 +333,28 @@ def _union(column_lists: Sequence[Sequence[str]]) -> tuple[str, ...]:
 # formats
 
 
-def read_splits(path: str | Path, *, label: str | None = None) -> SplitSet:
-    """Read a split input of any of the four formats (contract, "Split inputs").
+def read_splits(path: str | Path, *, label: str | None = None, id_pattern: str | None = None,
+                path_column: str | None = None) -> SplitSet:
+    """Read a split input of any of the six formats (contract, "Split inputs").
 
     Parameters
     ----------
     path : path-like
         A folder of split files, one TSV/CSV with a ``split`` column, a
         ClinicaDL split folder (``split-N/``, or the legacy
-        ``train_splits-K/split-N/``), or nnU-Net's ``splits_final.json``.
+        ``train_splits-K/split-N/``), nnU-Net's ``splits_final.json`` or
+        ``dataset.json``, a MONAI datalist, or image-path lists
+        (:mod:`audit.splits.datalists`).
         :func:`~audit.splits.detect.plan_splits` documents how the format is
         decided.
     label : str, optional
         The column read into :attr:`SplitRow.label` (default: ``diagnosis``
-        where a file has it).
+        where a file has it; in a datalist, the entry key, default ``label``).
+    id_pattern : str, optional
+        ``--id-pattern``: how image paths and case ids name participants
+        (:mod:`audit.splits.ids`; default: the documented rules).
+    path_column : str, optional
+        ``--path-column``: the column (or datalist key) of image paths.
 
     Raises
     ------
@@ -350,12 +362,33 @@ def read_splits(path: str | Path, *, label: str | None = None) -> SplitSet:
         The input cannot be read or does not have the expected shape; the
         message names the file, the line (and column) and what was expected.
     """
-    plan = plan_splits(path)
+    if id_pattern is not None:
+        compile_pattern(id_pattern)  # a bad expression is an error whatever the format
+    plan = plan_splits(path, path_column=path_column)
     label_col = label or DEFAULT_LABEL
     notes = list(plan.notes)
-    if plan.format == "nnunet":
+    id_rule = None
+    if plan.format in ("monai", "paths") or (plan.format == "nnunet" and plan.source is not None
+                                             and plan.source.name != "splits_final.json" and isinstance(plan.data[1], dict)):
+        if plan.format == "paths":
+            tables, files, more, rule = datalists.read_path_lists(plan, label=label, id_pattern=id_pattern,
+                                                                  read_table=read_table_file)
+        else:
+            tables, more, rule = datalists.read_datalist(plan, label=label, id_pattern=id_pattern)
+            files = [str(plan.source)]
+        notes += more
+        id_rule = rule.record()
+        notes.append(f"participant ids from image paths by rule {rule.name!r} ({id_rule['description']}): "
+                     + "; ".join(f"{p} -> {i}" for p, i in rule.examples))
+    elif plan.format == "nnunet":
         assert plan.source is not None
-        tables, files = _read_nnunet(plan.source)
+        tables, files, id_rule = _read_nnunet(plan.source, id_pattern)
+        if plan.parts:  # the test cases of dataset.json beside splits_final.json
+            test = plan.parts[0].path
+            sub = plan_splits(test)
+            more_tables, _, rule = datalists.read_datalist(sub, label=label, id_pattern=id_pattern, only=("test",))
+            tables += more_tables
+            files.append(str(test))
     elif plan.format == "table":
         assert plan.source is not None
         tables, files = _read_single_table(plan.source, label_col, notes)
@@ -364,7 +397,7 @@ def read_splits(path: str | Path, *, label: str | None = None) -> SplitSet:
         for part in plan.parts:
             tables.append(_read_part(part, label_col))
             files.extend(str(f) for f in part.files)
-    return SplitSet(plan.format, str(plan.root), tuple(files), tuple(tables), notes=tuple(notes))
+    return SplitSet(plan.format, str(plan.root), tuple(files), tuple(tables), notes=tuple(notes), id_rule=id_rule)
 
 
 def _read_part(part: Part, label: str) -> SplitTable:
@@ -442,7 +475,7 @@ def _folds(parsed: ParsedTable) -> np.ndarray:
                          got=_show(value)) from None
 
 
-def _read_nnunet(path: Path) -> tuple[list[SplitTable], list[str]]:
+def _read_nnunet(path: Path, id_pattern: str | None = None) -> tuple[list[SplitTable], list[str], dict[str, Any]]:
     """nnU-Net's ``splits_final.json``: fold ``i`` is the ``i``-th entry of the list.
 
     ``val`` is split ``validation``; any other key whose value is a list of
@@ -481,6 +514,15 @@ def _read_nnunet(path: Path) -> tuple[list[SplitTable], list[str]]:
             if not ids:
                 raise InputError(path, "empty list", field=f'fold {i}, "{key}"', expected="at least one case id")
     lines = _string_lines(text, data)
+    by_pattern: dict[str, tuple[str, str | None]] = {}
+    if id_pattern is not None:
+        unique = list(dict.fromkeys(x for fold in data for ids in fold.values() for x in ids))
+        rule = ids_from_paths(unique, pattern=id_pattern, source=str(path), where=lambda i: f"case {unique[i]!r}")
+        by_pattern = {u: (p, s) for u, p, s in zip(unique, rule.participants, rule.sessions)}
+        id_rule = rule.record()
+    else:
+        id_rule = {"rule": "case-id", "description": "the case ids as written (BIDS entities, or the whole id)",
+                   "examples": []}
     tables = []
     k = 0
     for i, fold in enumerate(data):
@@ -491,7 +533,7 @@ def _read_nnunet(path: Path) -> tuple[list[SplitTable], list[str]]:
                 line = lines[k] if lines else 1
                 k += 1
                 try:
-                    pid, ses = normalise_case_id(x)
+                    pid, ses = by_pattern[x] if by_pattern else normalise_case_id(x)
                 except ValueError as err:
                     raise InputError(path, str(err), line=line, field=f'fold {i}, "{key}"',
                                      expected="a case id (letters, digits, '_', '.', '-')", got=_show(x)) from None
@@ -507,12 +549,16 @@ def _read_nnunet(path: Path) -> tuple[list[SplitTable], list[str]]:
             tables.append(SplitTable.from_columns(normalise_split_name(key), i, str(path), core, extra,
                                                   columns=("participant_id", "session_id", "case_id"),
                                                   label_column=None))
+    if not id_rule["examples"]:
+        first = tables[0]
+        id_rule["examples"] = [{"path": c, "id": p} for c, p in
+                               list(dict.fromkeys(zip(first._extra["case_id"], first._core["participant_id"])))[:3]]
     names = [(t.name, t.fold) for t in tables]
     for split_fold in names:
         if names.count(split_fold) > 1:
             raise InputError(path, f"two lists for split {split_fold[0]!r}", field=f"fold {split_fold[1]}",
                              expected="one list per split (val and validation are the same split)")
-    return tables, [str(path)]
+    return tables, [str(path)], id_rule
 
 
 def _json_type(value: Any) -> str:

@@ -31,10 +31,11 @@ from audit.validator import (
     summarise_issues,
     validator_findings,
 )
+from tests.builders import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-EXAMPLES = SHARED / "data" / "bids-examples"
-OFFICIAL = SHARED / "data" / "bids-examples-official.tsv"
+SHARED = SHARED_DATA.parent
+EXAMPLES = SHARED_DATA / "bids-examples"
+OFFICIAL = SHARED_DATA / "bids-examples-official.tsv"
 CONFIG = EXAMPLES / "default-config.json"
 ROWS = list(csv.DictReader(OFFICIAL.read_text().splitlines(), delimiter="\t")) if OFFICIAL.is_file() else []
 

@@ -18,10 +18,9 @@ import pytest
 from audit.certificate import SIGNING_KEY_ENV, load_certificate, verify_certificate
 from audit.checks.registry import all_checks
 from schemas import json_schema
-from tests.builders import invoke, make_bids, write_image
+from tests.builders import SHARED_DATA, invoke, make_bids, write_image
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-AD_DL = SHARED / "data" / "splits" / "AD-DL"
+AD_DL = SHARED_DATA / "splits" / "AD-DL"
 SUBJECTS = [f"{i:02d}" for i in range(1, 11)]
 FAST = ("--no-validator", "--workers", "1")
 

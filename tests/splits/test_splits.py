@@ -24,9 +24,9 @@ from audit.splits import (
     normalise_split_name,
     read_splits,
 )
+from tests.builders import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-AD_DL = SHARED / "data" / "splits" / "AD-DL"
+AD_DL = SHARED_DATA / "splits" / "AD-DL"
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -333,7 +333,8 @@ def test_detect_ambiguous_and_unrecognised(tmp_path: Path) -> None:
     assert "no split files found" in str(error(empty))
 
     assert "no such file or folder" in str(error(tmp_path / "absent"))
-    assert "not a split file" in str(error(write(tmp_path / "splits.txt", "x")))
+    assert "not a split file" in str(error(write(tmp_path / "splits.xlsx", "x")))
+    assert "no rule maps every path" in str(error(write(tmp_path / "splits.txt", "x")))  # a path list
 
     dataset = tmp_path / "bids"
     write(dataset / "dataset_description.json", "{}")
