@@ -276,7 +276,8 @@ def certify(result: Result, options: AuditOptions, splits: str | Path, path: Pat
         split_files=list((data.get("splits") or {}).get("files") or []),
         options={"label": options.label, "site": options.site, "group": options.group,
                  "pretrain": options.pretrain},
-        config={**options.config.as_options_dict(), "source": options.config.source},
+        config={**options.config.as_options_dict(), "source": options.config.source}, where=path,
+        split_root=splits if splits.is_dir() else splits.parent,
         key=os.environ.get(certificates.SIGNING_KEY_ENV) or None,
     )
     return certificates.write_certificate(cert, path)
