@@ -19,6 +19,7 @@ from audit import (
 from audit.bidsindex import index_dataset
 from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
 from audit.context import AuditContext, AuditOptions
+from audit.coverage import coverage_for
 from audit.errors import InputError, did_you_mean
 from audit.images.thumbnails import with_pair_pictures
 from audit.outputs.distributions import split_distributions
@@ -182,7 +183,9 @@ def _finish(ctx: AuditContext, findings: list[Any], skipped: list[dict[str, str]
     findings, waivers = apply_policy(findings, config, today)
     readiness = readiness_for(ctx, findings, skipped, summary, ran=ctx.checks_ran, families=families,
                               waivers=waivers)
+    coverage = coverage_for(ctx, skipped, splits_in_scope="split" in families)
     return list(findings), {"waivers": tuple(waivers), "readiness": readiness, "checks": ctx.checks_ran,
+                            "coverage": coverage,
                             "config": {"fingerprint": config.fingerprint(), "date": today.isoformat(),
                                        "source": config.source}}
 

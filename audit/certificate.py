@@ -45,6 +45,7 @@ from schemas import json_schema
 
 __all__ = [
     "CERTIFICATE_NAME",
+    "certificate_target",
     "SIGNING_KEY_ENV",
     "build_certificate",
     "write_certificate",
@@ -221,6 +222,25 @@ def build_certificate(result: Mapping[str, Any], *, dataset_files: Mapping[str, 
     if key:
         cert["signature"] = {"algorithm": "HMAC-SHA256", "value": sign(cert, key)}
     return cert
+
+
+def certificate_target(splits: Path, given: Path | None, *, reviewer: bool, out_dir: Path) -> Path | None:
+    """Where ``bidsaudit audit`` writes the certificate (``None``: the default place beside the split files).
+
+    An audit without a dataset (a reviewer holding published split files)
+    writes nothing into the split files' folder: by default its certificate
+    goes with the results (``out_dir``), and a ``--certificate`` inside that
+    folder is refused (:class:`~audit.errors.InputError`).
+    """
+    folder = Path(splits) if Path(splits).is_dir() else Path(splits).parent
+    if not reviewer:
+        return given
+    if given is None:
+        return Path(out_dir) / f"{folder.resolve().name}-{CERTIFICATE_NAME}"
+    if folder.resolve() in (Path(given).resolve().parent, *Path(given).resolve().parents):
+        raise InputError(given, "an audit without DATASET writes nothing into the split files' folder",
+                         field="--certificate", expected=f"a path outside {folder}")
+    return given
 
 
 def write_certificate(cert: Mapping[str, Any], path: Path) -> Path:

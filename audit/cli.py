@@ -27,8 +27,10 @@ import typer
 from audit import __version__
 from audit.api import audit_splits, certify, readiness_dataset, validate_dataset
 from audit.bidsindex import read_json
+from audit.certificate import certificate_target
 from audit.config import load_options
 from audit.context import AuditOptions
+from audit.coverage import readiness_line, verdict_line
 from audit.demo import run_demo
 from audit.errors import BidsauditError, InputError
 from audit.expectations import load_suites
@@ -36,6 +38,7 @@ from audit.fsutil import atomic_write_text
 from audit.outputs.github import annotations, step_summary
 from audit.outputs.junit import junit_xml
 from audit.outputs.sarif import sarif_json
+from audit.policy import certificate_refusal
 from audit.service.settings import (
     TOKEN_ENV,
     Settings,
@@ -211,9 +214,10 @@ def _append_step_summary(result: Result) -> None:
 
 def print_summary(result: Result, *, quiet: bool = False) -> None:
     counts = result.counts()
-    verdict = "PASS" if result.status == "pass" else "FAIL"
+    verdict = verdict_line(result.status, result.coverage)  # "PASS (limited: ...)" when not everything was checked
+    ready = readiness_line(result.readiness)
     typer.echo(f"{verdict}: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes"
-               + (f" ({result.dataset['name']})" if result.dataset else ""))
+               + (f"; {ready}" if ready else "") + (f" ({result.dataset['name']})" if result.dataset else ""))
     if quiet:
         return
     for f in result.findings:
@@ -313,12 +317,16 @@ def audit(
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers, scheduler=scheduler,
                                expectations=suite_paths(expectations))
+        target = certificate_target(splits, certificate, reviewer=dataset is None, out_dir=out_dir)
         result = audit_splits(dataset, splits, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
-        if result.status == "pass" and not no_certificate:
+        refusal = None if no_certificate else certificate_refusal(result.status, result.coverage, options.config)
+        if result.status == "pass" and refusal is not None:
+            typer.echo(f"Certificate not written: {refusal}", err=True)
+        elif result.status == "pass" and not no_certificate:
             try:
-                path = certify(result, options, splits, certificate)
+                path = certify(result, options, splits, target)
             except OSError as err:
                 if certificate is not None:  # asked for: not writing it is a failure to run
                     raise InputError(certificate, f"cannot write the certificate: {err.strerror or err}") from None

@@ -182,6 +182,10 @@ def test_split_files_only_lists_dataset_checks_as_skipped(tmp_path: Path, clean:
     assert res.exit_code == 0, res.output
     data = result_of(tmp_path / "r.json")
     assert data["dataset"] is None
+    # a limited pass, said so; by default no certificate without image content (issue #13)
+    assert data["coverage"]["complete"] is False and data["coverage"]["images"] is None
+    assert "PASS (limited: no dataset: split tables only" in res.output
+    assert "Certificate not written: the pass is limited" in res.output and not (tmp_path / "cert.json").exists()
     skipped = {s["check"]: s["reason"] for s in data["skipped"]}
     families = ("bids", "quality", "split", "leakage", "confound", "shift", "expectations")
     dataset_needs = {"dataset", "images", "participants", "validator"}
@@ -200,9 +204,6 @@ def test_split_files_only_lists_dataset_checks_as_skipped(tmp_path: Path, clean:
                 "split.identical_folds", "split.fold_integrity", "quality.label_conflict"):
         assert cid not in skipped
     assert "skipped split.unknown_subject" in res.output and "no dataset given" in res.output
-    certificate = json.loads((tmp_path / "cert.json").read_text())
-    jsonschema.validate(certificate, json_schema("certificate"))
-    assert certificate["dataset"] is None
 
 
 def test_real_validator_once(tmp_path: Path, ds: Path, clean: Path) -> None:
@@ -393,8 +394,10 @@ def test_a_certificate_for_split_files_alone_vouches_for_no_dataset(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
     cert = tmp_path / "cert.json"
+    policy = tmp_path / "bidsaudit.toml"  # a limited pass is certified only when the policy allows it
+    policy.write_text('[certificate]\nlimited_pass = "allow"\n')
     assert invoke("audit", "--splits", clean, *FAST, "--json", tmp_path / "r.json",
-                  "--certificate", cert).exit_code == 0
+                  "--certificate", cert, "--config", policy).exit_code == 0
     files = [str(p) for p in sorted(clean.glob("*.tsv"))]
     assert verify_certificate(load_certificate(cert), where=cert, dataset=None, split_files=files).ok
     v = verify_certificate(load_certificate(cert), where=cert, dataset=ds, split_files=files)
