@@ -232,8 +232,8 @@ def print_summary(result: Result, *, quiet: bool = False) -> None:
         typer.echo(f"  {w.get('status', 'waived'):<7} {w.get('check', ''):<28} {who}: {w.get('reason', '')}{until}")
     readiness = result.readiness or {}
     if readiness.get("level"):
-        typer.echo(f"  readiness {readiness['level']} ({readiness.get('level_name', '')}), "
-                   f"score {readiness.get('score', 0):.1f}/100")
+        typer.echo(f"  readiness {readiness['level']} ({readiness.get('level_name', '')})"
+                   + (f", score {readiness.get('score', 0):.1f}/100" if readiness["level"] != "unrated" else ""))
         for step in list(readiness.get("next_steps") or [])[:3]:
             typer.echo(f"    next: {step}")
 

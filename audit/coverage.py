@@ -136,14 +136,18 @@ def verdict_line(status: str, coverage: Mapping[str, Any] | None) -> str:
 
 
 def readiness_line(readiness: Mapping[str, Any] | None) -> str:
-    """``readiness B2, 71.4/100 over 12 of 14 items`` (empty without a level).
+    """``readiness B2, 71.4/100 over 12 of 14 items`` (empty without a level; no score when unrated).
 
     >>> readiness_line({"level": "C3", "score": 40.0, "assessed": 5, "items": [{}] * 14})
     'readiness C3, 40.0/100 over 5 of 14 items'
+    >>> readiness_line({"level": "unrated", "score": 100.0, "assessed": 2, "items": [{}] * 14})
+    'readiness unrated (2 of 14 items assessed)'
     """
     if not readiness or not readiness.get("level"):
         return ""
     items = readiness.get("items") or []
     assessed = readiness.get("assessed")
     scope = f" over {assessed} of {len(items)} items" if assessed is not None and items else ""
+    if readiness["level"] == "unrated":  # band C not assessed (no dataset): a score over a few items means little
+        return f"readiness unrated ({assessed} of {len(items)} items assessed)" if scope else "readiness unrated"
     return f"readiness {readiness['level']}, {float(readiness.get('score') or 0):.1f}/100{scope}"
