@@ -246,3 +246,13 @@ def test_an_auc_below_chance_is_shown_as_no_signal():
                          {"splits": ["train", "validation"], "statistic": 0.83, "p_value": 0.01, "flagged": True}]))
     assert "0.41 no signal" in svg and "below chance 0.5: no signal" in svg
     assert "0.83 no signal" not in svg
+
+
+def test_the_github_step_summary_says_a_pass_is_limited():
+    from audit.outputs.github import step_summary
+
+    text = step_summary({"command": "audit", "status": "pass", "findings": [],
+                         "coverage": {"complete": False, "limits": ["BIDS validator not run"]}})
+    assert "**Limited pass**, not checked: BIDS validator not run" in text
+    assert "Limited" not in step_summary({"command": "audit", "status": "pass", "findings": [],
+                                          "coverage": {"complete": True, "limits": []}})
