@@ -45,22 +45,22 @@ from schemas import json_schema
 
 __all__ = [
     "CERTIFICATE_NAME",
-    "certificate_target",
     "SIGNING_KEY_ENV",
-    "build_certificate",
-    "write_certificate",
-    "load_certificate",
-    "verify_certificate",
     "Verification",
-    "sign",
+    "build_certificate",
     "canonical",
+    "certificate_target",
     "config_hash",
     "describe_changes",
-    "split_file_hashes",
-    "split_file_keys",
+    "load_certificate",
+    "mask_changes",
     "mask_files",
     "mask_hashes",
-    "mask_changes",
+    "sign",
+    "split_file_hashes",
+    "split_file_keys",
+    "verify_certificate",
+    "write_certificate",
 ]
 
 CERTIFICATE_NAME = "bidsaudit-certificate.json"
@@ -338,9 +338,9 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
     """
     problems: list[str] = []
     if str(cert.get("certificate_version")) != CERT_VERSION:
-        return Verification(ok=False, problems=(
-            f"the certificate is version {cert.get('certificate_version')}, bound to absolute paths (written "
-            f"before certificates were portable): audit again to write a version {CERT_VERSION} certificate",))
+        old = (f"the certificate is version {cert.get('certificate_version')}, bound to absolute paths (written "
+               f"before certificates were portable): audit again to write a version {CERT_VERSION} certificate")
+        return Verification(ok=False, problems=(old,))
     key = key if key is not None else os.environ.get(SIGNING_KEY_ENV)
     sig = cert.get("signature")
     if sig:

@@ -30,7 +30,7 @@ from typing import Any
 
 from audit.context import AuditContext
 
-__all__ = ["NOT_LIMITING", "coverage_for", "verdict_line", "readiness_line", "MAX_LIMITS"]
+__all__ = ["MAX_LIMITS", "NOT_LIMITING", "coverage_for", "readiness_line", "verdict_line"]
 
 #: Skip reasons that mean "not asked for", not "could not be checked".
 NOT_LIMITING = ("no --group given", "no --pretrain given", "no --expectations given")

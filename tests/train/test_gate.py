@@ -422,7 +422,7 @@ def test_a_copy_refuses_any_content_change_naming_it(case, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("copy")
     shutil.copytree(case / "splits", elsewhere / "splits")
     shutil.copytree(case / "dataset", elsewhere / "dataset")
-    img = sorted((elsewhere / "dataset").glob("sub-*/**/*_T1w.nii.gz"))[0]
+    img = min((elsewhere / "dataset").glob("sub-*/**/*_T1w.nii.gz"))
     img.write_bytes(img.read_bytes()[:-1] + bytes([img.read_bytes()[-1] ^ 1]))
     val = elsewhere / "splits" / "validation.tsv"
     val.write_text("\n".join(_lines(val)[:-1]) + "\n")
