@@ -40,6 +40,7 @@ from audit.bidsindex import index_dataset
 from audit.checks.content import PICTURED, THUMBNAIL_PAIRS
 from audit.config import load_options
 from audit.context import AuditContext, AuditOptions
+from audit.coverage import coverage_for
 from audit.disjointness import disjointness
 from audit.errors import InputError, did_you_mean
 from audit.expectations import load_suites
@@ -415,7 +416,9 @@ def _finish(ctx: AuditContext, findings: list[Any], skipped: list[dict[str, str]
     findings, waivers = apply_policy(findings, config, today)
     readiness = readiness_for(ctx, findings, skipped, summary, ran=ctx.checks_ran, families=families,
                               waivers=waivers)
+    coverage = coverage_for(ctx, skipped, splits_in_scope="split" in families)
     return list(findings), {"waivers": tuple(waivers), "readiness": readiness, "checks": ctx.checks_ran,
+                            "coverage": coverage,
                             "config": {"fingerprint": config.fingerprint(), "date": today.isoformat(),
                                        "source": config.source}}
 
@@ -517,7 +520,8 @@ def certify(result: Result, options: AuditOptions, splits: str | Path, path: Pat
         options={"label": options.label, "site": options.site, "group": options.group,
                  "pretrain": options.pretrain, "id_pattern": options.id_pattern,
                  "path_column": options.path_column},
-        config={**options.config.as_options_dict(), "source": options.config.source},
+        config={**options.config.as_options_dict(), "source": options.config.source}, where=path,
+        split_root=splits if splits.is_dir() else splits.parent,
         key=os.environ.get(certificates.SIGNING_KEY_ENV) or None,
     )
     return certificates.write_certificate(cert, path)

@@ -1,18 +1,26 @@
-"""Certificates: what a passing audit vouches for, byte for byte.
+"""Certificates: what a passing audit vouches for, content, not locations.
 
-``bidsaudit audit`` writes a certificate when it passes: the dataset
-fingerprint and every file's content hash, the sha256 of every split file,
-the options that shaped the audit (label, site, group, pretrain), a hash of
-the configuration and waivers, the tool version, the time and the findings
-summary. With ``BIDSAUDIT_SIGNING_KEY`` set the certificate carries an
-HMAC-SHA256 signature over its canonical JSON, so a CI can sign and a trainer
-elsewhere can require a valid signature.
+``bidsaudit audit`` writes a certificate when it passes (and the policy lets
+a limited pass have one, see :mod:`audit.coverage`): the dataset fingerprint
+and every file's content hash under its path relative to the dataset root,
+every split file's sha256 under its path relative to the certificate's
+folder, the options that shaped the audit (label, site, group, pretrain), a
+hash of the configuration and waivers, the tool version, the time and the
+findings summary. No absolute path is written: the gate opens for the same
+content wherever it lies (a copied split folder with its certificate, a moved
+or re-cloned dataset) and refuses any change of content, naming it. With
+``BIDSAUDIT_SIGNING_KEY`` set the certificate carries an HMAC-SHA256
+signature over its canonical JSON, so a CI can sign and a trainer elsewhere
+can require a valid signature.
 
 :func:`verify_certificate` is THE verification, also what the trainer's gate
-calls: it always re-hashes the split files and compares the dataset (its name,
-location, every file's content hash, subject folders, segmentation masks and
-the fingerprint) file by file, through the hash cache by default or a full
-re-hash on request, and returns every difference in words.
+calls: it always re-hashes the split files and compares the dataset (every
+file's content hash, subject folders, segmentation masks, the fingerprint and
+the name its ``dataset_description.json`` gives) file by file, through the
+hash cache by default or a full re-hash on request, and returns every
+difference in words. A version-1 certificate (bound to absolute paths, written
+before certificates were portable) closes the gate with a message saying to
+audit again.
 """
 
 from __future__ import annotations
@@ -38,24 +46,26 @@ from schemas import json_schema
 __all__ = [
     "CERTIFICATE_NAME",
     "SIGNING_KEY_ENV",
-    "build_certificate",
-    "write_certificate",
-    "load_certificate",
-    "verify_certificate",
     "Verification",
-    "sign",
+    "build_certificate",
     "canonical",
+    "certificate_target",
     "config_hash",
     "describe_changes",
-    "split_file_hashes",
+    "load_certificate",
+    "mask_changes",
     "mask_files",
     "mask_hashes",
-    "mask_changes",
+    "sign",
+    "split_file_hashes",
+    "split_file_keys",
+    "verify_certificate",
+    "write_certificate",
 ]
 
 CERTIFICATE_NAME = "bidsaudit-certificate.json"
 SIGNING_KEY_ENV = "BIDSAUDIT_SIGNING_KEY"
-CERT_VERSION = "1"
+CERT_VERSION = "2"
 MAX_LISTED = 20
 
 
@@ -77,6 +87,35 @@ def split_file_hashes(files: list[str]) -> dict[str, str]:
         except OSError as err:
             raise InputError(name, f"cannot read split file: {err.strerror or err}") from None
     return out
+
+
+def split_file_keys(files: list[str], folder: Path) -> dict[str, str]:
+    """``{path relative to folder: sha256:<hex>}`` of the split files (``/`` separators).
+
+    ``folder`` is the certificate's folder. A split file outside it is named
+    with ``..`` steps, so a split folder copied together with its certificate
+    keeps every name.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "train.tsv").write_text("participant_id\\nsub-01\\n")
+    >>> list(split_file_keys([str(d / "train.tsv")], d))
+    ['train.tsv']
+    """
+    base = Path(folder).resolve()
+    out = {}
+    for name, digest in split_file_hashes(files).items():
+        out[Path(os.path.relpath(Path(name).resolve(), base)).as_posix()] = digest
+    return out
+
+
+def _split_root(split_files: list[str], split_root: Path | None) -> Path:
+    if split_root is not None:
+        return Path(split_root)
+    return Path(os.path.commonpath([str(Path(f).resolve().parent) for f in split_files])) if split_files else Path()
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
 
 
 def describe_changes(want: Mapping[str, str], have: Mapping[str, str], what: str, *,
@@ -143,26 +182,36 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 def build_certificate(result: Mapping[str, Any], *, dataset_files: Mapping[str, str] | None,
                       split_files: list[str], options: Mapping[str, Any], config: Mapping[str, Any],
-                      key: str | None = None) -> dict[str, Any]:
-    """The certificate of a passing result (``result`` is the JSON result as a dict)."""
+                      where: Path, split_root: Path | None = None, key: str | None = None) -> dict[str, Any]:
+    """The certificate of a passing result (``result`` is the JSON result as a dict).
+
+    ``where`` is where the certificate will be written: split files are named
+    relative to its folder, and ``split_root`` (the split input's folder,
+    default: the split files' common folder) is recorded relative to it too,
+    so a certificate kept apart from the split files still finds them by their
+    names under that folder. The dataset is bound by content only (its
+    fingerprint, every file's hash under its path relative to the dataset
+    root, segmentation masks likewise); its location is not recorded.
+    """
     if result.get("status") != "pass":
         raise ValueError("a certificate is only written for a passing audit")
     dataset = result.get("dataset")
+    root = Path(dataset["path"]) if dataset and dataset.get("path") else None
     cert: dict[str, Any] = {
         "certificate_version": CERT_VERSION,
         "tool": {"name": "bidsaudit", "version": __version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "dataset": None if dataset is None else {
-            "path": dataset.get("path"), "name": dataset.get("name"), "fingerprint": dataset.get("fingerprint"),
+            "name": dataset.get("name"), "fingerprint": dataset.get("fingerprint"),
             "files": dict(sorted((dataset_files or {}).items())),
             # derivatives/ is outside the index and its fingerprint: the masks a segmentation trainer reads
-            "masks": mask_hashes(Path(dataset["path"])) if dataset.get("path") and Path(dataset["path"]).is_dir()
-            else {},
+            "masks": mask_hashes(root) if root is not None and root.is_dir() else {},
         },
         "splits": {
             "format": (result.get("splits") or {}).get("format"),
             "fingerprint": (result.get("splits") or {}).get("fingerprint"),
-            "files": {str(Path(f).resolve()): h for f, h in split_file_hashes(split_files).items()},
+            "files": split_file_keys(split_files, Path(where).parent),
+            "root": _relative(_split_root(split_files, split_root), Path(where).parent),
         },
         "options": {k: options.get(k) for k in ("label", "site", "group", "pretrain")}
         | {k: options[k] for k in ("id_pattern", "path_column") if options.get(k)},
@@ -174,6 +223,25 @@ def build_certificate(result: Mapping[str, Any], *, dataset_files: Mapping[str, 
     if key:
         cert["signature"] = {"algorithm": "HMAC-SHA256", "value": sign(cert, key)}
     return cert
+
+
+def certificate_target(splits: Path, given: Path | None, *, reviewer: bool, out_dir: Path) -> Path | None:
+    """Where ``bidsaudit audit`` writes the certificate (``None``: the default place beside the split files).
+
+    An audit without a dataset (a reviewer holding published split files)
+    writes nothing into the split files' folder: by default its certificate
+    goes with the results (``out_dir``), and a ``--certificate`` inside that
+    folder is refused (:class:`~audit.errors.InputError`).
+    """
+    folder = Path(splits) if Path(splits).is_dir() else Path(splits).parent
+    if not reviewer:
+        return given
+    if given is None:
+        return Path(out_dir) / f"{folder.resolve().name}-{CERTIFICATE_NAME}"
+    if folder.resolve() in (Path(given).resolve().parent, *Path(given).resolve().parents):
+        raise InputError(given, "an audit without DATASET writes nothing into the split files' folder",
+                         field="--certificate", expected=f"a path outside {folder}")
+    return given
 
 
 def write_certificate(cert: Mapping[str, Any], path: Path) -> Path:
@@ -192,7 +260,10 @@ def load_certificate(path: Path) -> dict[str, Any]:
         jsonschema.validate(data, json_schema("certificate"))
     except jsonschema.ValidationError as err:
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise InputError(path, err.message, field=where, expected="a bidsaudit certificate") from None
+        message = err.message if len(err.message) <= 200 else err.message[:200] + "..."
+        if err.validator == "not":
+            message = "a version 2 certificate records no absolute path"
+        raise InputError(path, message, field=where, expected="a bidsaudit certificate") from None
     return data
 
 
@@ -226,8 +297,8 @@ class Verification:
         return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
-def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_files: list[str],
-                       require_signature: bool = False, key: str | None = None,
+def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_files: list[str], where: Path,
+                       split_root: Path | None = None, require_signature: bool = False, key: str | None = None,
                        full: bool = False, splits: Mapping[str, Any] | None = None) -> Verification:
     """Compare a certificate with the dataset and split files as they are now.
 
@@ -240,10 +311,20 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
         A loaded certificate (see :func:`load_certificate`).
     dataset : Path or None
         The dataset the trainer is about to read (``None``: the split files alone
-        are compared). Its name, its location, every file's content hash, the
-        fingerprint and every segmentation mask are compared.
+        are compared), wherever it lies: every file's content hash, the
+        fingerprint, every segmentation mask and the name its
+        ``dataset_description.json`` gives are compared.
     split_files : list of str
-        The split files the trainer is about to read (always re-hashed).
+        The split files the trainer is about to read (always re-hashed), named
+        relative to the certificate's folder.
+    where : Path
+        The certificate file (split files are named relative to its folder).
+    split_root : Path, optional
+        The split input's folder now (default: the split files' common
+        folder). When the names relative to the certificate differ (the
+        certificate was kept apart from the split files), the names relative
+        to this folder are compared with the certificate's, relative to the
+        split folder it recorded: the same files, byte for byte, open.
     require_signature : bool
         Refuse an unsigned certificate or a wrong signature.
     key : str, optional
@@ -257,6 +338,10 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
         (the fingerprint only when every split file is as certified).
     """
     problems: list[str] = []
+    if str(cert.get("certificate_version")) != CERT_VERSION:
+        old = (f"the certificate is version {cert.get('certificate_version')}, bound to absolute paths (written "
+               f"before certificates were portable): audit again to write a version {CERT_VERSION} certificate")
+        return Verification(ok=False, problems=(old,))
     key = key if key is not None else os.environ.get(SIGNING_KEY_ENV)
     sig = cert.get("signature")
     if sig:
@@ -272,11 +357,16 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
     if (cert.get("counts") or {}).get("error", 0):
         problems.append("the certificate records error findings")
 
-    want = dict((cert.get("splits") or {}).get("files") or {})
-    have = split_file_hashes(split_files)
-    have = {str(Path(f).resolve()): h for f, h in have.items()}
-    split_changes = describe_changes(want, have, "split file", removed="was audited but is not among the files "
-                                     "given now", added="was not audited", changed="changed since the audit")
+    want = {str(k): str(v) for k, v in dict((cert.get("splits") or {}).get("files") or {}).items()}
+    have = split_file_keys(split_files, Path(where).parent)
+    split_changes = _split_changes(want, have)
+    recorded_root = (cert.get("splits") or {}).get("root")
+    if split_changes and isinstance(recorded_root, str) and split_files:
+        # the certificate lies elsewhere than at the audit: the same names under the split folder will do
+        now = split_file_keys(split_files, _split_root(split_files, split_root))
+        then = {Path(os.path.relpath(k, recorded_root)).as_posix(): v for k, v in want.items()}
+        if now == then:
+            split_changes = []
     problems.extend(split_changes)
     if splits is not None:
         problems.extend(_split_identity(cert, splits, files_ok=not split_changes))
@@ -291,6 +381,26 @@ def verify_certificate(cert: Mapping[str, Any], *, dataset: Path | None, split_f
     index, files, changes = _dataset_changes(cdata, Path(dataset), full=full)
     problems.extend(changes)
     return Verification(ok=not problems, problems=tuple(problems), index=index, files=files)
+
+
+def _split_changes(want: Mapping[str, str], have: Mapping[str, str]) -> list[str]:
+    """Split files that differ from the certificate's record; a file found under another name is said so once."""
+    removed = {k: v for k, v in want.items() if k not in have}
+    added = {k: v for k, v in have.items() if k not in want}
+    out = []
+    for name, digest in sorted(added.items()):
+        same = sorted(k for k, v in removed.items() if v == digest)
+        if same:
+            out.append(f"split file {name} has the content certified as {same[0]}, under another path relative "
+                       "to the certificate: keep the certificate beside the split files as at the audit "
+                       "(split files are named relative to it)")
+            removed.pop(same[0])
+            continue
+        out.append(f"split file {name} was not audited")
+    out.extend(f"split file {name} was audited but is not among the files given now" for name in sorted(removed))
+    out.extend(f"split file {name} changed since the audit" for name in sorted(set(want) & set(have))
+               if want[name] != have[name])
+    return out
 
 
 def _split_identity(cert: Mapping[str, Any], splits: Mapping[str, Any], *, files_ok: bool) -> list[str]:
@@ -308,12 +418,13 @@ def _split_identity(cert: Mapping[str, Any], splits: Mapping[str, Any], *, files
 
 def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *,
                      full: bool) -> tuple[DatasetIndex, dict[str, str], list[str]]:
-    """Index and fingerprint the dataset; every way it differs from the certificate's record.
+    """Index and fingerprint the dataset; every way its content differs from the certificate's record.
 
-    The dataset's name and location, unreadable files, every file's content
-    hash (always, even when the fingerprints agree: an edited ``files`` list
-    is caught without a signature), subject folders added, segmentation masks,
-    and the fingerprint itself.
+    Unreadable files, every file's content hash (always, even when the
+    fingerprints agree: an edited ``files`` list is caught without a
+    signature), subject folders added, segmentation masks, the fingerprint
+    itself, and the name when ``dataset_description.json`` gives one (a name
+    taken from the folder is a location: not compared).
     """
     index = index_dataset(dataset)
     cache = HashCache(memory=True) if full else HashCache.default()
@@ -324,14 +435,9 @@ def _dataset_changes(cdata: Mapping[str, Any], dataset: Path, *,
     want = {str(k): str(v) for k, v in dict(cdata.get("files") or {}).items()}
     have = dict(fp.files)
     problems: list[str] = []
-    cname, cpath = cdata.get("name"), cdata.get("path")
-    if cname != index.name:
-        problems.append(f"the certificate was written for dataset '{cname}' ({cpath}), "
-                        f"not for '{index.name}' ({index.root})")
-    elif cpath and str(Path(cpath)) != str(index.root):
-        same = have == want and fp.fingerprint == cdata.get("fingerprint")
-        problems.append(f"the certificate was written for the dataset at {cpath}, not {index.root}"
-                        + (" (same content: audit the dataset where it lies now)" if same else ""))
+    cname, described = cdata.get("name"), index.description.get("Name")
+    if described and cname != index.name:
+        problems.append(f"the certificate was written for dataset '{cname}', not for '{index.name}' ({index.root})")
     for path, msg in fp.unreadable:
         problems.append(f"dataset file {path} cannot be read: {msg}")
     problems.extend(describe_changes(want, have, "dataset file"))

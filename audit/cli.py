@@ -27,6 +27,7 @@ import typer
 from audit import __version__
 from audit.api import audit_splits, certify, readiness_dataset, validate_dataset
 from audit.bidsindex import read_json
+from audit.certificate import certificate_target
 from audit.config import load_options
 from audit.context import AuditOptions
 from audit.demo import run_demo
@@ -36,7 +37,14 @@ from audit.fsutil import atomic_write_text
 from audit.outputs.github import annotations, step_summary
 from audit.outputs.junit import junit_xml
 from audit.outputs.sarif import sarif_json
-from audit.outputs.terminal import default_stem, print_lines, summary_lines, terminal_width, working
+from audit.outputs.terminal import (
+    default_stem,
+    print_lines,
+    summary_lines,
+    terminal_width,
+    working,
+)
+from audit.policy import certificate_refusal
 from audit.service.settings import (
     TOKEN_ENV,
     Settings,
@@ -311,14 +319,18 @@ def audit(
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers, scheduler=scheduler,
                                expectations=suite_paths(expectations))
+        target = certificate_target(splits, certificate, reviewer=dataset is None, out_dir=out_dir)
         with busy(f"auditing {splits}" + (f" against {dataset}" if dataset else ""), quiet=quiet, json_out=json_out,
                   fmt=fmt):
             result = audit_splits(dataset, splits, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="audit", quiet=quiet,
              junit_out=junit_out, sarif_out=sarif_out, fmt=fmt)
-        if result.status == "pass" and not no_certificate:
+        refusal = None if no_certificate else certificate_refusal(result.status, result.coverage, options.config)
+        if result.status == "pass" and refusal is not None:
+            typer.echo(f"Certificate not written: {refusal}", err=True)
+        elif result.status == "pass" and not no_certificate:
             try:
-                path = certify(result, options, splits, certificate)
+                path = certify(result, options, splits, target)
             except OSError as err:
                 if certificate is not None:  # asked for: not writing it is a failure to run
                     raise InputError(certificate, f"cannot write the certificate: {err.strerror or err}") from None

@@ -21,6 +21,10 @@ that names the file, the key and the nearest valid key)::
     site = "site"
     group = "family_id"
 
+    [certificate]                    # which passes get a certificate (see audit.coverage)
+    limited_pass = "with-images"     # default: a limited pass is certified only when every image was read;
+                                     # "allow": every pass; "refuse": only a complete pass
+
     [[waivers]]                      # silence a check, or only some participants of it
     check = "leakage.subject_overlap"
     subjects = ["sub-03", "17"]      # optional: without it the whole check is waived
@@ -66,6 +70,7 @@ from typing import Any
 
 from audit.catalogue import CHECK_IDS, CONTRACT_CHECK_IDS, THRESHOLDS
 from audit.configcheck import (
+    LIMITED_PASS,
     SEVERITY_LEVELS,
     check_tables,
     loads_toml,
@@ -143,6 +148,8 @@ class AuditConfig:
     thresholds: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))
     columns: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     waivers: tuple[Waiver, ...] = ()
+    #: ``[certificate]``: ``limited_pass`` (one of :data:`~audit.configcheck.LIMITED_PASS`; absent: the default).
+    certificate: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     #: The file it was read from (not part of the fingerprint).
     source: str | None = field(default=None, compare=False)
     #: Threshold overrides left out of a hand-written mapping (:meth:`from_options_dict`), each with why,
@@ -159,6 +166,8 @@ class AuditConfig:
             "thresholds": {k: dict(sorted(v.items())) for k, v in sorted(self.thresholds.items())},
             "columns": dict(sorted(self.columns.items())),
             "waivers": [w.to_dict() for w in self.waivers],
+            # only when set: a configuration without it keeps the fingerprint it had
+            **({"certificate": dict(sorted(self.certificate.items()))} if self.certificate else {}),
         }
 
     def fingerprint(self) -> str:
@@ -179,6 +188,7 @@ class AuditConfig:
             "thresholds": {k: dict(v) for k, v in sorted(self.thresholds.items())},
             "columns": dict(sorted(self.columns.items())),
             "waivers": [w.to_dict() for w in self.waivers],
+            **({"certificate": dict(sorted(self.certificate.items()))} if self.certificate else {}),
             "fingerprint": self.fingerprint(),
         }
 
@@ -204,8 +214,10 @@ class AuditConfig:
             for w in data.get("waivers") or ())
         thresholds, ignored = _lenient_thresholds(data.get("thresholds") or {})
         source = data.get("source")
+        certificate = {k: str(v) for k, v in dict(data.get("certificate") or {}).items()
+                       if k == "limited_pass" and v in LIMITED_PASS}
         return cls(severity=_frozen(severity), thresholds=_frozen({k: _frozen(v) for k, v in thresholds.items()}),
-                   columns=_frozen(data.get("columns") or {}), waivers=waivers,
+                   columns=_frozen(data.get("columns") or {}), waivers=waivers, certificate=_frozen(certificate),
                    source=None if source is None else str(source),
                    ignored=_frozen({k: tuple(v) for k, v in ignored.items()}))
 
@@ -226,8 +238,13 @@ class AuditConfig:
         return given if given else self.columns.get(name)
 
     @property
+    def limited_pass(self) -> str:
+        """Which limited passes get a certificate: ``with-images`` (default), ``allow`` or ``refuse``."""
+        return self.certificate.get("limited_pass", LIMITED_PASS[0])
+
+    @property
     def empty(self) -> bool:
-        return not (self.severity or self.thresholds or self.columns or self.waivers)
+        return not (self.severity or self.thresholds or self.columns or self.waivers or self.certificate)
 
 
 # --------------------------------------------------------------------------- registry of valid names
@@ -363,7 +380,8 @@ def config_from_mapping(data: Any, source: str | Path = "bidsaudit.toml", *, pre
                            thresholds=known_thresholds())
     return AuditConfig(severity=_frozen(checked.severity),
                        thresholds=_frozen({k: _frozen(v) for k, v in checked.thresholds.items()}),
-                       columns=_frozen(checked.columns), waivers=tuple(Waiver(**w) for w in checked.waivers))
+                       columns=_frozen(checked.columns), waivers=tuple(Waiver(**w) for w in checked.waivers),
+                       certificate=_frozen(checked.certificate))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Configuration checking: a parsed ``bidsaudit.toml`` table, key by key, with the line it was written on.
 
 :func:`check_tables` validates the tables of a configuration (``severity``,
-``thresholds``, ``columns``, ``waivers``) against the valid names it is given
+``thresholds``, ``columns``, ``waivers``, ``certificate``) against the valid names it is given
 and returns plain data; :mod:`audit.config` builds the
 :class:`~audit.config.AuditConfig` from it. Every problem is an
 :class:`~audit.errors.InputError` naming the file, the line, the key path
@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,10 @@ from audit.findings import normalise_subject
 from audit.fsutil import read_utf8
 
 __all__ = [
+    "CERTIFICATE_KEYS",
     "CheckedTables",
     "COLUMN_KEYS",
+    "LIMITED_PASS",
     "SEVERITY_LEVELS",
     "SEVERITY_TABLE_KEYS",
     "TOP_KEYS",
@@ -42,7 +44,10 @@ __all__ = [
 ]
 
 SEVERITY_LEVELS = ("error", "warning", "info", "off")
-TOP_KEYS = ("severity", "thresholds", "columns", "waivers")
+TOP_KEYS = ("severity", "thresholds", "columns", "waivers", "certificate")
+CERTIFICATE_KEYS = ("limited_pass",)
+#: ``[certificate] limited_pass``: which passes that did not check everything (see audit.coverage) get a certificate
+LIMITED_PASS = ("with-images", "allow", "refuse")
 COLUMN_KEYS = ("label", "site", "group")
 WAIVER_KEYS = ("check", "subjects", "reason", "expires")
 SEVERITY_TABLE_KEYS = ("level", "reason", "expires")
@@ -58,6 +63,7 @@ class CheckedTables:
     thresholds: dict[str, dict[str, Any]]
     columns: dict[str, str]
     waivers: list[dict[str, Any]]
+    certificate: dict[str, str] = field(default_factory=dict)
 
 
 def check_tables(data: Any, source: str | Path = "bidsaudit.toml", *, prefix: str = "", text: str | None = None,
@@ -69,7 +75,7 @@ def check_tables(data: Any, source: str | Path = "bidsaudit.toml", *, prefix: st
     """
     where = _Where(source, prefix, text)
     if not isinstance(data, Mapping):
-        raise where.error((), "not a table", expected="a table of severity, thresholds, columns, waivers")
+        raise where.error((), "not a table", expected="a table of severity, thresholds, columns, waivers, certificate")
     for key in data:
         if key not in TOP_KEYS:
             line = where.header(key) or where.token(key)
@@ -79,7 +85,9 @@ def check_tables(data: Any, source: str | Path = "bidsaudit.toml", *, prefix: st
     checked = _thresholds(data.get("thresholds", {}), where, ids, thresholds)
     columns = _columns(data.get("columns", {}), where)
     waivers = _waivers(data.get("waivers", []), where, ids)
-    return CheckedTables(severity=severity, thresholds=checked, columns=columns, waivers=off_waivers + waivers)
+    certificate = _certificate(data.get("certificate", {}), where)
+    return CheckedTables(severity=severity, thresholds=checked, columns=columns, waivers=off_waivers + waivers,
+                         certificate=certificate)
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -301,6 +309,24 @@ def _columns(table: Any, where: _Where) -> dict[str, str]:
             raise where.error(("columns", key), "not a column name", line=line,
                               expected="the name of a participants.tsv or split-file column", got=_show(value))
         out[key] = value.strip()
+    return out
+
+
+def _certificate(table: Any, where: _Where) -> dict[str, str]:
+    if not isinstance(table, Mapping):
+        raise where.error(("certificate",), "not a table", line=where.token("certificate"),
+                          expected="limited_pass = " + " | ".join(repr(v) for v in LIMITED_PASS), got=_show(table))
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        line = where.token(key, after=(where.header("certificate") or 1) - 1)
+        if key not in CERTIFICATE_KEYS:
+            raise where.error(("certificate", key), f"unknown key '{key}'{did_you_mean(key, CERTIFICATE_KEYS)}",
+                              line=line, expected="one of " + ", ".join(CERTIFICATE_KEYS))
+        if value not in LIMITED_PASS:
+            hint = did_you_mean(value, LIMITED_PASS) if isinstance(value, str) else ""
+            raise where.error(("certificate", key), f"not a certificate policy{hint}", line=line,
+                              expected=" or ".join(repr(v) for v in LIMITED_PASS), got=_show(value))
+        out[key] = value
     return out
 
 

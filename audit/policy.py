@@ -40,7 +40,7 @@ from audit.checks.registry import all_checks
 from audit.config import AuditConfig, Waiver
 from audit.findings import SEVERITIES, Finding
 
-__all__ = ["apply_policy", "check_defaults"]
+__all__ = ["apply_policy", "certificate_refusal", "check_defaults"]
 
 NAMED = 5  # waived participants named in a narrowed finding's message
 
@@ -98,6 +98,35 @@ def apply_policy(findings: Iterable[Finding], config: AuditConfig, today: dt.dat
             rec["narrowed"].append({"message": f.message, "subjects": mine})
         kept.append(narrowed)
     return kept, records
+
+
+def certificate_refusal(status: str, coverage: Mapping[str, Any] | None, config: AuditConfig) -> str | None:
+    """Why a result gets no certificate (``None``: it may have one), by the ``[certificate]`` policy.
+
+    A failing result never gets one. A complete pass always does. A limited
+    pass (``coverage["complete"]`` false, see :mod:`audit.coverage`) gets one
+    according to ``limited_pass``: ``with-images`` (default) when every
+    image's content was checked, ``allow`` always, ``refuse`` never.
+
+    >>> from audit.config import AuditConfig
+    >>> certificate_refusal("pass", {"complete": False, "limits": ["no dataset"], "image_content": False},
+    ...                     AuditConfig())[:40]
+    'the pass is limited (no dataset) and not'
+    """
+    if status != "pass":
+        return "the audit did not pass"
+    if not coverage or coverage.get("complete", True):
+        return None
+    policy = config.limited_pass
+    limits = "; ".join(str(x) for x in coverage.get("limits") or []) or "not everything was checked"
+    how = ("set [certificate] limited_pass = \"allow\" in bidsaudit.toml to certify it anyway")
+    if policy == "allow":
+        return None
+    if policy == "with-images" and coverage.get("image_content"):
+        return None
+    if policy == "refuse":
+        return f"the pass is limited ({limits}) and the policy certifies only a complete audit ({how})"
+    return f"the pass is limited ({limits}) and not every image's content was checked ({how})"
 
 
 def _override(f: Finding, config: AuditConfig, defaults: Mapping[str, str]) -> Finding:

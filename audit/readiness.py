@@ -128,7 +128,12 @@ def _evaluate(item: Item, x: Inputs) -> dict[str, Any]:
         more = len(moved) - len(quoted)
         notes.extend(quoted + ([f"and {more} more findings"] if more > 0 else []))
     elif checks_ran:
-        notes.append("no finding of " + ", ".join(c for c in item.checks if x.ran_any([c])))
+        # the same findings the report lists: notes (info) of these checks do not move the item, and are counted
+        ran = [c for c in item.checks if x.ran_any([c])]
+        infos = [f for f in x.of(item.checks) if f[1] == "info"]
+        notes.append("no error or warning from " + ", ".join(ran)
+                     + (f"; {len(infos)} note{'s' if len(infos) != 1 else ''} from "
+                        + ", ".join(sorted({c for c, _, _ in infos})) + " (listed with the findings)" if infos else ""))
     for w in x.waivers:
         if w.get("check") in item.checks and w.get("status", "active") == "active" and w.get("matched"):
             who = ", ".join(map(str, w.get("subjects") or [])) or "the whole check"
@@ -183,8 +188,10 @@ def score_readiness(findings: Iterable[Any], summary: Mapping[str, Any] | None =
     Returns
     -------
     dict
-        ``{"score", "level", "level_name", "band", "label", "items",
-        "explanation", "next_steps", "rubric_version"}`` (plain JSON data,
+        ``{"score", "assessed", "scope", "level", "level_name", "band", "label",
+        "items", "explanation", "next_steps", "rubric_version"}`` (``assessed``: items
+        in the score; ``scope``: what the score is over and what was not assessed,
+        so that scores of different commands can be compared) (plain JSON data,
         no NaN).
     """
     x = Inputs(
@@ -215,6 +222,8 @@ def score_readiness(findings: Iterable[Any], summary: Mapping[str, Any] | None =
     level, reached, why = _level(items, x)
     return {
         "score": min(100.0, max(0.0, score)),
+        "assessed": len(assessed),
+        "scope": _scope(items, len(assessed)),
         "level": level,
         "level_name": LEVELS[level],
         "band": reached,
@@ -226,6 +235,19 @@ def score_readiness(findings: Iterable[Any], summary: Mapping[str, Any] | None =
         "next_steps": _next_steps(items),
         "rubric_version": RUBRIC_VERSION,
     }
+
+
+def _scope(items: list[dict[str, Any]], n_assessed: int) -> str:
+    """What the score is over, and why another command may give another one (one definition, different inputs)."""
+    missing: dict[str, list[str]] = {}
+    for i in items:
+        if i["status"] == "not_assessed":
+            missing.setdefault(str(i["evidence"]), []).append(i["id"])
+    out = (f"The score is over the {n_assessed} of {len(items)} rubric items this run could assess"
+           " (one definition for validate, readiness and audit; each command gives it different inputs)")
+    if missing:
+        out += "; not assessed: " + "; ".join(f"{', '.join(ids)} ({why})" for why, ids in missing.items())
+    return out + "."
 
 
 def _level(items: list[dict[str, Any]], x: Inputs) -> tuple[str, str | None, str]:

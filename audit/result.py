@@ -49,6 +49,8 @@ class Result:
     config: Mapping[str, Any] | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)
     reproduce: Mapping[str, Any] = field(default_factory=dict)
+    #: How much the verdict rests on (:mod:`audit.coverage`); ``None`` for a result made without it.
+    coverage: Mapping[str, Any] | None = None
     #: Data that travels with the result in memory but is not part of the JSON
     #: result (e.g. per-file hashes that the certificate binds to).
     attachments: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -84,6 +86,7 @@ class Result:
             "config": _plain(self.config) if self.config is not None else None,
             "summary": _plain(self.summary),
             "reproduce": _plain(self.reproduce),
+            "coverage": _plain(self.coverage) if self.coverage is not None else None,
         }
 
     def to_json(self) -> str:
@@ -138,6 +141,7 @@ class Result:
             config=data.get("config"),
             summary=data.get("summary") or {},
             reproduce=data.get("reproduce") or {},
+            coverage=data.get("coverage"),
         )
 
 

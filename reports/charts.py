@@ -259,11 +259,15 @@ def auc_chart(records: Sequence[Mapping[str, Any]], threshold: Any = None) -> Ma
         y = top + i * (bar + 6)
         auc = float(r["statistic"])
         colour = "#b42318" if r.get("flagged") else "#667085"
+        # at or below chance the classifier cannot tell the splits apart: "no signal", not a reversed one
+        chance = auc <= 0.5
+        why = " (at or below chance 0.5: no signal, the splits look alike)" if chance else ""
         body.append(f'<text x="{left - 8}" y="{y + bar - 5}" text-anchor="end" fill="{TEXT}">{_t(name, 30)}</text>'
                     f'<rect x="{left}" y="{y}" width="{x(auc) - left:.1f}" height="{bar}" fill="{colour}" '
-                    f'opacity="0.85"><title>{escape(name)}: ROC AUC {num(auc)}, permutation p '
-                    f'{num(r.get("p_value"))}</title></rect>'
-                    f'<text x="{x(auc) + 4:.1f}" y="{y + bar - 5}" fill="{TEXT}">{num(auc, 2)}</text>')
+                    f'opacity="{0.35 if chance else 0.85}"><title>{escape(name)}: ROC AUC {num(auc)}{why}, '
+                    f'permutation p {num(r.get("p_value"))}</title></rect>'
+                    f'<text x="{x(max(auc, 0.5)) + 4:.1f}" y="{y + bar - 5}" fill="{TEXT}">{num(auc, 2)}'
+                    f'{" no signal" if chance else ""}</text>')
     return _svg(width, height, body, "domain classifier ROC AUC per pair of splits")
 
 

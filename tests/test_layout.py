@@ -44,7 +44,7 @@ LAYERS: dict[str, tuple[str, float]] = {
                               "audit.configcheck", "audit.predictors", "audit.validatoroutput")},
     **{m: ("L2", 2) for m in ("audit.context", "audit.checks", "audit.runner", "audit.result", "audit.policy",
                               "audit.readiness", "audit.rubric", "audit.certificate", "audit.display",
-                              "audit.disjointness")},
+                              "audit.disjointness", "audit.coverage")},
     "audit.outputs": ("L3", 3),
     "audit.api": ("L4", 4),
     "train": ("train", 4.5),

@@ -6,13 +6,14 @@ image is decoded and before torch is imported. It
 1. finds the certificate (``--certificate``, or ``bidsaudit-certificate.json``
    beside the split files) and checks its schema (missing or malformed:
    :class:`~audit.errors.InputError`, exit 2);
-2. re-hashes every split file, always, and compares the hashes, the split
-   fingerprint and the split format with the certificate's;
+2. re-hashes every split file, always, and compares the hashes (split files
+   are named relative to the certificate's folder), the split fingerprint and
+   the split format with the certificate's;
 3. checks the signature (required with ``require_signature``), the recorded
    status and error count;
-4. indexes the dataset and compares its name and location, every file's
-   content hash, the segmentation masks and the fingerprint with the
-   certificate's: through the hash cache by default (``verify="cache"``: a
+4. indexes the dataset, wherever it lies now, and compares every file's
+   content hash (by path relative to the dataset root), the segmentation
+   masks, the fingerprint and the described name with the certificate's: through the hash cache by default (``verify="cache"``: a
    file whose path, size, mtime and inode are unchanged is not read again), or
    by re-reading every byte (``verify="full"``).
 
@@ -20,7 +21,9 @@ Steps 2 to 4 are :func:`audit.certificate.verify_certificate`, the one
 verification of a certificate; this module finds the certificate, reads the
 split input and turns the verdict into :class:`GateClosed` or :class:`GatePass`.
 
-Any difference closes the gate: :class:`GateClosed` (exit 1) with one line per
+The certificate binds content, not locations: a split folder copied with its
+certificate, a dataset moved or re-cloned elsewhere, open the gate as long as
+every byte is as audited. Any difference closes the gate: :class:`GateClosed` (exit 1) with one line per
 difference naming what changed. There is no option that skips the gate.
 
 What an unsigned certificate cannot protect: fields that nothing on disk can
@@ -182,15 +185,16 @@ def open_gate(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], *
         split_set = read_splits(splits_path, label=label, id_pattern=audited.get("id_pattern"),
                                 path_column=audited.get("path_column"))
     except InputError:
-        audited = sorted((cert.get("splits") or {}).get("files") or {})
-        check = verify_certificate(cert, dataset=None, split_files=[f for f in audited if Path(f).is_file()],
-                                   require_signature=require_signature, key=key)
+        audited = [cert_path.parent / f for f in sorted((cert.get("splits") or {}).get("files") or {})]
+        check = verify_certificate(cert, dataset=None, split_files=[str(f) for f in audited if f.is_file()],
+                                   where=cert_path, require_signature=require_signature, key=key)
         if not check.ok:
             raise GateClosed(headline, check.problems) from None
         raise
     block = splits_block(split_set)
     # the one verification (audit.certificate): signature, status, split files and identity, then the dataset
-    check = verify_certificate(cert, dataset=Path(dataset), split_files=list(split_set.files),
+    check = verify_certificate(cert, dataset=Path(dataset), split_files=list(split_set.files), where=cert_path,
+                               split_root=splits_path if splits_path.is_dir() else splits_path.parent,
                                require_signature=require_signature, key=key, full=verify == "full",
                                splits={"format": block["format"], "fingerprint": block["fingerprint"]})
     if check.index is None:  # no dataset was compared: a certificate for split files alone

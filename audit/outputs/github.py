@@ -108,6 +108,10 @@ def step_summary(result: Mapping[str, Any]) -> str:
     lines = [f"### bidsaudit {markdown_text(result.get('command') or '')}: "
              f"{'✅ pass' if status == 'pass' else '❌ fail'}{name}", "",
              f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes", ""]
+    coverage = result.get("coverage")
+    if status == "pass" and isinstance(coverage, Mapping) and not coverage.get("complete", True):
+        lines += ["**Limited pass**, not checked: "
+                  + "; ".join(markdown_text(x) for x in coverage.get("limits") or []), ""]
     shown = [f for f in result.get("findings") or [] if f.get("severity") in ("error", "warning")]
     if shown:
         lines += ["| severity | check | finding |", "| --- | --- | --- |"]

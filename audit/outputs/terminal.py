@@ -25,6 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from audit.coverage import readiness_line
+from audit.coverage import verdict_line as verdict_word
+
 __all__ = ["Line", "plural", "verdict_line", "summary_lines", "print_lines", "use_colour", "shorten_paths",
            "wrap", "cap", "hints", "working", "interactive", "MAX_NOTES", "MAX_FINDINGS"]
 
@@ -45,16 +48,20 @@ def plural(n: int, one: str, many: str | None = None) -> str:
 
 
 def verdict_line(doc: Mapping[str, Any]) -> str:
-    """``PASS: 0 errors, 2 warnings, 6 notes (dataset)``: the one wording of the verdict."""
+    """``PASS: 0 errors, 2 warnings, 6 notes; readiness B1, 80.0/100 over 12 of 14 items (ds)``: the one wording.
+
+    ``PASS (limited: ...)`` when the result's coverage is incomplete (:func:`audit.coverage.verdict_line`).
+    """
     counts = dict(doc.get("counts") or {})
     if not counts:
         counts = {s: sum(1 for f in doc.get("findings") or [] if f.get("severity") == s)
                   for s in ("error", "warning", "info")}
-    verdict = "PASS" if doc.get("status") == "pass" else "FAIL"
+    verdict = verdict_word(str(doc.get("status")), doc.get("coverage"))  # "PASS (limited: ...)" when incomplete
+    ready = readiness_line(doc.get("readiness"))
     dataset = doc.get("dataset") or {}
     return (f"{verdict}: {plural(int(counts.get('error', 0)), 'error')}, "
             f"{plural(int(counts.get('warning', 0)), 'warning')}, {plural(int(counts.get('info', 0)), 'note')}"
-            + (f" ({dataset['name']})" if dataset.get("name") else ""))
+            + (f"; {ready}" if ready else "") + (f" ({dataset['name']})" if dataset.get("name") else ""))
 
 
 def shorten_paths(text: str, cwd: str | None = None) -> str:
@@ -118,8 +125,8 @@ def summary_lines(doc: Mapping[str, Any], *, width: int = 100, quiet: bool = Fal
     out += [("muted", line) for hint in hints(doc) for line in wrap("hint: " + hint, width, "  ", max_lines=3)]
     readiness = doc.get("readiness") or {}
     if readiness.get("level"):
-        out.append(("", f"  readiness {readiness['level']} ({readiness.get('level_name', '')}), "
-                        f"score {readiness.get('score', 0):.1f}/100"))
+        score = f", score {readiness.get('score', 0):.1f}/100" if readiness["level"] != "unrated" else ""
+        out.append(("", f"  readiness {readiness['level']} ({readiness.get('level_name', '')}){score}"))
         for step in list(readiness.get("next_steps") or [])[:3]:
             out += [("muted", line) for line in wrap(f"next: {step}", width, "    ", max_lines=2)]
     return out

@@ -33,7 +33,7 @@ def _certify(dataset: Path, splits: Path, *, key: str | None = None, label: str 
               "dataset": {"path": str(index.root), "name": index.name, "fingerprint": fp.fingerprint},
               "splits": {"format": block["format"], "fingerprint": block["fingerprint"]}}
     cert = build_certificate(result, dataset_files=dict(fp.files), split_files=list(split_set.files),
-                             options={"label": label}, config={}, key=key)
+                             options={"label": label}, config={}, where=splits / CERTIFICATE_NAME, key=key)
     return write_certificate(cert, splits / CERTIFICATE_NAME)
 
 
@@ -120,7 +120,7 @@ def test_editing_a_split_cell_closes_the_gate(case):
     lines[1] = "\t".join(cells)
     train.write_text("\n".join(lines) + "\n")
     msg = _closed(case)
-    assert f"split file {train.resolve()} changed since the audit" in msg
+    assert "split file train.tsv changed since the audit" in msg  # named relative to the certificate
 
 
 def test_adding_a_row_closes_the_gate(case):
@@ -234,8 +234,6 @@ UNSIGNED_EDITS = [
                  "was added", id="dataset.files-removed-entry"),
     pytest.param(lambda c: c["dataset"].update(name="another dataset"), "written for dataset 'another dataset'",
                  id="dataset.name"),
-    pytest.param(lambda c: c["dataset"].update(path="/somewhere/else"), "dataset at /somewhere/else",
-                 id="dataset.path"),
     pytest.param(lambda c: c["splits"].update(fingerprint="sha256:" + "2" * 64), "split fingerprint",
                  id="splits.fingerprint"),
     pytest.param(lambda c: c["splits"].update(format="nnunet"), "split format 'nnunet'", id="splits.format"),
@@ -290,6 +288,14 @@ def test_an_unsigned_certificate_closes_the_gate_when_a_signature_is_required(ca
 
 
 # -------------------------------------------------------------- bad input
+def test_a_certificate_with_an_absolute_dataset_path_is_malformed(case):
+    """Version 2 binds content, not locations: a ``dataset.path`` written into it is refused (exit 2), briefly."""
+    _edit(case, lambda c: c["dataset"].update(path="/somewhere/else"))
+    with pytest.raises(InputError, match="records no absolute path") as info:
+        _gate(case)
+    assert len(str(info.value)) < 400
+
+
 def test_a_malformed_certificate_is_an_input_error(case):
     path = case / "splits" / CERTIFICATE_NAME
     path.write_text("{not json")
@@ -385,3 +391,70 @@ def test_refusal_keeps_every_problem(case):
         _gate(case)
     assert len([p for p in info.value.problems if p.startswith("dataset file")]) == 3
     assert copy.copy(info.value.problems) == info.value.problems
+
+
+# ------------------------------------------------------ portable certificates
+def test_the_certificate_records_no_absolute_path(case):
+    text = (case / "splits" / CERTIFICATE_NAME).read_text()
+    cert = json.loads(text)
+    assert cert["certificate_version"] == "2" and "path" not in cert["dataset"]
+    assert sorted(cert["splits"]["files"]) == ["test.tsv", "train.tsv", "validation.tsv"]
+    assert cert["splits"]["root"] == "."
+    assert str(case) not in text
+
+
+def test_the_same_content_elsewhere_opens_the_gate(case, tmp_path_factory):
+    """CI audits in one checkout, training runs in another: split folder copied with its certificate,
+    dataset re-cloned under another folder name."""
+    elsewhere = tmp_path_factory.mktemp("cluster")
+    shutil.copytree(case / "splits", elsewhere / "published-splits")
+    shutil.copytree(case / "dataset", elsewhere / "clone-of-dataset")
+    g = open_gate(elsewhere / "clone-of-dataset", elsewhere / "published-splits")
+    assert g.dataset == (elsewhere / "clone-of-dataset").resolve()
+    # moved, not copied: the originals are gone
+    shutil.rmtree(case / "dataset")
+    shutil.move(elsewhere / "published-splits", elsewhere / "moved" / "splits")
+    g = open_gate(elsewhere / "clone-of-dataset", elsewhere / "moved" / "splits")
+    assert g.certificate_path == (elsewhere / "moved" / "splits" / CERTIFICATE_NAME).resolve()
+
+
+def test_a_copy_refuses_any_content_change_naming_it(case, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("copy")
+    shutil.copytree(case / "splits", elsewhere / "splits")
+    shutil.copytree(case / "dataset", elsewhere / "dataset")
+    img = min((elsewhere / "dataset").glob("sub-*/**/*_T1w.nii.gz"))
+    img.write_bytes(img.read_bytes()[:-1] + bytes([img.read_bytes()[-1] ^ 1]))
+    val = elsewhere / "splits" / "validation.tsv"
+    val.write_text("\n".join(_lines(val)[:-1]) + "\n")
+    with pytest.raises(GateClosed) as info:
+        open_gate(elsewhere / "dataset", elsewhere / "splits", verify="full")
+    msg = str(info.value)
+    assert f"dataset file {img.relative_to(elsewhere / 'dataset').as_posix()} changed" in msg
+    assert "split file validation.tsv changed since the audit" in msg
+
+
+def test_a_certificate_kept_apart_from_the_split_files_still_finds_them(case, tmp_path_factory):
+    """Written with --certificate elsewhere (or moved after the audit): the split files are found by their names
+    under the split folder; their content is still compared byte for byte."""
+    apart = tmp_path_factory.mktemp("artifacts") / "ci" / "cert.json"
+    apart.parent.mkdir(parents=True)
+    shutil.move(case / "splits" / CERTIFICATE_NAME, apart)
+    assert _gate(case, certificate=apart).certificate_path == apart.resolve()
+    (case / "splits" / "test.tsv").write_text((case / "splits" / "test.tsv").read_text() + "sub-999\n")
+    assert "split file" in _closed(case, certificate=apart)
+
+
+def test_a_split_file_under_another_name_is_said_so(case):
+    shutil.move(case / "splits" / "test.tsv", case / "splits" / "holdout.tsv")
+    msg = _closed(case)
+    assert "holdout.tsv has the content certified as test.tsv" in msg
+
+
+def test_a_version_1_certificate_closes_the_gate_saying_to_audit_again(case):
+    def to_v1(c):
+        c["certificate_version"] = "1"
+        c["dataset"]["path"] = str(case / "dataset")
+        c["splits"]["files"] = {str((case / "splits" / k).resolve()): v for k, v in c["splits"]["files"].items()}
+    _edit(case, to_v1)
+    msg = _closed(case)
+    assert "version 1" in msg and "audit again" in msg
