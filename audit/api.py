@@ -46,7 +46,7 @@ from audit.errors import InputError, did_you_mean
 from audit.expectations import load_suites
 from audit.images.thumbnails import with_pair_pictures
 from audit.outputs.distributions import split_distributions
-from audit.policy import apply_policy
+from audit.policy import apply_policy, certificate_refusal
 from audit.readiness import readiness_for
 from audit.result import Result
 from audit.runner import build_result, run_checks
@@ -123,8 +123,9 @@ def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_conf
 def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str | None = None,
           group: str | None = None, pretrain: PathLike | None = None, ignore_nifti_headers: bool = False,
           validator_config: PathLike | None = None, no_validator: bool = False, workers: int | None = None,
-          scheduler: str | None = None, certificate: PathLike | None = None, no_certificate: bool = False,
-          config: PathLike | None = None, expectations: Sequence[PathLike] | None = None) -> Result:
+          scheduler: str | None = None, id_pattern: str | None = None, path_column: str | None = None,
+          certificate: PathLike | None = None, no_certificate: bool = False, config: PathLike | None = None,
+          expectations: Sequence[PathLike] | None = None, out_dir: PathLike = "bidsaudit-reports") -> Result:
     """Leakage, split integrity, confounds, shift and readiness of split files: ``bidsaudit audit``.
 
     Parameters
@@ -138,13 +139,19 @@ def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str
         Columns: the task's label (default ``diagnosis`` if present), the
         site (default: scanners from the sidecars), related participants.
     pretrain : path, optional
-        Participants used for pretraining (a split TSV or a model folder).
+        Participants used for pretraining (any split format or a model folder).
+    id_pattern, path_column : str, optional
+        For split files that list image paths (MONAI datalists, path
+        tables): a regular expression whose first group is the participant
+        id, and the column (or datalist key) holding the paths.
     certificate : path, optional
         Where the certificate of a passing audit goes (default: beside the
-        split files); ``no_certificate=True`` writes none. The path written
-        is ``result.attachments["certificate"]`` (``None`` when none was);
-        when the default place cannot be written, the audit's verdict
-        stands and ``result.attachments["certificate_note"]`` says why.
+        split files; without a dataset, ``out_dir``: a reviewer's audit
+        writes nothing into the split files' folder); ``no_certificate=True``
+        writes none, and so does a limited pass that the configuration's
+        ``[certificate] limited_pass`` policy refuses. The path written is
+        ``result.attachments["certificate"]`` (``None`` when none was);
+        ``result.attachments["certificate_note"]`` says why none was.
     ignore_nifti_headers, validator_config, no_validator, workers, config, expectations
         As for :func:`validate`.
     scheduler : str, optional
@@ -167,13 +174,18 @@ def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str
                        ignore_nifti_headers=ignore_nifti_headers,
                        validator_config=None if validator_config is None else Path(validator_config),
                        run_validator=not no_validator, workers=workers, scheduler=scheduler,
-                       expectations=_suites(expectations))
+                       id_pattern=id_pattern, path_column=path_column, expectations=_suites(expectations))
+    target = certificates.certificate_target(Path(splits), None if certificate is None else Path(certificate),
+                                             reviewer=root is None, out_dir=Path(out_dir))
     result = audit_splits(root, splits, options)
     written: str | None = None
     note: str | None = None
-    if result.status == "pass" and not no_certificate:
+    refusal = None if no_certificate else certificate_refusal(result.status, result.coverage, options.config)
+    if result.status == "pass" and refusal is not None:
+        note = f"Certificate not written: {refusal}"
+    elif result.status == "pass" and not no_certificate:
         try:
-            written = str(certify(result, options, splits, None if certificate is None else Path(certificate)))
+            written = str(certify(result, options, splits, target))
         except OSError as err:
             if certificate is not None:  # asked for: not writing it is a failure to run, as in the CLI
                 raise InputError(certificate, f"cannot write the certificate: {err.strerror or err}") from None

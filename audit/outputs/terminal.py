@@ -102,9 +102,19 @@ def _finding_lines(f: Mapping[str, Any], width: int, cwd: str | None) -> list[Li
 def summary_lines(doc: Mapping[str, Any], *, width: int = 100, quiet: bool = False,
                   cwd: str | None = None) -> list[Line]:
     """The lines of the terminal summary: verdict, errors and warnings, notes (capped), skipped, waivers, readiness."""
-    out: list[Line] = [(_STYLES["pass" if doc.get("status") == "pass" else "fail"], verdict_line(doc))]
-    if quiet:
-        return out
+    style = _STYLES["pass" if doc.get("status") == "pass" else "fail"]
+    if quiet:  # -q: the verdict line alone, whole (a script may read it)
+        return [(style, verdict_line(doc))]
+    line = verdict_line(doc)
+    out: list[Line] = []
+    if len(line) > width:  # the verdict wrapped by words, readiness kept whole on a line of its own
+        head, sep, ready = line.partition("; readiness ")
+        first, *rest = wrap(head, width, "", max_lines=4)
+        out = [(style, first)] + [(style, "  " + ln.lstrip()) for ln in rest]
+        if sep:
+            out.append((style, "  readiness " + ready))
+    else:
+        out = [(style, line)]
     findings = [f for f in doc.get("findings") or [] if isinstance(f, Mapping)]
     loud = [f for f in findings if f.get("severity") in ("error", "warning")]
     for f in loud[:MAX_FINDINGS]:

@@ -24,6 +24,14 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+def test_the_late_family_registers_last():
+    # quality.unreadable_file reports what the other checks met while reading lazily: it must run after them
+    from audit.checks.registry import all_checks
+
+    families = [spec.family + "." + spec.func.__module__.rsplit(".", 1)[-1] for spec in all_checks().values()]
+    assert families[-1] == "quality.late" and all(f != "quality.late" for f in families[:-1]), families
+
+
 def test_no_check_family_imports_another():
     families = {p.stem for p in CHECKS.glob("*.py") if "\n@check(" in p.read_text()}
     assert {"shift", "confound", "leakage", "split"} <= families

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -97,7 +96,9 @@ def test_quiet_prints_the_verdict_line_only(tmp_path, monkeypatch):
     res = invoke("validate", root, "--no-validator", "-q")
     assert res.exit_code in (0, 1), res.output
     lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and re.match(r"(PASS|FAIL): \d+ errors?, \d+ warnings?, \d+ notes? \(tiny\)$", lines[0])
+    # the verdict, how much it rests on ("PASS (limited: ...)") and readiness beside it (issue #13), one line
+    assert len(lines) == 1 and re.match(r"(PASS|FAIL)( \(limited: [^)]*\))?: \d+ errors?, \d+ warnings?, \d+ notes?"
+                                        r"(; readiness [^()]*(\([^)]*\))?)? \(tiny\)$", lines[0]), lines
     loud = invoke("validate", root, "--no-validator")
     assert len([line for line in loud.output.splitlines() if line.strip()]) > 1
     assert "JSON result:" in loud.output
