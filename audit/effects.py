@@ -762,7 +762,8 @@ def _size(kind: str, x: float) -> float:
 
 def classify_effect(kind: str, estimate: float | None, ci: Sequence[float] | None, p_adjusted: float | None,
                     n: int | Sequence[int], *, p_value: float | None = None, level: float = LEVEL,
-                    rules: Mapping[str, Any] | None = None, what: str = "", reason: str | None = None) -> Decision:
+                    rules: Mapping[str, Any] | None = None, what: str = "", reason: str | None = None,
+                    test_name: str = "") -> Decision:
     """Magnitude of an effect, whether it is a warning, and the sentence that says so.
 
     ``kind`` is one of :data:`KINDS`; ``ci`` the ``level`` interval of the
@@ -770,7 +771,8 @@ def classify_effect(kind: str, estimate: float | None, ci: Sequence[float] | Non
     audit's family (``None``: no family); ``p_value`` the unadjusted one
     (for the large tier); ``n`` the sample size(s) shown in the wording.
     ``rules`` overrides :data:`RULES` ``[kind]`` and :data:`EVIDENCE`
-    (``{"large": 0.8, "fdr": 0.05}``). ``what`` starts the sentence.
+    (``{"large": 0.8, "fdr": 0.05}``). ``what`` starts the sentence;
+    ``test_name`` names the test of the p-value in it (``"Mann-Whitney"``).
 
     * ``|estimate| < negligible``: ``negligible``, never a warning;
     * ``< moderate``: ``small``, not a warning;
@@ -862,7 +864,7 @@ def classify_effect(kind: str, estimate: float | None, ci: Sequence[float] | Non
         shown += f" ({round(100 * level):d}% CI {lo_s} to {hi_s})"
     stats = []
     if p_raw is not None:
-        stats.append(f"p={_fmt_p(p_raw)}")
+        stats.append(f"{test_name + ' ' if test_name else ''}p={_fmt_p(p_raw)}")
     if p_adj is not None:
         stats.append(f"adjusted {_fmt_p(p_adj)}" if p_raw is not None else f"adjusted p={_fmt_p(p_adj)}")
     tail = f" ({', '.join(stats)})" if stats else ""
@@ -887,16 +889,16 @@ def classify_effect(kind: str, estimate: float | None, ci: Sequence[float] | Non
 
 
 def decide(effect: Effect, p_adjusted: float | None = None, *, p_value: float | None = None,
-           rules: Mapping[str, Any] | None = None, what: str = "") -> Decision:
+           rules: Mapping[str, Any] | None = None, what: str = "", test_name: str = "") -> Decision:
     """:func:`classify_effect` of an :class:`Effect` (its own p-value unless ``p_value`` is given).
 
     >>> decide(proportion_difference([[50, 50], [18, 2]], ["AD", "CN"]), 0.004, p_value=0.0004,
-    ...        what="AD share, train vs test").wording
-    'AD share, train vs test: class-share difference +40 points (95% CI +18 to +52): large, uncertain with n = 100 and 20 (p=0.0004, adjusted 0.004)'
+    ...        what="AD share, train vs test", test_name="Fisher's exact").wording
+    "AD share, train vs test: class-share difference +40 points (95% CI +18 to +52): large, uncertain with n = 100 and 20 (Fisher's exact p=0.0004, adjusted 0.004)"
     """
     return classify_effect(effect.kind, effect.estimate, effect.ci, p_adjusted, effect.n,
                            p_value=effect.p_value if p_value is None else p_value, level=effect.level,
-                           rules=rules, what=what, reason=effect.reason)
+                           rules=rules, what=what, reason=effect.reason, test_name=test_name)
 
 
 # --------------------------------------------------------------------------- label mix
