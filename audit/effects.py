@@ -26,8 +26,9 @@ Effects (each with a two-sided ``level`` confidence interval, 95 % by default)
   chi-square distribution of Pearson's statistic, chi-square p-value.
 * :func:`auc_effect` (``kind="auc"``): ROC AUC of a domain classifier's
   out-of-fold scores (evaluation split positive), a score interval with
-  the Hanley-McNeil variance (DeLong's standard error in details), and the analytic Mann-Whitney p-value (normal approximation
-  with tie and continuity correction, identical to
+  the Hanley-McNeil variance (DeLong's standard error in details), and
+  the analytic Mann-Whitney p-value (normal approximation with tie and
+  continuity correction, identical to
   ``scipy.stats.mannwhitneyu(method="asymptotic")``): no permutation floor.
   :func:`domain_auc` fits the domain classifier and calibrates that
   p-value for cross-validation (out-of-fold scores are not independent):
