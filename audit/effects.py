@@ -108,10 +108,12 @@ KINDS = tuple(RULES)
 EVIDENCE: dict[str, Any] = {
     # moderate effects: Benjamini-Hochberg adjusted p-value at most this (the shift family's rate)
     "fdr": 0.025,
-    # large effects: unadjusted p-value at most this. Tuned (bench/sim_power.py): 0.005 misses a 90/10 test
-    # split of 20 against 50/50 (Fisher p = 0.0050 exactly) in 11 % of audits; 0.01 lets the null family
-    # alarm rate reach 4.7 % at 10 evaluation participants; 0.0075 keeps it <= 4.2 % at every size
-    "alpha_large": 0.0075,
+    # large effects: unadjusted p-value at most this (a Bonferroni level for a family of ten at 5 %). Tuned
+    # with bench/sim_power.py (2,400 null audits at 10 and 20 evaluation participants, 11 tests each):
+    # 0.005 -> 2.9 % and 2.7 % of null audits alarm; 0.0075 -> 4.0 % and 4.7 %; 0.01 -> 4.7 % and 5.2 %.
+    # The price: a 90/10 test split of 20 against 50/50 has Fisher p ~ 0.005 and is found in ~89 % of
+    # audits (94 % at 0.0075).
+    "alpha_large": 0.005,
     # when the moderate tier may use the CI clear of the negligible region instead of the adjusted p:
     # "without_p" (only when no p_adjusted is given), "always", or "never". A 95 % CI is not adjusted for
     # multiplicity, so "always" raises false alarms in a family of tests (bench/sim_power.py --ci-evidence).
