@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{100 * r['ci95'][1]:.1f}); warnings by test {r['warnings_by_test']}")
 
     print(f"\ndetection rate of the planted effect by its check on train vs test ({power_n} audits per cell)")
-    head = f"  {'scenario':<12} {'effect':<34}" + "".join(f"{'n=' + str(n):>9}" for n in n_evals)
+    head = f"  {'scenario':<12} {'effect':<38}" + "".join(f"{'n=' + str(n):>9}" for n in n_evals)
     print(head)
     powers = []
     for scenario in scenarios:
@@ -403,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r = power(scenario, size, n_eval, power_n, rules, args.seed + 7919 * n_eval + int(1000 * size))
                 powers.append(r)
                 cells.append(f"{100 * r['rate']:8.0f}%")
-            print(f"  {scenario:<12} {shown:<34}" + "".join(cells), flush=True)
+            print(f"  {scenario:<12} {shown:<38}" + "".join(cells), flush=True)
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     print(f"\n{seconds:.0f} s ({cpu:.0f} s of CPU)")
