@@ -349,7 +349,7 @@ def apply_bounds(overrides: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few audits of the largest effects at 10 and 20")
-    ap.add_argument("--null-audits", type=int, default=None, help="null audits per evaluation size (default 200)")
+    ap.add_argument("--null-audits", type=int, default=None, help="null audits per evaluation size (default 400)")
     ap.add_argument("--audits", type=int, default=None, help="audits per planted effect and size (default 40)")
     ap.add_argument("--n-eval", default=None, help="evaluation split sizes, comma separated (default 10,20,50,200)")
     ap.add_argument("--scenarios", default=",".join(GRID), help="comma separated subset of " + ", ".join(GRID))
@@ -370,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_bounds(args.bound)
     rules = parse_rules(args)
     n_evals = tuple(int(x) for x in args.n_eval.split(",")) if args.n_eval else ((10, 20) if args.quick else N_EVAL)
-    null_n = args.null_audits if args.null_audits is not None else (40 if args.quick else 200)
+    null_n = args.null_audits if args.null_audits is not None else (40 if args.quick else 400)
     power_n = args.audits if args.audits is not None else (20 if args.quick else 40)
     grid = QUICK_GRID if args.quick else GRID
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
