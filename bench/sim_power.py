@@ -1,4 +1,4 @@
-"""Detection power and false-alarm rate of the effect-size rules of :mod:`audit.effects`, by simulation.
+"""Detection power and false-alarm rate of the effect-size rules of :mod:`audit.decisions`, by simulation.
 
 No BIDS files: participants are drawn as tables (label, sex, age, site) and
 image feature vectors, split 70/15/15 (train/validation/test, the
@@ -14,15 +14,15 @@ family (one Benjamini-Hochberg family of 11 tests: every decision of the audit)
     :func:`audit.stats.mann_whitney`) and on sex (class shares),
     ``shift.acquisition`` on site (class shares), ``shift.image`` (a
     5-fold ridge domain classifier on 20 image features, the production
-    solver ``audit.stats._ridge_oof``; out-of-fold ROC AUC with its analytic
-    Mann-Whitney p, :func:`audit.effects.auc_effect`);
+    solver :func:`audit.predictors.ridge_oof`; out-of-fold ROC AUC with its
+    calibrated Mann-Whitney p, :func:`audit.auc.domain_auc`);
 ``confound.label_site``
     Cramér's V of the site x label table of the whole dataset, its
     association test's p in the same family (``--confound-family own``: a
     family of its own, which lets the null alarm rate reach 5.6 % at 10
     evaluation participants).
 
-Each effect goes through :func:`audit.effects.decide` with the family's
+Each effect goes through :func:`audit.decisions.decide` with the family's
 adjusted p-value and the test's raw p-value; an audit alarms when any
 decision is a warning.
 
@@ -75,8 +75,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audit import effects  # noqa: E402
-from audit.stats import _folds, _ridge_oof, association_test, benjamini_hochberg, mann_whitney  # noqa: E402
+from audit import auc, decisions, effects  # noqa: E402
+from audit.predictors import ridge_oof, stratified_folds  # noqa: E402
+from audit.stats import association_test, benjamini_hochberg, mann_whitney  # noqa: E402
 
 FRACTIONS = (0.70, 0.15, 0.15)
 N_EVAL = (10, 20, 50, 200)
@@ -218,14 +219,14 @@ def _table(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
 
 
 def _oof_auc(xa: np.ndarray, xb: np.ndarray, seed: int) -> effects.Effect:
-    """The domain classifier's out-of-fold AUC (:func:`audit.effects.domain_auc`), or the raw analytic p."""
+    """The domain classifier's out-of-fold AUC (:func:`audit.auc.domain_auc`), or the raw analytic p."""
     if not CALIBRATE:
         X = np.vstack([xa, xb])
         y = np.r_[np.zeros(len(xa), dtype=np.int64), np.ones(len(xb), dtype=np.int64)]
-        folds = _folds(y, int(min(N_SPLITS, len(xa), len(xb))), seed)
-        scores = _ridge_oof(X, np.where(y == 1, 1.0, -1.0)[:, None], folds, RIDGE_ALPHA)[:, 0]
-        return effects.auc_effect(scores[y == 1], scores[y == 0])
-    return effects.domain_auc(np.vstack([xa, xb]), np.r_[np.zeros(len(xa), bool), np.ones(len(xb), bool)],
+        folds = stratified_folds(y, int(min(N_SPLITS, len(xa), len(xb))), seed)
+        scores = ridge_oof(X, np.where(y == 1, 1.0, -1.0)[:, None], folds, RIDGE_ALPHA)[:, 0]
+        return auc.auc_effect(scores[y == 1], scores[y == 0])
+    return auc.domain_auc(np.vstack([xa, xb]), np.r_[np.zeros(len(xa), bool), np.ones(len(xb), bool)],
                               n_splits=N_SPLITS, alpha=RIDGE_ALPHA, n_permutations=IMAGE_PERMUTATIONS, seed=seed)
 
 
@@ -274,7 +275,7 @@ def audit(data: Mapping[str, Sample], rules: Mapping[str, Any], seed: int,
     for r, q in zip(records, adjusted):
         if r["effect"] is None or (need is not None and (r["variable"], r["pair"]) not in need):
             continue
-        d = effects.decide(r["effect"], q, p_value=r["p"], rules=rules)
+        d = decisions.decide(r["effect"], q, p_value=r["p"], rules=rules)
         out.append({"check": r["check"], "variable": r["variable"], "pair": r["pair"], "decision": d})
     return out
 
@@ -337,13 +338,13 @@ def parse_rules(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def apply_bounds(overrides: Sequence[str]) -> None:
-    """``kind.bound=value`` overrides of :data:`audit.effects.RULES` (for tuning runs)."""
+    """``kind.bound=value`` overrides of :data:`audit.decisions.RULES` (for tuning runs)."""
     for item in overrides:
         key, _, value = item.partition("=")
         kind, _, bound = key.partition(".")
-        if kind not in effects.RULES or bound not in effects.RULES[kind]:
-            raise SystemExit(f"--bound {item!r}: expected KIND.BOUND=VALUE with KIND in {', '.join(effects.KINDS)}")
-        effects.RULES[kind][bound] = float(value)
+        if kind not in decisions.RULES or bound not in decisions.RULES[kind]:
+            raise SystemExit(f"--bound {item!r}: expected KIND.BOUND=VALUE with KIND in {', '.join(decisions.KINDS)}")
+        decisions.RULES[kind][bound] = float(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     offsets = rng.normal(0.0, SITE_EFFECT, (N_SITES, N_FEATURES))
 
-    print(f"rules: {json.dumps(effects.RULES)}; evidence: {json.dumps({**effects.EVIDENCE, **rules})}")
+    print(f"rules: {json.dumps(decisions.RULES)}; evidence: {json.dumps({**decisions.EVIDENCE, **rules})}")
     print(f"\nnull: random 70/15/15 splits of one population; an audit alarms on any shift.* or "
           f"confound.label_site warning ({null_n} audits per size)")
     nulls = []
@@ -410,10 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
-            "rules": effects.RULES, "evidence": {**effects.EVIDENCE, **rules}, "n_eval": list(n_evals),
+            "rules": decisions.RULES, "evidence": {**decisions.EVIDENCE, **rules}, "n_eval": list(n_evals),
             "fractions": FRACTIONS, "null": nulls, "power": powers, "grid": {s: grid[s] for s in scenarios},
             "units": UNITS, "image_optimal_auc": {str(s): round(optimal_auc(s, offsets), 4) for s in grid["image"]},
-            "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "seed": args.seed, "quick": args.quick,
+            "seed": args.seed, "quick": args.quick,
             "image_p": "permutation moments" if CALIBRATE else "raw analytic (pooled out-of-fold)",
             "confound_family": args.confound_family,
         }, indent=1))

@@ -1,4 +1,4 @@
-"""audit.effects: effect sizes with confidence intervals and the rules that make them warnings."""
+"""audit.effects, audit.auc, audit.decisions: effect sizes with confidence intervals and the rules that make them warnings."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 import audit.effects
-from audit import effects
+from audit import auc, decisions, effects
 
 
-def test_doctests():
-    result = doctest.testmod(audit.effects, optionflags=doctest.ELLIPSIS)
+@pytest.mark.parametrize("module", [effects, auc, decisions], ids=lambda m: m.__name__)
+def test_doctests(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
 
 
@@ -81,12 +82,12 @@ def test_auc_interval_covers_for_independent_scores():
     from scipy.stats import norm
 
     truth = float(norm.cdf(1 / math.sqrt(2)))  # two normals one SD apart
-    cov = _coverage(lambda r: effects.auc_effect(r.normal(1, 1, 30), r.normal(0, 1, 40)), truth, seed=3)
+    cov = _coverage(lambda r: auc.auc_effect(r.normal(1, 1, 30), r.normal(0, 1, 40)), truth, seed=3)
     assert 0.91 <= cov <= 0.985, cov
 
 
 def test_auc_interval_is_not_degenerate_at_a_perfect_separation():
-    e = effects.auc_effect(np.arange(20) + 100.0, np.arange(80.0))
+    e = auc.auc_effect(np.arange(20) + 100.0, np.arange(80.0))
     assert e.estimate == 1.0 and e.ci[1] == 1.0 and 0.85 < e.ci[0] < 0.95
     assert e.p_value < 1e-10  # analytic: no permutation floor
 
@@ -101,7 +102,7 @@ def test_mann_whitney_p_matches_scipy(alternative):
         x = rng.integers(0, 6, n1).astype(float)  # ties
         y = rng.integers(0, 5, n0).astype(float)
         ref = mannwhitneyu(x, y, alternative=alternative, method="asymptotic").pvalue
-        assert effects.mann_whitney_p(x, y, alternative=alternative) == pytest.approx(ref, rel=1e-5, abs=1e-12)
+        assert auc.mann_whitney_p(x, y, alternative=alternative) == pytest.approx(ref, rel=1e-5, abs=1e-12)
 
 
 def test_auc_effect_p_value_is_the_mann_whitney_p():
@@ -109,7 +110,7 @@ def test_auc_effect_p_value_is_the_mann_whitney_p():
 
     rng = np.random.default_rng(5)
     x, y = rng.normal(0.8, 1, 20), rng.normal(0, 1, 80)
-    e = effects.auc_effect(x, y)
+    e = auc.auc_effect(x, y)
     assert e.p_value == pytest.approx(mannwhitneyu(x, y, alternative="greater", method="asymptotic").pvalue,
                                       rel=1e-5)
     assert e.estimate == pytest.approx(mannwhitneyu(x, y).statistic / (20 * 80), abs=1e-5)
@@ -118,14 +119,14 @@ def test_auc_effect_p_value_is_the_mann_whitney_p():
 def test_domain_auc_is_calibrated_for_cross_validation():
     rng = np.random.default_rng(6)
     flag = np.r_[np.ones(20, bool), np.zeros(60, bool)]
-    null_p = [effects.domain_auc(rng.normal(size=(80, 10)), flag, seed=i, n_permutations=100).p_value
+    null_p = [auc.domain_auc(rng.normal(size=(80, 10)), flag, seed=i, n_permutations=100).p_value
               for i in range(40)]
     assert np.mean(np.array(null_p) < 0.05) <= 0.2  # nominal 5 %; the raw pooled p is ~11 %
     X = rng.normal(size=(80, 10))
     X[:20, :3] += 2.0
-    e = effects.domain_auc(X, flag)
+    e = auc.domain_auc(X, flag)
     assert e.estimate > 0.9 and e.p_value < 1e-5 and e.details["variance_inflation"] >= 1.0
-    assert effects.decide(e, 0.5).warning  # large and p below alpha_large, whatever the family
+    assert decisions.decide(e, 0.5).warning  # large and p below alpha_large, whatever the family
 
 
 # --------------------------------------------------------------------------- the rules
@@ -133,15 +134,15 @@ def test_large_effect_with_twenty_participants_is_a_warning_worded_uncertain():
     train = [1] * 50 + [0] * 50
     table = [[train.count(1), train.count(0)], [18, 2]]  # a 90/10 test split of 20 against 50/50
     eff = effects.proportion_difference(table, ["AD", "CN"], splits=("train", "test"))
-    d = effects.decide(eff, p_adjusted=0.2, p_value=0.0004, what="AD share")
+    d = decisions.decide(eff, p_adjusted=0.2, p_value=0.0004, what="AD share")
     assert d.magnitude == "large" and d.warning and d.evidence == "alpha_large"
     assert "large, uncertain with n = 100 and 20" in d.wording
     assert "+40 points" in d.wording and "95% CI" in d.wording
 
 
 def test_perfect_domain_classifier_is_a_warning_whatever_the_family():
-    e = effects.auc_effect(np.arange(20) + 100.0, np.arange(80.0))
-    d = effects.decide(e, p_adjusted=0.3)  # a family large enough that BH would not pass it
+    e = auc.auc_effect(np.arange(20) + 100.0, np.arange(80.0))
+    d = decisions.decide(e, p_adjusted=0.3)  # a family large enough that BH would not pass it
     assert d.magnitude == "large" and d.warning
 
 
@@ -150,50 +151,50 @@ def test_tiny_effect_is_never_a_warning_however_small_its_p():
     a, b = rng.normal(0, 1, 100_000), rng.normal(0.03, 1, 100_000)
     e = effects.hedges_g(a, b)
     assert e.p_value < 1e-6 and abs(e.estimate) < 0.1
-    d = effects.decide(e, p_adjusted=e.p_value)
+    d = decisions.decide(e, p_adjusted=e.p_value)
     assert d.magnitude == "negligible" and not d.warning and "not a warning" in d.wording
 
 
 def test_small_effect_is_not_a_warning():
-    d = effects.classify_effect("smd", 0.35, (0.3, 0.4), 1e-20, (5000, 5000), p_value=1e-21)
+    d = decisions.classify_effect("smd", 0.35, (0.3, 0.4), 1e-20, (5000, 5000), p_value=1e-21)
     assert d.magnitude == "small" and not d.warning
 
 
 def test_moderate_effect_needs_evidence():
     base = dict(kind="auc", estimate=0.78, ci=(0.62, 0.9), n=(93, 20))
-    assert not effects.classify_effect(**base, p_adjusted=0.2, p_value=0.004).warning
-    d = effects.classify_effect(**base, p_adjusted=0.01)
+    assert not decisions.classify_effect(**base, p_adjusted=0.2, p_value=0.004).warning
+    d = decisions.classify_effect(**base, p_adjusted=0.01)
     assert d.warning and d.evidence == "fdr" and d.magnitude == "moderate"
     # no family p-value: the CI clear of the negligible region is the evidence
-    d = effects.classify_effect(**base, p_adjusted=None)
+    d = decisions.classify_effect(**base, p_adjusted=None)
     assert d.warning and d.evidence == "ci"
-    assert not effects.classify_effect("auc", 0.78, (0.55, 0.9), None, (93, 20)).warning
+    assert not decisions.classify_effect("auc", 0.78, (0.55, 0.9), None, (93, 20)).warning
 
 
 def test_large_effect_that_chance_explains_is_not_a_warning():
-    d = effects.classify_effect("smd", 1.2, (-0.1, 2.5), 0.4, (5, 5), p_value=0.09)
+    d = decisions.classify_effect("smd", 1.2, (-0.1, 2.5), 0.4, (5, 5), p_value=0.09)
     assert d.magnitude == "large" and not d.warning
     assert "not distinguishable from chance with n = 5 and 5" in d.wording
 
 
 def test_auc_below_chance_is_negligible():
-    d = effects.classify_effect("auc", 0.3, (0.15, 0.5), 0.9, (60, 20))
+    d = decisions.classify_effect("auc", 0.3, (0.15, 0.5), 0.9, (60, 20))
     assert d.magnitude == "negligible" and not d.warning and "below chance" in d.wording
 
 
 def test_rules_can_be_overridden():
-    assert effects.classify_effect("cramers_v", 0.45, (0.3, 0.6), 0.001, 200).magnitude == "moderate"
-    d = effects.classify_effect("cramers_v", 0.45, (0.3, 0.6), 0.001, 200, rules={"large": 0.4})
+    assert decisions.classify_effect("cramers_v", 0.45, (0.3, 0.6), 0.001, 200).magnitude == "moderate"
+    d = decisions.classify_effect("cramers_v", 0.45, (0.3, 0.6), 0.001, 200, rules={"large": 0.4})
     assert d.magnitude == "large" and d.bounds["large"] == 0.4
     with pytest.raises(ValueError):
-        effects.classify_effect("odds", 1.0, None, None, 10)
+        decisions.classify_effect("odds", 1.0, None, None, 10)
 
 
 def test_signed_effects_use_their_magnitude():
-    d = effects.classify_effect("smd", -1.6, (-2.1, -1.1), 0.001, (900, 200), p_value=1e-9)
+    d = decisions.classify_effect("smd", -1.6, (-2.1, -1.1), 0.001, (900, 200), p_value=1e-9)
     assert d.magnitude == "large" and d.warning and not d.uncertain and "large, n = 900 and 200" in d.wording
-    assert effects.classify_effect("smd", -1.4, (-2.0, -0.8), 0.001, (90, 20)).uncertain
-    d = effects.classify_effect("proportion_difference", -0.12, (-0.2, -0.06), None, (300, 300))
+    assert decisions.classify_effect("smd", -1.4, (-2.0, -0.8), 0.001, (90, 20)).uncertain
+    d = decisions.classify_effect("proportion_difference", -0.12, (-0.2, -0.06), None, (300, 300))
     assert d.magnitude == "moderate" and d.warning and d.evidence == "ci"
 
 
@@ -215,10 +216,10 @@ EDGE = {
     "V empty": lambda: effects.cramers_v(np.zeros((0, 0))),
     "V n=2": lambda: effects.cramers_v([[1, 0], [0, 1]]),
     "V not a table": lambda: effects.cramers_v("abc"),
-    "AUC n=1": lambda: effects.auc_effect([0.3], [0.1, 0.2]),
-    "AUC NaN": lambda: effects.auc_effect([math.nan, math.nan, 0.2], [0.1, 0.2]),
-    "domain one side": lambda: effects.domain_auc(np.ones((5, 2)), [True, False, False, False, False]),
-    "domain constant": lambda: effects.domain_auc(np.ones((6, 2)), [True] * 3 + [False] * 3),
+    "AUC n=1": lambda: auc.auc_effect([0.3], [0.1, 0.2]),
+    "AUC NaN": lambda: auc.auc_effect([math.nan, math.nan, 0.2], [0.1, 0.2]),
+    "domain one side": lambda: auc.domain_auc(np.ones((5, 2)), [True, False, False, False, False]),
+    "domain constant": lambda: auc.domain_auc(np.ones((6, 2)), [True] * 3 + [False] * 3),
 }
 
 
@@ -227,7 +228,7 @@ def test_edge_cases_are_not_measured_with_a_reason(case):
     e = EDGE[case]()
     assert e.estimate is None and e.ci is None
     assert isinstance(e.reason, str) and len(e.reason) > 10
-    d = effects.decide(e, p_adjusted=0.001)
+    d = decisions.decide(e, p_adjusted=0.001)
     assert d.magnitude == "not measured" and not d.warning and "not measured: " + e.reason in d.wording
     json.dumps(e.to_dict(), allow_nan=False)
     json.dumps(d.to_dict(), allow_nan=False)
@@ -249,19 +250,19 @@ def test_nan_values_are_dropped_and_counted():
 
 
 def test_constant_scores_give_an_uninformative_auc():
-    e = effects.auc_effect([0.5, 0.5, 0.5], [0.5, 0.5])
+    e = auc.auc_effect([0.5, 0.5, 0.5], [0.5, 0.5])
     assert e.estimate == 0.5 and e.ci == (0.0, 1.0) and e.p_value == 1.0
-    assert not effects.decide(e).warning
+    assert not decisions.decide(e).warning
 
 
 def test_classify_rejects_non_finite_estimates_as_not_measured():
-    d = effects.classify_effect("smd", math.nan, (math.nan, 1.0), None, 10)
+    d = decisions.classify_effect("smd", math.nan, (math.nan, 1.0), None, 10)
     assert d.magnitude == "not measured" and not d.warning
 
 
 # --------------------------------------------------------------------------- label mix
 def test_label_mix_describes_what_the_test_mix_does_to_the_metric():
-    m = effects.label_mix({"AD": 50, "CN": 50}, {"AD": 18, "CN": 2})
+    m = decisions.label_mix({"AD": 50, "CN": 50}, {"AD": 18, "CN": 2})
     assert m["shares"]["test"] == {"AD": 0.9, "CN": 0.1}
     assert m["majority_accuracy"] == {"train": 0.5, "test": 0.9}
     assert m["majority_balanced_accuracy"] == 0.5
@@ -271,15 +272,15 @@ def test_label_mix_describes_what_the_test_mix_does_to_the_metric():
 
 
 def test_label_mix_with_recall_and_three_classes():
-    m = effects.label_mix({"a": 30, "b": 30, "c": 40}, {"a": 10, "b": 0, "c": 10},
+    m = decisions.label_mix({"a": 30, "b": 30, "c": 40}, {"a": 10, "b": 0, "c": 10},
                           recall={"a": 1.0, "b": 0.5, "c": 0.8}, splits=("train", "validation"))
     assert m["expected_accuracy"] == {"train": pytest.approx(0.77), "validation": pytest.approx(0.9)}
     assert m["majority_class"] == "c" and m["majority_balanced_accuracy"] == pytest.approx(0.3333)
 
 
 def test_label_mix_edge_cases():
-    assert "no labelled participants in test" == effects.label_mix({"a": 3}, {})["not_measured"]
-    m = effects.label_mix({"a": 3, "b": 1}, {"a": 1, "b": 1}, recall={"a": 2.0})
+    assert "no labelled participants in test" == decisions.label_mix({"a": 3}, {})["not_measured"]
+    m = decisions.label_mix({"a": 3, "b": 1}, {"a": 1, "b": 1}, recall={"a": 2.0})
     assert "recall_ignored" in m and "expected_accuracy" not in m
 
 
@@ -292,7 +293,7 @@ def test_sim_power_quick_runs_and_writes_json(tmp_path, capsys):
                            "--scenarios", "label,image", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["null"][0]["audits"] == 8 and {r["scenario"] for r in data["power"]} == {"label", "image"}
-    assert data["rules"] == effects.RULES
+    assert data["rules"] == decisions.RULES
     # a 90/10 test split of 20 and a perfectly separable image shift are found
     assert all(r["rate"] == 1.0 for r in data["power"])
     assert "detection rate" in capsys.readouterr().out
