@@ -182,7 +182,7 @@ def auc_effect(evaluation_scores: Iterable[Any], reference_scores: Iterable[Any]
         tail = {"greater": norm.sf(zval), "less": norm.cdf(zval)}.get(alternative, 2 * norm.sf(abs(zval)))
         p = _finite(min(1.0, float(tail)))
         test = "auc_permutation_moments"
-        details["null"] = {"mean": _finite(null[0], 4), "sd": _finite(null[1], 4)}
+        details["permutation_moments"] = {"mean": _finite(null[0], 4), "sd": _finite(null[1], 4)}
     else:
         p = mann_whitney_p(x, y, alternative=alternative)
     return Effect("auc", _finite(auc, 5), (float(_finite(lo, 4) or 0.0), float(_finite(hi, 4) or 0.0)), n,
