@@ -297,3 +297,8 @@ def test_sim_power_quick_runs_and_writes_json(tmp_path, capsys):
     # a 90/10 test split of 20 and a perfectly separable image shift are found
     assert all(r["rate"] == 1.0 for r in data["power"])
     assert "detection rate" in capsys.readouterr().out
+    # reproducible: the same arguments write the same JSON, byte for byte (timings are printed, not written)
+    again = tmp_path / "again.json"
+    assert sim_power.main(["--quick", "--null-audits", "8", "--audits", "4", "--n-eval", "20",
+                           "--scenarios", "label,image", "--out", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
