@@ -5,14 +5,23 @@ against it without importing any check; each check family declares its
 thresholds by naming its entry here (``@check(..., thresholds=THRESHOLDS[id])``),
 and :func:`audit.checks.registry.check` refuses, once at import, a check id
 or a threshold table that is not in this catalogue. Override any threshold in
-``bidsaudit.toml``: ``[thresholds."shift.covariate"] smd = 0.3``.
+``bidsaudit.toml``: ``[thresholds."shift.covariate"] smd_large = 0.8``.
+
+The shift and confound checks decide by effect size (:mod:`audit.decisions`,
+``docs/effects.md``): each kind of effect has three magnitude bounds
+(:data:`EFFECT_BOUNDS`) and a warning needs, besides its magnitude, the
+evidence of :data:`EFFECT_EVIDENCE`. The check tables below carry those
+defaults under their own names (``smd_large``, ``share_moderate``,
+``auc_large``, ``v_large``, ``fdr``, ``alpha_large``); threshold names of
+earlier releases are read through :data:`RENAMED_THRESHOLDS` for one release.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CHECK_IDS", "CONTRACT_CHECK_IDS", "MAX_LEVELS", "THRESHOLDS"]
+__all__ = ["CHECK_IDS", "CONTRACT_CHECK_IDS", "MAX_LEVELS", "EFFECT_BOUNDS", "EFFECT_EVIDENCE", "RENAMED_THRESHOLDS",
+           "THRESHOLDS"]
 
 #: Check ids of the contract (``contract.md``, "Check ids"): valid in a
 #: configuration whatever is registered.
@@ -32,15 +41,49 @@ CHECK_IDS = CONTRACT_CHECK_IDS
 #: A text column with more levels is an identifier or free text, not a category to compare.
 MAX_LEVELS = 20
 
+#: Magnitude bounds per kind of effect (on ``|estimate|``; the AUC on the estimate itself): below
+#: ``negligible`` an effect is negligible, then small, moderate from ``moderate``, large from ``large``.
+#: Conventions: Cohen (1988) for the SMD (0.2 small, 0.5 medium, 1.0 well past "large" 0.8); Rea & Parker /
+#: Cohen's w for V with two classes (0.1 small, 0.3 medium, 0.5 large); Hosmer & Lemeshow's discrimination
+#: bands for the AUC (0.6-0.7 poor, 0.7-0.8 acceptable, >= 0.9 outstanding); class shares in proportion
+#: units (0.05 negligible, 0.10 moderate, 0.25 large: a 50/50 mix against 75/25).
+EFFECT_BOUNDS: dict[str, dict[str, float]] = {
+    "smd": {"negligible": 0.2, "moderate": 0.5, "large": 1.0},
+    "proportion_difference": {"negligible": 0.05, "moderate": 0.10, "large": 0.25},
+    "cramers_v": {"negligible": 0.1, "moderate": 0.3, "large": 0.5},
+    "auc": {"negligible": 0.6, "moderate": 0.7, "large": 0.9},
+}
+
+#: The evidence a warning needs besides its magnitude (bench/sim_power.py measures these choices).
+EFFECT_EVIDENCE: dict[str, Any] = {
+    # moderate effects: Benjamini-Hochberg adjusted p-value at most this, in the audit's one family
+    "fdr": 0.025,
+    # large effects: the *unadjusted* p-value at most this (a Bonferroni level for a family of ten at 5 %),
+    # or the adjusted one at most fdr. 0.005 keeps 2-4 % of null audits alarming at 10-200 evaluation
+    # participants; 0.01 reaches 5.2 % at 20 (docs/effects.md).
+    "alpha_large": 0.005,
+    # when a moderate effect may pass on its CI clear of the negligible region instead of the adjusted p:
+    # "without_p" (only when there is no p-value), "always" or "never". A 95 % CI is not adjusted for
+    # multiplicity, so "always" raises false alarms in a family of tests.
+    "ci_evidence": "without_p",
+}
+
+
+def _bounds(prefix: str, kind: str) -> dict[str, float]:
+    return {f"{prefix}_{k}": v for k, v in EFFECT_BOUNDS[kind].items()}
+
+
 #: Default thresholds per check id (or per family table shared by several checks: ``shift``).
 THRESHOLDS: dict[str, dict[str, Any]] = {
     "confound.label_site": {
-        "alpha": 0.05,                 # significance of the association test and of the permutation test
-        # Rea & Parker (1992): V 0.2-0.4 moderate, 0.4-0.6 relatively strong (0.2 is also Deepchecks' limit)
-        "cramers_v_warning": 0.2,
-        "cramers_v_error": 0.4,
-        "accuracy_gain_warning": 0.1,  # site alone beats chance by 10 points of balanced accuracy
-        "accuracy_gain_error": 0.25,   # ... by 25 points (75 % balanced accuracy on two classes)
+        # Cramér's V of site x label decides (bounds below, evidence as every effect: EFFECT_EVIDENCE); the
+        # dataset's test joins the audit's Benjamini-Hochberg family when the audit has splits
+        **_bounds("v", "cramers_v"),
+        "fdr": EFFECT_EVIDENCE["fdr"],
+        "alpha_large": EFFECT_EVIDENCE["alpha_large"],
+        "accuracy_gain_warning": 0.1,  # evidence only: site alone beats chance by 10 points of balanced accuracy
+        "accuracy_gain_error": 0.25,   # ... by 25 points (named in the sentence, no longer deciding)
+        "alpha": 0.05,                 # the permutation tests of the site-only rule and the scanner signature
         "epsilon2_warning": 0.08,      # continuous label: medium effect of site (Kruskal-Wallis)
         "epsilon2_error": 0.26,        # continuous label: large effect
         "n_permutations": 200,
@@ -68,13 +111,27 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
         # "train": each split against the training split (what the model learnt from; the most power);
         # "all": every pair of splits. Without a split named train, every pair.
         "pairs": "train",
+        # a large effect is a warning with an unadjusted p at most this (or the adjusted one at most fdr)
+        "alpha_large": EFFECT_EVIDENCE["alpha_large"],
+        "ci_evidence": EFFECT_EVIDENCE["ci_evidence"],
     },
-    # prevalence shift: Cohen's "small-to-medium" standardised difference; Deepchecks' label drift limit for V
-    "shift.label": {"smd": 0.25, "cramers_v": 0.15, "wasserstein": 0.3, "equivalence_margin": 0.25},
-    # Stuart (2010): |SMD| > 0.25 is an imbalance worth reporting; Deepchecks' V limit 0.2
-    "shift.covariate": {"smd": 0.25, "cramers_v": 0.2, "wasserstein": 0.3, "equivalence_margin": 0.25,
-                        "test": "mann-whitney"},
-    "shift.acquisition": {"smd": 0.25, "cramers_v": 0.2, "wasserstein": 0.3, "equivalence_margin": 0.25},
-    # Deepchecks' domain-classifier drift limit 0.25 is AUC 0.625; 0.7 (drift 0.4) for small test sets
-    "shift.image": {"auc": 0.7, "n_permutations": 200, "n_splits": 5, "ridge_alpha": 10.0, "top_features": 3},
+    # categorical variables are judged by the largest difference of a class's share (share_*, proportion
+    # units), continuous ones by Hedges' g (smd_*); equivalence_margin is the TOST balance margin (SMD)
+    "shift.label": {**_bounds("share", "proportion_difference"), **_bounds("smd", "smd"), "equivalence_margin": 0.25},
+    "shift.covariate": {**_bounds("share", "proportion_difference"), **_bounds("smd", "smd"),
+                        "equivalence_margin": 0.25, "test": "mann-whitney"},
+    "shift.acquisition": {**_bounds("share", "proportion_difference"), **_bounds("smd", "smd"),
+                          "equivalence_margin": 0.25},
+    # the domain classifier's out-of-fold ROC AUC (p-value calibrated by n_permutations label permutations)
+    "shift.image": {**_bounds("auc", "auc"), "n_permutations": 200, "n_splits": 5, "ridge_alpha": 10.0,
+                    "top_features": 3},
+}
+
+#: Threshold names of earlier releases, read for one release: ``{table: {old: new}}`` (``new`` ``None``: the
+#: threshold no longer decides anything, and the override is reported as ignored with that reason).
+RENAMED_THRESHOLDS: dict[str, dict[str, str | None]] = {
+    "confound.label_site": {"cramers_v_warning": "v_moderate", "cramers_v_error": "v_large"},
+    **{key: {"smd": "smd_moderate", "cramers_v": None, "wasserstein": None}
+       for key in ("shift.label", "shift.covariate", "shift.acquisition")},
+    "shift.image": {"auc": "auc_moderate"},
 }

@@ -68,7 +68,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from audit.catalogue import CHECK_IDS, CONTRACT_CHECK_IDS, THRESHOLDS
+from audit.catalogue import CHECK_IDS, CONTRACT_CHECK_IDS, RENAMED_THRESHOLDS, THRESHOLDS
 from audit.configcheck import (
     LIMITED_PASS,
     SEVERITY_LEVELS,
@@ -279,7 +279,13 @@ def _lenient_thresholds(table: Any) -> tuple[dict[str, dict[str, Any]], dict[str
             ignored.setdefault(key, []).append(f"{key}: not a table")
             continue
         kept: dict[str, Any] = {}
+        renamed = RENAMED_THRESHOLDS.get(key, {})
         for k, v in over.items():
+            if k in renamed and k not in defaults:
+                if renamed[k] is None:
+                    ignored.setdefault(key, []).append(f"{key}.{k}: no longer decides (decided by effect size)")
+                    continue
+                k = str(renamed[k])  # an earlier release's name, read as the new one for one release
             if k not in defaults:
                 ignored.setdefault(key, []).append(f"{key}.{k}: unknown")
                 continue

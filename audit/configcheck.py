@@ -24,6 +24,7 @@ try:
 except ModuleNotFoundError:  # pragma: no cover  (Python 3.10)
     import tomli as tomllib  # type: ignore[no-redef]
 
+from audit.catalogue import RENAMED_THRESHOLDS
 from audit.errors import InputError, did_you_mean
 from audit.findings import normalise_subject
 from audit.fsutil import read_utf8
@@ -280,6 +281,14 @@ def _thresholds(table: Any, where: _Where, ids: frozenset[str],
         kept: dict[str, Any] = {}
         for name, value in values.items():
             vline = where.token(name, after=(line or 1) - 1)
+            renamed = RENAMED_THRESHOLDS.get(key, {})
+            given = name
+            if name in renamed and name not in defaults:
+                if renamed[name] is None:
+                    raise where.error((*parts, name), f"threshold '{name}' no longer decides anything: findings are "
+                                      "decided by effect size (docs/effects.md)", line=vline,
+                                      expected="one of " + ", ".join(sorted(defaults)))
+                name = str(renamed[name])  # an earlier release's name, read as the new one for one release
             if name not in defaults:
                 raise where.error((*parts, name), f"unknown threshold '{name}'{did_you_mean(name, defaults)}", line=vline,
                                   expected="one of " + ", ".join(sorted(defaults)))
@@ -288,7 +297,7 @@ def _thresholds(table: Any, where: _Where, ids: frozenset[str],
                 kind = "text" if isinstance(default, str) else ("true or false" if isinstance(default, bool)
                                                                 else "a whole number" if isinstance(default, int)
                                                                 else "a finite number")
-                raise where.error((*parts, name), "wrong type", line=vline,
+                raise where.error((*parts, given), "wrong type", line=vline,
                                   expected=f"{kind} (default {_show(default)})", got=_show(value))
             kept[name] = value
         out[key] = kept

@@ -22,7 +22,7 @@ import numpy as np
 
 from audit.stats import finite
 
-__all__ = ["roc_auc", "balanced_accuracy", "label_from_site", "domain_classifier"]
+__all__ = ["roc_auc", "balanced_accuracy", "stratified_folds", "ridge_oof", "label_from_site", "domain_classifier"]
 
 
 # --------------------------------------------------------------------------- scores
@@ -69,7 +69,7 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int | None = N
     return finite(sum(recalls) / len(recalls))
 
 
-def _folds(y: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import StratifiedKFold
 
     cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
@@ -126,7 +126,7 @@ def label_from_site(sites: Sequence[Hashable], labels: Sequence[Hashable], *, n_
     k = _n_splits(y, n_splits)
     if n_classes < 2 or len(s_levels) < 2 or k < 2:
         return out
-    folds = _folds(y, k, seed)
+    folds = stratified_folds(y, k, seed)
     observed = balanced_accuracy(y, _site_rule_predictions(site, y, folds, len(s_levels), n_classes))
     assert observed is not None
     rng = np.random.default_rng(seed + 1)
@@ -145,7 +145,7 @@ def label_from_site(sites: Sequence[Hashable], labels: Sequence[Hashable], *, n_
 
 
 # --------------------------------------------------------------------------- domain classifier
-def _ridge_oof(X: np.ndarray, T: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
+def ridge_oof(X: np.ndarray, T: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]],
                alpha: float) -> np.ndarray:
     """Out-of-fold decision values of ridge regression of targets ``T`` on fold-standardised ``X``."""
     out = np.empty(T.shape, dtype=float)
@@ -210,12 +210,12 @@ def domain_classifier(X: np.ndarray, labels: Sequence[Hashable], *, feature_name
     k = _n_splits(y, n_splits)
     if len(levels) < 2 or k < 2 or not keep:
         return out
-    folds = _folds(y, k, seed)
+    folds = stratified_folds(y, k, seed)
     binary = len(levels) == 2
     T = (np.where(y == 1, 1.0, -1.0)[:, None] if binary else np.eye(len(levels))[y])
 
     def score_of(x: np.ndarray) -> float:
-        dv = _ridge_oof(x, T, folds, alpha)
+        dv = ridge_oof(x, T, folds, alpha)
         if binary:
             return float(_auc_columns(y, dv)[0])
         return float(balanced_accuracy(y, dv.argmax(1)) or 0.0)

@@ -9,7 +9,12 @@ the functions that need them (``bidsaudit --help`` stays fast).
 Tests chosen for small neuroimaging samples (10-20 test subjects):
 
 Categorical association (:func:`association_test`)
-    A 2x2 table gets Fisher's exact test. A larger table gets Pearson's
+    A 2x2 table gets Boschloo's exact test (Fisher's p-value as the
+    statistic, maximised over the nuisance proportion: exact like Fisher's
+    and uniformly more powerful; a 90/10 test split of 20 against 50/50 has
+    p ~ 0.0007 instead of Fisher's ~ 0.001), or Fisher's when the table has
+    more than :data:`BOSCHLOO_MAX_N` observations (Boschloo's cost grows
+    with the table, and the two agree closely there). A larger table gets Pearson's
     chi-square when every expected count is at least
     :data:`MIN_EXPECTED` (Cochran's rule) or when it has more than
     :data:`PERMUTATION_MAX_N` observations; otherwise a Monte-Carlo
@@ -51,6 +56,7 @@ from audit.values import (  # re-exported: the statistics read cells so
 __all__ = [
     "MIN_EXPECTED",
     "PERMUTATION_MAX_N",
+    "BOSCHLOO_MAX_N",
     "Association",
     "finite",
     "is_missing",
@@ -73,6 +79,8 @@ __all__ = [
 MIN_EXPECTED = 5.0
 #: Above this many observations the asymptotic chi-square is used whatever the expected counts.
 PERMUTATION_MAX_N = 5000
+#: 2x2 tables of at most this many observations get Boschloo's exact test (~0.1 s at 250), larger ones Fisher's.
+BOSCHLOO_MAX_N = 250
 
 
 # --------------------------------------------------------------------------- plain values
@@ -159,7 +167,7 @@ def cramers_v(table: np.ndarray, *, corrected: bool = True) -> float | None:
 class Association:
     """The result of :func:`association_test` (JSON-ready through :meth:`to_dict`)."""
 
-    test: str  # "fisher_exact" | "chi_square" | "permutation_chi_square" | "none"
+    test: str  # "boschloo_exact" | "fisher_exact" | "chi_square" | "permutation_chi_square" | "none"
     statistic: float | None
     p_value: float | None
     dof: int | None
@@ -178,7 +186,8 @@ class Association:
 def association_test(table: np.ndarray, *, n_permutations: int = 2000, seed: int = 0) -> Association:
     """Test independence of rows and columns of a contingency table.
 
-    Rule (documented in the module docstring): 2x2 -> Fisher's exact test;
+    Rule (documented in the module docstring): 2x2 -> Boschloo's exact test (Fisher's above
+    :data:`BOSCHLOO_MAX_N` observations);
     larger -> Pearson's chi-square when every expected count is at least
     :data:`MIN_EXPECTED` or ``n`` exceeds :data:`PERMUTATION_MAX_N`, else a
     seeded Monte-Carlo permutation chi-square. Empty rows and columns are
@@ -187,7 +196,7 @@ def association_test(table: np.ndarray, *, n_permutations: int = 2000, seed: int
 
     >>> a = association_test([[8, 1], [1, 8]])
     >>> a.test, round(a.p_value, 4)
-    ('fisher_exact', 0.0034)
+    ('boschloo_exact', 0.0013)
     >>> association_test([[3, 4]]).test
     'none'
     """
@@ -206,8 +215,17 @@ def association_test(table: np.ndarray, *, n_permutations: int = 2000, seed: int
 
         res = fisher_exact(t)
         odds = float(res.statistic) if np.isfinite(res.statistic) else None
-        return Association("fisher_exact", finite(chi2), finite(float(res.pvalue)), dof, v, v_raw,
-                           finite(min_exp), n, odds_ratio=finite(odds))
+        test, p = "fisher_exact", float(res.pvalue)
+        if n <= BOSCHLOO_MAX_N:
+            from scipy.stats import boschloo_exact
+
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                pb = float(boschloo_exact(t.astype(np.int64)).pvalue)
+            if math.isfinite(pb):
+                test, p = "boschloo_exact", min(pb, p)  # Boschloo's p is at most Fisher's; guard rounding
+        return Association(test, finite(chi2), finite(p), dof, v, v_raw, finite(min_exp), n,
+                           odds_ratio=finite(odds))
     if min_exp >= MIN_EXPECTED or n > PERMUTATION_MAX_N:
         from scipy.stats import chi2 as chi2_dist
 

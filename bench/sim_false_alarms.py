@@ -1,9 +1,10 @@
-"""False-alarm rate and detection power of the shift.* checks, by simulation.
+"""False-alarm rate and detection power of the shift.* and confound.* checks, by simulation.
 
 False alarms: random subject-level 70/15/15 splits of one population, so
 every difference between splits is chance; an audit "alarms" when it has at
-least one ``shift.*`` finding of severity warning (or error). The target is
-at most 5 % of audits.
+least one ``shift.*`` or ``confound.*`` finding of severity warning (or
+error): the whole family of effect-size decisions. The target is at most
+5 % of audits (``--families shift`` counts the shift checks alone).
 
 Populations
     demo   the synthetic BIDS dataset (``audit.synthetic.make_dataset``,
@@ -99,9 +100,18 @@ def random_split(rng: np.random.Generator, pids: Sequence[str], test_pool: Seque
     return {"test": test, "validation": rest[:n_val], "train": rest[n_val:]}
 
 
+#: The check families run and counted (``--families``).
+FAMILIES: tuple[str, ...] = ("confound", "shift")
+
+
+def alarming(f: Any) -> bool:
+    """A warning or error of a counted family."""
+    return f.check.split(".")[0] in FAMILIES and f.severity in ("warning", "error")
+
+
 def warned(findings: Sequence[Any], check_id: str | None = None, variable: str | None = None) -> bool:
     for f in findings:
-        if not f.check.startswith("shift.") or f.severity not in ("warning", "error"):
+        if not alarming(f):
             continue
         if check_id is not None and f.check != check_id:
             continue
@@ -160,7 +170,7 @@ class Population:
                                index=self.index, splits=split_set(assign))
             if self.summaries is not None:
                 ctx.images = self.summaries
-        findings, _skipped = run_checks(ctx, ("shift",))
+        findings, _skipped = run_checks(ctx, FAMILIES)
         return findings
 
 
@@ -189,7 +199,7 @@ def false_alarms(pop: Population, n: int, seed: int, reviewer: bool | None = Non
     t0 = time.perf_counter()
     for _ in range(n):
         findings = pop.audit(random_split(rng, pop.pids), reviewer=reviewer)
-        hit = [f for f in findings if f.check.startswith("shift.") and f.severity in ("warning", "error")]
+        hit = [f for f in findings if alarming(f)]
         alarms += bool(hit)
         for c in {f.check for f in hit}:
             by_check[c] += 1
@@ -244,6 +254,7 @@ def show(title: str, r: Mapping[str, Any], key: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global FAMILIES
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--n-null", type=int, default=1000,
                     help="random splits per population for the false-alarm rate (default 1000)")
@@ -257,7 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="false alarms only")
     ap.add_argument("--power-only", action="store_true", help="detection power only")
     ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--families", default=",".join(FAMILIES),
+                    help="check families run and counted (default confound,shift)")
     args = ap.parse_args(argv)
+    FAMILIES = tuple(x.strip() for x in args.families.split(",") if x.strip())
     os.environ.setdefault("BIDSAUDIT_CACHE_DIR", tempfile.mkdtemp(prefix="bidsaudit-sim-cache-"))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         medium = Population("medium", large_population(args.medium_subjects, seed=args.seed + 1))
         large = Population("large", large_population(args.large_subjects, seed=args.seed))
         if not args.power_only:
-            print("false alarms: audits with >= 1 shift.* warning on random 70/15/15 splits (target <= 5 %)")
+            print(f"false alarms: audits with >= 1 {'/'.join(f + '.*' for f in FAMILIES)} warning or error on random "
+                  "70/15/15 splits (target <= 5 %)")
             show(f"demo ({args.demo_subjects} subjects, dataset mode"
                  + (", with shift.image)" if args.images else ")"),
                  false_alarms(demo, args.n_null_dataset, args.seed), "rate")

@@ -18,7 +18,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 __all__ = ["split_colour", "categorical_chart", "histogram_chart", "heatmap", "auc_chart", "feature_bars",
-           "box_chart", "safe_chart"]
+           "box_chart", "safe_chart", "effect_rows", "effect_chart", "label_mix_rows", "EFFECT_NAMES"]
 
 PALETTE = ("#2e6fdb", "#e08a00", "#12a150", "#8e44ad", "#c0392b", "#16a2b8", "#7f8c8d", "#d35400")
 NAMED = {"train": PALETTE[0], "validation": PALETTE[1], "test": PALETTE[2]}
@@ -335,3 +335,127 @@ def box_chart(feature: Mapping[str, Any], splits: Sequence[str]) -> Markup:
                 f'<text x="{width - right}" y="{height - 4}" text-anchor="end" fill="#667085" font-size="10">'
                 f'{num(hi)}</text>')
     return _svg(width, height, body, f"{feature.get('name', '')} by split")
+
+
+#: How each kind of effect is named on the page, and its value of "no effect".
+EFFECT_NAMES = {"smd": "SMD (Hedges' g)", "proportion_difference": "class-share difference",
+                "cramers_v": "Cramér's V", "auc": "ROC AUC"}
+_EFFECT_NULL = {"smd": 0.0, "proportion_difference": 0.0, "cramers_v": 0.0, "auc": 0.5}
+_MAGNITUDE_COLOURS = {"large": "#b42318", "moderate": "#b54708", "small": "#667085", "negligible": "#98a2b3"}
+
+
+def effect_rows(records: Any, limit: int = 40) -> list[dict[str, Any]]:
+    """The comparisons of a finding's evidence that carry an effect size and a decision, as display rows.
+
+    Each row: ``name`` (variable and splits), ``kind``, ``what`` (the effect's name), ``estimate``,
+    ``lo``, ``hi``, ``magnitude``, ``warning``, ``uncertain``, ``bounds``, ``wording``: plain values,
+    escaped by the template. Malformed records are left out.
+    """
+    out: list[dict[str, Any]] = []
+    if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
+        return out
+    for r in records:
+        if not isinstance(r, Mapping):
+            continue
+        es, d = r.get("effect_size"), r.get("decision")
+        if not isinstance(es, Mapping) or not isinstance(d, Mapping) or es.get("kind") not in EFFECT_NAMES:
+            continue
+        ci = es.get("ci") if isinstance(es.get("ci"), Sequence) else None
+        lo, hi = (ci[0], ci[1]) if ci is not None and len(ci) == 2 and all(_finite(c) for c in ci) else (None, None)
+        splits = r.get("splits") if isinstance(r.get("splits"), Sequence) else []
+        name = str(r.get("variable") or ("label x site" if es["kind"] == "cramers_v" else ""))
+        if len(splits) == 2:
+            name += f": {splits[0]} vs {splits[1]}"
+        if r.get("fold") is not None:
+            name += f" (fold {r['fold']})"
+        bounds = d.get("bounds") if isinstance(d.get("bounds"), Mapping) else {}
+        out.append({"name": name, "kind": es["kind"], "what": EFFECT_NAMES[es["kind"]],
+                    "estimate": es.get("estimate") if _finite(es.get("estimate")) else None, "lo": lo, "hi": hi,
+                    "magnitude": str(d.get("magnitude") or ""), "warning": d.get("warning") is True,
+                    "uncertain": d.get("uncertain") is True, "wording": str(d.get("wording") or ""),
+                    "bounds": {k: float(v) for k, v in bounds.items() if _finite(v)},
+                    "not_measured": es.get("not_measured")})
+        if len(out) >= limit:
+            break
+    return out
+
+
+@safe_chart
+def effect_chart(records: Any, limit: int = 20) -> Markup:
+    """Each comparison's effect size with its 95 % interval against the magnitude bounds (one panel per kind)."""
+    rows = [r for r in effect_rows(records, limit) if r["estimate"] is not None]
+    if not rows:
+        return Markup("")
+    left, right, bar = 230, 150, 20
+    width = 640
+    plot = width - left - right
+    body: list[str] = []
+    y = 4
+    for kind in [k for k in EFFECT_NAMES if any(r["kind"] == k for r in rows)]:
+        mine = [r for r in rows if r["kind"] == kind]
+        bounds = mine[0]["bounds"]
+        signed = kind in ("smd", "proportion_difference")
+        values = [abs(v) for r in mine for v in (r["estimate"], r["lo"], r["hi"]) if _finite(v)]
+        big = max([bounds.get("large", 1.0) * 1.2, *values])
+        lo_axis, hi_axis = ((-big, big) if signed else (0.5, 1.0) if kind == "auc" else (0.0, max(1.0, big)))
+
+        def x(v: float, lo_axis: float = lo_axis, hi_axis: float = hi_axis) -> float:
+            return left + (min(max(v, lo_axis), hi_axis) - lo_axis) / (hi_axis - lo_axis) * plot
+
+        top = y + 16
+        height = len(mine) * (bar + 4)
+        body.append(f'<text x="0" y="{y + 11}" fill="{TEXT}" font-weight="600">{escape(EFFECT_NAMES[kind])} '
+                    "(95% CI)</text>")
+        # the bands: negligible (white), small (light), moderate, large (darker), both sides when signed
+        edges = [bounds.get("negligible"), bounds.get("moderate"), bounds.get("large")]
+        shades = ("#f2f4f7", "#fef0c7", "#fee4e2")
+        if all(_finite(e) for e in edges):
+            for i, shade in enumerate(shades):
+                a, b = float(edges[i]), float(edges[i + 1]) if i < 2 else hi_axis
+                for s in ((1, -1) if signed else (1,)):
+                    x1, x2 = sorted((x(s * a), x(s * b)))
+                    body.append(f'<rect x="{x1:.1f}" y="{top}" width="{x2 - x1:.1f}" height="{height}" '
+                                f'fill="{shade}"/>')
+            for e in edges:
+                for s in ((1, -1) if signed else (1,)):
+                    body.append(f'<text x="{x(s * float(e)):.1f}" y="{top + height + 11}" text-anchor="middle" '
+                                f'fill="#667085" font-size="10">{num(s * float(e), 2)}</text>')
+        body.append(f'<line x1="{x(_EFFECT_NULL[kind]):.1f}" x2="{x(_EFFECT_NULL[kind]):.1f}" y1="{top}" '
+                    f'y2="{top + height}" stroke="#667085" stroke-dasharray="3 3"/>')
+        for i, r in enumerate(mine):
+            cy = top + i * (bar + 4) + bar / 2
+            colour = _MAGNITUDE_COLOURS.get(r["magnitude"], "#667085")
+            body.append(f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end" fill="{TEXT}">'
+                        f'<title>{escape(r["name"])}</title>{_t(r["name"], 34)}</text>')
+            if r["lo"] is not None and r["hi"] is not None:
+                body.append(f'<line x1="{x(float(r["lo"])):.1f}" x2="{x(float(r["hi"])):.1f}" y1="{cy:.1f}" '
+                            f'y2="{cy:.1f}" stroke="{colour}" stroke-width="2"/>')
+            body.append(f'<circle cx="{x(float(r["estimate"])):.1f}" cy="{cy:.1f}" r="4.5" fill="{colour}">'
+                        f'<title>{escape(r["wording"])}</title></circle>')
+            words = r["magnitude"] + (" · warning" if r["warning"] else "")
+            body.append(f'<text x="{left + plot + 8}" y="{cy + 4:.1f}" fill="{colour}">{num(r["estimate"], 2)} '
+                        f'{_t(words, 20)}</text>')
+        y = top + height + 20
+    return _svg(width, y, body, "effect sizes with 95% confidence intervals against the magnitude bounds")
+
+
+def label_mix_rows(mix: Any) -> dict[str, Any] | None:
+    """A ``label_mix`` block as display rows (``None`` when malformed): each class's share per split in %.
+
+    Returns ``{"splits": [a, b], "rows": [[class, "50 %", "90 %", "+40 points"], ...], "majority": class,
+    "accuracy": ["0.5", "0.9"], "balanced": "0.5"}``; values the template escapes.
+    """
+    try:
+        shares = mix["shares"]
+        a, b = list(shares)[:2]
+        rows = []
+        for c in mix["classes"]:
+            sa, sb = shares[a].get(c), shares[b].get(c)
+            diff = f"{100 * (float(sb) - float(sa)):+.0f} points" if _finite(sa) and _finite(sb) else "n/a"
+            rows.append([str(c), f"{num(100 * float(sa), 3)} %" if _finite(sa) else "n/a",
+                         f"{num(100 * float(sb), 3)} %" if _finite(sb) else "n/a", diff])
+        acc = mix.get("majority_accuracy") or {}
+        return {"splits": [str(a), str(b)], "rows": rows, "majority": str(mix.get("majority_class", "")),
+                "accuracy": [num(acc.get(a)), num(acc.get(b))], "balanced": num(mix.get("majority_balanced_accuracy"))}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None

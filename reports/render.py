@@ -40,6 +40,7 @@ def _env():  # type: ignore[no-untyped-def]
         categorical_chart=charts.categorical_chart, histogram_chart=charts.histogram_chart,
         heatmap=charts.heatmap, auc_chart=charts.auc_chart, feature_bars=charts.feature_bars,
         box_chart=charts.box_chart, split_colour=charts.split_colour, num=charts.num,
+        effect_chart=charts.effect_chart, effect_rows=charts.effect_rows, label_mix_rows=charts.label_mix_rows,
     )
     env.tests["scalar"] = lambda v: v is None or isinstance(v, (str, int, float, bool))
     return env

@@ -21,12 +21,21 @@ Computed (:mod:`audit.stats`)
     A continuous label (a regression target) gets a Kruskal-Wallis test
     and epsilon-squared instead.
 
-Severity (thresholds in :data:`THRESHOLDS`, overridable through
-``config["thresholds"]["confound.label_site"]``)
-    error when the association is significant (``p < alpha``) and either
-    Cramér's V reaches ``cramers_v_error`` or site alone beats chance by
-    ``accuracy_gain_error`` (permutation ``p < alpha``); warning at the
-    ``*_warning`` thresholds; otherwise an info finding with the figures.
+Decision (by effect size: :mod:`audit.decisions`, ``docs/effects.md``)
+    Cramér's V with its 95 % confidence interval decides, with the
+    catalogue's bounds (``v_negligible``, ``v_moderate``, ``v_large``;
+    overridable through ``config["thresholds"]["confound.label_site"]``):
+    a large V is an error when ``p <= alpha_large`` (unadjusted) or its
+    Benjamini-Hochberg adjusted p is at most ``fdr``, worded "large,
+    uncertain with n = ..." when the interval reaches below the large
+    bound; a moderate V is a warning with the adjusted p at most ``fdr``;
+    a small or negligible V is never more than an info finding, however
+    small its p. When the audit has splits, the dataset's test joins the
+    audit's one family with every shift test (:mod:`audit.checks.shift_family`);
+    without splits its p is its own. The site-only classifier is evidence
+    and named in the sentence; it no longer raises the severity by itself.
+    A continuous label keeps Kruskal-Wallis (``p < alpha``) and
+    epsilon-squared (``epsilon2_*``).
 
 Splits
     The check is about the dataset, so it needs no split. When splits are
@@ -59,103 +68,19 @@ import numpy as np
 
 from audit.catalogue import THRESHOLDS
 from audit.checks.features import image_features
+from audit.checks.label_site import (
+    dataset_confound,
+    decide_confound,
+    measure,
+    settings,
+)
 from audit.checks.registry import check
+from audit.checks.shift_family import shift_family
 from audit.context import AuditContext
-from audit.findings import Finding, finding, normalise_subject
-from audit.predictors import domain_classifier, label_from_site
-from audit.scanner import participant_values
-from audit.stats import association_test, contingency, kruskal_test
-from audit.values import parse_number
+from audit.findings import Finding, finding
+from audit.predictors import domain_classifier
 
 __all__ = ["THRESHOLDS", "measure", "label_site", "scanner_signature"]
-
-MAX_SITES_LISTED = 200
-
-
-def _settings(ctx: AuditContext) -> tuple[dict[str, Any], list[str]]:
-    key = "confound.label_site"
-    return ctx.thresholds(key, THRESHOLDS[key]), ctx.config.ignored_overrides(key)
-
-
-def _population(ctx: AuditContext) -> set[str] | None:
-    """Participants of the dataset (participants.tsv), or of the split files; ``None``: no restriction known."""
-    if ctx.index is not None and ctx.index.participants is not None:
-        return {normalise_subject(p) for p in ctx.index.participants["participant_id"].tolist() if str(p).strip()}
-    if ctx.index is not None:
-        return set(ctx.index.subjects)
-    if ctx.splits is not None:
-        out: set[str] = set()
-        for t in ctx.splits.tables:
-            out |= t.subjects()
-        return out
-    return None
-
-
-def _kind_of_label(values: Mapping[str, str]) -> str:
-    nums = [parse_number(v)[0] for v in values.values()]
-    parsed = [x for x in nums if x is not None]
-    if values and len(parsed) >= 0.9 * len(values) and len(set(parsed)) > 10:
-        return "continuous"
-    return "categorical"
-
-
-def measure(labels: Mapping[str, str], sites: Mapping[str, str], th: Mapping[str, Any],
-            subjects: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
-    """Association of label and site over ``subjects`` (all when ``None``): figures and a severity.
-
-    Returns ``{"status": "ok" | <why not measured>, "severity": "error" | "warning" | "info", ...figures}``.
-    """
-    pids = sorted(p for p in labels if p in sites and (subjects is None or p in subjects))
-    out: dict[str, Any] = {"participants": len(pids), "severity": "info"}
-    if len(pids) < int(th["min_subjects"]):
-        out["status"] = f"only {len(pids)} participants have both a label and a site value"
-        return out
-    lab = [labels[p] for p in pids]
-    site = [sites[p] for p in pids]
-    n_sites = len(set(site))
-    n_classes = len(set(lab))
-    out.update(sites=n_sites, classes=n_classes)
-    if n_sites < 2:
-        out["status"] = f"a single site ({site[0]}): label and site cannot be associated"
-        return out
-    kind = _kind_of_label({p: labels[p] for p in pids})
-    out["label_kind"] = kind
-    if kind == "continuous":
-        values = [parse_number(v)[0] for v in lab]
-        keep = [i for i, v in enumerate(values) if v is not None]
-        res = kruskal_test([values[i] for i in keep], [site[i] for i in keep])  # type: ignore[misc]
-        out.update(status="ok", test=res)
-        e2, p = res["epsilon2"], res["p_value"]
-        sig = p is not None and p < th["alpha"]
-        if sig and e2 is not None and e2 >= th["epsilon2_error"]:
-            out["severity"] = "error"
-        elif sig and e2 is not None and e2 >= th["epsilon2_warning"]:
-            out["severity"] = "warning"
-        by_site: dict[str, list[float]] = {}
-        for i in keep:
-            by_site.setdefault(site[i], []).append(values[i])  # type: ignore[arg-type]
-        out["by_site"] = {s: {"n": len(v), "median": float(sorted(v)[len(v) // 2])}
-                          for s, v in sorted(by_site.items())[:MAX_SITES_LISTED]}
-        return out
-    if n_classes < 2:
-        out["status"] = f"a single class ({lab[0]}): nothing for the site to predict"
-        return out
-    table, site_levels, label_levels = contingency(site, lab)
-    assoc = association_test(table, n_permutations=2000, seed=int(th["seed"]))
-    pred = label_from_site(site, lab, n_splits=int(th["n_splits"]), n_permutations=int(th["n_permutations"]),
-                           seed=int(th["seed"]))
-    out.update(status="ok", association=assoc.to_dict(), site_only_classifier=pred,
-               table={"sites": [str(s) for s in site_levels[:MAX_SITES_LISTED]],
-                      "labels": [str(v) for v in label_levels],
-                      "counts": table[:MAX_SITES_LISTED].tolist(), "sites_total": len(site_levels)})
-    sig = assoc.p_value is not None and assoc.p_value < th["alpha"]
-    v = assoc.cramers_v or 0.0
-    gain = pred["gain"] if pred["p_value"] is not None and pred["p_value"] < th["alpha"] else None
-    if sig and (v >= th["cramers_v_error"] or (gain is not None and gain >= th["accuracy_gain_error"])):
-        out["severity"] = "error"
-    elif sig and (v >= th["cramers_v_warning"] or (gain is not None and gain >= th["accuracy_gain_warning"])):
-        out["severity"] = "warning"
-    return out
 
 
 def _fmt(x: Any) -> str:
@@ -169,10 +94,6 @@ def _p(x: Any) -> str:
     return f"{x:.2g}" if x < 0.001 else f"{x:.3f}".rstrip("0").rstrip(".")
 
 
-_TESTS = {"fisher_exact": "Fisher's exact", "chi_square": "chi-square",
-          "permutation_chi_square": "permutation chi-square"}
-
-
 def _sentence(label: str, m: Mapping[str, Any], where: str) -> str:
     if m.get("label_kind") == "continuous":
         t = m["test"]
@@ -180,8 +101,8 @@ def _sentence(label: str, m: Mapping[str, Any], where: str) -> str:
         return (f"{label} {'differs' if m['severity'] != 'info' else 'does not differ notably'} between sites"
                 f"{where} ({'' if m['severity'] == 'info' else strength + ': '}epsilon-squared {_fmt(t['epsilon2'])}, "
                 f"Kruskal-Wallis p={_p(t['p_value'])}, {m['participants']} participants, {m['sites']} sites)")
-    a, c = m["association"], m["site_only_classifier"]
-    figures = (f"Cramér's V {_fmt(a['cramers_v'])}, {_TESTS.get(a['test'], a['test'])} p={_p(a['p_value'])}; "
+    c = m["site_only_classifier"]
+    figures = (f"{m['decision']['wording']}; "
                f"site alone predicts {label} with balanced accuracy {_fmt(c['balanced_accuracy'])} "
                f"(chance {_fmt(c['chance'])}, permutation p={_p(c['p_value'])}); "
                f"{m['participants']} participants, {m['sites']} sites")
@@ -193,37 +114,40 @@ def _sentence(label: str, m: Mapping[str, Any], where: str) -> str:
     return f"{label} is not notably associated with site{where} ({figures})"
 
 
+def _family_p(ctx: AuditContext) -> tuple[float | None, int | None]:
+    """The dataset test's Benjamini-Hochberg adjusted p in the audit's family, and the family's size."""
+    if ctx.splits is None:
+        return None, None
+    fam = shift_family(ctx)
+    recs = fam.of("confound.label_site")
+    return (recs[0].get("p_adjusted"), len(fam.records)) if recs else (None, None)
+
+
 @check("confound.label_site", default="error", needs={"label"}, thresholds=THRESHOLDS["confound.label_site"])
 def label_site(ctx: AuditContext) -> Iterator[Finding]:
     """The label is strongly associated with site or scanner."""
-    th, ignored = _settings(ctx)
-    column = ctx.label_column
+    th, ignored = settings(ctx)
+    dc = dataset_confound(ctx)
+    column = dc.column
     assert column is not None
-    labels = participant_values(ctx, column, label=True)
-    population = _population(ctx)
-    if population is not None:
-        labels = {p: v for p, v in labels.items() if p in population}
     base = {"label": column, "thresholds": th, **({"ignored_overrides": ignored} if ignored else {})}
-    has_column = ((ctx.index is not None and ctx.index.participants is not None
-                   and column in ctx.index.participants.columns)
-                  or (ctx.splits is not None and any(column in t.columns or t.label_column == column
-                                                     for t in ctx.splits.tables)))
-    if not labels:
-        why = "has no values" if has_column else "is not a column of participants.tsv or of the split files"
-        yield finding(f"label/site confounding not measured: the label column '{column}' {why}",
-                      severity="info", evidence=base)
+    if dc.measure is None:
+        yield finding(f"label/site confounding not measured: {dc.why}", severity="info", evidence=base)
         return
     ident = ctx.scanner_identity
     base["site_source"] = ident.evidence()
-    if not ident.by_subject:
-        yield finding("label/site confounding not measured: no site or scanner information (no --site column, "
-                      "no scanner fields in sidecars, no site column)", severity="info", evidence=base)
-        return
-    m = measure(labels, ident.by_subject, th)
+    labels = dc.labels
+    m = dict(dc.measure)
     if m["status"] != "ok":
+        m.pop("_effect", None)
         yield finding(f"label/site confounding not measured: {m['status']}", severity="info",
                       evidence={**base, **m})
         return
+    if m.get("label_kind") != "continuous":
+        p_adjusted, family = _family_p(ctx)
+        decide_confound(m, th, p_adjusted if family else m["association"]["p_value"])
+        m["p_adjusted"] = p_adjusted if family else m["association"]["p_value"]
+        m["tests_in_family"] = family or 1
     yield finding(_sentence(column, m, ""), severity=None if m["severity"] == "error" else m["severity"],
                   evidence={**base, **m, "site": ident.describe(), "scope": "dataset"})
     if ctx.splits is None:
@@ -234,6 +158,10 @@ def label_site(ctx: AuditContext) -> Iterator[Finding]:
         if train is None:
             continue
         mt = measure(labels, ident.by_subject, th, train.subjects())
+        if mt["status"] == "ok" and "_effect" in mt:
+            # a second look at nearly the same data, outside the family: its own p
+            decide_confound(mt, th, mt["association"]["p_value"])
+        mt.pop("_effect", None)
         if mt["status"] == "ok" and rank[mt["severity"]] > rank[m["severity"]]:
             scope = " in the training split" + ("" if fold is None else f" (fold {fold})")
             yield finding(_sentence(column, mt, scope), splits=("train",),
@@ -246,7 +174,7 @@ def label_site(ctx: AuditContext) -> Iterator[Finding]:
 @check("confound.label_site", default="error", needs={"images", "label"})
 def scanner_signature(ctx: AuditContext) -> Iterator[Finding]:
     """Image features predict the site or scanner: a signature a CNN can learn (info)."""
-    th, _ignored = _settings(ctx)
+    th, _ignored = settings(ctx)
     ident = ctx.scanner_identity
     if not ident.by_subject or len(set(ident.by_subject.values())) < 2:
         return  # label_site already says there is no (or one) site

@@ -30,26 +30,35 @@ What is compared
       most (standardised mean difference) with their permutation importance
       (the cross-validated AUC lost when the feature is shuffled).
 
-Tests and effect sizes (:mod:`audit.stats`)
+Tests and effect sizes (:mod:`audit.stats`, :mod:`audit.effects`, :mod:`audit.auc`)
     Continuous variables (numbers with more than ten distinct values):
-    Mann-Whitney U (Kolmogorov-Smirnov as an option and always in evidence),
-    standardised mean difference (pooled SD) and Wasserstein distance over
-    the pooled SD. Categorical: Fisher's exact test (2x2), chi-square or a
-    permutation chi-square (small expected counts), Cramér's V (bias
-    corrected) and the largest standardised difference of a level's
-    proportion (which, unlike V, does not shrink when one split is small).
-    Images: a cross-validated linear domain classifier's ROC AUC with a
-    permutation p-value.
+    Mann-Whitney U (Kolmogorov-Smirnov as an option and always in evidence)
+    and Hedges' g (evaluation minus reference) with a noncentral-t 95 %
+    interval. Categorical: Boschloo's exact test (2x2 up to
+    :data:`audit.stats.BOSCHLOO_MAX_N` participants, else Fisher's),
+    chi-square or a permutation chi-square (small expected counts), and the
+    largest difference of a class's share with Newcombe's interval
+    (Cramér's V in evidence). ``shift.label`` also describes the label mix:
+    each class's share per split and what always predicting the training
+    majority scores on each. Images: a cross-validated linear domain
+    classifier's ROC AUC with a score interval and a p-value calibrated
+    by label permutations (no floor).
 
-A finding needs both significance and a large effect
+A finding is decided by the size of the effect (:mod:`audit.decisions`)
     The p-values of every shift test of the audit (all four checks, all
-    folds and pairs) are adjusted together (Benjamini-Hochberg); a
-    comparison is flagged when its adjusted p-value is at most ``fdr``
-    *and* its effect reaches the check's threshold (:data:`THRESHOLDS`). With
-    50,000 participants trivial differences are significant but small; with
-    20, large differences are noise and not significant. Measured by
-    ``bench/sim_false_alarms.py``: on random 70/15/15 splits of one
-    population, fewer than 5 % of audits get any ``shift.*`` warning.
+    folds and pairs) and the dataset's label x site test are adjusted
+    together (Benjamini-Hochberg). A large effect (``|SMD| >= smd_large``,
+    a class-share difference of ``share_large``, an AUC of ``auc_large``)
+    is a warning when its unadjusted ``p <= alpha_large`` or its adjusted p
+    is at most ``fdr``, worded "large, uncertain with n = ..." when its
+    interval reaches below the large bound; a moderate one needs the
+    adjusted p at most ``fdr``; a small or negligible one is never a
+    warning, however small its p (50,000 participants make trivial
+    differences significant). Measured by ``bench/sim_power.py`` and
+    ``bench/sim_false_alarms.py``: on random splits of one population,
+    fewer than 5 % of audits get any ``shift.*`` or ``confound.*`` warning;
+    large planted effects are found in at least 90 % of audits at 20
+    evaluation participants (``docs/effects.md``).
 
 Equivalence
     For users who must *show* balance rather than fail to show imbalance,
@@ -106,26 +115,9 @@ def _fmt(x: Any, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
-def _p(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    x = float(x)
-    return f"{x:.2g}" if x < 0.001 else f"{x:.3f}".rstrip("0").rstrip(".") if x < 0.1 else f"{x:.2f}"
-
-
 def _pair(r: Mapping[str, Any]) -> str:
     a, b = r["splits"]
     return f"{a} and {b}" + (f" (fold {r['fold']})" if r.get("fold") is not None else "")
-
-
-_TEST_NAMES = {"fisher_exact": "Fisher's exact", "chi_square": "chi-square",
-               "permutation_chi_square": "permutation chi-square", "mann_whitney": "Mann-Whitney",
-               "kolmogorov_smirnov": "Kolmogorov-Smirnov", "permutation (domain classifier)": "permutation"}
-
-
-def _stat_words(r: Mapping[str, Any]) -> str:
-    return (f"{_TEST_NAMES.get(r['test'], r['test'])} p={_p(r['p_value'])}, "
-            f"Benjamini-Hochberg adjusted {_p(r['p_adjusted'])}")
 
 
 def _what_differs(r: Mapping[str, Any], what: str) -> str:
@@ -135,14 +127,19 @@ def _what_differs(r: Mapping[str, Any], what: str) -> str:
         s = r["effect"]["smd"] or 0.0
         word = ("older" if s > 0 else "younger") if r["variable"].lower().startswith("age") else \
             ("higher" if s > 0 else "lower")
-        return (f"{what} differs between {_pair(r)}: {b} is {word} (mean {_fmt(db['mean'])} vs {_fmt(da['mean'])}, "
-                f"SMD {s:+.2f}, Wasserstein/SD {_fmt(r['effect']['wasserstein_std'])}; {_stat_words(r)})")
+        return (f"{what} differs between {_pair(r)}: {b} is {word} (mean {_fmt(db['mean'])} vs {_fmt(da['mean'])}); "
+                f"{r['decision']['wording']}")
     d = r["describe"]
     pa, pb = d["proportions"][a], d["proportions"][b]
     j = max(range(len(d["levels"])), key=lambda i: abs((pa[i] or 0) - (pb[i] or 0)))
-    return (f"{what} differs between {_pair(r)}: {d['levels'][j]} is {100 * (pa[j] or 0):.0f}% of {a} and "
-            f"{100 * (pb[j] or 0):.0f}% of {b} (standardised difference {_fmt(r['effect']['proportion_smd'])}, "
-            f"Cramér's V {_fmt(r['effect']['cramers_v'])}; {_stat_words(r)})")
+    out = (f"{what} differs between {_pair(r)}: {d['levels'][j]} is {100 * (pa[j] or 0):.0f}% of {a} and "
+           f"{100 * (pb[j] or 0):.0f}% of {b}; {r['decision']['wording']}")
+    mix = r.get("label_mix") or {}
+    if mix.get("majority_class") is not None:
+        acc = mix["majority_accuracy"]
+        out += (f"; always predicting {mix['majority_class']} scores accuracy {_fmt(acc[a])} on {a} and "
+                f"{_fmt(acc[b])} on {b} (balanced accuracy {_fmt(mix['majority_balanced_accuracy'])} on both)")
+    return out
 
 
 def _thresholds_evidence(fam: ShiftFamily, check_id: str) -> dict[str, Any]:
@@ -183,11 +180,9 @@ def _emit(ctx: AuditContext, check_id: str, what: str) -> Iterator[Finding]:
 
 
 def _effect_value(r: Mapping[str, Any]) -> float:
-    e = r.get("effect") or {}
-    for k in ("smd", "proportion_smd", "auc"):
-        if e.get(k) is not None:
-            return float(e[k])
-    return 0.0
+    """The size of a comparison's effect (the worst fold is the largest): ``|estimate|``, the AUC itself."""
+    est = (r.get("effect_size") or {}).get("estimate")
+    return 0.0 if est is None else abs(float(est))
 
 
 def _detectable(fam: ShiftFamily, records: list[dict[str, Any]]) -> tuple[float, int, str] | None:
@@ -214,6 +209,8 @@ def _summary(fam: ShiftFamily, check_id: str, records: list[dict[str, Any]], var
     untested = [u for u in fam.untested if u["check"] == check_id]
     n_flag = sum(r["flagged"] for r in records)
     n_bal = sum(bool(r.get("balanced")) for r in records)
+    by_magnitude = {m: sum(r.get("magnitude") == m for r in records)
+                    for m in ("large", "moderate", "small", "negligible", "not measured")}
     noun = {"shift.label": "label", "shift.covariate": "covariate", "shift.acquisition": "acquisition",
             "shift.image": "image"}[check_id]
     if not records:
@@ -228,9 +225,16 @@ def _summary(fam: ShiftFamily, check_id: str, records: list[dict[str, Any]], var
             message = f"{noun} shift not measured: nothing to compare"
     else:
         names = ", ".join(tested[:8]) + (f" and {len(tested) - 8} more" if len(tested) > 8 else "")
-        head = (f"{noun} shift flagged in {n_flag} of {len(records)} comparisons" if n_flag
+        head = (f"{noun} shift: {n_flag} warning{'s' if n_flag != 1 else ''} in {len(records)} comparisons" if n_flag
                 else f"no {noun} shift found in {len(records)} comparisons")
-        message = f"{head} ({names}; false discovery rate {fam.thresholds['shift']['fdr']:g})"
+        sizes = (f"{by_magnitude['large']} large, {by_magnitude['moderate']} moderate, "
+                 f"{by_magnitude['small'] + by_magnitude['negligible']} small or negligible")
+        message = (f"{head} ({names}; {sizes}; decided by effect size, bounds in evidence, false discovery rate "
+                   f"{fam.thresholds['shift']['fdr']:g})")
+        unmeasured = sorted({f"{r['variable']}: {r['effect_size']['not_measured']}" for r in records
+                             if (r.get("effect_size") or {}).get("not_measured") and r.get("note") is None})
+        if unmeasured:
+            message += "; not measured: " + "; ".join(unmeasured[:5])
         if check_id != "shift.image":
             margin = fam.thresholds[check_id]["equivalence_margin"]
             message += f"; balance within ±{margin:g} SD shown by equivalence test for {n_bal} of {len(records)}"
@@ -247,7 +251,7 @@ def _summary(fam: ShiftFamily, check_id: str, records: list[dict[str, Any]], var
             message += "; not compared: " + "; ".join(f"{k} ({v})" for k, v in sorted(skipped.items()))
     mde = _detectable(fam, records)
     evidence: dict[str, Any] = {
-        "comparisons": len(records), "flagged": n_flag, "balanced": n_bal,
+        "comparisons": len(records), "flagged": n_flag, "balanced": n_bal, "by_magnitude": by_magnitude,
         "detectable_smd": None if mde is None else {"smd": mde[0], "split": mde[2], "participants": mde[1],
                                                     "power": 0.8},
         "tests_in_family": len(fam.records),
@@ -301,8 +305,8 @@ def image_shift(ctx: AuditContext) -> Iterator[Finding]:
                                                   else "") + f"SMD {d['smd']:+.2f})"
                           for d in top if d["smd"] is not None)
         yield finding(
-            f"a classifier tells {_pair(r)} apart from image features: ROC AUC {_fmt(r['statistic'])} "
-            f"(permutation p={_p(r['p_value'])}, adjusted {_p(r['p_adjusted'])}); driven by {named}",
+            f"a classifier tells {_pair(r)} apart from image features: {r['decision']['wording']}; "
+            f"driven by {named}",
             splits=tuple(r["splits"]),
             evidence={**r, "thresholds": _thresholds_evidence(fam, "shift.image"),
                       "tests_in_family": len(fam.records)})

@@ -8,12 +8,18 @@ ones; Fisher, chi-square or a permutation chi-square, Cramér's V and the
 largest standardised proportion difference for categorical ones; a TOST
 equivalence p-value for both) and on the image features
 (:mod:`~audit.checks.features`) through a cross-validated domain classifier
-with a permutation p-value and per-feature permutation importance. The
-p-values of all four checks, all folds and pairs are adjusted together
-(Benjamini-Hochberg); a comparison is flagged when its adjusted p-value is
-at most ``fdr`` *and* its effect reaches the check's threshold
-(:data:`THRESHOLDS`). The wording and the checks are in
-:mod:`audit.checks.shift`.
+(:func:`audit.auc.domain_auc`: out-of-fold ROC AUC with a p-value
+calibrated by label permutations, no floor) and per-feature permutation
+importance. Every comparison carries an effect size with its 95 %
+confidence interval (:mod:`audit.effects`: Hedges' g, the largest
+difference of a class's share, the AUC). The p-values of all four checks,
+all folds and pairs, and the dataset's label x site test
+(:mod:`audit.checks.label_site`) are adjusted together
+(Benjamini-Hochberg); then :func:`audit.decisions.classify_effect` decides
+each comparison by its effect size (large: a warning with an unadjusted
+``p <= alpha_large`` or the adjusted p at most ``fdr``; moderate: with the
+adjusted p at most ``fdr``; small or negligible: never). The wording and
+the checks are in :mod:`audit.checks.shift`.
 """
 
 from __future__ import annotations
@@ -26,14 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audit.auc import domain_auc
 from audit.catalogue import THRESHOLDS
 from audit.checks.features import image_features
+from audit.checks.label_site import KEY as CONFOUND, TEST_NAMES as ASSOCIATION_TESTS, dataset_confound, settings
 from audit.checks.variables import (
     Variable,
     acquisition_variables,
     covariate_variables,
     label_variables,
 )
+from audit.decisions import classify_effect, label_mix, rules_from
+from audit.effects import cramers_v, hedges_g, proportion_difference
 from audit.predictors import domain_classifier
 from audit.stats import (
     association_test,
@@ -52,10 +62,14 @@ from audit.stats import (
 if TYPE_CHECKING:
     from audit.context import AuditContext
 
-__all__ = ["SHIFT_TABLES", "THRESHOLDS", "ShiftFamily", "shift_family", "computed_family"]
+__all__ = ["SHIFT_TABLES", "THRESHOLDS", "TEST_NAMES", "ShiftFamily", "shift_family", "computed_family",
+           "permutation_importance"]
 
-
-
+#: How each test is named in a sentence.
+TEST_NAMES = {**ASSOCIATION_TESTS, "mann_whitney": "Mann-Whitney", "kolmogorov_smirnov": "Kolmogorov-Smirnov",
+              "auc_permutation_moments": ""}
+#: The catalogue's threshold prefix of each kind of effect.
+_PREFIX = {"smd": "smd", "proportion_difference": "share", "auc": "auc", "cramers_v": "v"}
 
 #: The catalogue's threshold tables of the shift family (the shared ``shift`` table first).
 SHIFT_TABLES = ("shift", "shift.label", "shift.covariate", "shift.acquisition", "shift.image")
@@ -86,10 +100,9 @@ def _compare(var: Variable, a: str, b: str, va: list[Any], vb: list[Any], th: Ma
                    statistic=d if use_ks else u, p_value=p_ks if use_ks else p_mw,
                    other_tests={"kolmogorov_smirnov": {"statistic": d, "p_value": p_ks}}
                    if not use_ks else {"mann_whitney": {"statistic": u, "p_value": p_mw}})
-        s = smd(va, vb)
-        w = wasserstein(va, vb)
-        rec["effect"] = {"smd": s, "wasserstein_std": w}
-        rec["large"] = (s is not None and abs(s) >= th["smd"]) or (w is not None and w >= th["wasserstein"])
+        eff = hedges_g(va, vb)  # evaluation (b) minus reference (a)
+        rec["effect_size"] = eff.to_dict()
+        rec["effect"] = {"smd": eff.estimate if eff.measured else smd(va, vb), "wasserstein_std": wasserstein(va, vb)}
         rec["equivalence_p"] = tost_smd(va, vb, margin)
         rec["describe"] = {a: _describe_continuous(va), b: _describe_continuous(vb)}
     else:
@@ -101,8 +114,11 @@ def _compare(var: Variable, a: str, b: str, va: list[Any], vb: list[Any], th: Ma
         ps = proportion_smd(table)
         rec.update(test=assoc.test, statistic=assoc.statistic, p_value=assoc.p_value)
         rec["effect"] = {"cramers_v": assoc.cramers_v, "proportion_smd": ps}
-        rec["large"] = ((ps is not None and ps >= th["smd"])
-                        or (assoc.cramers_v is not None and assoc.cramers_v >= th["cramers_v"]))
+        rec["effect_size"] = proportion_difference(table, levels, splits=(a, b)).to_dict()
+        rec["cramers_v"] = cramers_v(table, names=("split", var.name)).to_dict()
+        if var.check == "shift.label":
+            rec["label_mix"] = label_mix(dict(zip(map(str, levels), map(int, table[0]))),
+                                         dict(zip(map(str, levels), map(int, table[1]))), splits=(a, b))
         rec["equivalence_p"] = tost_proportions(table, margin) if len(levels) > 1 else None
         rec["describe"] = {"levels": [str(v) for v in levels], "counts": {a: table[0].tolist(), b: table[1].tolist()},
                            "proportions": {a: [finite(c / max(len(va), 1), 4) for c in table[0]],
@@ -112,6 +128,7 @@ def _compare(var: Variable, a: str, b: str, va: list[Any], vb: list[Any], th: Ma
             rec["equivalence_p"] = None
             rec["note"] = "a single value on both sides"
     rec["balanced"] = rec.get("equivalence_p") is not None and rec["equivalence_p"] <= shared["equivalence_alpha"]
+    rec["rules"] = rules_from(th, _PREFIX[rec["effect_size"]["kind"]], shared)
     return rec
 
 
@@ -128,31 +145,37 @@ def _image_compare(ctx: AuditContext, a: str, b: str, sa: frozenset[str], sb: fr
         return None
     X = np.stack([by[p] for p in pa + pb])
     y = [0] * len(pa) + [1] * len(pb)
-    res = domain_classifier(X, y, feature_names=feats.names, n_splits=int(th["n_splits"]),
-                            n_permutations=int(th["n_permutations"]), seed=seed, alpha=float(th["ridge_alpha"]))
-    auc = res["score"]
-    rec.update(test="permutation (domain classifier)", statistic=auc, p_value=res["p_value"])
+    eff = domain_auc(X, [False] * len(pa) + [True] * len(pb), n_splits=int(th["n_splits"]),
+                     alpha=float(th["ridge_alpha"]), n_permutations=int(th["n_permutations"]), seed=seed)
+    # one fit (no permutations) for the standardised coefficients that name the drivers
+    res = domain_classifier(X, y, feature_names=feats.names, n_splits=int(th["n_splits"]), n_permutations=0,
+                            seed=seed, alpha=float(th["ridge_alpha"]))
+    auc = eff.estimate
+    rec.update(test=eff.test or "auc_permutation_moments", statistic=auc, p_value=eff.p_value,
+               effect_size=eff.to_dict())
     rec["effect"] = {"auc": auc, "drift": None if auc is None else round(max(2 * auc - 1, 0.0), 6)}
-    rec["large"] = auc is not None and auc >= th["auc"]
-    rec["classifier"] = {k: res[k] for k in ("classifier", "n_splits", "n_permutations")}
+    rec["classifier"] = {"classifier": res["classifier"], "n_splits": eff.details.get("folds"),
+                         "n_permutations": int(th["n_permutations"]), "p_value": "Mann-Whitney statistic "
+                         "standardised by its mean and SD under label permutations within folds"}
     names = feats.names
-    importance = (_permutation_importance(X, y, names, res["features"], auc, th, seed)
-                  if rec["large"] else {})
     drivers = []
     for j, name in enumerate(names):
         if name not in res["features"]:
             continue
         col_a, col_b = X[: len(pa), j], X[len(pa):, j]
         drivers.append({"feature": name, "smd": smd(col_a[np.isfinite(col_a)], col_b[np.isfinite(col_b)]),
-                        "coefficient": res["coefficients"].get(name), "auc_drop": importance.get(name)})
+                        "coefficient": res["coefficients"].get(name), "auc_drop": None})
     # ranked by |SMD|: how far apart the splits are on each feature alone. The permutation importance
-    # (auc_drop) is kept beside it but not used to rank: correlated features (SNR, CNR, CJV, histogram
-    # components) share their information, so shuffling one of them costs the classifier little.
+    # (auc_drop, computed for flagged comparisons after the family's decisions) is kept beside it but not
+    # used to rank: correlated features (SNR, CNR, CJV, histogram components) share their information, so
+    # shuffling one of them costs the classifier little.
     drivers.sort(key=lambda d: -abs(d["smd"] or 0.0))
     rec["features_ranked_by"] = "|smd|"
     rec["features"] = drivers
     rec["equivalence_p"] = None
     rec["balanced"] = False
+    rec["rules"] = rules_from(th, "auc", shared)
+    rec["_importance"] = (X, y, names, res["features"], auc, th, seed)
     return rec
 
 
@@ -160,7 +183,7 @@ def _image_compare(ctx: AuditContext, a: str, b: str, sa: frozenset[str], sb: fr
 IMPORTANCE_REPEATS = 3
 
 
-def _permutation_importance(X: Any, y: list[int], names: list[str], used: list[str], observed: float | None,
+def permutation_importance(X: Any, y: list[int], names: list[str], used: list[str], observed: float | None,
                             th: Mapping[str, Any], seed: int) -> dict[str, float | None]:
     """Drop of the cross-validated ROC AUC when one feature's values are shuffled (same folds, seeded).
 
@@ -270,11 +293,39 @@ def _compute(ctx: AuditContext) -> ShiftFamily:
                 else:
                     rec.update(where)
                     records.append(rec)
+    confound = _confound_record(ctx)
+    if confound is not None:
+        records.append(confound)
     adjusted = benjamini_hochberg([r.get("p_value") for r in records])
     q = float(shared["fdr"])
     for r, p in zip(records, adjusted):
         r["p_adjusted"] = p
-        r["significant"] = p is not None and p <= q
-        r["effect_large"] = bool(r.pop("large", False))
-        r["flagged"] = r["significant"] and r["effect_large"]
+        r["significant"] = p is not None and p <= q  # the old meaning, for readers of earlier results
+        es = r["effect_size"]
+        d = classify_effect(es["kind"], es["estimate"], es["ci"], p, es["n"], p_value=r.get("p_value"),
+                            level=es["level"], rules=r.pop("rules"), reason=es.get("not_measured"),
+                            test_name=TEST_NAMES.get(str(r.get("test")), str(r.get("test"))))
+        r["decision"] = d.to_dict()
+        r["magnitude"] = d.magnitude
+        r["effect_large"] = d.magnitude == "large"
+        r["flagged"] = d.warning
+        args = r.pop("_importance", None)
+        if args is not None:
+            drops = permutation_importance(*args) if d.warning else {}
+            for f in r["features"]:
+                f["auc_drop"] = drops.get(f["feature"])
     return ShiftFamily(records, variables, untested, th, ignored, info, pairs)
+
+
+def _confound_record(ctx: AuditContext) -> dict[str, Any] | None:
+    """The dataset's label x site test as a member of the family (``None``: not measured or continuous)."""
+    if ctx.label_column is None:
+        return None
+    m = dataset_confound(ctx).measure
+    if m is None or m.get("status") != "ok" or "_effect" not in m:
+        return None
+    th, _ignored = settings(ctx)
+    a = m["association"]
+    return {"check": CONFOUND, "variable": "label x site", "kind": "categorical", "splits": [], "n": [m["participants"]],
+            "test": a["test"], "statistic": a["statistic"], "p_value": a["p_value"],
+            "effect_size": m["effect_size"], "rules": rules_from(th, "v")}

@@ -30,7 +30,7 @@ FULL = """
 "shift.image" = { level = "off", reason = "images are defaced differently per site", expires = 2030-06-30 }
 
 [thresholds."shift.covariate"]
-smd = 0.3
+smd_large = 0.8
 [thresholds.shift]
 fdr = 0.1
 pairs = "all"
@@ -65,7 +65,7 @@ def error_of(text: str, source: str = "bidsaudit.toml", prefix: str = "") -> Inp
 def test_full_config_parses():
     c = parse_config(FULL)
     assert c.severity == {"shift.covariate": "error", "split.unassigned_subject": "warning", "shift.image": "off"}
-    assert c.thresholds == {"shift.covariate": {"smd": 0.3}, "shift": {"fdr": 0.1, "pairs": "all"}}
+    assert c.thresholds == {"shift.covariate": {"smd_large": 0.8}, "shift": {"fdr": 0.1, "pairs": "all"}}
     assert c.columns == {"label": "dx", "site": "scanner", "group": "family_id"}
     off, subj, whole = c.waivers
     assert off == Waiver("shift.image", None, "images are defaced differently per site", dt.date(2030, 6, 30),
@@ -80,7 +80,7 @@ def test_options_dict_is_what_runner_and_checks_read():
     d = parse_config(FULL).as_options_dict()
     assert d["severity"] == {"shift.covariate": "error", "split.unassigned_subject": "warning"}  # no "off"
     assert d["off"] == ["shift.image"]
-    assert d["thresholds"]["shift.covariate"] == {"smd": 0.3}
+    assert d["thresholds"]["shift.covariate"] == {"smd_large": 0.8}
     assert [w["check"] for w in d["waivers"]] == ["shift.image", "leakage.subject_overlap",
                                                   "quality.missing_metadata"]
     assert d["fingerprint"].startswith("sha256:") and len(d["fingerprint"]) == 71
@@ -90,7 +90,7 @@ def test_options_dict_is_what_runner_and_checks_read():
 def test_fingerprint_is_stable_and_binds_content():
     a, b = parse_config(FULL), parse_config(FULL.replace("# a CI's configuration", "# reordered comments"))
     assert a.fingerprint() == b.fingerprint() and hash(a) == hash(b)
-    c = parse_config(FULL.replace("smd = 0.3", "smd = 0.31"))
+    c = parse_config(FULL.replace("smd_large = 0.8", "smd_large = 0.81"))
     d = parse_config(FULL.replace("2026-01-31", "2026-02-01"))
     assert len({a.fingerprint(), c.fingerprint(), d.fingerprint()}) == 3
     assert AuditConfig().fingerprint() == parse_config("").fingerprint()
@@ -110,8 +110,22 @@ def test_column_option_wins_over_config():
 
 def test_threshold_tables_come_from_the_check_modules():
     known = known_thresholds()
-    assert "smd" in known["shift.covariate"] and "fdr" in known["shift"]
-    assert "cramers_v_error" in known["confound.label_site"]
+    assert "smd_large" in known["shift.covariate"] and "fdr" in known["shift"]
+    assert "v_large" in known["confound.label_site"]
+
+
+def test_thresholds_of_the_previous_release_are_read_under_their_new_names():
+    # the decision by effect size renamed the shift and confound thresholds (docs/effects.md); the old
+    # names are read for one release, and a threshold that no longer decides anything is an error that says so
+    c = parse_config('[thresholds."shift.covariate"]\nsmd = 0.3\n[thresholds."confound.label_site"]\n'
+                     'cramers_v_error = 0.6\n')
+    assert c.thresholds == {"shift.covariate": {"smd_moderate": 0.3}, "confound.label_site": {"v_large": 0.6}}
+    with pytest.raises(InputError, match="no longer decides"):
+        parse_config('[thresholds."shift.label"]\nwasserstein = 0.3\n')
+    lenient = AuditConfig.from_options_dict({"thresholds": {"shift.image": {"auc": 0.8},
+                                                            "shift.label": {"cramers_v": 0.2}}})
+    assert lenient.thresholds == {"shift.image": {"auc_moderate": 0.8}, "shift.label": {}}
+    assert lenient.ignored_overrides("shift.label") == ["shift.label.cramers_v: no longer decides (decided by effect size)"]
 
 
 def test_contract_ids_are_valid_even_before_registration():
@@ -180,8 +194,8 @@ def test_typo_in_pyproject_names_the_tool_table():
                      'severity."shift.image".reasn', "did you mean 'reason'?", id="severity-table-key"),
         pytest.param('[severity]\n"shift.image" = { level = "warning", expires = 2030-01-01 }\n',
                      'severity."shift.image".expires', "only a check turned off can expire", id="expires-not-off"),
-        pytest.param('[thresholds."shift.covariate"]\nsdm = 0.3\n', 'thresholds."shift.covariate".sdm',
-                     "did you mean 'smd'?", id="threshold-name"),
+        pytest.param('[thresholds."shift.covariate"]\nsmd_larg = 0.3\n', 'thresholds."shift.covariate".smd_larg',
+                     "did you mean 'smd_large'?", id="threshold-name"),
         pytest.param('[thresholds."shift.covariate"]\nsmd = "big"\n', 'thresholds."shift.covariate".smd',
                      "expected a finite number", id="threshold-type"),
         pytest.param('[thresholds."shift.covariate"]\nsmd = nan\n', 'thresholds."shift.covariate".smd',

@@ -24,13 +24,19 @@ def test_doctests(module):
 
 
 # --------------------------------------------------------------------------- contingency tests
-def test_two_by_two_uses_fisher_and_matches_scipy():
-    from scipy.stats import fisher_exact
+def test_two_by_two_uses_boschloo_then_fisher_and_matches_scipy():
+    # Boschloo's exact test for small 2x2 tables (more power than Fisher's at 20 evaluation participants,
+    # still exact); Fisher's above BOSCHLOO_MAX_N, where Boschloo's cost grows and the two agree
+    from scipy.stats import boschloo_exact, fisher_exact
 
     t = np.array([[7, 2], [1, 6]])
     a = stats.association_test(t)
-    assert a.test == "fisher_exact"
-    assert a.p_value == pytest.approx(fisher_exact(t).pvalue, rel=1e-5)
+    assert a.test == "boschloo_exact"
+    assert a.p_value == pytest.approx(boschloo_exact(t).pvalue, rel=1e-5)
+    assert a.p_value <= fisher_exact(t).pvalue
+    big = np.array([[150, 110], [20, 30]])
+    b = stats.association_test(big)
+    assert b.test == "fisher_exact" and b.p_value == pytest.approx(fisher_exact(big).pvalue, rel=1e-5)
 
 
 def test_large_expected_counts_use_chi_square_and_match_scipy():
