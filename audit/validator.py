@@ -56,6 +56,7 @@ from typing import Any
 from audit.bidsindex import read_json
 from audit.errors import InputError, ValidatorError
 from audit.findings import Finding, finding
+from audit.progress import stage
 from audit.validatoroutput import (
     MAX_EXAMPLES,
     CodeSummary,
@@ -250,6 +251,13 @@ def run_validator(dataset: Path, *, ignore_nifti_headers: bool = False, config: 
     ValidatorError
         The validator is missing, timed out, or gave no usable output.
     """
+    with stage("running the official BIDS validator"):  # its run shows no progress of its own: elapsed time
+        return _run_validator(dataset, ignore_nifti_headers=ignore_nifti_headers, config=config, timeout=timeout,
+                              n_files=n_files, output=output, max_rows=max_rows)
+
+
+def _run_validator(dataset: Path, *, ignore_nifti_headers: bool, config: Path | None, timeout: float | None,
+                   n_files: int | None, output: str, max_rows: int | None) -> ValidatorRun:
     if output not in ("auto", "json", "text"):
         raise ValueError(f"output must be auto, json or text, not {output!r}")
     dataset = Path(dataset)

@@ -38,7 +38,7 @@ MAX_LINES = 600
 # train/ and reports/ sit beside the api, under the application floor: only L5 imports them.
 LAYERS: dict[str, tuple[str, float]] = {
     **{m: ("L0", 0) for m in ("audit", "audit.errors", "audit.values", "audit.fsutil", "audit.findings",
-                              "audit.bidsschema", "audit.catalogue", "schemas")},
+                              "audit.bidsschema", "audit.catalogue", "audit.progress", "schemas")},
     **{m: ("L1", 1) for m in ("audit.hashing", "audit.config", "audit.bidsindex", "audit.validator", "audit.scanner",
                               "audit.stats", "audit.images", "audit.splits", "audit.expectations",
                               "audit.configcheck", "audit.predictors", "audit.validatoroutput", "audit.effects",

@@ -21,6 +21,7 @@ from typing import Any
 from audit.errors import InputError
 from audit.images.heap import heap_for_images, tune_heap
 from audit.images.imagefile import summarise_file
+from audit.progress import advance, stage
 
 __all__ = ["DASK_CONNECT_TIMEOUT", "FORKSERVER_PRELOAD", "run_pass"]
 
@@ -38,16 +39,21 @@ def run_pass(paths: Sequence[str], *, workers: int | None, scheduler: Any) -> li
     """
     if not paths:
         return []
-    if scheduler is not None:
-        return _run_dask(paths, scheduler)
-    import multiprocessing as mp
+    with stage("reading images", total=len(paths)):
+        if scheduler is not None:
+            return _run_dask(paths, scheduler)
+        import multiprocessing as mp
 
-    n = workers if workers is not None else (os.cpu_count() or 1)
-    n = max(1, min(n, len(paths)))
-    with heap_for_images():
-        if n == 1 or mp.current_process().daemon:  # a pool worker may not start processes of its own
-            return [summarise_file(p) for p in paths]
-        return _run_pool(paths, n)
+        n = workers if workers is not None else (os.cpu_count() or 1)
+        n = max(1, min(n, len(paths)))
+        with heap_for_images():
+            if n == 1 or mp.current_process().daemon:  # a pool worker may not start processes of its own
+                out = []
+                for p in paths:
+                    out.append(summarise_file(p))
+                    advance(len(out))
+                return out
+            return _run_pool(paths, n)
 
 
 def _run_pool(paths: Sequence[str], n: int) -> list[dict[str, Any]]:
@@ -74,6 +80,7 @@ def _run_pool(paths: Sequence[str], n: int) -> list[dict[str, Any]]:
                     done[b] = fut.result()
                 except BrokenProcessPool:
                     done[b] = [_failed(p, "the worker process reading it died (out of memory?)") for p in batches[b]]
+            advance(sum(len(batches[i]) for i, d in enumerate(done) if d is not None))
 
         while todo or inflight:
             collect([f for f in inflight if f.done()])
@@ -87,6 +94,7 @@ def _run_pool(paths: Sequence[str], n: int) -> list[dict[str, Any]]:
             if todo:
                 b = todo.popleft()
                 done[b] = _summarise_batch(batches[b])
+                advance(sum(len(batches[i]) for i, d in enumerate(done) if d is not None))
             elif inflight:
                 collect(wait(list(inflight), return_when=FIRST_COMPLETED).done)
     return [r for batch in done for r in batch or ()]
@@ -128,6 +136,7 @@ def _run_dask(paths: Sequence[str], scheduler: Any) -> list[dict[str, Any]]:
                 out.extend(fut.result())
             except Exception as err:  # a remote failure (killed worker...): those images were not read
                 out.extend(_failed(p, f"the Dask worker reading it failed ({type(err).__name__})") for p in batch)
+            advance(len(out))
         return out
     finally:
         if own:

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from audit.coverage import readiness_line
 from audit.coverage import verdict_line as verdict_word
+from audit.progress import reporting
 
 __all__ = ["Line", "plural", "verdict_line", "summary_lines", "print_lines", "use_colour", "shorten_paths",
            "wrap", "cap", "hints", "working", "interactive", "MAX_NOTES", "MAX_FINDINGS"]
@@ -231,17 +232,31 @@ def print_lines(lines: Iterable[Line], stream: IO[str] | None = None) -> None:
 
 @contextmanager
 def working(description: str, *, enabled: bool = True) -> Iterator[None]:
-    """A spinner with the elapsed time on stderr while long work runs; only where a person watches a terminal."""
+    """Progress on stderr while long work runs (a bar for the image pass, a spinner with the elapsed time for the
+    validator), only where a person watches a terminal: the library reports through :mod:`audit.progress`."""
     if not (enabled and interactive()):
         yield
         return
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
-        progress.add_task(description, total=None)
-        yield
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def show(what: str, done: int, total: int | None) -> None:
+            # a stage with a known size (the image pass) is a bar; one without (the validator), a spinner
+            bar.update(task, description=f"{description}: {what}", completed=done, total=total)
+
+        with reporting(show):
+            yield
 
 
 def default_stem(doc: Mapping[str, Any], command: str, out_dir: Path) -> str:
