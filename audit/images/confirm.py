@@ -58,6 +58,7 @@ __all__ = [
     "Transform",
     "canonical_flip_variants",
     "confirm_pair",
+    "group_threshold",
     "mirrored_pairs",
     "prepare",
 ]
@@ -68,9 +69,9 @@ WORK_MM = 2.0
 LEVELS = (6.0, 3.0, 1.5)
 #: Grid spacing of the sample points at each level (mm, at least one working voxel) and their number at most.
 LEVEL_STEP = (6.0, 4.0, 2.0)
-LEVEL_POINTS = (1500, 5000, 12000)
+LEVEL_POINTS = (1000, 3000, 6000)
 #: L-BFGS-B iterations: each of the ``N_REFINE`` initial transforms, then the best one per level.
-LEVEL_ITERS = (12, 25, 15, 10)
+LEVEL_ITERS = (8, 20, 10, 8)
 #: Initial transforms refined.
 N_REFINE = 3
 #: Band-pass of the score: sigmas as multiples of the coarser working voxel of the pair.
@@ -151,7 +152,7 @@ def prepare(volume: np.ndarray, affine: np.ndarray) -> Prepared:
     valid = np.isfinite(v) & (v > 0)
     v = np.where(valid, v, np.float32(0))
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    f = [max(1, int(math.floor(WORK_MM / z + 0.25))) for z in zooms]
+    f = [max(1, math.floor(WORK_MM / z + 0.25)) for z in zooms]
     if max(f) > 1:
         v, cnt = _block_mean(v, valid, f)
         valid = cnt > 0.5
@@ -178,7 +179,7 @@ def prepare(volume: np.ndarray, affine: np.ndarray) -> Prepared:
     if n_fg < 64:
         raise ValueError("too small a foreground")
     # keep the foreground's bounding box and a margin (context for the smoothing and the band-pass)
-    sl = _box(fg, [int(math.ceil(CROP_MARGIN_MM / z)) for z in zooms])
+    sl = _box(fg, [math.ceil(CROP_MARGIN_MM / z) for z in zooms])
     log, valid, fg = log[sl], valid[sl], fg[sl]
     lo = np.array([x.start for x in sl], float)
     affine = affine.copy()
@@ -339,7 +340,7 @@ def _starts(fx: Prepared, mv: Prepared) -> list[tuple[str, np.ndarray, np.ndarra
 def _points(fx: Prepared, step_mm: float, limit: int) -> np.ndarray:
     """Voxel indices of the fixed foreground on a grid of about ``step_mm``, at most ``limit`` (a regular subset)."""
     zooms = np.sqrt((fx.affine[:3, :3] ** 2).sum(axis=0))
-    k = [max(1, int(round(step_mm / z))) for z in zooms]
+    k = [max(1, round(float(step_mm / z))) for z in zooms]
     idx = np.argwhere(fx.fg[:: k[0], :: k[1], :: k[2]]).astype(np.float64) * np.array(k, float)
     if len(idx) > limit:
         idx = idx[np.linspace(0, len(idx) - 1, limit).astype(np.int64)]
@@ -464,7 +465,7 @@ def _score(fx: Prepared, mv: Prepared, lin: np.ndarray, t: np.ndarray,
 
     h = max(fx.voxel_mm, mv.voxel_mm)
     zooms = np.sqrt((fx.affine[:3, :3] ** 2).sum(axis=0))
-    sl = _box(fx.fg, [int(math.ceil(2 * band[1] * h / z)) for z in zooms])
+    sl = _box(fx.fg, [math.ceil(2 * band[1] * h / z) for z in zooms])
     fl = fx.log[sl]
     lo = np.array([x.start for x in sl], float)
     shape = fl.shape
@@ -577,6 +578,29 @@ def confirm_pair(a: np.ndarray | Prepared, affine_a: np.ndarray | None, b: np.nd
                         tuple(reasons), round(time.perf_counter() - t0, 4), n, {"evaluations": evals})
 
 
+def group_threshold(null_scores: np.ndarray, comparisons: float, *, alpha: float = 0.01,
+                    floor: float = COPY_THRESHOLD, cap: float = 0.99) -> float:
+    """The threshold for a group whose distinct members may share fine detail.
+
+    ``null_scores`` are :func:`confirm_pair` scores of random pairs of
+    different participants of the group (a few dozen). Their Gaussian fit
+    puts the chance of one false confirmation among ``comparisons`` candidate
+    pairs at ``alpha``: ``mean + sd * z(alpha / comparisons)``; never below
+    ``floor`` (the threshold calibrated on real anatomy), never above ``cap``
+    (what an unresampled copy still reaches). For real heads the floor rules;
+    for images without individual fine detail (smooth phantoms, where every
+    member is the same few shells) it rises until only near-exact copies pass,
+    and a candidate under it is *inconclusive*, not a copy.
+    """
+    from statistics import NormalDist
+
+    x = np.asarray(null_scores, dtype=np.float64)
+    if len(x) < 3:
+        return floor
+    z = NormalDist().inv_cdf(1 - alpha / max(float(comparisons), 1.0))
+    return float(min(cap, max(floor, x.mean() + x.std(ddof=1) * z)))
+
+
 # --------------------------------------------------------------- candidate stage
 def canonical_flip_variants(vector: np.ndarray, size: int | None = None) -> np.ndarray:
     """The 8 axis-reversals of a fingerprint grid, ``(8, d)`` (row 0: ``vector`` itself).
@@ -601,44 +625,48 @@ def canonical_flip_variants(vector: np.ndarray, size: int | None = None) -> np.n
     return out
 
 
-def mirrored_pairs(vectors: np.ndarray, threshold: float, *, flips: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7),
-                   chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mirrored_pairs(vectors: np.ndarray, threshold: float, *,
+                   flips: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs whose relative similarity is at least ``threshold`` once one of them is axis-reversed.
 
-    The group mean stays that of the fingerprints as they are (one mean for
-    every variant): ``cos(x_i - mean, flip_k(x_j) - mean)``. Every pair is
-    screened (``n^2 * len(flips)`` dot products, in chunks); see
-    ``docs/neardup-confirm.md`` for wiring it into the projected search.
+    For a flip ``k`` (bits as in :func:`canonical_flip_variants`) the
+    similarity of rows ``i, j`` is the smaller of
+    ``cos(x_i - mean, flip_k(x_j) - mean)`` and ``cos(flip_k(x_i) - mean, x_j - mean)``,
+    with one group mean (that of the fingerprints as they are): a true
+    mirror pair scores 1 both ways, while an image and an upside-down copy
+    of someone else share the "upside-down minus upright" residual one way
+    only. Every pair is screened (``n^2`` dot products per flip, dense: up
+    to a few thousand images); ``docs/neardup-confirm.md`` says how to wire
+    it into the projected search of :func:`audit.images.neardup.near_pairs`.
 
     Returns
     -------
     i, j, sim, flip
-        Rows ``i < j``, the best similarity over ``flips`` and the flip code
-        (bits as in :func:`canonical_flip_variants`) applied to row ``j``.
+        Rows ``i < j``, the best similarity over ``flips``, and that flip.
     """
     x = np.asarray(vectors, dtype=np.float32)
     n, d = x.shape
     size = round(d ** (1 / 3))
+    if size**3 != d:
+        raise ValueError(f"a fingerprint of {d} values is not a cubic grid")
     mean = x.mean(axis=0)
-    r = x - mean
-    nr = np.linalg.norm(r, axis=1)
-    r /= np.where(nr > 0, nr, 1)[:, None]
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        r = v - mean
+        nr = np.linalg.norm(r, axis=1)
+        out: np.ndarray = r / np.where(nr > 0, nr, 1)[:, None]
+        return out
+
+    r = unit(x)
     best = np.full((n, n), -np.inf, dtype=np.float32)
-    code = np.zeros((n, n), dtype=np.int8)
+    code = np.zeros((n, n), dtype=np.int64)
     for k in flips:
         axes = tuple(1 + ax for ax in range(3) if k >> ax & 1)
-        fx = np.flip(x.reshape(n, size, size, size), axis=axes).reshape(n, d) - mean
-        nf = np.linalg.norm(fx, axis=1)
-        fx /= np.where(nf > 0, nf, 1)[:, None]
-        for s in range(0, n, chunk):
-            sim = r[s:s + chunk] @ fx.T
-            blk = best[s:s + chunk]
-            better = sim > blk
-            blk[better] = sim[better]
-            code[s:s + chunk][better] = k
-    # a pair (i, j) is found from either side: flip_k(x_j) vs x_i, or flip_k(x_i) vs x_j (the same for these flips)
-    sym = np.maximum(best, best.T)
-    iu, ju = np.nonzero(np.triu(sym >= threshold, k=1))
-    pick = best[iu, ju] >= best[ju, iu]
-    codes = np.where(pick, code[iu, ju], code[ju, iu])
-    return iu.astype(np.int64), ju.astype(np.int64), sym[iu, ju].astype(np.float64), codes.astype(np.int64)
+        rk = unit(np.flip(x.reshape(n, size, size, size), axis=axes).reshape(n, d))
+        a = r @ rk.T
+        sim = np.minimum(a, a.T)
+        better = sim > best
+        best[better] = sim[better]
+        code[better] = k
+    iu, ju = np.nonzero(np.triu(best >= threshold, k=1))
+    return iu.astype(np.int64), ju.astype(np.int64), best[iu, ju].astype(np.float64), code[iu, ju]
