@@ -238,7 +238,8 @@ def make_copy(name: str, volume: np.ndarray, affine: np.ndarray, seed: int = 0) 
 # ------------------------------------------------------------ pairs
 def fingerprint_pairs(images: list[tuple[str, np.ndarray, np.ndarray]], top: int) -> list[tuple[int, int, float]]:
     """The ``top`` distinct pairs with the highest relative fingerprint cosine (today's candidate score)."""
-    from audit.images.neardup import fingerprint, residuals
+    from audit.images.candidates import residuals
+    from audit.images.fingerprint import fingerprint
 
     fps = [fingerprint(v, a) for _, v, a in images]
     ok = [k for k, f in enumerate(fps) if f is not None]

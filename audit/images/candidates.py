@@ -34,6 +34,22 @@ Candidate search (:func:`near_pairs`)
     ``CANDIDATES_PER_ROW`` candidates per image are confirmed (the closest
     in the projection), which bounds time and memory for fingerprints that
     the projection does not describe (white noise).
+
+Mirrored copies (:func:`mirror_pairs`)
+    A mirrored (flip-augmented) copy's fingerprint is its original's grid
+    with some of its three axes reversed (the fingerprint's frame follows
+    the foreground's principal axes, signed closest to the world axes, so a
+    mirror through a world plane reverses a grid axis). The same projected
+    search runs under each of the 7 reversals ``F_k``
+    (:func:`canonical_flip_variants`) without a flipped copy of the
+    fingerprints: ``F_k`` is a symmetric permutation, so the projection of
+    ``F_k x`` is ``x`` on the flipped axes. Each candidate is confirmed with
+    the full vectors, taking the *smaller* of ``cos(x_i - m, F_k x_j - m)``
+    and ``cos(F_k x_i - m, x_j - m)`` (``m``: the group mean of the
+    fingerprints as they are): a true mirror pair scores 1 both ways, an
+    image and an upside-down image of someone else share the "upside-down
+    minus upright" residual one way only. :func:`mirrored_pairs` is the
+    dense reference (every pair, every flip).
 """
 
 from __future__ import annotations
@@ -48,8 +64,8 @@ import numpy as np
 from audit.images.sketch import sketch_containment
 from audit.images.voxels import unique_sorted
 
-__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "Residuals", "near_pairs",
-           "residuals", "sketch_pairs"]
+__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "Residuals",
+           "canonical_flip_variants", "mirror_pairs", "mirrored_pairs", "near_pairs", "residuals", "sketch_pairs"]
 
 #: Fewest images of a group for a relative similarity.
 MIN_GROUP = 3
@@ -219,6 +235,144 @@ def near_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed
                        "pruned": float(budget.pruned), **seconds}
 
 
+def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed: int = 0,
+                 exact_max: int = EXACT_MAX, flips: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7),
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """Pairs of rows whose relative similarity is at least ``threshold`` once one of them is mirrored.
+
+    The search of :func:`near_pairs` under each grid-axis reversal ``flips``
+    (bits as in :func:`canonical_flip_variants`); the similarity is the
+    smaller of the two directional cosines (module docstring).
+
+    Returns
+    -------
+    i, j : ndarray of int64
+        Row pairs, ``i < j``, sorted.
+    sim : ndarray of float64
+        Their best mirrored similarity.
+    flip : ndarray of int64
+        The reversal that gave it.
+    stats : dict
+        ``candidates`` (pairs confirmed with the full vectors) and ``exact``.
+    """
+    n, d = vectors.shape
+    empty = np.zeros(0, dtype=np.int64)
+    size = round(d ** (1 / 3))
+    if n < MIN_GROUP or size**3 != d:
+        return empty, empty, np.zeros(0), empty, {"candidates": 0.0, "exact": 1.0}
+    res = residuals(vectors)
+    usable = np.flatnonzero(res.norms > 1e-6)
+    if len(usable) < 2:
+        return empty, empty, np.zeros(0), empty, {"candidates": 0.0, "exact": 1.0}
+    proj, axes = _projection(res, usable, seed=seed)
+    radius = math.sqrt(max(2.0 - 2.0 * threshold, 0.0))
+    screened_all = len(usable) <= exact_max
+    mm = float(res.mean.astype(np.float64) @ res.mean)
+    sq = np.empty(n, dtype=np.float64)
+    for s in _chunks(n, 8192):
+        sq[s] = np.einsum("ij,ij->i", res.x[s], res.x[s])
+    best: dict[tuple[int, int], tuple[float, int]] = {}
+    candidates = pruned = 0
+    for k in flips:
+        grid_axes = tuple(ax for ax in range(3) if k >> ax & 1)
+        mean_k = np.ascontiguousarray(np.flip(res.mean.reshape(size, size, size), axis=grid_axes).ravel())
+        axes_k = np.ascontiguousarray(
+            np.flip(axes.reshape(size, size, size, -1), axis=grid_axes).reshape(d, -1))
+        dot_mk = np.empty(n, dtype=np.float64)
+        for s in _chunks(n, 8192):
+            dot_mk[s] = res.x[s] @ mean_k
+        norms_k = np.sqrt(np.maximum(sq - 2 * dot_mk + mm, 0.0))
+        shift = res.mean @ axes
+        proj_k = np.empty_like(proj)
+        for s in _chunks(len(usable), 8192):
+            r = usable[s]
+            proj_k[s] = (res.x[r] @ axes_k - shift) / np.where(norms_k[r] > 0, norms_k[r], 1.0).astype(
+                np.float32)[:, None]
+        budget = _Budget(CANDIDATES_PER_ROW * len(usable) + 10_000)
+        if screened_all:
+            _cross_within(proj, proj_k, radius, budget)
+        else:
+            _ivf_candidates(proj, radius, budget, n_probe=n_probe, seed=seed, queries=proj_k)
+        ca, cb = budget.pairs()
+        candidates += len(ca)
+        pruned += budget.pruned
+        i, j = usable[ca], usable[cb]
+        for s in _chunks(len(i), 4096):
+            a, b = i[s], j[s]
+            fb = np.flip(res.x[b].reshape(-1, size, size, size), axis=tuple(1 + ax for ax in grid_axes))
+            dots = np.einsum("ij,ij->i", res.x[a], fb.reshape(len(b), d), dtype=np.float64)
+            den1 = res.norms[a] * norms_k[b]
+            den2 = norms_k[a] * res.norms[b]
+            cos1 = (dots - res.dot_mean[a] - dot_mk[b] + mm) / np.where(den1 > 0, den1, 1.0)
+            cos2 = (dots - dot_mk[a] - res.dot_mean[b] + mm) / np.where(den2 > 0, den2, 1.0)
+            sim = np.minimum(cos1, cos2)
+            for p, q, v in zip(a[sim >= threshold].tolist(), b[sim >= threshold].tolist(),
+                               sim[sim >= threshold].tolist()):
+                key = (min(p, q), max(p, q))
+                if key not in best or v > best[key][0]:
+                    best[key] = (v, k)
+    keys = sorted(best)
+    lo = np.array([x[0] for x in keys], dtype=np.int64)
+    hi = np.array([x[1] for x in keys], dtype=np.int64)
+    return (lo, hi, np.array([best[x][0] for x in keys], dtype=np.float64),
+            np.array([best[x][1] for x in keys], dtype=np.int64),
+            {"candidates": float(candidates), "exact": 1.0 if screened_all and not pruned else 0.0,
+             "pruned": float(pruned)})
+
+
+def canonical_flip_variants(vector: np.ndarray, size: int | None = None) -> np.ndarray:
+    """The 8 axis-reversals of a fingerprint grid, ``(8, d)`` (row 0: ``vector`` itself).
+
+    Row ``k`` reverses the grid axes whose bit is set in ``k`` (1: axis 0,
+    2: axis 1, 4: axis 2).
+    """
+    v = np.asarray(vector)
+    d = v.shape[-1]
+    n = size or round(d ** (1 / 3))
+    if n**3 != d:
+        raise ValueError(f"a fingerprint of {d} values is not a cubic grid")
+    g = v.reshape(n, n, n)
+    out = np.empty((8, d), dtype=v.dtype)
+    for k in range(8):
+        axes = tuple(ax for ax in range(3) if k >> ax & 1)
+        out[k] = (np.flip(g, axis=axes) if axes else g).ravel()
+    return out
+
+
+def mirrored_pairs(vectors: np.ndarray, threshold: float, *, flips: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7),
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The dense reference of :func:`mirror_pairs`: every pair under every flip (``n^2`` memory; tests, benches).
+
+    Returns ``i < j``, the best mirrored similarity over ``flips`` and that flip.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    size = round(d ** (1 / 3))
+    if size**3 != d:
+        raise ValueError(f"a fingerprint of {d} values is not a cubic grid")
+    mean = x.mean(axis=0)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        r = v - mean
+        nr = np.linalg.norm(r, axis=1)
+        out: np.ndarray = r / np.where(nr > 0, nr, 1)[:, None]
+        return out
+
+    r = unit(x)
+    best = np.full((n, n), -np.inf, dtype=np.float32)
+    code = np.zeros((n, n), dtype=np.int64)
+    for k in flips:
+        axes = tuple(1 + ax for ax in range(3) if k >> ax & 1)
+        rk = unit(np.flip(x.reshape(n, size, size, size), axis=axes).reshape(n, d))
+        a = r @ rk.T
+        sim = np.minimum(a, a.T)
+        better = sim > best
+        best[better] = sim[better]
+        code[better] = k
+    iu, ju = np.nonzero(np.triu(best >= threshold, k=1))
+    return iu.astype(np.int64), ju.astype(np.int64), best[iu, ju].astype(np.float64), code[iu, ju]
+
+
 class _Budget:
     """Candidate pairs with their projected squared distance; beyond ``limit`` only the closest are kept."""
 
@@ -266,6 +420,11 @@ def _sorted(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np
 
 def _project(res: Residuals, rows: np.ndarray, *, seed: int) -> np.ndarray:
     """Unit residuals of ``rows`` on their top principal axes (fitted on a sample), float32 (n, k)."""
+    return _projection(res, rows, seed=seed)[0]
+
+
+def _projection(res: Residuals, rows: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_project` and the axes ``(d, k)`` it projected on."""
     rng = np.random.default_rng(seed)
     sample = rows[np.sort(rng.choice(len(rows), size=min(len(rows), 4096), replace=False))]
     x = res.unit(sample)
@@ -283,7 +442,7 @@ def _project(res: Residuals, rows: np.ndarray, *, seed: int) -> np.ndarray:
     for s in _chunks(len(rows), 8192):
         r = s if every else rows[s]
         out[s] = (res.x[r] @ axes - shift) / res.norms[r].astype(np.float32)[:, None]
-    return out
+    return out, axes
 
 
 def _orthonormal(q: np.ndarray) -> np.ndarray:
@@ -318,43 +477,67 @@ def _all_within(p: np.ndarray, radius: float, budget: _Budget) -> None:
         budget.add(a[keep] + s.start, b[keep], d2[a[keep], b[keep]])
 
 
-def _ivf_candidates(p: np.ndarray, radius: float, budget: _Budget, *, n_probe: int, seed: int) -> None:
-    """Row pairs within ``radius`` of each other in ``p``, looking only in each row's ``n_probe`` nearest cells."""
+def _cross_within(p: np.ndarray, q: np.ndarray, radius: float, budget: _Budget) -> None:
+    """Every pair ``(row i of p, row j of q)``, ``i != j``, whose full distance may be within ``radius``."""
+    sp = np.einsum("ij,ij->i", p, p)
+    sq = np.einsum("ij,ij->i", q, q)
+    r2 = np.float32(radius * radius + 1e-3)
+    for s in _chunks(len(p), 2048):
+        d2 = _bound(sp[s], sq, p[s] @ q.T)
+        a, b = np.nonzero(d2 <= r2)
+        keep = a + s.start != b
+        budget.add(a[keep] + s.start, b[keep], d2[a[keep], b[keep]])
+
+
+def _ivf_candidates(p: np.ndarray, radius: float, budget: _Budget, *, n_probe: int, seed: int,
+                    queries: np.ndarray | None = None) -> None:
+    """Row pairs within ``radius`` of each other in ``p``, looking only in each row's ``n_probe`` nearest cells.
+
+    With ``queries`` (rows in the same projection): pairs ``(row of p, row
+    of queries)`` with different indices, each query looking in its
+    ``n_probe`` nearest cells of ``p``'s inverted file.
+    """
     n = len(p)
+    q = p if queries is None else queries
     n_cells = max(1, min(int(2 * math.sqrt(n)), n // 8))
     centres = _kmeans(p, n_cells, seed=seed)
     sq = np.einsum("ij,ij->i", p, p)
+    sqq = sq if queries is None else np.einsum("ij,ij->i", q, q)
     csq = np.einsum("ij,ij->i", centres, centres)
     n_probe = min(n_probe, n_cells)
     home = np.empty(n, dtype=np.int64)
-    probes = np.empty((n, n_probe), dtype=np.int64)
+    probes = np.empty((len(q), n_probe), dtype=np.int64)
     for s in _chunks(n, 16384):
-        d2 = sq[s, None] + csq[None, :] - 2 * (p[s] @ centres.T)
-        home[s] = np.argmin(d2, axis=1)
+        home[s] = np.argmin(sq[s, None] + csq[None, :] - 2 * (p[s] @ centres.T), axis=1)
+    for s in _chunks(len(q), 16384):
         if n_probe < n_cells:
+            d2 = sqq[s, None] + csq[None, :] - 2 * (q[s] @ centres.T)
             probes[s] = np.argpartition(d2, n_probe - 1, axis=1)[:, :n_probe]
         else:
             probes[s] = np.arange(n_cells)
     order = np.argsort(home, kind="stable")
     starts = np.searchsorted(home[order], np.arange(n_cells + 1))
-    q_rows = np.repeat(np.arange(n), n_probe)
+    q_rows = np.repeat(np.arange(len(q)), n_probe)
     q_cells = probes.ravel()
     q_order = np.argsort(q_cells, kind="stable")
     q_starts = np.searchsorted(q_cells[q_order], np.arange(n_cells + 1))
     r2 = np.float32(radius * radius + 1e-3)  # float32 rounding never drops a pair at the threshold
     for c in range(n_cells):
         members = order[starts[c]:starts[c + 1]]
-        queries = q_rows[q_order[q_starts[c]:q_starts[c + 1]]]
-        if not len(members) or not len(queries):
+        asking = q_rows[q_order[q_starts[c]:q_starts[c + 1]]]
+        if not len(members) or not len(asking):
             continue
         pm, sm = p[members], sq[members]
-        for s in _chunks(len(queries), 4096):
-            qs = queries[s]
-            d2 = _bound(sq[qs], sm, p[qs] @ pm.T)
+        for s in _chunks(len(asking), 4096):
+            qs = asking[s]
+            d2 = _bound(sqq[qs], sm, q[qs] @ pm.T)
             a, b = np.nonzero(d2 <= r2)
             qa, mb = qs[a], members[b]
             keep = qa != mb  # found from either side: a pair counts when one row probes the other's cell
-            budget.add(np.minimum(qa[keep], mb[keep]), np.maximum(qa[keep], mb[keep]), d2[a[keep], b[keep]])
+            if queries is None:
+                budget.add(np.minimum(qa[keep], mb[keep]), np.maximum(qa[keep], mb[keep]), d2[a[keep], b[keep]])
+            else:
+                budget.add(mb[keep], qa[keep], d2[a[keep], b[keep]])
 
 
 def _kmeans(p: np.ndarray, k: int, *, seed: int, iters: int = 10) -> np.ndarray:

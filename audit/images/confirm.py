@@ -1,8 +1,7 @@
 """Confirm a near-duplicate candidate pair at full resolution.
 
-The candidate stage (:mod:`audit.images.neardup`) compares coarse
-fingerprints; as a dataset grows, distinct people cross its threshold, and a
-mirrored copy is missed. :func:`confirm_pair` is a second, independent
+The candidate stage (:mod:`audit.images.candidates`) compares coarse
+fingerprints; as a dataset grows, distinct people cross its threshold. :func:`confirm_pair` is a second, independent
 comparison of the two volumes that says whether one is a copy of the other:
 
 1. *Preparation* (each volume once, :func:`prepare`): values as float32, NaN
@@ -41,9 +40,10 @@ at most 0.29, copies at least 0.57). Where a group's distinct members share
 their fine detail (smooth synthetic phantoms), :func:`group_threshold`
 raises it from the group's own distinct pairs.
 
-:func:`canonical_flip_variants` and :func:`mirrored_pairs` are for the
-candidate stage: a mirrored copy's fingerprint grid is the original's with
-some of its three axes reversed.
+Mirrored copies are found as candidates by
+:func:`audit.images.candidates.mirror_pairs`; the dataset-level driver (read
+the images of the candidate pairs once, the group's null, the verdicts) is
+:mod:`audit.images.confirmpairs`.
 """
 
 from __future__ import annotations
@@ -55,15 +55,15 @@ from itertools import permutations, product
 
 import numpy as np
 
+from audit.images.voxels import moments
+
 __all__ = [
     "COPY_THRESHOLD",
     "Confirmation",
     "Prepared",
     "Transform",
-    "canonical_flip_variants",
     "confirm_pair",
     "group_threshold",
-    "mirrored_pairs",
     "prepare",
 ]
 
@@ -188,7 +188,7 @@ def prepare(volume: np.ndarray, affine: np.ndarray) -> Prepared:
     lo = np.array([x.start for x in sl], float)
     affine = affine.copy()
     affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
-    c_vox, cov_vox = _moments(fg)
+    c_vox, cov_vox = moments(fg.astype(np.float32))
     centre = affine[:3, :3] @ c_vox + affine[:3, 3]
     w, vecs = np.linalg.eigh(affine[:3, :3] @ cov_vox @ affine[:3, :3].T)
     vol_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
@@ -203,22 +203,6 @@ def _box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
         nz = np.flatnonzero(mask.any(axis=other))
         out.append(slice(max(int(nz[0]) - pad[ax], 0), min(int(nz[-1]) + 1 + pad[ax], mask.shape[ax])))
     return tuple(out)
-
-
-def _moments(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid (3,) and covariance (3, 3) of a mask's voxel indices, from its three plane sums."""
-    w = mask.astype(np.float32)
-    idx = [np.arange(n, dtype=np.float64) for n in w.shape]
-    p01, p02, p12 = w.sum(axis=2, dtype=np.float64), w.sum(axis=1, dtype=np.float64), w.sum(axis=0, dtype=np.float64)
-    marg = [p01.sum(axis=1), p01.sum(axis=0), p02.sum(axis=0)]
-    total = float(marg[0].sum())
-    centre = np.array([(marg[a] * idx[a]).sum() / total for a in range(3)])
-    cov = np.empty((3, 3))
-    for a in range(3):
-        cov[a, a] = (marg[a] * idx[a] ** 2).sum() / total - centre[a] ** 2
-    for (a, b), plane in (((0, 1), p01), ((0, 2), p02), ((1, 2), p12)):
-        cov[a, b] = cov[b, a] = float(idx[a] @ plane @ idx[b]) / total - centre[a] * centre[b]
-    return centre, cov
 
 
 def _largest_components(fg: np.ndarray) -> np.ndarray:
@@ -603,74 +587,3 @@ def group_threshold(null_scores: np.ndarray, comparisons: float, *, alpha: float
         return floor
     z = NormalDist().inv_cdf(1 - alpha / max(float(comparisons), 1.0))
     return float(min(cap, max(floor, x.mean() + x.std(ddof=1) * z)))
-
-
-# --------------------------------------------------------------- candidate stage
-def canonical_flip_variants(vector: np.ndarray, size: int | None = None) -> np.ndarray:
-    """The 8 axis-reversals of a fingerprint grid, ``(8, d)`` (row 0: ``vector`` itself).
-
-    A mirrored (or 180-degree turned) copy's fingerprint is its original's
-    grid with a subset of its three axes reversed: the frame's axes follow
-    the foreground's principal axes, signed closest to the world axes, so a
-    mirror through a world plane reverses the grid axis nearest that plane's
-    normal. Row ``k`` reverses the axes whose bit is set in ``k`` (1: axis 0,
-    2: axis 1, 4: axis 2).
-    """
-    v = np.asarray(vector)
-    d = v.shape[-1]
-    n = size or round(d ** (1 / 3))
-    if n**3 != d:
-        raise ValueError(f"a fingerprint of {d} values is not a cubic grid")
-    g = v.reshape(n, n, n)
-    out = np.empty((8, d), dtype=v.dtype)
-    for k in range(8):
-        axes = tuple(ax for ax in range(3) if k >> ax & 1)
-        out[k] = (np.flip(g, axis=axes) if axes else g).ravel()
-    return out
-
-
-def mirrored_pairs(vectors: np.ndarray, threshold: float, *,
-                   flips: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs whose relative similarity is at least ``threshold`` once one of them is axis-reversed.
-
-    For a flip ``k`` (bits as in :func:`canonical_flip_variants`) the
-    similarity of rows ``i, j`` is the smaller of
-    ``cos(x_i - mean, flip_k(x_j) - mean)`` and ``cos(flip_k(x_i) - mean, x_j - mean)``,
-    with one group mean (that of the fingerprints as they are): a true
-    mirror pair scores 1 both ways, while an image and an upside-down copy
-    of someone else share the "upside-down minus upright" residual one way
-    only. Every pair is screened (``n^2`` dot products per flip, dense: up
-    to a few thousand images); ``docs/neardup-confirm.md`` says how to wire
-    it into the projected search of :func:`audit.images.neardup.near_pairs`.
-
-    Returns
-    -------
-    i, j, sim, flip
-        Rows ``i < j``, the best similarity over ``flips``, and that flip.
-    """
-    x = np.asarray(vectors, dtype=np.float32)
-    n, d = x.shape
-    size = round(d ** (1 / 3))
-    if size**3 != d:
-        raise ValueError(f"a fingerprint of {d} values is not a cubic grid")
-    mean = x.mean(axis=0)
-
-    def unit(v: np.ndarray) -> np.ndarray:
-        r = v - mean
-        nr = np.linalg.norm(r, axis=1)
-        out: np.ndarray = r / np.where(nr > 0, nr, 1)[:, None]
-        return out
-
-    r = unit(x)
-    best = np.full((n, n), -np.inf, dtype=np.float32)
-    code = np.zeros((n, n), dtype=np.int64)
-    for k in flips:
-        axes = tuple(1 + ax for ax in range(3) if k >> ax & 1)
-        rk = unit(np.flip(x.reshape(n, size, size, size), axis=axes).reshape(n, d))
-        a = r @ rk.T
-        sim = np.minimum(a, a.T)
-        better = sim > best
-        best[better] = sim[better]
-        code[better] = k
-    iu, ju = np.nonzero(np.triu(best >= threshold, k=1))
-    return iu.astype(np.int64), ju.astype(np.int64), best[iu, ju].astype(np.float64), code[iu, ju]

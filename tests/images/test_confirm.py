@@ -16,14 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.images.confirm import (
-    COPY_THRESHOLD,
-    canonical_flip_variants,
-    confirm_pair,
-    group_threshold,
-    mirrored_pairs,
-    prepare,
-)
+from audit.images.candidates import canonical_flip_variants, mirror_pairs, mirrored_pairs, residuals
+from audit.images.confirm import COPY_THRESHOLD, confirm_pair, group_threshold, prepare
+from audit.images.fingerprint import fingerprint
 from bench.bench_confirm import TRANSFORMS, make_copy
 
 SHARED = Path(os.environ.get("BIDSAUDIT_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
@@ -76,8 +71,6 @@ def test_distinct_people_are_not_confirmed(ixi_prepared):
 @needs_ixi
 def test_mirrored_copy_is_a_fingerprint_candidate(ixi):
     """The candidate stage finds a left-right mirrored copy through the flip variants of the fingerprint grid."""
-    from audit.images.neardup import fingerprint, residuals
-
     vols = list(ixi) + _ixi(2, start=40)
     v, a = vols[0]
     mirrored = make_copy("flip-k", v, a)
@@ -89,6 +82,11 @@ def test_mirrored_copy_is_a_fingerprint_candidate(ixi):
     assert (0, len(fps) - 1) in found, found
     assert len(found) == 1, found  # and no distinct pair
     assert found[(0, len(fps) - 1)][0] >= 0.95
+    # the projected search (exact screening and the inverted file) finds the same pair, and only it
+    for exact_max in (10_000, 0):
+        pi, pj, psim, pcode, _ = mirror_pairs(fps.astype(np.float16), 0.9, exact_max=exact_max)
+        assert list(zip(pi.tolist(), pj.tolist())) == [(0, len(fps) - 1)], (exact_max, pi, pj)
+        assert abs(psim[0] - found[(0, len(fps) - 1)][0]) < 0.01
 
 
 @pytest.mark.slow
