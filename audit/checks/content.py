@@ -101,12 +101,24 @@ from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
 from audit.images import candidates
+from audit.images.confirmpairs import Candidate
 
 if TYPE_CHECKING:
     from audit.images.summary import ImageSummaries, ImageSummary
 
 __all__ = ["MAX_PAIRS", "PICTURED", "SEPARATION", "THRESHOLDS", "THUMBNAIL_PAIRS", "near_duplicates"]
 
+NEAR = "leakage.near_duplicate_image"
+#: The confirmation stage's settings (:func:`audit.images.confirmpairs.confirm_candidates`) -> their threshold names.
+CONFIRM_SETTINGS = {"alpha": "confirm_alpha", "null_pairs": "null_pairs", "floor": "confirm_floor",
+                    "cap": "confirm_cap", "max_confirmations": "max_confirmations"}
+#: The decision, in words (every finding carries it).
+DECISION_RULE = (
+    "error: the confirmation stage finds a copy (the pair shares exact voxel blocks, or its full-resolution "
+    "fine-detail correlation reaches the group's threshold: the Gaussian tail of the group's own distinct pairs "
+    "at confirm_alpha / (candidate pairs of the group), clipped to [confirm_floor, confirm_cap]); warning: the "
+    "correlation lies above that tail but under the threshold, or the images could not be compared; no finding: "
+    "the correlation lies inside the group's distinct pairs")
 #: Pairs listed in one finding's evidence (the count is always complete).
 MAX_PAIRS = 50
 NAMED = 4  # pairs named in a message
@@ -203,7 +215,7 @@ def _pair_name(a: ImageSummary, b: ImageSummary) -> str:
 
 
 def _findings(ctx: AuditContext, fold: int | None, hits: dict[tuple[str, str], list[dict[str, Any]]],
-              what: tuple[str, str], extra: Mapping[str, Any]) -> Iterator[Finding]:
+              what: tuple[str, str], extra: Mapping[str, Any], severity: str | None = None) -> Iterator[Finding]:
     """One finding per pair of splits; ``what``: the words after the count (one pair, several pairs)."""
     for (x, y), rows in hits.items():
         rows.sort(key=lambda r: (r["a"]["participant_id"] or "", r["b"]["participant_id"] or "",
@@ -217,6 +229,7 @@ def _findings(ctx: AuditContext, fold: int | None, hits: dict[tuple[str, str], l
             f"{what[0] if len(rows) == 1 else what[1]}: {shown}",
             splits=(x, y), subjects=subjects,
             evidence={**_where(fold), "count": len(rows), "pairs": pairs, **extra},
+            severity=severity,  # type: ignore[arg-type]
         )
 
 
@@ -279,19 +292,24 @@ class NearPair:
     group: str  # the suffix whose mean was removed
     group_size: int
     patch_overlap: float | None = None  # share of the smaller patch set the other holds (None: no sketches)
-    matched_by: tuple[str, ...] = ()  # "fingerprint", "voxel patches"
+    matched_by: tuple[str, ...] = ()  # "fingerprint", "fingerprint (mirrored)", "voxel patches"
+    grid_map: dict[str, Any] | None = None  # mirrored or turned: the fingerprint grid's axis order and reversals
 
 
 def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, size_tolerance: float,
-                    patch_overlap: float = 0.5) -> tuple[list[NearPair], dict[str, Any]]:
-    """Pairs of images of different participants (and different content) that are near-copies.
+                    patch_overlap: float = 0.5, mirrors: bool = True,
+                    **_: Any) -> tuple[list[NearPair], dict[str, Any]]:
+    """Candidate pairs: images of different participants (and different content) that may be near-copies.
 
     Images are compared within their suffix (``T1w``, ``bold``...) in two
     ways: fingerprints, each group centred on its own mean fingerprint
-    (:func:`audit.images.candidates.near_pairs`; ``similarity`` and ``size_tolerance``),
-    and patch sketches (:func:`audit.images.candidates.sketch_pairs`; ``patch_overlap``).
+    (:func:`audit.images.candidates.near_pairs`, and with ``mirrors`` also
+    :func:`audit.images.candidates.mirror_pairs`; ``similarity`` and
+    ``size_tolerance``), and patch sketches
+    (:func:`audit.images.candidates.sketch_pairs`; ``patch_overlap``).
     Either is enough. Returns the pairs (sorted by path) and figures about
-    the search.
+    the search. Other keyword arguments (the confirmation stage's settings)
+    are ignored.
     """
     groups: dict[str, list[ImageSummary]] = defaultdict(list)
     for s in summaries:
@@ -317,19 +335,27 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
             for row, k in enumerate(kept):
                 vectors[row] = decoded[k]
             del decoded
-            i, j, sim, info = candidates.near_pairs(vectors, similarity)
-            stats["candidates"] += int(info["candidates"])
             spread = np.log(np.array([m.fingerprint_spread for m in fps], dtype=np.float64))
-            for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
-                ma, mb = fps[a], fps[b]
-                if not keep(ma, mb):
-                    continue
-                diff = float(np.abs(spread[a] - spread[b]).max())
-                if diff > size_tolerance:
-                    continue
-                found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": round(float(s), 4),
-                                             "size_difference": round(diff, 4), "group": suffix,
-                                             "group_size": len(fps), "matched_by": ["fingerprint"]}
+            pi, pj, ps, info = candidates.near_pairs(vectors, similarity)
+            stats["candidates"] += int(info["candidates"])
+            searches: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = [
+                ("fingerprint", pi, pj, ps, None)]
+            if mirrors:
+                mi, mj, ms, mk, minfo = candidates.mirror_pairs(vectors, similarity)
+                searches.append(("fingerprint (mirrored or turned)", mi, mj, ms, mk))
+                stats["candidates"] += int(minfo["candidates"])
+            for how, i, j, sim, flip in searches:
+                for n, (a, b, s) in enumerate(zip(i.tolist(), j.tolist(), sim.tolist())):
+                    ma, mb = fps[a], fps[b]
+                    if not keep(ma, mb) or (ma.path, mb.path) in found:  # a plain match wins over a mirrored one
+                        continue
+                    diff = float(np.abs(spread[a] - spread[b]).max())
+                    if diff > size_tolerance:
+                        continue
+                    found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": round(float(s), 4),
+                                                 "size_difference": round(diff, 4), "group": suffix,
+                                                 "group_size": len(fps), "matched_by": [how],
+                                                 "grid_map": None if flip is None else _grid_map(int(flip[n]))}
             res = (candidates.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
         sk = [m for m in members if m.patch_sketch and m.patch_count]
         if len(sk) >= 2:
@@ -353,9 +379,17 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                 row["patch_overlap"] = round(float(s), 4)
                 row["matched_by"].append("voxel patches")
     pairs = [NearPair(r["a"], r["b"], r["similarity"], r["size_difference"], r["group"], r["group_size"],
-                      r.get("patch_overlap"), tuple(r["matched_by"])) for r in found.values()]
+                      r.get("patch_overlap"), tuple(r["matched_by"]), r.get("grid_map")) for r in found.values()]
     pairs.sort(key=lambda p: (p.a.path, p.b.path))
+    stats["pairs"] = len(pairs)
     return pairs, stats
+
+
+def _grid_map(code: int) -> dict[str, Any]:
+    perm, rev = candidates.GRID_MAPS[code]
+    swaps = sum(1 for i in range(3) for j in range(i + 1, 3) if perm[i] > perm[j])
+    return {"code": code, "axis_order": list(perm), "reversed_axes": list(rev),
+            "mirrored": (swaps + len(rev)) % 2 == 1}
 
 
 def _near_cached(ctx: AuditContext, similarity: float, size_tolerance: float,
@@ -374,34 +408,72 @@ def _thresholds(ctx: AuditContext, key: str) -> tuple[dict[str, Any], list[str]]
     return ctx.thresholds(key, THRESHOLDS[key]), ctx.config.ignored_overrides(key)
 
 
+def _review_severity(ctx: AuditContext) -> str:
+    """Inconclusive pairs: a warning, or the check's configured severity when that is lower."""
+    configured = ctx.config.severity_overrides().get(NEAR, "error")
+    return configured if configured == "info" else "warning"
+
+
+def _crossing(ctx: AuditContext, pairs: list[NearPair]) -> list[NearPair]:
+    """The pairs that lie in two different splits in at least one view (only those can leak)."""
+    out, seen = [], set()
+    for _, tables in _views(ctx):
+        splits_of = _membership(tables)
+        order = {name: i for i, name in enumerate(tables)}
+        for p in pairs:
+            if (p.a.path, p.b.path) not in seen and _cross_split(p.a, p.b, splits_of, order):
+                seen.add((p.a.path, p.b.path))
+                out.append(p)
+    return out
+
+
 @check("leakage.near_duplicate_image", default="error", needs={"splits", "images"},
        thresholds=THRESHOLDS["leakage.near_duplicate_image"])
 def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
-    """Near-copies of one scan (re-saved, rescaled, noised, cropped, resampled, moved) under different participants."""
+    """Near-copies of one scan (flipped, rotated, cropped, resampled, re-scaled, noised) under different participants."""
     summaries = _summaries(ctx)
     if summaries.ignore_headers:
         return
-    th, ignored = _thresholds(ctx, "leakage.near_duplicate_image")
+    th, ignored = _thresholds(ctx, NEAR)
     pairs, stats = _near_cached(ctx, th["similarity"], th["size_tolerance"], th["patch_overlap"])
+    pairs = _crossing(ctx, pairs)
     if not pairs:
         return
+    cands = tuple(Candidate(p.a.path, p.b.path, p.group, (p.patch_overlap or 0.0) >= th["patch_overlap"])
+                  for p in pairs)
+    settings = tuple((key, th[name]) for key, name in CONFIRM_SETTINGS.items())
+    verdicts, nulls, stage = ctx.confirmations(cands, settings)
+    by_pair = {(v.a, v.b): v for v in verdicts}
     extra: dict[str, Any] = {
         "threshold": th["similarity"], "size_tolerance": th["size_tolerance"],
         "patch_overlap_threshold": th["patch_overlap"],
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
-                      "their suffix (audit.images.candidates)",
+                      "their suffix (audit.images.candidates), or of one and the other mirrored",
+        "confirmation": {"rule": DECISION_RULE, "groups": {g: n.to_dict() for g, n in sorted(nulls.items())},
+                         "stage": stage, **{name: th[name] for name in CONFIRM_SETTINGS.values()}},
         "separation": SEPARATION,
         **({"ignored_overrides": ignored} if ignored else {}),
     }
+    review = _review_severity(ctx)
     for fold, tables in _views(ctx):
         splits_of = _membership(tables)
         order = {name: i for i, name in enumerate(tables)}
-        hits: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        hits: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {"copy": defaultdict(list),
+                                                                       "inconclusive": defaultdict(list)}
         for p in pairs:
+            v = by_pair.get((p.a.path, p.b.path))
+            if v is None or v.verdict not in hits:
+                continue
             for x, y, ia, ib in _cross_split(p.a, p.b, splits_of, order):
-                hits[(x, y)].append({"a": _side(x, ia), "b": _side(y, ib), "similarity": p.similarity,
-                                     "size_difference": p.size_difference, "patch_overlap": p.patch_overlap,
-                                     "matched_by": list(p.matched_by), "suffix": p.group,
-                                     "compared_with": p.group_size, "name": _pair_name(ia, ib)})
-        yield from _findings(ctx, fold, _ordered(hits, order), ("is a near-duplicate under two participants",
-                                                           "are near-duplicates under two participants"), extra)
+                hits[v.verdict][(x, y)].append({
+                    "a": _side(x, ia), "b": _side(y, ib), "similarity": p.similarity,
+                    "size_difference": p.size_difference, "patch_overlap": p.patch_overlap,
+                    "matched_by": list(p.matched_by), "grid_map": p.grid_map, "suffix": p.group,
+                    "compared_with": p.group_size, "confirmation": v.evidence(), "name": _pair_name(ia, ib)})
+        yield from _findings(ctx, fold, _ordered(hits["copy"], order), (
+            "is a confirmed near-duplicate under two participants",
+            "are confirmed near-duplicates under two participants"), extra)
+        yield from _findings(ctx, fold, _ordered(hits["inconclusive"], order), (
+            "looks alike but is not confirmed as a copy (review the two images side by side)",
+            "look alike but are not confirmed as copies (review the two images side by side)"), extra,
+            severity=review)

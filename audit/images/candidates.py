@@ -35,21 +35,23 @@ Candidate search (:func:`near_pairs`)
     in the projection), which bounds time and memory for fingerprints that
     the projection does not describe (white noise).
 
-Mirrored copies (:func:`mirror_pairs`)
+Mirrored and turned copies (:func:`mirror_pairs`)
     A mirrored (flip-augmented) copy's fingerprint is its original's grid
     with some of its three axes reversed (the fingerprint's frame follows
     the foreground's principal axes, signed closest to the world axes, so a
-    mirror through a world plane reverses a grid axis). The same projected
-    search runs under each of the 7 reversals ``F_k``
-    (:func:`canonical_flip_variants`) without a flipped copy of the
-    fingerprints: ``F_k`` is a symmetric permutation, so the projection of
-    ``F_k x`` is ``x`` on the flipped axes. Each candidate is confirmed with
-    the full vectors, taking the *smaller* of ``cos(x_i - m, F_k x_j - m)``
-    and ``cos(F_k x_i - m, x_j - m)`` (``m``: the group mean of the
-    fingerprints as they are): a true mirror pair scores 1 both ways, an
-    image and an upside-down image of someone else share the "upside-down
-    minus upright" residual one way only. :func:`mirrored_pairs` is the
-    dense reference (every pair, every flip).
+    mirror through a world plane reverses a grid axis); a copy whose two
+    nearly equal principal spreads changed order (a small rotation, noise,
+    a translation of a head with such a shape) has two grid axes swapped.
+    The same projected search runs under each signed axis order ``T``
+    (:data:`GRID_MAPS`: the 7 reversals, and up to ``EXACT_MAX`` images the
+    40 swaps too) without a mapped copy of the fingerprints: ``T`` is a
+    permutation, so the projection of ``T x`` is ``x`` on ``T^-1`` of the
+    axes. Each candidate is confirmed with the full vectors, taking the
+    *smaller* of ``cos(x_i - m, T x_j - m)`` and ``cos(T^-1 x_i - m, x_j - m)``
+    (``m``: the group mean of the fingerprints as they are): a true copy
+    scores 1 both ways, an image and an upside-down image of someone else
+    share the "upside-down minus upright" residual one way only.
+    :func:`mirrored_pairs` is the dense reference (every pair, every flip).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from itertools import permutations
 from typing import NamedTuple
 
 import numpy as np
@@ -64,8 +67,8 @@ import numpy as np
 from audit.images.sketch import sketch_containment
 from audit.images.voxels import unique_sorted
 
-__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "Residuals",
-           "canonical_flip_variants", "mirror_pairs", "mirrored_pairs", "near_pairs", "residuals", "sketch_pairs"]
+__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "FLIP_CODES", "GRID_MAPS", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "Residuals",
+           "canonical_flip_variants", "grid_map", "mirror_pairs", "mirrored_pairs", "near_pairs", "residuals", "sketch_pairs"]
 
 #: Fewest images of a group for a relative similarity.
 MIN_GROUP = 3
@@ -235,23 +238,48 @@ def near_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed
                        "pruned": float(budget.pruned), **seconds}
 
 
-def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed: int = 0,
-                 exact_max: int = EXACT_MAX, flips: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7),
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
-    """Pairs of rows whose relative similarity is at least ``threshold`` once one of them is mirrored.
+#: The 48 signed orders of the fingerprint grid's axes: ``(perm, reversed axes)``; code ``k < 8`` keeps the
+#: order and reverses the axes whose bit is set in ``k`` (the flips of :func:`canonical_flip_variants`).
+GRID_MAPS: tuple[tuple[tuple[int, int, int], tuple[int, ...]], ...] = tuple(
+    (perm, tuple(ax for ax in range(3) if k >> ax & 1)) for perm in permutations(range(3)) for k in range(8))
+#: Codes of the flips alone (used beyond ``EXACT_MAX`` images: 7 screenings rather than 47).
+FLIP_CODES = tuple(range(1, 8))
 
-    The search of :func:`near_pairs` under each grid-axis reversal ``flips``
-    (bits as in :func:`canonical_flip_variants`); the similarity is the
-    smaller of the two directional cosines (module docstring).
+
+def grid_map(x: np.ndarray, code: int, size: int, *, adjoint: bool = False) -> np.ndarray:
+    """``GRID_MAPS[code]`` applied to grids ``x`` (``(..., size**3)`` or ``(size**3, K)`` columns with
+    ``adjoint``: the inverse map, which projects a mapped vector: ``T x . a = x . T* a``)."""
+    perm, rev = GRID_MAPS[code]
+    if adjoint:  # columns (d, K): reverse, then undo the axis order
+        g = x.reshape(size, size, size, -1)
+        g = np.flip(g, axis=rev) if rev else g
+        return np.ascontiguousarray(np.transpose(g, (*np.argsort(perm).tolist(), 3)).reshape(x.shape))
+    g = x.reshape(-1, size, size, size)
+    g = np.transpose(g, (0, *(1 + p for p in perm)))
+    g = np.flip(g, axis=tuple(1 + r for r in rev)) if rev else g
+    return np.ascontiguousarray(g.reshape(x.shape))
+
+
+def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed: int = 0,
+                 exact_max: int = EXACT_MAX, codes: tuple[int, ...] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """Pairs of rows whose relative similarity is at least ``threshold`` once one grid is mirrored or turned.
+
+    The search of :func:`near_pairs` under each signed axis order ``codes``
+    of :data:`GRID_MAPS` (default: all 47 others up to ``exact_max`` rows,
+    the 7 flips beyond); the similarity of ``i, j`` under ``T`` is the
+    smaller of ``cos(x_i - m, T x_j - m)`` and ``cos(T^-1 x_i - m, x_j - m)``
+    (module docstring). A turned grid catches copies whose fingerprint
+    frame swapped two nearly equal principal axes.
 
     Returns
     -------
     i, j : ndarray of int64
         Row pairs, ``i < j``, sorted.
     sim : ndarray of float64
-        Their best mirrored similarity.
-    flip : ndarray of int64
-        The reversal that gave it.
+        Their best similarity.
+    code : ndarray of int64
+        The :data:`GRID_MAPS` code that gave it.
     stats : dict
         ``candidates`` (pairs confirmed with the full vectors) and ``exact``.
     """
@@ -267,26 +295,28 @@ def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, se
     proj, axes = _projection(res, usable, seed=seed)
     radius = math.sqrt(max(2.0 - 2.0 * threshold, 0.0))
     screened_all = len(usable) <= exact_max
+    if codes is None:
+        codes = tuple(range(1, len(GRID_MAPS))) if screened_all else FLIP_CODES
     mm = float(res.mean.astype(np.float64) @ res.mean)
     sq = np.empty(n, dtype=np.float64)
     for s in _chunks(n, 8192):
         sq[s] = np.einsum("ij,ij->i", res.x[s], res.x[s])
+    shift = res.mean @ axes
     best: dict[tuple[int, int], tuple[float, int]] = {}
     candidates = pruned = 0
-    for k in flips:
-        grid_axes = tuple(ax for ax in range(3) if k >> ax & 1)
-        mean_k = np.ascontiguousarray(np.flip(res.mean.reshape(size, size, size), axis=grid_axes).ravel())
-        axes_k = np.ascontiguousarray(
-            np.flip(axes.reshape(size, size, size, -1), axis=grid_axes).reshape(d, -1))
-        dot_mk = np.empty(n, dtype=np.float64)
+    for k in codes:
+        tm = grid_map(res.mean, k, size)  # T m
+        tsm = grid_map(res.mean[:, None], k, size, adjoint=True)[:, 0]  # T* m
+        dot_tm, dot_tsm = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
         for s in _chunks(n, 8192):
-            dot_mk[s] = res.x[s] @ mean_k
-        norms_k = np.sqrt(np.maximum(sq - 2 * dot_mk + mm, 0.0))
-        shift = res.mean @ axes
+            dot_tm[s], dot_tsm[s] = res.x[s] @ tm, res.x[s] @ tsm
+        norm_t = np.sqrt(np.maximum(sq - 2 * dot_tsm + mm, 0.0))  # |T x - m|
+        norm_ts = np.sqrt(np.maximum(sq - 2 * dot_tm + mm, 0.0))  # |T* x - m|
+        axes_k = grid_map(axes, k, size, adjoint=True)
         proj_k = np.empty_like(proj)
         for s in _chunks(len(usable), 8192):
             r = usable[s]
-            proj_k[s] = (res.x[r] @ axes_k - shift) / np.where(norms_k[r] > 0, norms_k[r], 1.0).astype(
+            proj_k[s] = (res.x[r] @ axes_k - shift) / np.where(norm_t[r] > 0, norm_t[r], 1.0).astype(
                 np.float32)[:, None]
         budget = _Budget(CANDIDATES_PER_ROW * len(usable) + 10_000)
         if screened_all:
@@ -299,15 +329,13 @@ def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, se
         i, j = usable[ca], usable[cb]
         for s in _chunks(len(i), 4096):
             a, b = i[s], j[s]
-            fb = np.flip(res.x[b].reshape(-1, size, size, size), axis=tuple(1 + ax for ax in grid_axes))
-            dots = np.einsum("ij,ij->i", res.x[a], fb.reshape(len(b), d), dtype=np.float64)
-            den1 = res.norms[a] * norms_k[b]
-            den2 = norms_k[a] * res.norms[b]
-            cos1 = (dots - res.dot_mean[a] - dot_mk[b] + mm) / np.where(den1 > 0, den1, 1.0)
-            cos2 = (dots - dot_mk[a] - res.dot_mean[b] + mm) / np.where(den2 > 0, den2, 1.0)
+            dots = np.einsum("ij,ij->i", res.x[a], grid_map(res.x[b], k, size), dtype=np.float64)
+            den1, den2 = res.norms[a] * norm_t[b], norm_ts[a] * res.norms[b]
+            cos1 = (dots - res.dot_mean[a] - dot_tsm[b] + mm) / np.where(den1 > 0, den1, 1.0)
+            cos2 = (dots - dot_tm[a] - res.dot_mean[b] + mm) / np.where(den2 > 0, den2, 1.0)
             sim = np.minimum(cos1, cos2)
-            for p, q, v in zip(a[sim >= threshold].tolist(), b[sim >= threshold].tolist(),
-                               sim[sim >= threshold].tolist()):
+            hit = sim >= threshold
+            for p, q, v in zip(a[hit].tolist(), b[hit].tolist(), sim[hit].tolist()):
                 key = (min(p, q), max(p, q))
                 if key not in best or v > best[key][0]:
                     best[key] = (v, k)
