@@ -535,7 +535,8 @@ def _bids_with_copies(base: Path, out: Path, copies: list[tuple[str, str, Any, A
 def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[str, Any]:
     """The image pass, the candidate search and the confirmation of every candidate of one dataset.
 
-    ``source``: copy subject -> original subject (ground truth; every other pair is two distinct people).
+    ``source``: copy subject -> the original image's path (ground truth: a pair is a copy when both sides
+    come from one image; every other pair is two distinct people).
     """
     from audit.bidsindex import index_dataset
     from audit.checks.content import CONFIRM_SETTINGS, near_duplicates
@@ -558,7 +559,7 @@ def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[
     subj = {x.path: x.subject for x in summaries}
 
     def origin(path: str) -> str:
-        return source.get(subj[path], subj[path])
+        return source.get(subj[path], path)
 
     rows = []
     for p, v in zip(pairs, sorted(verdicts, key=lambda v: (v.a, v.b))):
@@ -626,22 +627,22 @@ def confirm_bench(args: argparse.Namespace) -> int:
                   f"{min(sc, default=float('nan')):>9.3f}")
         sys.stdout.flush()
 
-    def with_copies(base: Path, name: str, images: list[tuple[str, Any, Any]], n: int) -> None:
+    def with_copies(base: Path, name: str, images: list[tuple[str, Any, Any, str]], n: int) -> None:
         copies, source, by_class = [], {}, {}
         used = set()
         for ci, cname in enumerate(classes):  # each copy of its own original where there are enough
             for k in range(n):
-                sub, v, a = images[(ci * n + k) * max(1, len(images) // (n * len(classes))) % len(images)]
+                sub, v, a, rel = images[(ci * n + k) * max(1, len(images) // (n * len(classes))) % len(images)]
                 used.add(sub)
                 new = f"sub-copy{ci:02d}x{k:02d}"
                 cv, ca = make_copy(cname, v, a, seed=k + 1)
                 copies.append((new, cname, cv, ca))
-                source[new], by_class[new] = sub, cname
+                source[new], by_class[new] = rel, cname
         root = _bids_with_copies(base, work / name, copies)
         report(f"{name} ({n} copies x {len(classes)} classes of {len(used)} originals)",
                _two_stages(root, th, source), by_class)
 
-    def load(base: Path, one_per_subject: bool = True) -> list[tuple[str, Any, Any]]:
+    def load(base: Path, one_per_subject: bool = True) -> list[tuple[str, Any, Any, str]]:
         out, seen = [], set()
         for f in sorted(base.rglob("*_T1w.nii*")):
             sub = f.name.split("_")[0]
@@ -649,7 +650,8 @@ def confirm_bench(args: argparse.Namespace) -> int:
                 continue
             seen.add(sub)
             img = nib.load(f)
-            out.append((sub, np.asarray(img.dataobj, dtype=np.float32), img.affine.copy()))
+            out.append((sub, np.asarray(img.dataobj, dtype=np.float32), img.affine.copy(),
+                        f.relative_to(base).as_posix()))
         return out
 
     if IXI.is_dir() and not args.synthetic_only:
