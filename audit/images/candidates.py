@@ -43,7 +43,7 @@ Mirrored and turned copies (:func:`mirror_pairs`)
     nearly equal principal spreads changed order (a small rotation, noise,
     a translation of a head with such a shape) has two grid axes swapped.
     The same projected search runs under each signed axis order ``T``
-    (:data:`GRID_MAPS`: the 7 reversals, and up to ``EXACT_MAX`` images the
+    (:data:`GRID_MAPS`: the 7 reversals, and up to ``SWAP_MAX`` images the
     40 swaps too) without a mapped copy of the fingerprints: ``T`` is a
     permutation, so the projection of ``T x`` is ``x`` on ``T^-1`` of the
     axes. Each candidate is confirmed with the full vectors, taking the
@@ -67,7 +67,7 @@ import numpy as np
 from audit.images.sketch import sketch_containment
 from audit.images.voxels import unique_sorted
 
-__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "FLIP_CODES", "GRID_MAPS", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "Residuals",
+__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "FLIP_CODES", "GRID_MAPS", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "SWAP_MAX", "Residuals",
            "canonical_flip_variants", "grid_map", "mirror_pairs", "mirrored_pairs", "near_pairs", "residuals", "sketch_pairs"]
 
 #: Fewest images of a group for a relative similarity.
@@ -242,8 +242,10 @@ def near_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed
 #: order and reverses the axes whose bit is set in ``k`` (the flips of :func:`canonical_flip_variants`).
 GRID_MAPS: tuple[tuple[tuple[int, int, int], tuple[int, ...]], ...] = tuple(
     (perm, tuple(ax for ax in range(3) if k >> ax & 1)) for perm in permutations(range(3)) for k in range(8))
-#: Codes of the flips alone (used beyond ``EXACT_MAX`` images: 7 screenings rather than 47).
+#: Codes of the flips alone (used beyond ``SWAP_MAX`` images: 7 screenings rather than 47).
 FLIP_CODES = tuple(range(1, 8))
+#: Up to this many images the 40 axis swaps are searched too (47 screenings: 17 s at 2,600 images here).
+SWAP_MAX = 3000
 
 
 def grid_map(x: np.ndarray, code: int, size: int, *, adjoint: bool = False) -> np.ndarray:
@@ -266,7 +268,7 @@ def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, se
     """Pairs of rows whose relative similarity is at least ``threshold`` once one grid is mirrored or turned.
 
     The search of :func:`near_pairs` under each signed axis order ``codes``
-    of :data:`GRID_MAPS` (default: all 47 others up to ``exact_max`` rows,
+    of :data:`GRID_MAPS` (default: all 47 others up to ``SWAP_MAX`` rows,
     the 7 flips beyond); the similarity of ``i, j`` under ``T`` is the
     smaller of ``cos(x_i - m, T x_j - m)`` and ``cos(T^-1 x_i - m, x_j - m)``
     (module docstring). A turned grid catches copies whose fingerprint
@@ -296,7 +298,7 @@ def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, se
     radius = math.sqrt(max(2.0 - 2.0 * threshold, 0.0))
     screened_all = len(usable) <= exact_max
     if codes is None:
-        codes = tuple(range(1, len(GRID_MAPS))) if screened_all else FLIP_CODES
+        codes = tuple(range(1, len(GRID_MAPS))) if len(usable) <= SWAP_MAX else FLIP_CODES
     mm = float(res.mean.astype(np.float64) @ res.mean)
     sq = np.empty(n, dtype=np.float64)
     for s in _chunks(n, 8192):

@@ -52,7 +52,15 @@ from typing import Any
 
 import numpy as np
 
-from audit.images.confirm import COPY_THRESHOLD, Confirmation, Prepared, confirm_pair, group_threshold, prepare
+from audit.images.confirm import (
+    COPY_THRESHOLD,
+    MIN_OVERLAP,
+    Confirmation,
+    Prepared,
+    confirm_pair,
+    group_threshold,
+    prepare,
+)
 
 __all__ = ["DEFAULTS", "Candidate", "GroupNull", "Verdict", "confirm_candidates", "tail_bound"]
 
@@ -278,7 +286,7 @@ def _judge(cand: Candidate, c: Confirmation | str, null: GroupNull) -> Verdict:
     if c.copy:
         return Verdict(cand.a, cand.b, "copy", f"fine-detail correlation {c.score:.3f} >= {th:.3f}",
                        c.score, th, tail, c)
-    if c.score < tail or c.overlap < 0.6:
+    if c.score < tail or c.overlap < MIN_OVERLAP:
         why = (f"fine-detail correlation {c.score:.3f}: inside this group's distinct pairs (< {tail:.3f})"
                if c.score < tail else f"too little overlap ({c.overlap:.0%})")
         return Verdict(cand.a, cand.b, "distinct", why, c.score, th, tail, c)
