@@ -67,8 +67,9 @@ import numpy as np
 from audit.images.sketch import sketch_containment
 from audit.images.voxels import unique_sorted
 
-__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "FLIP_CODES", "GRID_MAPS", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "SWAP_MAX", "Residuals",
-           "canonical_flip_variants", "grid_map", "mirror_pairs", "mirrored_pairs", "near_pairs", "residuals", "sketch_pairs"]
+__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "FLIP_CODES", "GRID_MAPS", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON",
+           "SWAP_MAX", "Residuals", "canonical_flip_variants", "grid_map", "mirror_pairs", "mirrored_pairs",
+           "near_pairs", "residuals", "sketch_pairs"]
 
 #: Fewest images of a group for a relative similarity.
 MIN_GROUP = 3

@@ -160,6 +160,8 @@ class _Volumes:
 
     def _load(self, path: str) -> Prepared | str:
         import nibabel as nib
+        from nibabel.filebasedimages import ImageFileError
+        from nibabel.spatialimages import HeaderDataError
 
         self.read += 1
         try:
@@ -170,7 +172,8 @@ class _Volumes:
             return prepare(data, img.affine)
         except MemoryError:
             return "not enough memory to compare it"
-        except Exception as err:  # any unreadable or unusable image: the pair is inconclusive, never a crash
+        except (OSError, ValueError, TypeError, IndexError, EOFError, zlib.error, ImageFileError, HeaderDataError,
+                np.linalg.LinAlgError) as err:  # an unreadable or unusable image: the pair is inconclusive
             return f"cannot be compared ({type(err).__name__}: {err})"
 
 

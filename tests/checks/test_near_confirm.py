@@ -122,7 +122,7 @@ def test_copies_of_real_anatomy_are_confirmed_errors_and_distinct_people_are_not
 @needs_ixi
 def test_a_copy_under_a_raised_threshold_is_a_warning_not_an_error(tmp_path):
     """Above every distinct pair, under the (configured) confirmation threshold: inconclusive, asks for review."""
-    ds, sp, _, planted = _plant(tmp_path, ("gamma-0.8", "resample-1.5x"), 4)
+    ds, sp, _, _ = _plant(tmp_path, ("gamma-0.8", "resample-1.5x"), 4)
     strict = {"thresholds": {NEAR: {"confirm_floor": 0.99}}}
     findings = _run(ds, sp, config=strict)
     severities = {p["b"]["participant_id"]: f.severity for f in findings for p in f.evidence["pairs"]}

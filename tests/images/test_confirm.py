@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audit.images.candidates import canonical_flip_variants, mirror_pairs, mirrored_pairs, residuals
+from audit.images.candidates import (
+    canonical_flip_variants,
+    mirror_pairs,
+    mirrored_pairs,
+    residuals,
+)
 from audit.images.confirm import COPY_THRESHOLD, confirm_pair, group_threshold, prepare
 from audit.images.fingerprint import fingerprint
 from bench.bench_confirm import TRANSFORMS, make_copy
@@ -84,7 +89,7 @@ def test_mirrored_copy_is_a_fingerprint_candidate(ixi):
     assert found[(0, len(fps) - 1)][0] >= 0.95
     # the projected search (exact screening and the inverted file) finds the same pair, and only it
     for exact_max in (10_000, 0):
-        pi, pj, psim, pcode, _ = mirror_pairs(fps.astype(np.float16), 0.9, exact_max=exact_max)
+        pi, pj, psim, _, _ = mirror_pairs(fps.astype(np.float16), 0.9, exact_max=exact_max)
         assert list(zip(pi.tolist(), pj.tolist())) == [(0, len(fps) - 1)], (exact_max, pi, pj)
         assert abs(psim[0] - found[(0, len(fps) - 1)][0]) < 0.01
 
