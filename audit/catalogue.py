@@ -57,7 +57,7 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
         "confirm_alpha": 0.01,    # chance of one false confirmation among a group's candidate pairs
         "null_pairs": 30,         # random distinct pairs per group with candidates (the group's null)
         "confirm_floor": 0.5,     # lowest threshold (real anatomy: distinct pairs <= 0.29, copies >= 0.57)
-        "confirm_cap": 0.99,      # highest threshold (groups whose distinct members share their fine detail)
+        "confirm_cap": 0.993,     # highest threshold: phantoms, distinct up to 0.989, unresampled copies >= 0.997
         "max_confirmations": 2000,  # candidate pairs confirmed at most; the rest are warnings (or copies by patches)
     },
     # shared by every shift.* check: the one multiple-testing family of the audit

@@ -65,7 +65,7 @@ from audit.images.confirm import (
 __all__ = ["DEFAULTS", "Candidate", "GroupNull", "Verdict", "confirm_candidates", "tail_bound"]
 
 #: Defaults of the decision (the catalogue's ``leakage.near_duplicate_image`` table repeats them).
-DEFAULTS: dict[str, Any] = {"alpha": 0.01, "null_pairs": 30, "floor": COPY_THRESHOLD, "cap": 0.99,
+DEFAULTS: dict[str, Any] = {"alpha": 0.01, "null_pairs": 30, "floor": COPY_THRESHOLD, "cap": 0.993,
                             "max_confirmations": 2000}
 #: Participants outside every candidate pair needed to draw the null from them alone.
 MIN_POOL = 4
