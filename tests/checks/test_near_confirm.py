@@ -35,8 +35,9 @@ TH = THRESHOLDS[NEAR]
 
 #: Classes planted in the default run: a mirror along each of two axes, intensity, resampling, noise, skull strip.
 FAST = ("flip-k", "flip-j", "scale", "gamma-0.8", "resample-1.5x", "noise-5%", "skull-strip")
-#: Classes the candidate stage finds on every IXI subject tried (bench/bench_neardup.py --confirm).
-EVERY = FAST + ("flip-i", "gamma-1.25", "resample-0.75x", "rician-5%", "pad", "bias", "rot-5")
+#: More classes for the slow run (some of them the candidate stage misses on some heads).
+EVERY = FAST + ("flip-i", "gamma-1.25", "resample-0.75x", "rician-5%", "pad", "bias", "rot-5", "rot-15",
+                "translate", "elastic-1mm", "flip-k+rot-10+noise-2%")
 
 
 def _ixi_files() -> list[Path]:
@@ -137,10 +138,24 @@ def test_a_copy_under_a_raised_threshold_is_a_warning_not_an_error(tmp_path):
 
 @pytest.mark.slow
 @needs_ixi
-def test_every_class_the_candidate_stage_finds_is_confirmed(tmp_path):
-    ds, sp, _, planted = _plant(tmp_path, EVERY, 10, seed=2)
+def test_every_candidate_copy_is_confirmed(tmp_path):
+    """Every planted copy the candidate stage links is confirmed; the classes it always links are all there.
+
+    (The candidate stage misses some rotated, translated, noised or padded copies of some heads, and
+    every crop into the head of a uint8 image, bias-corrected or 2 mm-warped copy: bench/bench_neardup.py
+    --confirm.)
+    """
+    from audit.checks.content import near_duplicates
+    from audit.hashing import HashCache
+    from audit.images.summary import summarise_images
+
+    ds, sp, original, planted = _plant(tmp_path, EVERY, 10, seed=2)
     confirmed = _confirmed(_run(ds, sp))
-    assert set(confirmed) == set(planted), sorted(planted[s] for s in set(planted) - set(confirmed))
+    summaries = summarise_images(index_dataset(ds), workers=1, cache=HashCache(memory=True))
+    pairs, _ = near_duplicates(summaries, **TH)
+    linked = {p.b.subject for p in pairs if p.a.subject == original and p.b.subject in planted}
+    assert linked <= set(confirmed), sorted(planted[s] for s in linked - set(confirmed))
+    assert {s for s, c in planted.items() if c in FAST} <= set(confirmed)
 
 
 @needs_ixi
