@@ -92,9 +92,16 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
         "seed": 0,
     },
     "leakage.near_duplicate_image": {
+        # candidate stage (coarse, every pair): links pairs for the confirmation stage to decide
         "similarity": 0.90,       # relative fingerprint similarity (cosine after removing the suffix's mean)
         "size_tolerance": 0.04,   # largest |log| ratio of the principal spreads (4 %)
-        "patch_overlap": 0.5,     # share of the smaller image's voxel patches that the other holds
+        "patch_overlap": 0.5,     # share of the smaller image's voxel patches that the other holds (exact values)
+        # confirmation stage (full resolution, candidate pairs only; audit.images.confirmpairs)
+        "confirm_alpha": 0.01,    # chance of one false confirmation among a group's candidate pairs
+        "null_pairs": 30,         # random distinct pairs per group with candidates (the group's null)
+        "confirm_floor": 0.5,     # lowest threshold (real anatomy: distinct pairs <= 0.29, copies >= 0.57)
+        "confirm_cap": 0.993,     # highest threshold: phantoms, distinct up to 0.989, unresampled copies >= 0.997
+        "max_confirmations": 2000,  # candidate pairs confirmed at most; the rest are warnings (or copies by patches)
     },
     # shared by every shift.* check: the one multiple-testing family of the audit
     "shift": {

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from audit import hashing, scanner
 from audit.config import AuditConfig, AuditOptions
+from audit.images import confirmpairs
 from audit.images import summary as image_pass
 
 if TYPE_CHECKING:
@@ -125,6 +126,16 @@ class AuditContext:
         """The site/scanner identity of every participant (:mod:`audit.scanner`)."""
         return scanner.identify(self)
 
+    def confirmations(self, candidates: tuple[confirmpairs.Candidate, ...], settings: tuple[tuple[str, Any], ...],
+                      ) -> tuple[list[confirmpairs.Verdict], dict[str, confirmpairs.GroupNull], dict[str, Any]]:
+        """The confirmation stage's verdicts on near-duplicate candidate pairs, computed once per audit.
+
+        Reads only the images of the candidate pairs and of each candidate
+        group's random distinct pairs (:func:`audit.images.confirmpairs.confirm_candidates`);
+        nothing when there is no candidate.
+        """
+        return self.once(_confirm_stage, candidates, settings)
+
     def split_frame(self, table: SplitTable) -> pd.DataFrame:
         """``table.to_frame()`` (participant_id, session_id, label, file, line, ...), built once per audit."""
         key = (table.name, table.fold)
@@ -145,3 +156,17 @@ class AuditContext:
         """What :meth:`once` kept for ``compute(*args)``, or ``None`` when no check asked for it."""
         hit: T | None = self._once.get((compute, *args))
         return hit
+
+
+def _confirm_stage(ctx: AuditContext, candidates: tuple[confirmpairs.Candidate, ...],
+                   settings: tuple[tuple[str, Any], ...],
+                   ) -> tuple[list[confirmpairs.Verdict], dict[str, confirmpairs.GroupNull], dict[str, Any]]:
+    if not candidates or ctx.index is None:
+        return [], {}, {"candidates": 0, "confirmations": 0, "images_read": 0, "seconds": 0.0}
+    groups = {c.group for c in candidates}
+    members: dict[str, list[tuple[str, str]]] = {g: [] for g in groups}
+    for s in ctx.images:
+        group = s.suffix or "?"
+        if group in members and s.status == "ok" and s.subject:
+            members[group].append((s.path, s.subject))
+    return confirmpairs.confirm_candidates(ctx.index.root, candidates, members, settings=dict(settings))

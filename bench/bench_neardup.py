@@ -509,6 +509,164 @@ def separation(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------- two stages (candidates + confirmation)
+def _bids_with_copies(base: Path, out: Path, copies: list[tuple[str, str, Any, Any]]) -> Path:
+    """``out``: ``base``'s images (symbolic links) plus ``copies`` ``(new subject, class, data, affine)``."""
+    import nibabel as nib
+    import numpy as np
+
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "dataset_description.json").write_text('{"Name": "copies", "BIDSVersion": "1.10.0"}')
+    for f in sorted(base.rglob("*_T1w.nii*")):
+        dst = out / f.relative_to(base)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(f.resolve())
+    for sub, _, data, affine in copies:
+        d = out / sub / "anat"
+        d.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), str(d / f"{sub}_T1w.nii.gz"))
+    return out
+
+
+def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[str, Any]:
+    """The image pass, the candidate search and the confirmation of every candidate of one dataset.
+
+    ``source``: copy subject -> the original image's path (ground truth: a pair is a copy when both sides
+    come from one image; every other pair is two distinct people).
+    """
+    from audit.bidsindex import index_dataset
+    from audit.checks.content import CONFIRM_SETTINGS, near_duplicates
+    from audit.images.confirmpairs import Candidate, confirm_candidates
+    from audit.images.summary import summarise_images
+
+    t0 = time.perf_counter()
+    summaries = summarise_images(index_dataset(root), workers=args_workers())
+    t1 = time.perf_counter()
+    pairs, stats = near_duplicates(summaries, **th)
+    t2 = time.perf_counter()
+    cands = [Candidate(p.a.path, p.b.path, p.group, (p.patch_overlap or 0) >= th["patch_overlap"]) for p in pairs]
+    members: dict[str, list[tuple[str, str]]] = {}
+    for x in summaries:
+        if x.status == "ok" and x.subject:
+            members.setdefault(x.suffix or "?", []).append((x.path, x.subject))
+    settings = {k: th[v] for k, v in CONFIRM_SETTINGS.items()}
+    verdicts, nulls, cstats = confirm_candidates(root, cands, members, settings=settings)
+    t3 = time.perf_counter()
+    subj = {x.path: x.subject for x in summaries}
+
+    def origin(path: str) -> str:
+        return source.get(subj[path], path)
+
+    rows = []
+    for p, v in zip(pairs, sorted(verdicts, key=lambda v: (v.a, v.b))):
+        same = origin(p.a.path) == origin(p.b.path)
+        rows.append({"copy": same, "verdict": v.verdict, "score": v.score, "similarity": p.similarity,
+                     "matched_by": p.matched_by, "a": subj[p.a.path], "b": subj[p.b.path]})
+    return {"images": len(summaries), "pass_s": t1 - t0, "search_s": t2 - t1, "confirm_s": t3 - t2,
+            "candidates": len(pairs), "rows": rows, "nulls": {g: n.to_dict() for g, n in nulls.items()},
+            "stage": cstats}
+
+
+_WORKERS = [2]
+
+
+def args_workers() -> int:
+    return _WORKERS[0]
+
+
+def confirm_bench(args: argparse.Namespace) -> int:
+    """Recall per transform class and false pairs at error severity, both stages, on IXI and synthetic data."""
+    import nibabel as nib
+    import numpy as np
+
+    from audit.catalogue import THRESHOLDS
+    from audit.synthetic import make_dataset
+    from bench.bench_confirm import IXI, TRANSFORMS, make_copy
+
+    th = {**THRESHOLDS["leakage.near_duplicate_image"]}
+    if args.similarity:
+        th["similarity"] = args.similarity
+    if args.size_tolerance:
+        th["size_tolerance"] = args.size_tolerance
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-confirm-"))
+    work.mkdir(parents=True, exist_ok=True)
+    classes = [c for c in (args.classes or "").split(",") if c] or list(TRANSFORMS)
+    print(f"candidate stage: similarity {th['similarity']}, size tolerance {th['size_tolerance']}, patches "
+          f"{th['patch_overlap']}; confirmation: alpha {th['confirm_alpha']}, {th['null_pairs']} distinct pairs, "
+          f"floor {th['confirm_floor']}, cap {th['confirm_cap']}")
+
+    def report(label: str, r: dict[str, Any], by_class: dict[str, str]) -> None:
+        rows = r["rows"]
+        distinct = [x for x in rows if not x["copy"]]
+        err = sum(1 for x in distinct if x["verdict"] == "copy")
+        warn = sum(1 for x in distinct if x["verdict"] == "inconclusive")
+        ds = [x["score"] for x in distinct if x["score"] is not None]
+        print(f"\n{label}: {r['images']} images; image pass {r['pass_s']:.1f} s, search {r['search_s']:.2f} s, "
+              f"confirmation {r['confirm_s']:.1f} s ({r['stage']['confirmations']} confirmations, median "
+              f"{r['stage']['seconds_per_confirmation']} s each)")
+        print(f"  candidates {r['candidates']} (distinct people {len(distinct)}); distinct at error {err}, "
+              f"at warning {warn}; distinct stage-1 similarity max "
+              f"{max([x['similarity'] or 0 for x in distinct], default=float('nan')):.3f}, stage-2 score max "
+              f"{max(ds, default=float('nan')):.3f}")
+        for g, n in r["nulls"].items():
+            print(f"  group {g}: {n}")
+        if not by_class:
+            return
+        print(f"  {'class':24} {'copies':>6} {'candidate':>9} {'error':>6} {'warning':>7} {'score min':>9}")
+        for name in classes:
+            subs = [s for s, c in by_class.items() if c == name]
+            hit = {x["b"] if x["b"] in subs else x["a"]: x for x in rows if x["copy"] and (x["a"] in subs or x["b"] in subs)}
+            sc = [h["score"] for h in hit.values() if h["score"] is not None]
+            print(f"  {name:24} {len(subs):>6} {len(hit) / len(subs):>9.0%} "
+                  f"{sum(h['verdict'] == 'copy' for h in hit.values()) / len(subs):>6.0%} "
+                  f"{sum(h['verdict'] == 'inconclusive' for h in hit.values()) / len(subs):>7.0%} "
+                  f"{min(sc, default=float('nan')):>9.3f}")
+        sys.stdout.flush()
+
+    def with_copies(base: Path, name: str, images: list[tuple[str, Any, Any, str]], n: int) -> None:
+        copies, source, by_class = [], {}, {}
+        used = set()
+        for ci, cname in enumerate(classes):  # each copy of its own original where there are enough
+            for k in range(n):
+                sub, v, a, rel = images[(ci * n + k) * max(1, len(images) // (n * len(classes))) % len(images)]
+                used.add(sub)
+                new = f"sub-copy{ci:02d}x{k:02d}"
+                cv, ca = make_copy(cname, v, a, seed=k + 1)
+                copies.append((new, cname, cv, ca))
+                source[new], by_class[new] = rel, cname
+        root = _bids_with_copies(base, work / name, copies)
+        report(f"{name} ({n} copies x {len(classes)} classes of {len(used)} originals)",
+               _two_stages(root, th, source), by_class)
+
+    def load(base: Path, one_per_subject: bool = True) -> list[tuple[str, Any, Any, str]]:
+        out, seen = [], set()
+        for f in sorted(base.rglob("*_T1w.nii*")):
+            sub = f.name.split("_")[0]
+            if sub in seen and one_per_subject:
+                continue
+            seen.add(sub)
+            img = nib.load(f)
+            out.append((sub, np.asarray(img.dataobj, dtype=np.float32), img.affine.copy(),
+                        f.relative_to(base).as_posix()))
+        return out
+
+    if IXI.is_dir() and not args.synthetic_only:
+        report("IXI (100 different people, 2 mm), clean", _two_stages(IXI, th, {}), {})
+        with_copies(IXI, "ixi+copies", load(IXI), args.copies)
+    for n in args.confirm_sizes:
+        root = work / f"synthetic-{n}"
+        if not (root / "dataset_description.json").exists():
+            make_dataset(root, n_subjects=n, seed=0)  # as bidsaudit demo makes it
+        report(f"synthetic {n} subjects (the demo's dataset), clean", _two_stages(root, th, {}), {})
+        if n == min(args.confirm_sizes):
+            with_copies(root, f"synthetic-{n}+copies", load(root), min(args.copies, 8))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[10000, 30000, 100000])
@@ -516,6 +674,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
     ap.add_argument("--separation", action="store_true")
+    ap.add_argument("--confirm", action="store_true",
+                    help="both stages: recall per transform class, false error pairs, candidate counts, timing")
+    ap.add_argument("--confirm-sizes", type=int, nargs="*", default=[40, 400, 2000])
+    ap.add_argument("--copies", type=int, default=4, help="originals copied per transform class (--confirm)")
+    ap.add_argument("--classes", default="", help="transform classes of bench/bench_confirm.py (--confirm)")
+    ap.add_argument("--similarity", type=float, default=0.0, help="candidate threshold (--confirm; default: catalogue)")
+    ap.add_argument("--size-tolerance", type=float, default=0.0, help="(--confirm; default: catalogue)")
+    ap.add_argument("--synthetic-only", action="store_true")
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--subjects", type=int, nargs="*", default=[12, 24, 40, 60, 60, 120, 200],
                     help="synthetic datasets of these sizes (seeds 1, 2, 3...)")
     ap.add_argument("--copies-per-dataset", type=int, default=8)
@@ -530,6 +697,9 @@ def main(argv: list[str] | None = None) -> int:
         return _make(args)
     if args.one:
         return _one(args)
+    _WORKERS[0] = args.workers
+    if args.confirm:
+        return confirm_bench(args)
     if args.separation:
         return separation(args)
     return search_bench(args)

@@ -34,6 +34,24 @@ Candidate search (:func:`near_pairs`)
     ``CANDIDATES_PER_ROW`` candidates per image are confirmed (the closest
     in the projection), which bounds time and memory for fingerprints that
     the projection does not describe (white noise).
+
+Mirrored and turned copies (:func:`mirror_pairs`)
+    A mirrored (flip-augmented) copy's fingerprint is its original's grid
+    with some of its three axes reversed (the fingerprint's frame follows
+    the foreground's principal axes, signed closest to the world axes, so a
+    mirror through a world plane reverses a grid axis); a copy whose two
+    nearly equal principal spreads changed order (a small rotation, noise,
+    a translation of a head with such a shape) has two grid axes swapped.
+    The same projected search runs under each signed axis order ``T``
+    (:data:`GRID_MAPS`: the 7 reversals, and up to ``SWAP_MAX`` images the
+    40 swaps too) without a mapped copy of the fingerprints: ``T`` is a
+    permutation, so the projection of ``T x`` is ``x`` on ``T^-1`` of the
+    axes. Each candidate is confirmed with the full vectors, taking the
+    *smaller* of ``cos(x_i - m, T x_j - m)`` and ``cos(T^-1 x_i - m, x_j - m)``
+    (``m``: the group mean of the fingerprints as they are): a true copy
+    scores 1 both ways, an image and an upside-down image of someone else
+    share the "upside-down minus upright" residual one way only.
+    :func:`mirrored_pairs` is the dense reference (every pair, every flip).
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from itertools import permutations
 from typing import NamedTuple
 
 import numpy as np
@@ -48,8 +67,9 @@ import numpy as np
 from audit.images.sketch import sketch_containment
 from audit.images.voxels import unique_sorted
 
-__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON", "Residuals", "near_pairs",
-           "residuals", "sketch_pairs"]
+__all__ = ["CANDIDATES_PER_ROW", "EXACT_MAX", "FLIP_CODES", "GRID_MAPS", "MIN_GROUP", "SEARCH_DIMS", "SKETCH_COMMON",
+           "SWAP_MAX", "Residuals", "canonical_flip_variants", "grid_map", "mirror_pairs", "mirrored_pairs",
+           "near_pairs", "residuals", "sketch_pairs"]
 
 #: Fewest images of a group for a relative similarity.
 MIN_GROUP = 3
@@ -219,6 +239,171 @@ def near_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed
                        "pruned": float(budget.pruned), **seconds}
 
 
+#: The 48 signed orders of the fingerprint grid's axes: ``(perm, reversed axes)``; code ``k < 8`` keeps the
+#: order and reverses the axes whose bit is set in ``k`` (the flips of :func:`canonical_flip_variants`).
+GRID_MAPS: tuple[tuple[tuple[int, int, int], tuple[int, ...]], ...] = tuple(
+    (perm, tuple(ax for ax in range(3) if k >> ax & 1)) for perm in permutations(range(3)) for k in range(8))
+#: Codes of the flips alone (used beyond ``SWAP_MAX`` images: 7 screenings rather than 47).
+FLIP_CODES = tuple(range(1, 8))
+#: Up to this many images the 40 axis swaps are searched too (47 screenings: 17 s at 2,600 images here).
+SWAP_MAX = 3000
+
+
+def grid_map(x: np.ndarray, code: int, size: int, *, adjoint: bool = False) -> np.ndarray:
+    """``GRID_MAPS[code]`` applied to grids ``x`` (``(..., size**3)`` or ``(size**3, K)`` columns with
+    ``adjoint``: the inverse map, which projects a mapped vector: ``T x . a = x . T* a``)."""
+    perm, rev = GRID_MAPS[code]
+    if adjoint:  # columns (d, K): reverse, then undo the axis order
+        g = x.reshape(size, size, size, -1)
+        g = np.flip(g, axis=rev) if rev else g
+        return np.ascontiguousarray(np.transpose(g, (*np.argsort(perm).tolist(), 3)).reshape(x.shape))
+    g = x.reshape(-1, size, size, size)
+    g = np.transpose(g, (0, *(1 + p for p in perm)))
+    g = np.flip(g, axis=tuple(1 + r for r in rev)) if rev else g
+    return np.ascontiguousarray(g.reshape(x.shape))
+
+
+def mirror_pairs(vectors: np.ndarray, threshold: float, *, n_probe: int = 12, seed: int = 0,
+                 exact_max: int = EXACT_MAX, codes: tuple[int, ...] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """Pairs of rows whose relative similarity is at least ``threshold`` once one grid is mirrored or turned.
+
+    The search of :func:`near_pairs` under each signed axis order ``codes``
+    of :data:`GRID_MAPS` (default: all 47 others up to ``SWAP_MAX`` rows,
+    the 7 flips beyond); the similarity of ``i, j`` under ``T`` is the
+    smaller of ``cos(x_i - m, T x_j - m)`` and ``cos(T^-1 x_i - m, x_j - m)``
+    (module docstring). A turned grid catches copies whose fingerprint
+    frame swapped two nearly equal principal axes.
+
+    Returns
+    -------
+    i, j : ndarray of int64
+        Row pairs, ``i < j``, sorted.
+    sim : ndarray of float64
+        Their best similarity.
+    code : ndarray of int64
+        The :data:`GRID_MAPS` code that gave it.
+    stats : dict
+        ``candidates`` (pairs confirmed with the full vectors) and ``exact``.
+    """
+    n, d = vectors.shape
+    empty = np.zeros(0, dtype=np.int64)
+    size = round(d ** (1 / 3))
+    if n < MIN_GROUP or size**3 != d:
+        return empty, empty, np.zeros(0), empty, {"candidates": 0.0, "exact": 1.0}
+    res = residuals(vectors)
+    usable = np.flatnonzero(res.norms > 1e-6)
+    if len(usable) < 2:
+        return empty, empty, np.zeros(0), empty, {"candidates": 0.0, "exact": 1.0}
+    proj, axes = _projection(res, usable, seed=seed)
+    radius = math.sqrt(max(2.0 - 2.0 * threshold, 0.0))
+    screened_all = len(usable) <= exact_max
+    if codes is None:
+        codes = tuple(range(1, len(GRID_MAPS))) if len(usable) <= SWAP_MAX else FLIP_CODES
+    mm = float(res.mean.astype(np.float64) @ res.mean)
+    sq = np.empty(n, dtype=np.float64)
+    for s in _chunks(n, 8192):
+        sq[s] = np.einsum("ij,ij->i", res.x[s], res.x[s])
+    shift = res.mean @ axes
+    best: dict[tuple[int, int], tuple[float, int]] = {}
+    candidates = pruned = 0
+    for k in codes:
+        tm = grid_map(res.mean, k, size)  # T m
+        tsm = grid_map(res.mean[:, None], k, size, adjoint=True)[:, 0]  # T* m
+        dot_tm, dot_tsm = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
+        for s in _chunks(n, 8192):
+            dot_tm[s], dot_tsm[s] = res.x[s] @ tm, res.x[s] @ tsm
+        norm_t = np.sqrt(np.maximum(sq - 2 * dot_tsm + mm, 0.0))  # |T x - m|
+        norm_ts = np.sqrt(np.maximum(sq - 2 * dot_tm + mm, 0.0))  # |T* x - m|
+        axes_k = grid_map(axes, k, size, adjoint=True)
+        proj_k = np.empty_like(proj)
+        for s in _chunks(len(usable), 8192):
+            r = usable[s]
+            proj_k[s] = (res.x[r] @ axes_k - shift) / np.where(norm_t[r] > 0, norm_t[r], 1.0).astype(
+                np.float32)[:, None]
+        budget = _Budget(CANDIDATES_PER_ROW * len(usable) + 10_000)
+        if screened_all:
+            _cross_within(proj, proj_k, radius, budget)
+        else:
+            _ivf_candidates(proj, radius, budget, n_probe=n_probe, seed=seed, queries=proj_k)
+        ca, cb = budget.pairs()
+        candidates += len(ca)
+        pruned += budget.pruned
+        i, j = usable[ca], usable[cb]
+        for s in _chunks(len(i), 4096):
+            a, b = i[s], j[s]
+            dots = np.einsum("ij,ij->i", res.x[a], grid_map(res.x[b], k, size), dtype=np.float64)
+            den1, den2 = res.norms[a] * norm_t[b], norm_ts[a] * res.norms[b]
+            cos1 = (dots - res.dot_mean[a] - dot_tsm[b] + mm) / np.where(den1 > 0, den1, 1.0)
+            cos2 = (dots - dot_tm[a] - res.dot_mean[b] + mm) / np.where(den2 > 0, den2, 1.0)
+            sim = np.minimum(cos1, cos2)
+            hit = sim >= threshold
+            for p, q, v in zip(a[hit].tolist(), b[hit].tolist(), sim[hit].tolist()):
+                key = (min(p, q), max(p, q))
+                if key not in best or v > best[key][0]:
+                    best[key] = (v, k)
+    keys = sorted(best)
+    lo = np.array([x[0] for x in keys], dtype=np.int64)
+    hi = np.array([x[1] for x in keys], dtype=np.int64)
+    return (lo, hi, np.array([best[x][0] for x in keys], dtype=np.float64),
+            np.array([best[x][1] for x in keys], dtype=np.int64),
+            {"candidates": float(candidates), "exact": 1.0 if screened_all and not pruned else 0.0,
+             "pruned": float(pruned)})
+
+
+def canonical_flip_variants(vector: np.ndarray, size: int | None = None) -> np.ndarray:
+    """The 8 axis-reversals of a fingerprint grid, ``(8, d)`` (row 0: ``vector`` itself).
+
+    Row ``k`` reverses the grid axes whose bit is set in ``k`` (1: axis 0,
+    2: axis 1, 4: axis 2).
+    """
+    v = np.asarray(vector)
+    d = v.shape[-1]
+    n = size or round(d ** (1 / 3))
+    if n**3 != d:
+        raise ValueError(f"a fingerprint of {d} values is not a cubic grid")
+    g = v.reshape(n, n, n)
+    out = np.empty((8, d), dtype=v.dtype)
+    for k in range(8):
+        axes = tuple(ax for ax in range(3) if k >> ax & 1)
+        out[k] = (np.flip(g, axis=axes) if axes else g).ravel()
+    return out
+
+
+def mirrored_pairs(vectors: np.ndarray, threshold: float, *, flips: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7),
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The dense reference of :func:`mirror_pairs`: every pair under every flip (``n^2`` memory; tests, benches).
+
+    Returns ``i < j``, the best mirrored similarity over ``flips`` and that flip.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    size = round(d ** (1 / 3))
+    if size**3 != d:
+        raise ValueError(f"a fingerprint of {d} values is not a cubic grid")
+    mean = x.mean(axis=0)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        r = v - mean
+        nr = np.linalg.norm(r, axis=1)
+        out: np.ndarray = r / np.where(nr > 0, nr, 1)[:, None]
+        return out
+
+    r = unit(x)
+    best = np.full((n, n), -np.inf, dtype=np.float32)
+    code = np.zeros((n, n), dtype=np.int64)
+    for k in flips:
+        axes = tuple(1 + ax for ax in range(3) if k >> ax & 1)
+        rk = unit(np.flip(x.reshape(n, size, size, size), axis=axes).reshape(n, d))
+        a = r @ rk.T
+        sim = np.minimum(a, a.T)
+        better = sim > best
+        best[better] = sim[better]
+        code[better] = k
+    iu, ju = np.nonzero(np.triu(best >= threshold, k=1))
+    return iu.astype(np.int64), ju.astype(np.int64), best[iu, ju].astype(np.float64), code[iu, ju]
+
+
 class _Budget:
     """Candidate pairs with their projected squared distance; beyond ``limit`` only the closest are kept."""
 
@@ -266,6 +451,11 @@ def _sorted(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np
 
 def _project(res: Residuals, rows: np.ndarray, *, seed: int) -> np.ndarray:
     """Unit residuals of ``rows`` on their top principal axes (fitted on a sample), float32 (n, k)."""
+    return _projection(res, rows, seed=seed)[0]
+
+
+def _projection(res: Residuals, rows: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_project` and the axes ``(d, k)`` it projected on."""
     rng = np.random.default_rng(seed)
     sample = rows[np.sort(rng.choice(len(rows), size=min(len(rows), 4096), replace=False))]
     x = res.unit(sample)
@@ -283,7 +473,7 @@ def _project(res: Residuals, rows: np.ndarray, *, seed: int) -> np.ndarray:
     for s in _chunks(len(rows), 8192):
         r = s if every else rows[s]
         out[s] = (res.x[r] @ axes - shift) / res.norms[r].astype(np.float32)[:, None]
-    return out
+    return out, axes
 
 
 def _orthonormal(q: np.ndarray) -> np.ndarray:
@@ -318,43 +508,67 @@ def _all_within(p: np.ndarray, radius: float, budget: _Budget) -> None:
         budget.add(a[keep] + s.start, b[keep], d2[a[keep], b[keep]])
 
 
-def _ivf_candidates(p: np.ndarray, radius: float, budget: _Budget, *, n_probe: int, seed: int) -> None:
-    """Row pairs within ``radius`` of each other in ``p``, looking only in each row's ``n_probe`` nearest cells."""
+def _cross_within(p: np.ndarray, q: np.ndarray, radius: float, budget: _Budget) -> None:
+    """Every pair ``(row i of p, row j of q)``, ``i != j``, whose full distance may be within ``radius``."""
+    sp = np.einsum("ij,ij->i", p, p)
+    sq = np.einsum("ij,ij->i", q, q)
+    r2 = np.float32(radius * radius + 1e-3)
+    for s in _chunks(len(p), 2048):
+        d2 = _bound(sp[s], sq, p[s] @ q.T)
+        a, b = np.nonzero(d2 <= r2)
+        keep = a + s.start != b
+        budget.add(a[keep] + s.start, b[keep], d2[a[keep], b[keep]])
+
+
+def _ivf_candidates(p: np.ndarray, radius: float, budget: _Budget, *, n_probe: int, seed: int,
+                    queries: np.ndarray | None = None) -> None:
+    """Row pairs within ``radius`` of each other in ``p``, looking only in each row's ``n_probe`` nearest cells.
+
+    With ``queries`` (rows in the same projection): pairs ``(row of p, row
+    of queries)`` with different indices, each query looking in its
+    ``n_probe`` nearest cells of ``p``'s inverted file.
+    """
     n = len(p)
+    q = p if queries is None else queries
     n_cells = max(1, min(int(2 * math.sqrt(n)), n // 8))
     centres = _kmeans(p, n_cells, seed=seed)
     sq = np.einsum("ij,ij->i", p, p)
+    sqq = sq if queries is None else np.einsum("ij,ij->i", q, q)
     csq = np.einsum("ij,ij->i", centres, centres)
     n_probe = min(n_probe, n_cells)
     home = np.empty(n, dtype=np.int64)
-    probes = np.empty((n, n_probe), dtype=np.int64)
+    probes = np.empty((len(q), n_probe), dtype=np.int64)
     for s in _chunks(n, 16384):
-        d2 = sq[s, None] + csq[None, :] - 2 * (p[s] @ centres.T)
-        home[s] = np.argmin(d2, axis=1)
+        home[s] = np.argmin(sq[s, None] + csq[None, :] - 2 * (p[s] @ centres.T), axis=1)
+    for s in _chunks(len(q), 16384):
         if n_probe < n_cells:
+            d2 = sqq[s, None] + csq[None, :] - 2 * (q[s] @ centres.T)
             probes[s] = np.argpartition(d2, n_probe - 1, axis=1)[:, :n_probe]
         else:
             probes[s] = np.arange(n_cells)
     order = np.argsort(home, kind="stable")
     starts = np.searchsorted(home[order], np.arange(n_cells + 1))
-    q_rows = np.repeat(np.arange(n), n_probe)
+    q_rows = np.repeat(np.arange(len(q)), n_probe)
     q_cells = probes.ravel()
     q_order = np.argsort(q_cells, kind="stable")
     q_starts = np.searchsorted(q_cells[q_order], np.arange(n_cells + 1))
     r2 = np.float32(radius * radius + 1e-3)  # float32 rounding never drops a pair at the threshold
     for c in range(n_cells):
         members = order[starts[c]:starts[c + 1]]
-        queries = q_rows[q_order[q_starts[c]:q_starts[c + 1]]]
-        if not len(members) or not len(queries):
+        asking = q_rows[q_order[q_starts[c]:q_starts[c + 1]]]
+        if not len(members) or not len(asking):
             continue
         pm, sm = p[members], sq[members]
-        for s in _chunks(len(queries), 4096):
-            qs = queries[s]
-            d2 = _bound(sq[qs], sm, p[qs] @ pm.T)
+        for s in _chunks(len(asking), 4096):
+            qs = asking[s]
+            d2 = _bound(sqq[qs], sm, q[qs] @ pm.T)
             a, b = np.nonzero(d2 <= r2)
             qa, mb = qs[a], members[b]
             keep = qa != mb  # found from either side: a pair counts when one row probes the other's cell
-            budget.add(np.minimum(qa[keep], mb[keep]), np.maximum(qa[keep], mb[keep]), d2[a[keep], b[keep]])
+            if queries is None:
+                budget.add(np.minimum(qa[keep], mb[keep]), np.maximum(qa[keep], mb[keep]), d2[a[keep], b[keep]])
+            else:
+                budget.add(mb[keep], qa[keep], d2[a[keep], b[keep]])
 
 
 def _kmeans(p: np.ndarray, k: int, *, seed: int, iters: int = 10) -> np.ndarray:

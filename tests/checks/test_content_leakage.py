@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from audit.runner import run_checks
 from audit.splits import read_splits
 from bench.bench_neardup import transforms
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-REAL = SHARED / "data" / "nifti"
+SHARED_DATA = Path(os.environ.get("BIDSAUDIT_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+REAL = SHARED_DATA / "nifti"
 TH = THRESHOLDS["leakage.near_duplicate_image"]
 DUP, NEAR = "leakage.duplicate_image", "leakage.near_duplicate_image"
 
@@ -378,6 +379,10 @@ def test_near_duplicate_finding_carries_threshold_and_separation(tmp_path):
     ev = f.evidence
     assert ev["threshold"] == TH["similarity"] and ev["size_tolerance"] == TH["size_tolerance"]
     assert ev["patch_overlap_threshold"] == TH["patch_overlap"] and ev["pairs"][0]["matched_by"] == ["fingerprint"]
+    # confirmed by the second stage: a gamma copy keeps every fine detail; the phantoms' threshold is raised
+    conf = ev["pairs"][0]["confirmation"]
+    assert conf["verdict"] == "copy" and conf["score"] >= conf["threshold"] > TH["confirm_floor"]
+    assert f.severity == "error" and ev["confirmation"]["groups"]["T1w"]["threshold"] == conf["threshold"]
     sep_ = ev["separation"]
     assert sep_["copies_lowest_patch_overlap"] > TH["patch_overlap"] > sep_["distinct_highest_patch_overlap"]
     assert ev["pairs"][0]["similarity"] >= TH["similarity"] and ev["pairs"][0]["compared_with"] == 13
