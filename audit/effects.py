@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from audit.stats import finite
 
 __all__ = [
     "LEVEL",
@@ -62,16 +64,7 @@ KINDS = ("smd", "proportion_difference", "cramers_v", "auc")
 
 
 # --------------------------------------------------------------------------- results
-def _finite(x: Any, digits: int | None = 6) -> float | None:
-    if x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(v):
-        return None
-    return float(f"{v:.{digits}g}") if digits is not None else v
+_finite = finite  # audit.stats.finite: a float rounded to significant digits, None when missing or not finite
 
 
 @dataclass(frozen=True)
@@ -144,6 +137,16 @@ def _z(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
+def _both_tails(solve: Callable[[float], float], alpha: float) -> tuple[float, float] | None:
+    """The parameters that put the observed statistic at the upper and lower ``alpha / 2`` tails (``None``: failed)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            return solve(1 - alpha / 2), solve(alpha / 2)
+        except (ValueError, RuntimeError, ArithmeticError):
+            return None
+
+
 # --------------------------------------------------------------------------- standardised mean difference
 def _hedges_j(df: float) -> float:
     """Exact small-sample correction factor of Hedges (1981)."""
@@ -157,7 +160,6 @@ def _nct_interval(t: float, df: float, level: float) -> tuple[float, float] | No
     from scipy.optimize import brentq
     from scipy.special import nctdtr  # the noncentral t CDF (scipy.stats.nct.cdf without its overhead)
 
-    alpha = 1 - level
     width = 6 * math.sqrt(1 + t * t / (2 * df)) + 4
 
     def solve(target: float) -> float:
@@ -171,12 +173,7 @@ def _nct_interval(t: float, df: float, level: float) -> tuple[float, float] | No
             lo, hi = lo - width, hi + width
         raise ValueError("no bracket")
 
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            return solve(1 - alpha / 2), solve(alpha / 2)
-        except (ValueError, RuntimeError, ArithmeticError):
-            return None
+    return _both_tails(solve, 1 - level)
 
 
 def hedges_g(reference: Iterable[Any], evaluation: Iterable[Any], *, level: float = LEVEL) -> Effect:
@@ -355,7 +352,6 @@ def _ncx2_bounds(x: float, df: int, level: float) -> tuple[float, float] | None:
     from scipy.optimize import brentq
     from scipy.special import chdtr, chndtr  # chi-square and noncentral chi-square CDFs
 
-    alpha = 1 - level
 
     def solve(target: float) -> float:
         if float(chdtr(df, x)) <= target:
@@ -371,12 +367,7 @@ def _ncx2_bounds(x: float, df: int, level: float) -> tuple[float, float] | None:
             hi *= 2
         raise ValueError("no bracket")
 
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            return solve(1 - alpha / 2), solve(alpha / 2)
-        except (ValueError, RuntimeError, ArithmeticError):
-            return None
+    return _both_tails(solve, 1 - level)
 
 
 def cramers_v(table: Any, *, level: float = LEVEL, names: tuple[str, str] = ("rows", "columns")) -> Effect:
