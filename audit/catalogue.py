@@ -95,6 +95,12 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
         # candidate stage (coarse, every pair): links pairs for the confirmation stage to decide
         "similarity": 0.90,       # relative fingerprint similarity (cosine after removing the suffix's mean)
         "size_tolerance": 0.04,   # largest |log| ratio of the principal spreads (4 %)
+        # adaptive per suffix (audit.checks.content.near_duplicates): searched at the floor, kept when the pairs
+        # fit the budget, else raised to the budget's boundary; similarity / size_tolerance above are the ceiling
+        "similarity_floor": 0.80,   # IXI: rotations, resampling, bias, noise become candidates (0.90 misses them)
+        "size_tolerance_floor": 0.06,
+        "candidate_budget": 100,    # pairs a suffix keeps at least ...
+        "candidate_budget_per_image": 0.1,  # ... or a tenth of a pair per image (confirmations 0.1-0.5 s each)
         "patch_overlap": 0.5,     # share of the smaller image's voxel patches that the other holds (exact values)
         # confirmation stage (full resolution, candidate pairs only; audit.images.confirmpairs)
         "confirm_alpha": 0.01,    # chance of one false confirmation among a group's candidate pairs

@@ -568,7 +568,7 @@ def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[
                      "matched_by": p.matched_by, "a": subj[p.a.path], "b": subj[p.b.path]})
     return {"images": len(summaries), "pass_s": t1 - t0, "search_s": t2 - t1, "confirm_s": t3 - t2,
             "candidates": len(pairs), "rows": rows, "nulls": {g: n.to_dict() for g, n in nulls.items()},
-            "stage": cstats}
+            "stage": cstats, "thresholds": stats.get("thresholds", {})}
 
 
 _WORKERS = [2]
@@ -592,10 +592,14 @@ def confirm_bench(args: argparse.Namespace) -> int:
         th["similarity"] = args.similarity
     if args.size_tolerance:
         th["size_tolerance"] = args.size_tolerance
+    if args.fixed:  # the fixed rule (similarity, size_tolerance) for every suffix: no floor, no budget
+        th["similarity_floor"] = None
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-confirm-"))
     work.mkdir(parents=True, exist_ok=True)
     classes = [c for c in (args.classes or "").split(",") if c] or list(TRANSFORMS)
-    print(f"candidate stage: similarity {th['similarity']}, size tolerance {th['size_tolerance']}, patches "
+    print(f"candidate stage: similarity {th['similarity']} (floor {th.get('similarity_floor')}, budget "
+          f"max({th.get('candidate_budget')}, {th.get('candidate_budget_per_image')} x images)), size tolerance "
+          f"{th['size_tolerance']} (floor {th.get('size_tolerance_floor')}), patches "
           f"{th['patch_overlap']}; confirmation: alpha {th['confirm_alpha']}, {th['null_pairs']} distinct pairs, "
           f"floor {th['confirm_floor']}, cap {th['confirm_cap']}")
 
@@ -614,6 +618,8 @@ def confirm_bench(args: argparse.Namespace) -> int:
               f"{max(ds, default=float('nan')):.3f}")
         for g, n in r["nulls"].items():
             print(f"  group {g}: {n}")
+        for g, w in r.get("thresholds", {}).items():
+            print(f"  candidate threshold {g}: {w}")
         if not by_class:
             return
         print(f"  {'class':24} {'copies':>6} {'candidate':>9} {'error':>6} {'warning':>7} {'score min':>9}")
@@ -679,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--confirm-sizes", type=int, nargs="*", default=[40, 400, 2000])
     ap.add_argument("--copies", type=int, default=4, help="originals copied per transform class (--confirm)")
     ap.add_argument("--classes", default="", help="transform classes of bench/bench_confirm.py (--confirm)")
+    ap.add_argument("--fixed", action="store_true",
+                    help="fixed candidate threshold (--confirm: similarity / size tolerance, no adaptive floor)")
     ap.add_argument("--similarity", type=float, default=0.0, help="candidate threshold (--confirm; default: catalogue)")
     ap.add_argument("--size-tolerance", type=float, default=0.0, help="(--confirm; default: catalogue)")
     ap.add_argument("--synthetic-only", action="store_true")

@@ -299,8 +299,32 @@ def test_distinct_subjects_of_the_demo_are_not_near_duplicates(tmp_path):
     summaries = summarise_images(index_dataset(root), workers=2)
     assert sum(1 for s in summaries if s.fingerprint) == len(summaries) > 60
     assert all(s.patch_sketch and s.patch_count for s in summaries)
+    fixed, stats = near_duplicates(summaries, **{**TH, "similarity_floor": None})
+    assert fixed == [] and stats["groups"] == {"T1w": len(summaries)}
+    # searched at the floor, the alike phantoms link a few pairs (within the budget: confirmation rejects them)
     pairs, stats = near_duplicates(summaries, **TH)
-    assert pairs == [] and stats["groups"] == {"T1w": len(summaries)}
+    where = stats["thresholds"]["T1w"]
+    assert len(pairs) == where["pairs_kept"] <= where["budget"] and where["over_budget"] == 0
+    assert all(p.similarity >= TH["similarity_floor"] for p in pairs)
+
+
+def test_a_group_over_its_candidate_budget_raises_its_threshold_and_says_so(tmp_path):
+    from audit.synthetic import make_dataset
+
+    root = tmp_path / "ds"
+    make_dataset(root, n_subjects=60, seed=0)
+    summaries = summarise_images(index_dataset(root), workers=2)
+    everything, stats = near_duplicates(summaries, **TH)
+    n = stats["thresholds"]["T1w"]["pairs_at_floor"]
+    assert n >= 3, n
+    tight = {**TH, "candidate_budget": 2, "candidate_budget_per_image": 0.0}
+    pairs, stats = near_duplicates(summaries, **tight)
+    where = stats["thresholds"]["T1w"]
+    assert where["budget"] == 2 and len(pairs) == where["pairs_kept"] <= 2
+    assert where["over_budget"] == n - len(pairs) > 0 and "over the budget" in where["rule"]
+    assert where["threshold"] > TH["similarity_floor"]
+    top = sorted((p.similarity for p in everything), reverse=True)
+    assert sorted((p.similarity for p in pairs), reverse=True) == top[: len(pairs)]
 
 
 # ---------------------------------------------------------------- real data
@@ -389,8 +413,8 @@ def test_near_duplicate_finding_carries_threshold_and_separation(tmp_path):
     sep = ev["separation"]
     assert sep["copies_lowest_similarity"] > TH["similarity"] > sep["distinct_highest_similarity_same_size"]
     assert run(ds, sp, DUP) == []  # gamma changes the voxels: not an exact duplicate
-    # configurable: a stricter threshold than the copy's similarity silences it
-    strict = {"thresholds": {NEAR: {"similarity": 0.9999}}}
+    # configurable: a stricter threshold (ceiling and floor) than the copy's similarity silences it
+    strict = {"thresholds": {NEAR: {"similarity": 0.9999, "similarity_floor": 0.9999}}}
     assert run(ds, sp, NEAR, config=strict) == []
 
 

@@ -136,6 +136,18 @@ def test_a_copy_under_a_raised_threshold_is_a_warning_not_an_error(tmp_path):
     assert {f.severity for f in _run(ds, sp, config=quiet)} == {"info"}
 
 
+@needs_ixi
+def test_rotated_real_copies_are_candidates_at_the_adaptive_threshold(tmp_path):
+    """0.90 misses these (a rotation moves the fingerprint's frame); searched at the 0.80 floor, within the budget."""
+    ds, sp, original, planted = _plant(tmp_path, ("rot-5", "rot-15", "resample-1.5x"), 6)
+    findings = _run(ds, sp)
+    confirmed = _confirmed(findings)
+    assert set(confirmed) == set(planted), (set(planted) - set(confirmed), [f.message for f in findings])
+    stage = findings[0].evidence["candidate_thresholds"]
+    assert stage["groups"]["T1w"]["threshold"] == TH["similarity_floor"] and stage["over_budget"] == 0
+    assert stage["rule"].startswith("fingerprint pairs are searched per suffix")
+
+
 @pytest.mark.slow
 @needs_ixi
 def test_every_candidate_copy_is_confirmed(tmp_path):
