@@ -151,7 +151,7 @@ def layout_disagreements(name: str, index: DatasetIndex, layout: BIDSLayout) -> 
 def _layout(root: Path) -> BIDSLayout:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pybids's own deprecation notes are not what is tested
-        return BIDSLayout(root, validate=False)
+        return BIDSLayout(Path(root).resolve(), validate=False)  # the index resolves its root (../shared may be a link)
 
 
 def unexplained(found: list[Disagreement]) -> list[str]:
