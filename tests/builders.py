@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,39 @@ def invoke(*args: object) -> Any:
     assert "Traceback" not in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return result
+
+
+#: Debian's chromium (``BIDSAUDIT_CHROMIUM`` overrides); ``.ci/run`` installs it and chromium-driver.
+CHROMIUM = Path(os.environ.get("BIDSAUDIT_CHROMIUM", "/usr/bin/chromium"))
+
+
+@contextmanager
+def chromium_driver(flags: Iterable[str], *, observe: bool = False) -> Iterator[Any]:
+    """A headless Selenium driver of Debian's chromium and chromium-driver (the test skips, saying why, without them).
+
+    ``observe`` records the browser's console and performance logs (network and page events) and lets a
+    dialog be accepted and noted rather than block the page.
+    """
+    import pytest
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    driver_path = shutil.which("chromedriver")
+    if not CHROMIUM.exists() or not driver_path:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in flags:
+        options.add_argument(flag)
+    if observe:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+        options.set_capability("unhandledPromptBehavior", "accept and notify")
+        options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": True})
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()

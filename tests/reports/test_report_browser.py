@@ -18,18 +18,17 @@ no planted script runs.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.builders import chromium_driver
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("BIDSAUDIT_CHROMIUM", "/usr/bin/chromium"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
@@ -99,26 +98,8 @@ class Page:
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
-    driver_path = shutil.which("chromedriver")
-    if not CHROMIUM.exists() or not driver_path:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    options.set_capability("unhandledPromptBehavior", "accept and notify")
-    options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": True})
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    driver.set_page_load_timeout(60)
-    try:
+    with chromium_driver(FLAGS, observe=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
