@@ -44,7 +44,7 @@ def settings_for(root: Path | None, state: Path, **kw):  # type: ignore[no-untyp
     from audit.service.settings import Settings
 
     base = dict(roots=(root,) if root else (), state_dir=state, tokens=frozenset({TOKEN}), executor="thread",
-                workers=1, poll_seconds=0.05)
+                workers=1, poll_seconds=0.05, rate_per_address=0, rate_per_token=0)  # tests poll fast
     base.update(kw)
     return Settings(**base)
 
