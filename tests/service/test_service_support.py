@@ -162,7 +162,8 @@ class LiveServer:
         repo = Path(__file__).resolve().parents[2]
         env = {**os.environ, "BIDSAUDIT_TOKEN": TOKEN, "PYTHONPATH": str(repo)}
         argv = [sys.executable, "-m", "audit.cli", "serve", "--port", str(self.port), "--root", str(self.root),
-                "--state-dir", str(self.state), "--workers", str(self.workers), *self.extra]
+                "--state-dir", str(self.state), "--workers", str(self.workers), "--rate-limit", "0",
+                "--token-rate-limit", "0", *self.extra]  # browser tests poll
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
