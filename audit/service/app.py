@@ -234,7 +234,8 @@ def _install_api(app: FastAPI) -> None:
                 try:
                     req = AuditRequest.model_validate_json(body)
                 except ValidationError as err:
-                    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+                    errors = [{"loc": list(e["loc"]) or ["body"], "msg": e["msg"], "type": e["type"]}
+                              for e in err.errors()]  # a body that is not JSON at all: the place is "body"
                     return JSONResponse({"detail": errors}, status_code=422)
                 record = await run_in_threadpool(submit_paths, req, settings, store, audit_id)
             elif ctype == "multipart/form-data":

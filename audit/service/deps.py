@@ -102,17 +102,19 @@ async def read_upload(request: Request) -> tuple[list[tuple[str, bytes]], dict[s
         raise HTTPException(status, f"upload: {text}") from None
     files: list[tuple[str, bytes]] = []
     fields: dict[str, str] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if key != "files":
-                raise HTTPException(422, f"unknown upload field '{key}': send split files as 'files'")
-            archive = (value.filename or "").lower().endswith(".zip")  # one archive may hold all the upload
-            data = await value.read((settings.max_total_bytes if archive else settings.max_file_bytes) + 1)
-            files.append((value.filename or "", data))
-        elif key in ("label", "site", "group", "name", "id_pattern", "path_column", "csrf", "token"):
-            fields[key] = value
-        else:
-            raise HTTPException(422, f"unknown field '{key}': expected files, label, site, group, name, id_pattern "
-                                     "or path_column")
-    await form.close()
+    try:  # a refused part must not leave the others' spooled files open (found by the fuzzing)
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "files":
+                    raise HTTPException(422, f"unknown upload field '{key}': send split files as 'files'")
+                archive = (value.filename or "").lower().endswith(".zip")  # one archive may hold all the upload
+                data = await value.read((settings.max_total_bytes if archive else settings.max_file_bytes) + 1)
+                files.append((value.filename or "", data))
+            elif key in ("label", "site", "group", "name", "id_pattern", "path_column", "csrf", "token"):
+                fields[key] = value
+            else:
+                raise HTTPException(422, f"unknown field '{key}': expected files, label, site, group, name, "
+                                         "id_pattern or path_column")
+    finally:
+        await form.close()
     return files, fields

@@ -220,6 +220,8 @@ class WorkerPool:
         while not self._stop.wait(self.lease_seconds / 4):
             try:
                 self.store.heartbeat(self.owner)
+                if self.orphans():
+                    self.wake()
                 if time.monotonic() - last_recovery > self.lease_seconds / 2:
                     last_recovery = time.monotonic()
                     if any(self.recover()[k] for k in ("requeued", "failed")):
@@ -253,6 +255,17 @@ class WorkerPool:
                 if method == "forkserver":  # each audit forks from a process with the library imported
                     self._ctx.set_forkserver_preload(PRELOAD)
             return self._ctx
+
+    def orphans(self) -> list[str]:
+        """Audits the database says this pool runs but no thread of it holds: a claim whose answer was lost, or
+        an outcome the database lost (a commit acknowledged, then gone in a crash). The next claims adopt them."""
+        with self._claim_lock:
+            mine = self.store.running_of(self.owner)
+            with self._lock:
+                found = [i for i in mine if i not in self._in_hand]
+            if found:
+                self._lost_claim = True
+            return found
 
     def claim(self) -> AuditRecord | None:
         """The next audit for this pool to run, added to ``_in_hand``; None when there is none.

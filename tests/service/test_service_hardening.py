@@ -425,3 +425,19 @@ def test_a_claim_whose_answer_was_lost_is_adopted_once(tmp_path, monkeypatch):
     second = pool.claim()
     assert second.id == b.id  # `a` is in hand: never adopted twice
     assert pool.claim() is None and pool._in_hand == {a.id, b.id}
+
+
+def test_an_outcome_the_database_lost_is_found_by_the_heartbeat_and_run_again(tmp_path):
+    from audit.service.db import make_engine, upgrade
+    from audit.service.store import Store
+    from audit.service.worker import WorkerPool
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade(engine)
+    store = Store(engine)
+    a = store.submit(dataset="d", dataset_path=None, splits_path="/s", source="paths", options={})
+    pool = WorkerPool(store, roots=(), executor="thread")
+    assert pool.claim().id == a.id and pool.orphans() == []  # in hand: not an orphan
+    pool._in_hand.discard(a.id)  # its thread wrote the outcome, the database acknowledged it, then lost it
+    assert pool.orphans() == [a.id]
+    assert pool.claim().id == a.id and pool.orphans() == []
