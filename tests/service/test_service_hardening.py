@@ -441,3 +441,51 @@ def test_an_outcome_the_database_lost_is_found_by_the_heartbeat_and_run_again(tm
     pool._in_hand.discard(a.id)  # its thread wrote the outcome, the database acknowledged it, then lost it
     assert pool.orphans() == [a.id]
     assert pool.claim().id == a.id and pool.orphans() == []
+
+
+@pytest.mark.slow  # a real server start: about 10 s on 2 shared cores
+def test_a_live_server_speaks_tls_with_the_given_certificate(tmp_path):
+    import os
+    import ssl
+    import subprocess
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from tests.service.test_service_support import free_port
+
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "audit.cli", "serve", "--port", str(port), "--state-dir", str(tmp_path / "s"),
+            "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen(argv, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/api/health", context=context,
+                                            timeout=2) as r:
+                    assert r.status == 200 and json_ok(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "log").read_text()
+                assert time.monotonic() < deadline, "the server did not answer over TLS"
+                time.sleep(0.3)
+        import http.client
+
+        with pytest.raises((OSError, http.client.HTTPException)):  # plain HTTP on the TLS port: no HTTP answer
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5).read()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert "https://127.0.0.1" in (tmp_path / "log").read_text()
+
+
+def json_ok(raw: bytes) -> bool:
+    import json
+
+    return json.loads(raw)["status"] == "ok"
