@@ -6,22 +6,27 @@ and a ``bidsaudit serve --database postgresql://...`` subprocess. Two runs of
 by ``--clients`` threads that retry a refused or unanswered submission with
 the same ``Idempotency-Key`` (as a careful client does):
 
-1. baseline: nothing happens to the database;
-2. restart: ``pg_ctl restart`` (``--mode fast``: every session is terminated;
-   ``immediate``: the server is killed and recovers from its log) once
-   ``--restart-after`` audits are done and some are running, while
-   submissions are still arriving.
+1. baseline: nothing happens to the database (``--audits`` + ``--late``
+   audits, so that both runs do the same work);
+2. restart: once ``--restart-after`` audits are done and one is running, the
+   database is stopped (``--mode fast``: every session is terminated;
+   ``immediate``: the server is killed and recovers from its log at the next
+   start), left down ``--down`` seconds (0: ``pg_ctl restart``) and started
+   again, while ``--late`` more audits are submitted from the moment it stops
+   and the running ones finish and want their outcome stored.
 
-For each run: audits a minute (submission of the first to the end of the
-last) and the accounting: lost (acknowledged, not ``done``), duplicated
-(more audits in the database than submitted, or a submission that got two
-ids), run twice (``attempts > 1``), stuck; the restart run's audits a minute
-is also given as a ratio to the baseline measured in the same process.
+For each run: audits a minute (the first submission to the last audit
+finished) and the accounting: lost (acknowledged and not ``done``, or never
+acknowledged), duplicated (more audits in the database than submitted, or a
+submission that got two ids), run twice (``attempts > 1``), stuck; the
+restart run's audits a minute is also given as a ratio to the baseline
+measured in the same process, and the server log is counted: claims and
+outcome writes retried, claims adopted, requests answered 503, 500s.
 
 Usage::
 
     .venv/bin/python bench/bench_service_pgrestart.py [--audits 40] [--clients 4] [--workers 2]
-        [--restart-after 5] [--mode fast|immediate] [--json OUT.json]
+        [--restart-after 5] [--mode fast|immediate] [--down 5] [--late 4] [--json OUT.json]
 
 Exit code 0 when nothing was lost, duplicated, run twice or left stuck; 1 otherwise.
 """
@@ -102,10 +107,16 @@ class PgCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def restart(self, mode: str = "fast") -> float:
-        """``pg_ctl restart -m MODE``; returns the seconds it took (the database was unreachable that long)."""
+    def restart(self, mode: str = "fast", down: float = 0.0) -> float:
+        """``pg_ctl stop -m MODE``, ``down`` seconds without a server, ``pg_ctl start``; returns the seconds the
+        database was unreachable."""
         t = time.perf_counter()
-        self._pg_ctl("restart", "-m", mode)
+        if down:
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+            time.sleep(down)
+            self._pg_ctl("start")
+        else:
+            self._pg_ctl("restart", "-m", mode)
         return time.perf_counter() - t
 
     def stop(self) -> None:
@@ -146,10 +157,11 @@ def _submit(port: int, i: int, key: str, outcome: dict[str, Any]) -> None:
 
 
 def run_once(port: int, audits: int, clients: int, tag: str, restart: Any = None,
-             restart_after: int = 5, timeout: float = 600.0) -> dict[str, Any]:
+             restart_after: int = 5, timeout: float = 600.0, late: int = 0) -> dict[str, Any]:
     """Submit ``audits`` from ``clients`` threads (``restart()`` called once ``restart_after`` are done and one
-    runs) and wait until none is queued or running; returns the figures and the accounting."""
-    outcomes = [{"ids": [], "retries": 0, "refusals": {}, "unacknowledged": 0} for _ in range(audits)]
+    runs, ``late`` more submitted from the moment it begins) and wait until none is queued or running; returns
+    the figures and the accounting."""
+    outcomes = [{"ids": [], "retries": 0, "refusals": {}, "unacknowledged": 0} for _ in range(audits + late)]
     counter = iter(range(audits))
     lock = threading.Lock()
 
@@ -183,9 +195,14 @@ def run_once(port: int, audits: int, clients: int, tag: str, restart: Any = None
             running = sum(1 for a in listed if a["status"] == "running")
             if restart is not None and restart_s is None and done >= restart_after and running:
                 restarted_at = {"done": done, "running": running, "submitted": len(listed)}
+                late_threads = [threading.Thread(target=_submit, args=(port, i, f"{tag}-{i}", outcomes[i]))
+                                for i in range(audits, audits + late)]
+                for t in late_threads:  # submissions that meet the database down
+                    t.start()
+                threads += late_threads
                 restart_s = restart()
             acknowledged = sum(len(o["ids"]) + o["unacknowledged"] for o in outcomes)
-            if acknowledged == audits and done == len(listed) and not any(t.is_alive() for t in threads):
+            if acknowledged == len(outcomes) and done == len(listed) and not any(t.is_alive() for t in threads):
                 break
         time.sleep(0.1)
     wall = time.perf_counter() - t0
@@ -193,23 +210,24 @@ def run_once(port: int, audits: int, clients: int, tag: str, restart: Any = None
         t.join(5)
     ids = [i for o in outcomes for i in o["ids"]]
     by_id = {a["id"]: a for a in listed}
+    submitted = len(outcomes)
     accounting = {
-        "submitted": audits, "acknowledged": len(ids), "unique_ids": len(set(ids)),
+        "submitted": submitted, "acknowledged": len(ids), "unique_ids": len(set(ids)),
         "in_database": len(listed),
         "lost": sum(1 for i in set(ids) if by_id.get(i, {}).get("status") != "done")
         + sum(o["unacknowledged"] for o in outcomes),
-        "duplicated": max(0, len(listed) - audits) + (len(ids) - len(set(ids))),
+        "duplicated": max(0, len(listed) - submitted) + (len(ids) - len(set(ids))),
         "run_twice": sum(1 for a in listed if a["attempts"] > 1),
         "stuck": sum(1 for a in listed if a["status"] in ("queued", "running")),
         "failed": [a["error"] for a in listed if a["status"] == "failed"][:5],
     }
     ok = (accounting["lost"] == 0 and accounting["duplicated"] == 0 and accounting["run_twice"] == 0
-          and accounting["stuck"] == 0 and accounting["acknowledged"] == audits and not accounting["failed"])
+          and accounting["stuck"] == 0 and accounting["acknowledged"] == submitted and not accounting["failed"])
     refusals: dict[str, int] = {}
     for o in outcomes:
         for k, v in o["refusals"].items():
             refusals[k] = refusals.get(k, 0) + v
-    return {"audits": audits, "wall_s": round(wall, 1), "audits_per_minute": round(audits / wall * 60, 1),
+    return {"audits": submitted, "wall_s": round(wall, 1), "audits_per_minute": round(submitted / wall * 60, 1),
             "restart_s": None if restart_s is None else round(restart_s, 2), "restarted_at": restarted_at or None,
             "submission_retries": sum(o["retries"] for o in outcomes),
             "refusals_by_status": refusals, "accounting": accounting, "ok": ok}
@@ -222,9 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--restart-after", type=int, default=5)
     p.add_argument("--mode", choices=("fast", "immediate"), default="fast")
+    p.add_argument("--down", type=float, default=5.0, help="seconds the database stays stopped (0: pg_ctl restart)")
+    p.add_argument("--late", type=int, default=4, help="audits submitted from the moment the database stops")
     p.add_argument("--json", dest="json_out", default=None)
     args = p.parse_args(argv)
-    out = run(args.audits, args.clients, args.workers, args.restart_after, args.mode)
+    out = run(args.audits, args.clients, args.workers, args.restart_after, args.mode, down=args.down, late=args.late)
     print(json.dumps(out, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
@@ -232,8 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if out["ok"] else 1
 
 
-def run(audits: int, clients: int, workers: int, restart_after: int, mode: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"cpus": os.cpu_count(), "workers": workers, "clients": clients, "mode": mode}
+def run(audits: int, clients: int, workers: int, restart_after: int, mode: str, *, down: float = 5.0,
+        late: int = 4, timeout: float = 600.0) -> dict[str, Any]:
+    """Baseline then restart, on one server and one cluster; the restart run has ``late`` more audits (the
+    baseline runs ``audits + late`` too, so that the two rates compare like with like)."""
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "workers": workers, "clients": clients, "mode": mode,
+                           "down_s": down}
     pg = PgCluster()
     try:
         url = pg.new_database("bench")
@@ -245,9 +269,9 @@ def run(audits: int, clients: int, workers: int, restart_after: int, mode: str) 
             close_connection()  # start() polled /api/health on this thread's keep-alive connection
             try:
                 run_once(server.port, max(2, workers), clients, "warm")  # start the forkserver: not measured
-                out["baseline"] = run_once(server.port, audits, clients, "base")
-                out["restart"] = run_once(server.port, audits, clients, "restart",
-                                          restart=lambda: pg.restart(mode), restart_after=restart_after)
+                out["baseline"] = run_once(server.port, audits + late, clients, "base", timeout=timeout)
+                out["restart"] = run_once(server.port, audits, clients, "restart", late=late, timeout=timeout,
+                                          restart=lambda: pg.restart(mode, down), restart_after=restart_after)
             finally:
                 server.stop()
             log = (Path(tmp) / "run" / "server.log").read_text(errors="replace")

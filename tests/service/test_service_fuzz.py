@@ -13,10 +13,13 @@ timing claim). A short campaign runs by default; ``-m slow`` runs a long one.
 
 from __future__ import annotations
 
+import collections
 import io
 import json
+import os
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -55,9 +58,15 @@ def client(tmp_path_factory):
                                   max_files=8, max_archive_files=8), start_workers=False)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+    if os.environ.get("BIDSAUDIT_FUZZ_TALLY"):  # the figures of docs/reliability-service.md
+        Path(os.environ["BIDSAUDIT_FUZZ_TALLY"]).write_text(json.dumps(dict(sorted(TALLY.items())), indent=1))
+
+
+TALLY: collections.Counter[str] = collections.Counter()  # inputs tried, by route kind and answer
 
 
 def _check(r, sent_fields=()) -> None:  # type: ignore[no-untyped-def]
+    TALLY[f"{r.request.method} {r.status_code}"] += 1
     assert r.status_code in ALLOWED, (r.status_code, r.text[:500])
     assert "Traceback" not in r.text and "internal error" not in r.text
     if r.status_code < 400 or r.headers.get("content-type", "").startswith("text/html"):
@@ -76,8 +85,13 @@ def _names_a_place(detail: str, sent_fields) -> bool:  # type: ignore[no-untyped
 
 
 # -- JSON submissions -----------------------------------------------------------------------------
-JSON_BODY = st.dictionaries(st.one_of(st.sampled_from(FIELDS), st.text(max_size=12)),
-                            st.one_of(PATHS, JSON_VALUE), max_size=6)
+JSON_BODY = st.one_of(
+    st.dictionaries(st.one_of(st.sampled_from(FIELDS), st.text(max_size=12)), st.one_of(PATHS, JSON_VALUE),
+                    max_size=6),
+    # near-valid requests reach the path checks and the split readers
+    st.fixed_dictionaries({"splits": PATHS}, optional={"dataset": st.one_of(st.none(), PATHS), "label": TEXT,
+                                                       "site": TEXT, "id_pattern": TEXT, "path_column": TEXT,
+                                                       "no_validator": st.booleans()}))
 
 
 def _json_case(client, body) -> None:  # type: ignore[no-untyped-def]
@@ -145,7 +159,11 @@ def _zip(entries, link: str | None) -> bytes:  # type: ignore[no-untyped-def]
 CONTENT = st.one_of(TABLE, st.binary(max_size=300), st.builds(_zip, ZIP_ENTRIES, st.one_of(st.none(),
                                                                                          st.just("/etc/passwd"))),
                     st.binary(min_size=1, max_size=1).map(lambda b: b * 30_000))
-FILES = st.lists(st.tuples(st.sampled_from(["files", "files", "file", "other"]), NAMES, CONTENT), max_size=4)
+FILES = st.one_of(
+    st.lists(st.tuples(st.sampled_from(["files", "files", "file", "other"]), NAMES, CONTENT), max_size=4),
+    # near-valid uploads reach the split readers
+    st.lists(st.tuples(st.just("files"), st.sampled_from(["train.tsv", "test.tsv", "validation.tsv", "split.tsv"]),
+                       TABLE), min_size=1, max_size=3))
 FORM = st.dictionaries(st.one_of(st.sampled_from(FORM_FIELDS), st.text(min_size=1, max_size=10)), TEXT, max_size=3)
 
 

@@ -489,3 +489,11 @@ def json_ok(raw: bytes) -> bool:
     import json
 
     return json.loads(raw)["status"] == "ok"
+
+
+def test_an_uploaded_id_that_is_a_nul_is_422_naming_the_line(root, tmp_path):
+    """Found by tests/service/test_service_fuzz.py: the split reader's IndexError was a 500 here (the same fix as
+    the parsers' fuzzing made in audit/splits/readers.py)."""
+    with client_for(root, tmp_path) as c:
+        r = c.post("/api/audits", headers=AUTH, files=[("files", ("train.tsv", b"participant_id\n\x00\n"))])
+        assert r.status_code == 422 and "line 2" in r.json()["detail"] and "participant_id" in r.json()["detail"]
