@@ -509,21 +509,46 @@ def serve(
                                                               "localhost, ::1; elsewhere: any).")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address: "
                                                      "every audit's image pass runs on that cluster.")] = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option("--ssl-certfile", help="Serve HTTPS: the PEM "
+                                                         "certificate (chain), with --ssl-keyfile.")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option("--ssl-keyfile", help="The certificate's PEM private "
+                                                        "key.")] = None,
+    rate_limit: Annotated[float, typer.Option("--rate-limit", min=0, help="Requests a minute per client address "
+                                              "(0: none; per server process).")] = 600,
+    token_rate_limit: Annotated[float, typer.Option("--token-rate-limit", min=0, help="Requests a minute per token "
+                                                    "(0: none; per server process).")] = 600,
+    retention_days: Annotated[Optional[float], typer.Option("--retention-days", min=0, help="Finished audits older "
+                                                            "than this lose their result and uploads (default: "
+                                                            "kept).")] = None,
+    retention_size: Annotated[Optional[str], typer.Option("--retention-size", help="Results and uploads kept at "
+                                                          "most, e.g. 500M or 20G; the oldest go first.")] = None,
 ) -> None:
     """HTTP service: submit audits, browse results, reports and each dataset's history."""
-    from audit.service.settings import Settings, TOKEN_ENV, default_state_dir, read_tokens_file
+    from audit.service.settings import (
+        TOKEN_ENV,
+        Settings,
+        default_state_dir,
+        parse_size,
+        read_tokens_file,
+        require_service_extra,
+    )
 
     with reported_errors():
+        require_service_extra(database)
         from audit.service.app import serve as run_server
 
-        tokens = set(read_tokens_file(tokens_file)) if tokens_file else set()
+        tokens = dict(read_tokens_file(tokens_file)) if tokens_file else {}
         if os.environ.get(TOKEN_ENV):
-            tokens.add(os.environ[TOKEN_ENV])
+            tokens[os.environ[TOKEN_ENV]] = frozenset({"admin"})  # the operator's own token
         settings = Settings(roots=tuple(root or ()), state_dir=state_dir or default_state_dir(),
-                            database_url=database, tokens=frozenset(tokens), public_read=not private,
+                            database_url=database, tokens=tokens, public_read=not private,
                             workers=workers, audit_timeout=audit_timeout,
-                            allowed_hosts=tuple(allowed_host or ()), scheduler=scheduler)
-        run_server(settings, host=host, port=port, echo=lambda m: typer.echo(m, err=True))
+                            allowed_hosts=tuple(allowed_host or ()), scheduler=scheduler,
+                            rate_per_address=rate_limit, rate_per_token=token_rate_limit,
+                            retention_days=retention_days,
+                            retention_bytes=parse_size(retention_size, "--retention-size") if retention_size else None)
+        run_server(settings, host=host, port=port, echo=lambda m: typer.echo(m, err=True),
+                   ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile)
 
 
 @app.command()

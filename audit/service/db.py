@@ -15,7 +15,7 @@ from sqlalchemy import DateTime, Index, Integer, String, Text, create_engine, ev
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "AuditRow", "make_engine", "normalise_url", "upgrade", "utcnow", "DatabaseError"]
+__all__ = ["Base", "AuditRow", "make_engine", "normalise_url", "upgrade", "utcnow", "DatabaseError", "transient"]
 
 
 class DatabaseError(Exception):
@@ -102,6 +102,16 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     return engine
+
+
+def transient(err: BaseException) -> bool:
+    """True for an error that a retry may cure: the connection was lost or refused (a database restarting),
+    a SQLite database locked."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+    if isinstance(err, (OperationalError, InterfaceError, DisconnectionError)):
+        return True
+    return isinstance(err, DBAPIError) and bool(err.connection_invalidated)
 
 
 def alembic_config(engine: Engine) -> Any:

@@ -94,7 +94,8 @@ def _upload_form(request: Request, status: int = 200, error: str | None = None,
                       values=values or {}, need_token=True, no_tokens=not settings.tokens,
                       limits={"files": settings.max_files, "file_kb": settings.max_file_bytes // 1024,
                               "total_kb": settings.max_total_bytes // 1024})
-    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/")
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/",
+                        secure=request.app.state.settings.secure_cookies)
     return response
 
 
@@ -122,7 +123,7 @@ async def upload_submit(request: Request) -> Response:
     try:
         require_write(request, token=fields.get("token") or "")
     except HTTPException as err:
-        return _upload_form(request, 401, str(err.detail), values)
+        return _upload_form(request, err.status_code, str(err.detail), values)
     try:
         record: AuditRecord = await run_in_threadpool(submit_upload, [f for f in files if f[0] or f[1]], values,
                                                       request.app.state.settings, request.app.state.store)
@@ -140,7 +141,8 @@ def login_form(request: Request) -> Response:
 def _login_form(request: Request, status: int = 200, error: str | None = None) -> HTMLResponse:
     csrf = _csrf_for(request)
     response = render("login", status, title="Sign in", csrf=csrf, error=error)
-    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/")
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/",
+                        secure=request.app.state.settings.secure_cookies)
     return response
 
 
@@ -157,7 +159,8 @@ async def login(request: Request) -> Response:
     if not isinstance(token, str) or not token_ok(token, request.app.state.settings.tokens):
         return _login_form(request, 401, "wrong token")
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/")
+    response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/",
+                        secure=request.app.state.settings.secure_cookies)
     return response
 
 

@@ -1,6 +1,10 @@
 """Who may write, what may be read, what may be uploaded.
 
 - Bearer tokens: compared in constant time; a missing or wrong token is 401.
+  Each token has roles (:data:`ROLES`): ``read`` (results and pages of a
+  ``--private`` server), ``submit`` (queue audits; implies ``read``) and
+  ``admin`` (the retention clean-up on demand; implies both). A valid token
+  without the role a request needs is 403.
 - Paths: every dataset or split path a request names must resolve (symbolic
   links followed) to a place under one of the configured roots; ``..``,
   URL-encoded traversal, absolute paths elsewhere and links that point out
@@ -27,8 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
-__all__ = ["PathRefused", "UploadRefused", "confine", "check_links", "token_ok", "new_csrf_token", "csrf_ok",
-           "safe_upload_name", "unpack_zip", "CSRF_COOKIE", "UPLOAD_SUFFIXES", "MAX_UPLOAD_DEPTH"]
+__all__ = ["PathRefused", "UploadRefused", "confine", "check_links", "token_ok", "token_roles", "new_csrf_token",
+           "csrf_ok", "safe_upload_name", "unpack_zip", "CSRF_COOKIE", "UPLOAD_SUFFIXES", "MAX_UPLOAD_DEPTH"]
 
 CSRF_COOKIE = "bidsaudit_csrf"
 UPLOAD_SUFFIXES = (".tsv", ".csv", ".json", ".txt")
@@ -57,6 +61,20 @@ def token_ok(given: str | None, tokens: Iterable[str]) -> bool:
     for token in tokens:
         ok |= hmac.compare_digest(given.encode(), token.encode())
     return ok
+
+
+def token_roles(given: str | None, tokens: dict[str, frozenset[str]]) -> frozenset[str] | None:
+    """The roles of ``given`` among ``tokens`` (token -> roles), or None for a wrong or missing token.
+
+    Every token is compared, in constant time, whatever matches first.
+    """
+    if not given:
+        return None
+    found: frozenset[str] | None = None
+    for token, roles in tokens.items():
+        if hmac.compare_digest(given.encode(), token.encode()):
+            found = roles
+    return found
 
 
 def bearer(header: str | None) -> str | None:
@@ -167,7 +185,8 @@ def unpack_zip(data: bytes, *, max_files: int, max_file_bytes: int, max_total_by
 
     Refused: an entry whose name has ``..``, is absolute or has a drive
     (422), a symbolic link or special file (422), more than ``max_files``
-    files or more bytes than allowed once unpacked (413; the real sizes are
+    split files or ten times as many entries in all, or more bytes than
+    allowed once unpacked (413; the real sizes are
     counted, not only the declared ones). Folders, hidden files, macOS's
     ``__MACOSX/`` and files that are not split files (README...) are skipped.
     """
@@ -180,6 +199,9 @@ def unpack_zip(data: bytes, *, max_files: int, max_file_bytes: int, max_total_by
         infos = archive.infolist()
     except (zipfile.BadZipFile, ValueError, OSError) as err:
         raise UploadRefused(422, f"the archive cannot be read: {err}") from None
+    if len(infos) > 10 * max_files:  # folders, skipped files: each costs memory and time to list
+        raise UploadRefused(413, f"the archive has {len(infos)} entries; at most {10 * max_files} (folders and "
+                                 "other files included) are accepted")
     out: dict[str, bytes] = {}
     total = 0
     for info in infos:

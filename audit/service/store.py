@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,13 +17,16 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit.service.db import AuditRow, utcnow
+from audit.service.db import AuditRow, transient, utcnow
 
-__all__ = ["Store", "AuditRecord", "STATUSES"]
+__all__ = ["Store", "AuditRecord", "STATUSES", "PRUNED_NOTE"]
 
 STATUSES = ("queued", "running", "done", "failed")
+#: The note of an audit whose result and uploads the retention policy removed.
+PRUNED_NOTE = "result removed by the retention policy:"
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -98,12 +102,27 @@ class Store:
     # -- writes ---------------------------------------------------------------------------------
     def submit(self, *, dataset: str, dataset_path: str | None, splits_path: str, source: str,
                options: dict[str, Any], audit_id: str | None = None) -> AuditRecord:
-        row = AuditRow(id=audit_id or new_id(), status="queued", dataset=dataset[:512], dataset_path=dataset_path,
-                       splits_path=splits_path, source=source, options=json.dumps(options, sort_keys=True),
-                       created_at=utcnow(), attempts=0)
-        with self.session() as s, s.begin():
-            s.add(row)
-        return AuditRecord.of(row)
+        """Queue an audit. Idempotent by id: a retry after a lost connection (or a client's repeated
+        ``Idempotency-Key``) whose first insert committed gets that audit back, never a second one."""
+        audit_id = audit_id or new_id()
+        for attempt in range(5):
+            row = AuditRow(id=audit_id, status="queued", dataset=dataset[:512], dataset_path=dataset_path,
+                           splits_path=splits_path, source=source, options=json.dumps(options, sort_keys=True),
+                           created_at=utcnow(), attempts=0)
+            try:
+                with self.session() as s, s.begin():
+                    s.add(row)
+                return AuditRecord.of(row)
+            except IntegrityError:
+                existing = self.get(audit_id)
+                if existing is None:
+                    raise
+                return existing
+            except Exception as err:
+                if attempt == 4 or not transient(err):
+                    raise
+                time.sleep(0.5 * 2 ** attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def claim_next(self, owner: str = "") -> AuditRecord | None:
         """Mark the oldest queued audit running for ``owner`` and return it (None when the queue is empty)."""
@@ -184,6 +203,31 @@ class Store:
         with self.session() as s:
             queued = s.scalar(select(func.count()).select_from(AuditRow).where(AuditRow.status == "queued"))
         return {"requeued": requeued, "failed": failed, "queued": int(queued or 0)}
+
+    def running_of(self, owner: str) -> list[str]:
+        """Ids of the audits ``owner`` holds ``running`` (a claim whose answer was lost is found here)."""
+        with self.session() as s:
+            return list(s.scalars(select(AuditRow.id).where(AuditRow.status == "running", AuditRow.owner == owner)
+                                  .order_by(AuditRow.started_at, AuditRow.id)))
+
+    def retained(self) -> list[tuple[str, str, dt.datetime, int]]:
+        """Finished audits that still hold a result or uploads: (id, source, finished or created at, result
+        bytes), oldest first."""
+        at = func.coalesce(AuditRow.finished_at, AuditRow.created_at)
+        with self.session() as s:
+            rows = s.execute(select(AuditRow.id, AuditRow.source, at, func.coalesce(func.length(AuditRow.result), 0))
+                             .where(AuditRow.status.in_(("done", "failed")),
+                                    (AuditRow.result.is_not(None)) | (AuditRow.source == "upload"),
+                                    AuditRow.note.is_(None) | ~AuditRow.note.like(f"{PRUNED_NOTE}%"))
+                             .order_by(at, AuditRow.id)).all()
+        return [(r[0], r[1], _aware(r[2]), int(r[3])) for r in rows]  # type: ignore[misc]
+
+    def prune(self, audit_id: str, reason: str) -> bool:
+        """Drop a finished audit's result (its verdict, counts and place in the history stay); a note says why."""
+        with self.session() as s, s.begin():
+            n = s.execute(update(AuditRow).where(AuditRow.id == audit_id, AuditRow.status.in_(("done", "failed")))
+                          .values(result=None, note=f"{PRUNED_NOTE} {reason}"[:4000])).rowcount
+        return n == 1
 
     # -- reads ----------------------------------------------------------------------------------
     def get(self, audit_id: str) -> AuditRecord | None:

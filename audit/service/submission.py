@@ -76,7 +76,7 @@ def _dataset_key(path: Path, roots: tuple[Path, ...]) -> str:
     return path.name
 
 
-def submit_paths(req: AuditRequest, settings: Settings, store: Store) -> AuditRecord:
+def submit_paths(req: AuditRequest, settings: Settings, store: Store, audit_id: str | None = None) -> AuditRecord:
     roots = settings.roots
     try:
         splits = confine(req.splits, roots, field="splits")
@@ -105,11 +105,11 @@ def submit_paths(req: AuditRequest, settings: Settings, store: Store) -> AuditRe
     options["detected"] = detected(split_set)
     key = _dataset_key(dataset if dataset is not None else splits, roots)
     return store.submit(dataset=key, dataset_path=str(dataset) if dataset else None, splits_path=str(splits),
-                        source="paths", options=options)
+                        source="paths", options=options, audit_id=audit_id)
 
 
 def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settings: Settings,
-                  store: Store) -> AuditRecord:
+                  store: Store, audit_id: str | None = None) -> AuditRecord:
     """Store uploaded split files in a fresh folder, check that they parse, queue the audit."""
     if not files:
         raise SubmitError(422, "no split files uploaded: attach one or more .tsv/.csv/.txt/.json files, a "
@@ -150,9 +150,13 @@ def submit_upload(files: list[tuple[str, bytes]], fields: dict[str, str], settin
     pattern = fields.get("id_pattern")
     if pattern is not None and (len(pattern) > 512 or any(ord(c) < 32 for c in pattern)):
         raise SubmitError(422, "id_pattern: expected a regular expression (at most 512 printable characters)")
-    audit_id = new_id()
+    audit_id = audit_id or new_id()
     folder = settings.upload_dir / audit_id
-    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise SubmitError(409, "Idempotency-Key: an upload with this key is being stored; ask for it again "
+                               "in a moment") from None
     try:
         for safe, data in names.items():
             atomic_write_bytes(folder / safe, data)

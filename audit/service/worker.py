@@ -24,6 +24,7 @@ from typing import Any
 from audit.api import audit_splits
 from audit.config import find_config, load_options
 from audit.errors import BidsauditError
+from audit.service.db import transient
 from audit.service.security import PathRefused, _within, check_links
 from audit.service.store import AuditRecord, Store
 
@@ -187,6 +188,9 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._children: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()  # claims are made one at a time, so _in_hand is exact between them
+        self._in_hand: set[str] = set()  # audits a dispatcher thread of this pool is running
+        self._lost_claim = False  # a claim failed: its UPDATE may have committed without us hearing of it
         self._ctx: Any = None
 
     @property
@@ -216,6 +220,8 @@ class WorkerPool:
         while not self._stop.wait(self.lease_seconds / 4):
             try:
                 self.store.heartbeat(self.owner)
+                if self.orphans():
+                    self.wake()
                 if time.monotonic() - last_recovery > self.lease_seconds / 2:
                     last_recovery = time.monotonic()
                     if any(self.recover()[k] for k in ("requeued", "failed")):
@@ -250,13 +256,51 @@ class WorkerPool:
                     self._ctx.set_forkserver_preload(PRELOAD)
             return self._ctx
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def orphans(self) -> list[str]:
+        """Audits the database says this pool runs but no thread of it holds: a claim whose answer was lost, or
+        an outcome the database lost (a commit acknowledged, then gone in a crash). The next claims adopt them."""
+        with self._claim_lock:
+            mine = self.store.running_of(self.owner)
+            with self._lock:
+                found = [i for i in mine if i not in self._in_hand]
+            if found:
+                self._lost_claim = True
+            return found
+
+    def claim(self) -> AuditRecord | None:
+        """The next audit for this pool to run, added to ``_in_hand``; None when there is none.
+
+        After a failed claim (the database restarted, the connection dropped at COMMIT) the claim may have
+        been recorded without this pool hearing of it: the audits the database says this pool runs but no
+        thread holds are taken first (adopted), so none stays ``running`` for ever and none runs twice.
+        """
+        with self._claim_lock:
             try:
+                if self._lost_claim:
+                    mine = self.store.running_of(self.owner)
+                    with self._lock:
+                        orphans = [i for i in mine if i not in self._in_hand]
+                    if orphans:
+                        record = self.store.get(orphans[0])
+                        if record is not None:
+                            log.warning("audit %s: claimed before a database error; running it now", record.id)
+                            with self._lock:
+                                self._in_hand.add(record.id)
+                            return record
+                    self._lost_claim = False
                 record = self.store.claim_next(self.owner)
             except Exception:  # a database hiccup: log, wait, retry
-                log.exception("claiming an audit failed")
-                record = None
+                self._lost_claim = True
+                log.warning("claiming an audit failed; retrying", exc_info=True)
+                return None
+            if record is not None:
+                with self._lock:
+                    self._in_hand.add(record.id)
+            return record
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            record = self.claim()
             if record is None:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
@@ -265,6 +309,9 @@ class WorkerPool:
                 self.run_one(record)
             except Exception:  # the thread must outlive anything; the audit is recovered at the next start
                 log.exception("audit %s: could not record its outcome", record.id)
+            finally:
+                with self._lock:
+                    self._in_hand.discard(record.id)
 
     def job(self, record: AuditRecord) -> dict[str, Any]:
         return {"id": record.id, "dataset_path": record.dataset_path, "splits_path": record.splits_path,
@@ -288,20 +335,38 @@ class WorkerPool:
             self._record(self.store.finish, record.id, result)
 
     def _record(self, write: Any, audit_id: str, value: Any, tries: int = 5) -> None:
-        """Store an outcome, retrying through a database hiccup (1, 2, 4, 8 s apart)."""
+        """Store an outcome, retrying through a database hiccup.
+
+        A lost connection (the database restarting) is retried every 0.5 to 5 s for up to ``lease_seconds``
+        (at least 10 minutes); any other error ``tries`` times (1, 2, 4, 8 s apart). A retried write whose
+        first try did commit finds the audit already closed: the outcome is stored once.
+        """
         import time
 
-        for attempt in range(tries):
+        give_up = time.monotonic() + max(600.0, self.lease_seconds)
+        attempt = 0
+        while True:
             try:
                 if not write(audit_id, value, owner=self.owner):
-                    log.warning("audit %s: not recorded (no longer running here: its lease was taken over)",
-                                audit_id)
+                    record = self.store.get(audit_id)
+                    if record is None or record.status == "running" or attempt == 0:
+                        log.warning("audit %s: not recorded (no longer running here: its lease was taken over)",
+                                    audit_id)
                 return
-            except Exception:
-                if attempt == tries - 1 or self._stop.is_set():
+            except Exception as err:
+                attempt += 1
+                if self._stop.is_set():
+                    raise
+                if transient(err):
+                    if time.monotonic() > give_up:
+                        raise
+                    log.warning("audit %s: the database is unreachable; retrying", audit_id)
+                    time.sleep(min(5.0, 0.5 * 2 ** min(attempt, 4)))
+                    continue
+                if attempt >= tries:
                     raise
                 log.warning("audit %s: storing its outcome failed; retrying", audit_id, exc_info=True)
-                time.sleep(2 ** attempt)
+                time.sleep(2 ** (attempt - 1))
 
     def _in_process(self, audit_id: str, job: dict[str, Any]) -> dict[str, Any]:
         import time

@@ -44,7 +44,7 @@ def settings_for(root: Path | None, state: Path, **kw):  # type: ignore[no-untyp
     from audit.service.settings import Settings
 
     base = dict(roots=(root,) if root else (), state_dir=state, tokens=frozenset({TOKEN}), executor="thread",
-                workers=1, poll_seconds=0.05)
+                workers=1, poll_seconds=0.05, rate_per_address=0, rate_per_token=0)  # tests poll fast
     base.update(kw)
     return Settings(**base)
 
@@ -162,7 +162,8 @@ class LiveServer:
         repo = Path(__file__).resolve().parents[2]
         env = {**os.environ, "BIDSAUDIT_TOKEN": TOKEN, "PYTHONPATH": str(repo)}
         argv = [sys.executable, "-m", "audit.cli", "serve", "--port", str(self.port), "--root", str(self.root),
-                "--state-dir", str(self.state), "--workers", str(self.workers), *self.extra]
+                "--state-dir", str(self.state), "--workers", str(self.workers), "--rate-limit", "0",
+                "--token-rate-limit", "0", *self.extra]  # browser tests poll
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
