@@ -52,7 +52,9 @@ from audit.result import Result
 from audit.runner import build_result, run_checks
 from audit.scanner import from_sidecars
 from audit.splits import SplitPlan, SplitResult, read_splits, split_dataset
-from audit.validator import run_validator
+from audit.validator import ValidatorRun, run_validator
+from audit.validatorsharded import should_shard, validate_with_shards
+from audit.validatorshards import dataset_subjects
 
 __all__ = [
     "AUDIT_FAMILIES",
@@ -282,6 +284,17 @@ def _suites(expectations: Sequence[PathLike] | None) -> tuple[str, ...]:
     return tuple(str(p) for p in paths)
 
 
+def _validator(root: Path, options: AuditOptions, n_files: int) -> ValidatorRun:
+    """The official validator on ``root``: one run, or shards merged into its result (audit.validatorsharded)."""
+    if not should_shard(len(dataset_subjects(root)), shard_size=options.shard_size, scheduler=options.scheduler):
+        return run_validator(root, ignore_nifti_headers=options.ignore_nifti_headers, config=options.validator_config,
+                             n_files=n_files)
+    return validate_with_shards(root, ignore_nifti_headers=options.ignore_nifti_headers,
+                                config=options.validator_config, n_files=n_files, shard_size=options.shard_size,
+                                jobs=options.validator_jobs, scheduler=options.scheduler,
+                                memory_mib=options.validator_memory_mib)
+
+
 def _check_validator_config(path: PathLike | None) -> None:
     if path is not None and not Path(path).is_file():
         raise InputError(path, "no such file", field="validator_config", expected="the validator's JSON config file")
@@ -302,8 +315,7 @@ def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, c
     ctx = AuditContext(options=options, index=index)
     if options.run_validator:
         t = time.perf_counter()
-        ctx.validator = run_validator(index.root, ignore_nifti_headers=options.ignore_nifti_headers,
-                                      config=options.validator_config, n_files=len(index.rows))
+        ctx.validator = _validator(index.root, options, len(index.rows))
         timings["validator_s"] = time.perf_counter() - t
     t = time.perf_counter()
     findings, skipped = run_checks(ctx, families, out_of_scope=("splits",))
@@ -383,8 +395,7 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
         timings["index_s"] = time.perf_counter() - t
         if options.run_validator:
             t = time.perf_counter()
-            ctx.validator = run_validator(ctx.index.root, ignore_nifti_headers=options.ignore_nifti_headers,
-                                          config=options.validator_config, n_files=len(ctx.index.rows))
+            ctx.validator = _validator(ctx.index.root, options, len(ctx.index.rows))
             timings["validator_s"] = time.perf_counter() - t
     _check_columns(ctx)
     t = time.perf_counter()

@@ -64,8 +64,9 @@ __all__ = [
     "merge",
     "merge_summaries",
     "plan_shards",
+    "View",
     "run_shard",
-    "run_shards",
+    "run_views",
 ]
 
 #: The code of a shard the validator gave no result for (a ``bids.invalid`` finding).
@@ -93,6 +94,7 @@ class ShardResult:
 
     subjects: tuple[str, ...]
     top: bool = False  # the top view
+    witnesses: tuple[str, ...] = ()  # subjects linked only so that the view has every datatype; dropped
     codes: dict[str, CodeSummary] = field(default_factory=dict)  # issues inside the subjects' folders
     top_issues: list[dict[str, Any]] = field(default_factory=list)  # issues elsewhere
     messages: dict[str, str] = field(default_factory=dict)  # codeMessages
@@ -128,6 +130,12 @@ def make_view(dataset: Path, dest: Path, subjects: Iterable[str], *, top: bool =
     """Fill ``dest`` with links to the top-level entries of ``dataset`` and its ``subjects``' folders.
 
     ``top=True``: the subjects get empty folders instead (the top view).
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); (d / "ds" / "sub-1").mkdir(parents=True)
+    >>> (d / "ds" / "sub-2").mkdir(); (d / "ds" / "README").write_text("x")
+    1
+    >>> sorted(p.name for p in make_view(d / "ds", d / "view", ["sub-2"]).iterdir())
+    ['README', 'sub-2']
     """
     dataset = Path(dataset).resolve()
     dest.mkdir(parents=True, exist_ok=True)
@@ -151,14 +159,19 @@ def _in_subject(location: Any) -> str | None:
     return part if part.startswith("sub-") and "/" in location.lstrip("/") else None
 
 
-def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top: bool = False) -> ShardResult:
-    """Validate one view of ``dataset`` (a plain function: it runs in a thread or on a Dask worker)."""
+def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top: bool = False,
+              witnesses: Sequence[str] = ()) -> ShardResult:
+    """Validate one view of ``dataset`` (a plain function: it runs in a thread or on a Dask worker).
+
+    ``witnesses`` are linked too and their folders' issues dropped.
+    """
     import subprocess
 
     t0 = time.perf_counter()
-    result = ShardResult(subjects=tuple(subjects), top=top)
+    result = ShardResult(subjects=tuple(subjects), top=top, witnesses=tuple(witnesses))
+    dropped = {f"/{w}/" for w in witnesses}
     with tempfile.TemporaryDirectory(prefix="bidsaudit-shard-") as tmp:
-        view = make_view(Path(dataset), Path(tmp) / "view", subjects, top=top)
+        view = make_view(Path(dataset), Path(tmp) / "view", [*subjects, *witnesses], top=top)
         out, err = Path(tmp) / "out.json", Path(tmp) / "stderr.txt"
         argv = [*options.command, str(view), "--no-color", "--format", "json", "--outfile", str(out)]
         if options.max_rows is not None:
@@ -195,7 +208,10 @@ def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top:
         try:
             with open(out, encoding="utf-8") as fh:
                 for issue in iter_json_issues(fh, tail):
-                    if _in_subject(issue.get("location")):
+                    sub = _in_subject(issue.get("location"))
+                    if sub and f"/{sub}/" in dropped:
+                        continue
+                    if sub:
                         inner.append(_slim(issue))
                         if len(inner) >= 50_000 and not options.keep_issues:
                             _absorb(result.codes, inner)
@@ -210,7 +226,9 @@ def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top:
             result.issues = list(inner)
         _absorb(result.codes, inner)
         result.messages = {k: str(v).strip() for k, v in (tail.get("codeMessages") or {}).items()}
-        result.summary = dict(tail.get("summary") or {})
+        summary = tail.get("summary") or {}
+        result.summary = {k: summary[k] for k in ("totalFiles", "size", "dataTypes", "modalities", "schemaVersion")
+                          if k in summary}
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -261,10 +279,13 @@ def _top_key(issue: Mapping[str, Any]) -> tuple[Any, ...]:
             issue.get("line"), issue.get("character"))
 
 
-def merge(top: ShardResult, shards: Sequence[ShardResult]) -> tuple[dict[str, CodeSummary], list[dict[str, Any]]]:
+def merge(top: ShardResult, shards: Sequence[ShardResult], alone: Mapping[tuple[str, ...], ShardResult] | None = None
+          ) -> tuple[dict[str, CodeSummary], list[dict[str, Any]]]:
     """The per-code summaries of a single run, from the top view and the shards (see the module's docstring).
 
-    Returns the summaries and the kept top-level issues.
+    ``alone`` maps each shard's witnesses to the result of a view of those
+    witnesses alone (their own share of the per-file top-level issues is taken
+    off the shard's). Returns the summaries and the kept top-level issues.
     """
     codes: dict[str, CodeSummary] = {}
     for shard in shards:
@@ -273,7 +294,7 @@ def merge(top: ShardResult, shards: Sequence[ShardResult]) -> tuple[dict[str, Co
                 merge_summaries(codes[code], s)
             else:
                 codes[code] = _copy(s)
-    kept = _top_level(top, [s for s in shards if s.failure is None])
+    kept = _top_level(top, [s for s in shards if s.failure is None], alone or {})
     if kept:
         _absorb(codes, kept)
     messages: dict[str, str] = {}
@@ -291,7 +312,8 @@ TOP_VIEW_CODES = frozenset({"PARTICIPANT_ID_MISMATCH"})
 ANY_SHARD_CODES = frozenset({"SAMPLES_TSV_MISSING"})
 
 
-def _top_level(top: ShardResult, shards: Sequence[ShardResult]) -> list[dict[str, Any]]:
+def _top_level(top: ShardResult, shards: Sequence[ShardResult], alone: Mapping[tuple[str, ...], ShardResult]
+               ) -> list[dict[str, Any]]:
     """The top-level issues of a single run.
 
     Per issue (code, sub-code, severity, location, line, character): the top
@@ -305,6 +327,8 @@ def _top_level(top: ShardResult, shards: Sequence[ShardResult]) -> list[dict[str
     """
     t = Counter(_top_key(i) for i in top.top_issues)
     per_shard = [Counter(_top_key(i) for i in s.top_issues) for s in shards]
+    own_share = [Counter(_top_key(i) for i in alone[s.witnesses].top_issues) if s.witnesses and s.witnesses in alone
+                 else Counter() for s in shards]
     examples: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in (top, *shards):
         for issue in r.top_issues:
@@ -319,7 +343,7 @@ def _top_level(top: ShardResult, shards: Sequence[ShardResult]) -> list[dict[str
         elif t.get(key, 0):
             n = min([t[key], *(c.get(key, 0) for c in per_shard)])
         else:
-            n = sum(c.get(key, 0) for c in per_shard)
+            n = sum(max(c.get(key, 0) - w.get(key, 0), 0) for c, w in zip(per_shard, own_share))
         own = [i for i in top.top_issues if _top_key(i) == key] if key in t else []
         out += (own * n)[:n] if own and len(own) >= n else [issue] * n
     return out
@@ -333,17 +357,29 @@ def _copy(s: CodeSummary) -> CodeSummary:
 
 
 # ----------------------------------------------------------------------------------- scheduling
-Runner = Callable[[list[tuple[Sequence[str], bool]]], list[ShardResult]]
+@dataclass(frozen=True)
+class View:
+    """What one validator run sees: ``subjects`` (empty folders when ``top``) and ``witnesses``."""
+
+    subjects: tuple[str, ...]
+    top: bool = False
+    witnesses: tuple[str, ...] = ()
+
+
+Runner = Callable[[Sequence[View]], list[ShardResult]]
 
 
 def local_runner(dataset: Path, options: ShardOptions, jobs: int) -> Runner:
     """Run views in ``jobs`` threads, each waiting on its validator process."""
 
-    def run(batch: list[tuple[Sequence[str], bool]]) -> list[ShardResult]:
+    def one(v: View) -> ShardResult:
+        return run_shard(str(dataset), v.subjects, options, v.top, v.witnesses)
+
+    def run(batch: Sequence[View]) -> list[ShardResult]:
         if jobs <= 1 or len(batch) == 1:
-            return [run_shard(str(dataset), subs, options, top) for subs, top in batch]
+            return [one(v) for v in batch]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            return list(pool.map(lambda item: run_shard(str(dataset), item[0], options, item[1]), batch))
+            return list(pool.map(one, batch))
     return run
 
 
@@ -360,62 +396,63 @@ def dask_runner(dataset: Path, options: ShardOptions, scheduler: Any) -> tuple[R
         raise InputError(None, f"cannot reach the Dask scheduler at {scheduler!r} ({err})",
                          field="--scheduler", expected="a reachable address such as tcp://host:8786") from None
 
-    def run(batch: list[tuple[Sequence[str], bool]]) -> list[ShardResult]:
-        futures = [client.submit(run_shard, str(dataset), list(subs), options, top, pure=False)
-                   for subs, top in batch]
+    def run(batch: Sequence[View]) -> list[ShardResult]:
+        futures = [client.submit(run_shard, str(dataset), list(v.subjects), options, v.top, list(v.witnesses),
+                                 pure=False) for v in batch]
         out = []
-        for fut, (subs, top) in zip(futures, batch):
+        for fut, v in zip(futures, batch):
             try:
                 out.append(fut.result())
             except Exception as err:  # a lost worker: the shard has no result and is retried
-                out.append(ShardResult(subjects=tuple(subs), top=top,
+                out.append(ShardResult(subjects=v.subjects, top=v.top, witnesses=v.witnesses,
                                        failure=f"the Dask worker running it failed ({type(err).__name__}: {err})"))
         return out
 
     return run, (client.close if own else (lambda: None))
 
 
-def run_shards(shards: Sequence[Sequence[str]], runner: Runner, all_subjects: Sequence[str], *,
-               max_retries: int = 64) -> tuple[ShardResult, list[ShardResult], int]:
-    """Validate the top view and ``shards`` with ``runner``; return them and the number of retries.
+def run_views(views: Sequence[View], runner: Runner, witness_for: Callable[[Sequence[str]], tuple[str, ...]], *,
+              max_retries: int = 64) -> tuple[list[list[ShardResult]], int]:
+    """Validate ``views`` with ``runner``: per view, the results that cover it; and the number of retries.
 
-    A shard the validator fails on is retried alone (one that ran out of
-    memory is split at once); one that fails again is split in halves, down to
-    single subjects, at most ``max_retries`` validator runs in all; what still
-    fails stays a failed result (:func:`failed_summary`). Raises
-    :class:`ValidatorError` when the top view fails: the dataset's top level
-    breaks the validator, so no shard can be right.
+    A view's results are its own when it succeeded. A shard the validator
+    fails on is retried alone (one that ran out of memory is split at once);
+    one that fails again is split in halves (each with its own witnesses),
+    down to single subjects, at most ``max_retries`` validator runs in all;
+    what still fails stays a failed result (:func:`failed_summary`). The top
+    view is not retried.
     """
-    first = runner([(tuple(all_subjects), True), *((tuple(s), False) for s in shards)])
-    top, results = first[0], first[1:]
-    if top.failure is not None:
-        raise ValidatorError(f"the official BIDS validator gave no result on the dataset's top level: {top.failure}")
-    done = [r for r in results if r.failure is None]
-    pending = [r for r in results if r.failure is not None]
+    first = runner(views) if views else []
+    out: list[list[ShardResult]] = [[r] if r.failure is None or r.top else [] for r in first]
+    pending = [(i, r) for i, r in enumerate(first) if r.failure is not None and not r.top]
     retries = 0
     while pending:
-        alone: list[tuple[str, ...]] = []
-        halves: list[tuple[str, ...]] = []
-        for failed in pending:
+        alone: list[tuple[int, View]] = []
+        halves: list[tuple[int, View]] = []
+        for i, failed in pending:
             if failed.runs == 1 and not failed.out_of_memory:
-                alone.append(failed.subjects)  # a crash: once more, on its own
+                alone.append((i, View(failed.subjects, witnesses=failed.witnesses)))  # a crash: once more, alone
             elif len(failed.subjects) > 1:
                 cut = len(failed.subjects) // 2
-                halves += [failed.subjects[:cut], failed.subjects[cut:]]
+                halves += [(i, View(h, witnesses=witness_for(h))) for h in (failed.subjects[:cut],
+                                                                             failed.subjects[cut:])]
             else:
-                done.append(failed)  # one subject that fails: reported
+                out[i].append(failed)  # one subject that fails: reported
         if retries + len(alone) + len(halves) > max_retries:
-            done.extend(r for r in pending if not any(r is d for d in done))
+            for i, failed in pending:
+                if not any(r is failed for r in out[i]):
+                    out[i].append(failed)
             break
         retries += len(alone) + len(halves)
-        again = [runner([(subs, False)])[0] for subs in alone]
-        if halves:
-            again += runner([(subs, False) for subs in halves])
-        for r in again:
+        again = [runner([v])[0] for _, v in alone] + (runner([v for _, v in halves]) if halves else [])
+        pending = []
+        for (i, _), r in zip([*alone, *halves], again):
             r.runs = 2
-        done += [r for r in again if r.failure is None]
-        pending = [r for r in again if r.failure is not None]
-    return top, sorted(done, key=lambda r: r.subjects[:1]), retries
+            if r.failure is None:
+                out[i].append(r)
+            else:
+                pending.append((i, r))
+    return out, retries
 
 
 def failed_summary(failed: Sequence[ShardResult]) -> CodeSummary | None:
