@@ -57,7 +57,7 @@ from audit.validatorshards import (
 from audit.validatorstore import ShardStore, subject_digests, view_key
 
 __all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_SHARD_SIZE", "SHARD_MIN_SUBJECTS", "should_shard", "subject_datatypes",
-           "validate_with_shards", "witnesses_for"]
+           "sharded_run", "validate_with_shards", "witnesses_for"]
 
 #: Above this many subjects validation is sharded by default.
 SHARD_MIN_SUBJECTS = 1000
@@ -152,15 +152,19 @@ def validate_with_shards(dataset: Path, *, ignore_nifti_headers: bool = False, c
         return run_validator(dataset, ignore_nifti_headers=ignore_nifti_headers, config=config, timeout=timeout,
                              n_files=n_files)
     with stage("running the official BIDS validator on shards of subjects"):
-        return _sharded(dataset, subjects, ignore_nifti_headers=ignore_nifti_headers, config=config, timeout=timeout,
+        return sharded_run(dataset, subjects, ignore_nifti_headers=ignore_nifti_headers, config=config, timeout=timeout,
                         shard_size=shard_size or DEFAULT_SHARD_SIZE, jobs=jobs or os.cpu_count() or 1,
                         scheduler=scheduler, memory_mib=memory_mib or DEFAULT_MEMORY_MIB, store=store,
-                        cache=cache, keep_issues=keep_issues)
+                        cache=cache, keep_issues=keep_issues)[0]
 
 
-def _sharded(dataset: Path, subjects: list[str], *, ignore_nifti_headers: bool, config: Path | None,
-             timeout: float | None, shard_size: int, jobs: int, scheduler: Any, memory_mib: int,
-             store: ShardStore | None, cache: HashCache | None, keep_issues: bool) -> ValidatorRun:
+def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: bool = False, config: Path | None = None,
+                timeout: float | None = None, shard_size: int = DEFAULT_SHARD_SIZE, jobs: int = 1,
+                scheduler: Any = None, memory_mib: int = DEFAULT_MEMORY_MIB, store: ShardStore | None = None,
+                cache: HashCache | None = None, keep_issues: bool = False
+                ) -> tuple[ValidatorRun, list[dict[str, Any]] | None]:
+    """Validate ``subjects`` of ``dataset`` in shards and merge; also every issue of the merged run
+    (with ``keep_issues``, which also bypasses the store: tests compare them file for file)."""
     t0 = time.perf_counter()
     if config is not None:
         _check_config(Path(config))
@@ -194,7 +198,7 @@ def _sharded(dataset: Path, subjects: list[str], *, ignore_nifti_headers: bool, 
                 "config": _config_digest(config)}
         for i, v in enumerate(views):
             if v.top:
-                keys[i] = view_key(opts, top_digest, list(v.subjects), kind="top")
+                keys[i] = view_key(opts, top_digest, [], kind="top")
             else:
                 keys[i] = view_key(opts, top_digest, {s: digests[s] for s in (*v.subjects, *v.witnesses)},
                                    kind="witnessed:" + ",".join(v.witnesses) if v.witnesses else "shard")
@@ -228,7 +232,7 @@ def _sharded(dataset: Path, subjects: list[str], *, ignore_nifti_headers: bool, 
             alone_runs[r.witnesses] = _solo(dataset, r.witnesses, options)
     ok = [r for r in shard_results if r.failure is None]
     failed = [r for r in shard_results if r.failure is not None]
-    codes, _ = merge(top, ok, alone_runs)
+    codes, kept = merge(top, ok, alone_runs)
     lost = failed_summary(failed)
     if lost is not None:
         codes[lost.code] = lost
@@ -252,10 +256,12 @@ def _sharded(dataset: Path, subjects: list[str], *, ignore_nifti_headers: bool, 
         corrections.append(store.problem)
     errors = any(s.reported("error") for s in codes.values())
     summary = {k: v for k, v in top.summary.items() if k != "totalFiles"}  # the top view's count is not the dataset's
-    return ValidatorRun(version=_version(cmd), exit_code=16 if errors else 0, seconds=time.perf_counter() - t0,
-                        codes=codes, corrections=tuple(corrections), output_format="json", summary=summary,
-                        max_rows=VALIDATOR_DEFAULT_MAX_ROWS if max_rows is None else max_rows,
-                        command=("--shard-size", str(shard_size), str(dataset)), sharding=sharding)
+    run = ValidatorRun(version=_version(cmd), exit_code=16 if errors else 0, seconds=time.perf_counter() - t0,
+                       codes=codes, corrections=tuple(corrections), output_format="json", summary=summary,
+                       max_rows=VALIDATOR_DEFAULT_MAX_ROWS if max_rows is None else max_rows,
+                       command=("--shard-size", str(shard_size), str(dataset)), sharding=sharding)
+    issues = [i for r in ok for i in (r.issues or [])] + kept if keep_issues else None
+    return run, issues
 
 
 def _solo(dataset: Path, witnesses: tuple[str, ...], options: ShardOptions) -> ShardResult:

@@ -5,22 +5,26 @@ to every top-level entry of the dataset (files, ``phenotype/``,
 ``derivatives/``...) and to the ``sub-*`` folders of a subset of the subjects.
 Nothing is copied; the validator follows the links and reports the same paths
 (``/sub-01/anat/...``) as on the dataset itself. Besides the shards one more
-view is validated, the *top view*: every top-level entry and an empty folder
-per subject, so that the rules that compare the top level with the set of
-subjects (``participants.tsv`` against the subject folders, phenotype
-tables) see every subject.
+view is validated, the *top view*: the top-level entries and no subject.
 
 Merging is exact (:func:`merge`): an issue located in a subject's folder
-comes from the one shard that holds that subject; an issue located at the top
-level (or nowhere) is kept when the top view *and every shard* report it, as
-many times as the fewest of them do, with the top view's wording. That is how a
-single run decides both kinds of top-level rule: a rule over the top level alone
-is reported everywhere alike; a rule that asks whether something exists among
-the subjects (a top-level sidecar that no data file uses) holds in the whole
-dataset only when it holds in every shard; a rule over the set of subjects is
-right in the top view and reported by every shard that lacks a subject.
-``tests/audit/test_validatorshards.py`` checks the merge against a single run on
-every bids-examples dataset and on synthetic trees with planted errors.
+comes from the one shard that holds that subject (and that alone: the
+validator's rules for a file look at its folder and the top level only). An
+issue located at the top level is decided by the rule it comes from, in one
+of three ways. A rule over the top level alone is reported alike by every
+view. A rule that asks whether something exists among the subjects is reported
+by a single run when any shard reports it (a subject folder missing from
+``participants.tsv``, micro-imaging data without ``samples.tsv``:
+:data:`ANY_SHARD_CODES`), or when every shard and the top view report it (a
+top-level sidecar that no data file uses); a rule reported once per data file
+that inherits a top-level file (the top view, with no data file, does not
+report it) is summed over the shards. Rules for a subject's files that look at
+the whole dataset's datatypes (``B0FieldSource`` is recommended when any
+subject has ``fmap``) see them through *witness* subjects, linked into a shard
+that lacks a datatype and whose own issues are dropped (their share of the
+summed top-level issues is taken off with a run of the witnesses alone).
+``tests/audit/test_validatorshards.py`` checks the merge against a single run
+on every bids-examples dataset and on synthetic trees with planted errors.
 
 Each shard's validator runs with its JSON output (a shard's issues stay far
 below the 1.2 million at which that output fails), in a memory budget
@@ -129,7 +133,7 @@ def plan_shards(subjects: Sequence[str], shard_size: int) -> list[tuple[str, ...
 def make_view(dataset: Path, dest: Path, subjects: Iterable[str], *, top: bool = False) -> Path:
     """Fill ``dest`` with links to the top-level entries of ``dataset`` and its ``subjects``' folders.
 
-    ``top=True``: the subjects get empty folders instead (the top view).
+    ``top=True``: no subject at all (the top view).
 
     >>> import tempfile; d = Path(tempfile.mkdtemp()); (d / "ds" / "sub-1").mkdir(parents=True)
     >>> (d / "ds" / "sub-2").mkdir(); (d / "ds" / "README").write_text("x")
@@ -143,11 +147,8 @@ def make_view(dataset: Path, dest: Path, subjects: Iterable[str], *, top: bool =
         for entry in it:
             if not (entry.name.startswith("sub-") and entry.is_dir()):
                 os.symlink(entry.path, dest / entry.name)
-    for sub in subjects:
-        if top:
-            (dest / sub).mkdir()
-        else:
-            os.symlink(dataset / sub, dest / sub)
+    for sub in () if top else subjects:
+        os.symlink(dataset / sub, dest / sub)
     return dest
 
 
@@ -306,18 +307,16 @@ def merge(top: ShardResult, shards: Sequence[ShardResult], alone: Mapping[tuple[
     return codes, kept
 
 
-#: Top-level codes decided by the top view alone: rules over the set of subjects.
-TOP_VIEW_CODES = frozenset({"PARTICIPANT_ID_MISMATCH"})
-#: Top-level codes reported when any subject has something (``"micr" in dataset.modalities``).
-ANY_SHARD_CODES = frozenset({"SAMPLES_TSV_MISSING"})
+#: Top-level codes reported when any subject has something: a subject folder missing from
+#: ``participants.tsv`` (``sub_dirs`` within ``participant_id``), ``"micr" in dataset.modalities``.
+ANY_SHARD_CODES = frozenset({"PARTICIPANT_ID_MISMATCH", "SAMPLES_TSV_MISSING"})
 
 
 def _top_level(top: ShardResult, shards: Sequence[ShardResult], alone: Mapping[tuple[str, ...], ShardResult]
                ) -> list[dict[str, Any]]:
     """The top-level issues of a single run.
 
-    Per issue (code, sub-code, severity, location, line, character): the top
-    view's count for :data:`TOP_VIEW_CODES`; the largest shard count for
+    Per issue (code, sub-code, severity, location, line, character): the largest shard count for
     :data:`ANY_SHARD_CODES`; otherwise, when the top view reports it, the
     smallest count of the top view and every shard (a rule over the top level
     is reported alike everywhere; one that asks whether any subject uses a
@@ -336,9 +335,7 @@ def _top_level(top: ShardResult, shards: Sequence[ShardResult], alone: Mapping[t
     out: list[dict[str, Any]] = []
     for key, issue in examples.items():
         code = key[0]
-        if code in TOP_VIEW_CODES:
-            n = t.get(key, 0)
-        elif code in ANY_SHARD_CODES:
+        if code in ANY_SHARD_CODES:
             n = max((c.get(key, 0) for c in per_shard), default=t.get(key, 0))
         elif t.get(key, 0):
             n = min([t[key], *(c.get(key, 0) for c in per_shard)])
@@ -359,7 +356,7 @@ def _copy(s: CodeSummary) -> CodeSummary:
 # ----------------------------------------------------------------------------------- scheduling
 @dataclass(frozen=True)
 class View:
-    """What one validator run sees: ``subjects`` (empty folders when ``top``) and ``witnesses``."""
+    """What one validator run sees: ``subjects`` (none linked when ``top``) and ``witnesses``."""
 
     subjects: tuple[str, ...]
     top: bool = False
