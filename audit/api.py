@@ -82,8 +82,9 @@ PathLike = str | os.PathLike[str]
 
 # --------------------------------------------------------------------------- the Python API
 def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_config: PathLike | None = None,
-             no_validator: bool = False, workers: int | None = None, config: PathLike | None = None,
-             expectations: Sequence[PathLike] | None = None) -> Result:
+             no_validator: bool = False, workers: int | None = None, shard_size: int | None = None,
+             jobs: int | None = None, validator_memory: int | None = None, scheduler: str | None = None,
+             config: PathLike | None = None, expectations: Sequence[PathLike] | None = None) -> Result:
     """BIDS validity (the official validator) plus the checks that need no split: ``bidsaudit validate``.
 
     Parameters
@@ -98,6 +99,12 @@ def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_conf
         Skip the official validator.
     workers : int, optional
         Image workers (default: all cores).
+    shard_size, jobs, validator_memory : int, optional
+        The validator in shards of ``shard_size`` subjects (``0``: one run;
+        default: shards of 500 above 1,000 subjects), ``jobs`` at once, each
+        within ``validator_memory`` MiB (``docs/validation.md``).
+    scheduler : str, optional
+        A dask.distributed scheduler address for the validator's shards and the image pass.
     config : path, optional
         A ``bidsaudit.toml`` (default: found beside the dataset).
     expectations : list of paths, optional
@@ -118,14 +125,17 @@ def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_conf
     _check_validator_config(validator_config)
     options = _options(root, None, config, ignore_nifti_headers=ignore_nifti_headers,
                        validator_config=None if validator_config is None else Path(validator_config),
-                       run_validator=not no_validator, workers=workers, expectations=_suites(expectations))
+                       run_validator=not no_validator, workers=workers, expectations=_suites(expectations),
+                       shard_size=shard_size, validator_jobs=jobs, validator_memory_mib=validator_memory,
+                       scheduler=scheduler)
     return validate_dataset(root, options)
 
 
 def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str | None = None,
           group: str | None = None, pretrain: PathLike | None = None, ignore_nifti_headers: bool = False,
           validator_config: PathLike | None = None, no_validator: bool = False, workers: int | None = None,
-          scheduler: str | None = None, id_pattern: str | None = None, path_column: str | None = None,
+          scheduler: str | None = None, shard_size: int | None = None, jobs: int | None = None,
+          validator_memory: int | None = None, id_pattern: str | None = None, path_column: str | None = None,
           certificate: PathLike | None = None, no_certificate: bool = False, config: PathLike | None = None,
           expectations: Sequence[PathLike] | None = None, out_dir: PathLike = "bidsaudit-reports") -> Result:
     """Leakage, split integrity, confounds, shift and readiness of split files: ``bidsaudit audit``.
@@ -154,10 +164,10 @@ def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str
         ``[certificate] limited_pass`` policy refuses. The path written is
         ``result.attachments["certificate"]`` (``None`` when none was);
         ``result.attachments["certificate_note"]`` says why none was.
-    ignore_nifti_headers, validator_config, no_validator, workers, config, expectations
+    ignore_nifti_headers, validator_config, no_validator, workers, shard_size, jobs, validator_memory, config, expectations
         As for :func:`validate`.
     scheduler : str, optional
-        A dask.distributed scheduler address for the image pass.
+        A dask.distributed scheduler address for the image pass and the validator's shards.
 
     Returns
     -------
@@ -176,7 +186,8 @@ def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str
                        ignore_nifti_headers=ignore_nifti_headers,
                        validator_config=None if validator_config is None else Path(validator_config),
                        run_validator=not no_validator, workers=workers, scheduler=scheduler,
-                       id_pattern=id_pattern, path_column=path_column, expectations=_suites(expectations))
+                       id_pattern=id_pattern, path_column=path_column, expectations=_suites(expectations),
+                       shard_size=shard_size, validator_jobs=jobs, validator_memory_mib=validator_memory)
     target = certificates.certificate_target(Path(splits), None if certificate is None else Path(certificate),
                                              reviewer=root is None, out_dir=Path(out_dir))
     result = audit_splits(root, splits, options)
