@@ -293,3 +293,29 @@ def test_store_round_trip_keeps_a_result(tmp_path):
     store.put("k2", ShardResult(subjects=("sub-2",), failure="boom"))
     assert store.get("k2") is None  # failures are never stored
     assert os.path.exists(tmp_path / ShardStore.FILENAME)
+
+
+# ----------------------------------------------------------------------------- the commands
+@needs_examples
+@needs_validator
+def test_validate_command_shards_on_request_with_the_same_findings(tmp_path, monkeypatch):
+    from tests.builders import invoke
+
+    monkeypatch.setenv("BIDSAUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    ds = EXAMPLES / "ds001"
+    common = ("validate", ds, "--ignore-nifti-headers", "--validator-config", CONFIG, "--workers", "1", "-q",
+              "--out-dir", tmp_path)
+    one = invoke(*common, "--shard-size", "0", "--json", tmp_path / "one.json")
+    shards = invoke(*common, "--shard-size", "6", "--jobs", "2", "--validator-memory", "512",
+                    "--json", tmp_path / "shards.json")
+    assert one.exit_code == shards.exit_code == 0, shards.output
+
+    def bids(path: Path) -> list[dict[str, Any]]:
+        return [f for f in json.loads(path.read_text())["findings"] if f["check"].startswith("bids.")]
+
+    a, b = bids(tmp_path / "one.json"), bids(tmp_path / "shards.json")
+    assert [(f["check"], f["evidence"]["code"], f["evidence"]["count"]) for f in a] == \
+        [(f["check"], f["evidence"]["code"], f["evidence"]["count"]) for f in b] != []
+    sharding = b[0]["evidence"]["sharding"]
+    assert (sharding["shards"], sharding["memory_mib"], sharding["jobs"]) == (3, 512, 2)
+    assert "sharding" not in a[0]["evidence"]
