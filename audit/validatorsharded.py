@@ -182,10 +182,14 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
     options = ShardOptions(command=tuple(cmd), ignore_nifti_headers=ignore_nifti_headers,
                            config=str(Path(config).resolve()) if config else None, max_rows=max_rows,
                            memory_mib=memory_mib, timeout=timeout, keep_issues=keep_issues)
-    datatypes = subject_datatypes(dataset, subjects)
+    digests: dict[str, str] = {}
+    if keep_issues:
+        datatypes = subject_datatypes(dataset, subjects)
+    else:
+        top_digest, digests, datatypes = subject_digests(dataset, subjects, cache or HashCache.default())
     shards = [View(s, witnesses=witnesses_for(s, datatypes)) for s in plan_shards(subjects, shard_size)]
     alone = sorted({v.witnesses for v in shards if v.witnesses})
-    views = [View(tuple(subjects), top=True), *shards, *(View(w) for w in alone)]
+    views = [View((), top=True), *shards, *(View(w) for w in alone)]
 
     # incremental: stored results of views whose files are unchanged
     if store is None:
@@ -193,7 +197,6 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
     keys: list[str | None] = [None] * len(views)
     stored: dict[int, ShardResult] = {}
     if not keep_issues:
-        top_digest, digests = subject_digests(dataset, subjects, cache or HashCache.default())
         opts = {"validator": _version(cmd), "ignore_nifti_headers": ignore_nifti_headers, "max_rows": max_rows,
                 "config": _config_digest(config)}
         for i, v in enumerate(views):

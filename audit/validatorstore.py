@@ -131,22 +131,25 @@ def _files(folder: Path, base: Path) -> Iterable[tuple[str, os.stat_result | Non
             yield os.path.relpath(full, base), st, full
 
 
-def _digest(entries: Iterable[tuple[str, os.stat_result | None, str]], cache: HashCache) -> str:
-    lines: list[tuple[str, str]] = []
-    pending: list[tuple[str, CacheKey]] = []
-    for rel, st, full in entries:
-        if st is None:
-            try:
-                lines.append((rel, f"link:{os.readlink(full)}"))
-            except OSError:
-                lines.append((rel, "unreadable"))
-        elif st.st_size > HASHED_MAX_BYTES:
-            lines.append((rel, f"{st.st_size}:{st.st_mtime_ns}"))
-        else:
-            pending.append((rel, CacheKey.from_stat(full, st)))
-    known = cache.get_hashes([k for _, k in pending])
+def _digests(groups: Mapping[str, list[tuple[str, os.stat_result | None, str]]], cache: HashCache
+             ) -> dict[str, str]:
+    """One digest per group of files; the small files' hashes looked up in one batch, the misses read."""
+    pending: list[tuple[str, str, CacheKey]] = []
+    lines: dict[str, list[tuple[str, str]]] = {g: [] for g in groups}
+    for group, entries in groups.items():
+        for rel, st, full in entries:
+            if st is None:
+                try:
+                    lines[group].append((rel, f"link:{os.readlink(full)}"))
+                except OSError:
+                    lines[group].append((rel, "unreadable"))
+            elif st.st_size > HASHED_MAX_BYTES:
+                lines[group].append((rel, f"{st.st_size}:{st.st_mtime_ns}"))
+            else:
+                pending.append((group, rel, CacheKey.from_stat(full, st)))
+    known = cache.get_hashes([k for _, _, k in pending])
     store = []
-    for rel, key in pending:
+    for group, rel, key in pending:
         h = known.get(key.path)
         if h is None:
             try:
@@ -155,14 +158,16 @@ def _digest(entries: Iterable[tuple[str, os.stat_result | None, str]], cache: Ha
                 store.append((key, h))
             except OSError:
                 h = "unreadable"
-        lines.append((rel, f"{key.size}:{h}"))
+        lines[group].append((rel, f"{key.size}:{h}"))
     cache.put_hashes(store)
-    return hashlib.sha256("".join(f"{r}\t{v}\n" for r, v in sorted(lines)).encode("utf-8", "surrogateescape")
-                          ).hexdigest()
+    return {g: hashlib.sha256("".join(f"{r}\t{v}\n" for r, v in sorted(ls)).encode("utf-8", "surrogateescape")
+                              ).hexdigest() for g, ls in lines.items()}
 
 
-def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache) -> tuple[str, dict[str, str]]:
-    """The digest of the top level (every file outside the ``sub-*`` folders) and one per subject."""
+def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache
+                    ) -> tuple[str, dict[str, str], dict[str, frozenset[str]]]:
+    """The digest of the top level (every file outside the ``sub-*`` folders), one per subject, and each
+    subject's datatype folders (``anat``, ``fmap``...; sessions looked into), from one walk."""
     dataset = Path(dataset)
     top: list[tuple[str, os.stat_result | None, str]] = []
     with os.scandir(dataset) as it:
@@ -179,8 +184,20 @@ def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache) ->
                 top.append((entry.name, os.stat(entry.path), entry.path))
             except OSError:
                 top.append((entry.name, None, entry.path))
-    per = {s: _digest(_files(dataset / s, dataset), cache) for s in subjects}
-    return _digest(top, cache), per
+    groups: dict[str, list[tuple[str, os.stat_result | None, str]]] = {"": top}
+    datatypes: dict[str, frozenset[str]] = {}
+    for sub in subjects:
+        files = list(_files(dataset / sub, dataset))
+        groups["/" + sub] = files
+        kinds = set()
+        for rel, _, _ in files:
+            parts = rel.split(os.sep)  # sub-X/[ses-Y/]datatype/file
+            depth = 2 if parts[1].startswith("ses-") else 1
+            if len(parts) > depth + 1:
+                kinds.add(parts[depth])
+        datatypes[sub] = frozenset(kinds)
+    digests = _digests(groups, cache)
+    return digests.pop(""), {s[1:]: d for s, d in digests.items()}, datatypes
 
 
 def view_key(options: Mapping[str, Any], top_digest: str, subjects: Mapping[str, str] | Sequence[str],
