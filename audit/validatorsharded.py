@@ -18,7 +18,9 @@ validated again; the run says how much was (:attr:`ValidatorRun.sharding`).
 A shard that lacks a datatype the dataset has (say ``fmap``, which makes the
 validator recommend ``B0FieldSource`` in every MRI sidecar) would be judged
 by different rules than in one run; such a shard also sees *witness*
-subjects that have the missing datatypes, whose own issues are dropped.
+subjects that have the missing datatypes, whose own issues are dropped; so
+does every shard without ``sub-emptyroom``, whose recordings MEG sidecars name
+(``AssociatedEmptyRoom``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ __all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_SHARD_SIZE", "SHARD_MIN_SUBJECTS", "sh
 SHARD_MIN_SUBJECTS = 1000
 #: Subjects per shard by default.
 DEFAULT_SHARD_SIZE = 500
+#: Subjects whose files other subjects' sidecars name (MEG's ``AssociatedEmptyRoom``): a witness in every shard.
+REFERENCED_SUBJECTS = ("sub-emptyroom",)
 #: The V8 heap of one shard's validator process, MiB, by default.
 DEFAULT_MEMORY_MIB = 1024
 
@@ -94,6 +98,8 @@ def witnesses_for(subjects: Sequence[str], datatypes: Mapping[str, frozenset[str
     >>> dt = {"sub-1": frozenset({"anat"}), "sub-2": frozenset({"anat", "fmap"}), "sub-3": frozenset({"anat"})}
     >>> witnesses_for(["sub-1"], dt), witnesses_for(["sub-2", "sub-3"], dt)
     (('sub-2',), ())
+    >>> witnesses_for(["sub-1"], {"sub-1": frozenset({"meg"}), "sub-emptyroom": frozenset({"meg"})})
+    ('sub-emptyroom',)
     """
     have: set[str] = set().union(*(datatypes.get(s, frozenset()) for s in subjects))
     missing = set().union(*datatypes.values()) - have
@@ -105,6 +111,9 @@ def witnesses_for(subjects: Sequence[str], datatypes: Mapping[str, frozenset[str
         if sub not in inside and datatypes[sub] & missing:
             chosen.append(sub)
             missing -= datatypes[sub]
+    for sub in REFERENCED_SUBJECTS:  # other subjects' sidecars point into it (AssociatedEmptyRoom)
+        if sub in datatypes and sub not in inside and sub not in chosen:
+            chosen.append(sub)
     return tuple(chosen)
 
 

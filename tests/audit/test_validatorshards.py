@@ -90,6 +90,18 @@ def test_sharded_result_is_the_single_run_on_every_bids_example(name, tmp_path):
     assert run.sharding["shards"] == len(plan_shards(subjects, size))
 
 
+OPENNEURO = SHARED_DATA / "openneuro" / "ds000117"
+
+
+@needs_validator
+@pytest.mark.skipif(not OPENNEURO.is_dir(), reason=f"{OPENNEURO} not found (the ../shared folder is absent)")
+def test_sharded_result_is_the_single_run_on_a_real_datalad_clone(tmp_path):
+    """ds000117: sessions, absent annex content, MEG sidecars naming sub-emptyroom's recordings."""
+    run, issues = _sharded(OPENNEURO, 5, None, tmp_path)
+    assert Counter(_key(i) for i in issues) == _single_issues(OPENNEURO, None)
+    assert "ASSOCIATED_EMPTY_ROOM" not in run.codes  # sub-emptyroom is a witness in every shard without it
+
+
 # ----------------------------------------------------------------------------- planted errors
 def _planted_tree(root: Path, n: int = 12) -> Path:
     subprocess.run([sys.executable, str(MAKER), str(root), "--subjects", str(n), "--sessions", "1"], check=True,
