@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import tempfile
 import time
@@ -53,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit.errors import InputError, ValidatorError
-from audit.validatoroutput import MAX_EXAMPLES, CodeSummary, iter_json_issues, summarise_issues
+from audit.errors import InputError
+from audit.validatoroutput import CodeSummary, iter_json_issues, summarise_issues
 
 __all__ = [
     "FAILED_CODE",
