@@ -52,7 +52,9 @@ from audit.result import Result
 from audit.runner import build_result, run_checks
 from audit.scanner import from_sidecars
 from audit.splits import SplitPlan, SplitResult, read_splits, split_dataset
-from audit.validator import run_validator
+from audit.validator import ValidatorRun, run_validator
+from audit.validatorsharded import should_shard, validate_with_shards
+from audit.validatorshards import dataset_subjects
 
 __all__ = [
     "AUDIT_FAMILIES",
@@ -80,8 +82,9 @@ PathLike = str | os.PathLike[str]
 
 # --------------------------------------------------------------------------- the Python API
 def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_config: PathLike | None = None,
-             no_validator: bool = False, workers: int | None = None, config: PathLike | None = None,
-             expectations: Sequence[PathLike] | None = None) -> Result:
+             no_validator: bool = False, workers: int | None = None, shard_size: int | None = None,
+             jobs: int | None = None, validator_memory: int | None = None, scheduler: str | None = None,
+             config: PathLike | None = None, expectations: Sequence[PathLike] | None = None) -> Result:
     """BIDS validity (the official validator) plus the checks that need no split: ``bidsaudit validate``.
 
     Parameters
@@ -96,6 +99,12 @@ def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_conf
         Skip the official validator.
     workers : int, optional
         Image workers (default: all cores).
+    shard_size, jobs, validator_memory : int, optional
+        The validator in shards of ``shard_size`` subjects (``0``: one run;
+        default: shards of 500 above 1,000 subjects), ``jobs`` at once, each
+        within ``validator_memory`` MiB (``docs/validation.md``).
+    scheduler : str, optional
+        A dask.distributed scheduler address for the validator's shards and the image pass.
     config : path, optional
         A ``bidsaudit.toml`` (default: found beside the dataset).
     expectations : list of paths, optional
@@ -116,14 +125,17 @@ def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_conf
     _check_validator_config(validator_config)
     options = _options(root, None, config, ignore_nifti_headers=ignore_nifti_headers,
                        validator_config=None if validator_config is None else Path(validator_config),
-                       run_validator=not no_validator, workers=workers, expectations=_suites(expectations))
+                       run_validator=not no_validator, workers=workers, expectations=_suites(expectations),
+                       shard_size=shard_size, validator_jobs=jobs, validator_memory_mib=validator_memory,
+                       scheduler=scheduler)
     return validate_dataset(root, options)
 
 
 def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str | None = None,
           group: str | None = None, pretrain: PathLike | None = None, ignore_nifti_headers: bool = False,
           validator_config: PathLike | None = None, no_validator: bool = False, workers: int | None = None,
-          scheduler: str | None = None, id_pattern: str | None = None, path_column: str | None = None,
+          scheduler: str | None = None, shard_size: int | None = None, jobs: int | None = None,
+          validator_memory: int | None = None, id_pattern: str | None = None, path_column: str | None = None,
           certificate: PathLike | None = None, no_certificate: bool = False, config: PathLike | None = None,
           expectations: Sequence[PathLike] | None = None, out_dir: PathLike = "bidsaudit-reports") -> Result:
     """Leakage, split integrity, confounds, shift and readiness of split files: ``bidsaudit audit``.
@@ -152,10 +164,10 @@ def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str
         ``[certificate] limited_pass`` policy refuses. The path written is
         ``result.attachments["certificate"]`` (``None`` when none was);
         ``result.attachments["certificate_note"]`` says why none was.
-    ignore_nifti_headers, validator_config, no_validator, workers, config, expectations
+    ignore_nifti_headers, validator_config, no_validator, workers, shard_size, jobs, validator_memory, config, expectations
         As for :func:`validate`.
     scheduler : str, optional
-        A dask.distributed scheduler address for the image pass.
+        A dask.distributed scheduler address for the image pass and the validator's shards.
 
     Returns
     -------
@@ -174,7 +186,8 @@ def audit(dataset: Any, splits: PathLike, *, label: str | None = None, site: str
                        ignore_nifti_headers=ignore_nifti_headers,
                        validator_config=None if validator_config is None else Path(validator_config),
                        run_validator=not no_validator, workers=workers, scheduler=scheduler,
-                       id_pattern=id_pattern, path_column=path_column, expectations=_suites(expectations))
+                       id_pattern=id_pattern, path_column=path_column, expectations=_suites(expectations),
+                       shard_size=shard_size, validator_jobs=jobs, validator_memory_mib=validator_memory)
     target = certificates.certificate_target(Path(splits), None if certificate is None else Path(certificate),
                                              reviewer=root is None, out_dir=Path(out_dir))
     result = audit_splits(root, splits, options)
@@ -282,6 +295,17 @@ def _suites(expectations: Sequence[PathLike] | None) -> tuple[str, ...]:
     return tuple(str(p) for p in paths)
 
 
+def _validator(root: Path, options: AuditOptions, n_files: int) -> ValidatorRun:
+    """The official validator on ``root``: one run, or shards merged into its result (audit.validatorsharded)."""
+    if not should_shard(len(dataset_subjects(root)), shard_size=options.shard_size, scheduler=options.scheduler):
+        return run_validator(root, ignore_nifti_headers=options.ignore_nifti_headers, config=options.validator_config,
+                             n_files=n_files)
+    return validate_with_shards(root, ignore_nifti_headers=options.ignore_nifti_headers,
+                                config=options.validator_config, n_files=n_files, shard_size=options.shard_size,
+                                jobs=options.validator_jobs, scheduler=options.scheduler,
+                                memory_mib=options.validator_memory_mib)
+
+
 def _check_validator_config(path: PathLike | None) -> None:
     if path is not None and not Path(path).is_file():
         raise InputError(path, "no such file", field="validator_config", expected="the validator's JSON config file")
@@ -302,8 +326,7 @@ def validate_dataset(path: str | Path, options: AuditOptions | None = None, *, c
     ctx = AuditContext(options=options, index=index)
     if options.run_validator:
         t = time.perf_counter()
-        ctx.validator = run_validator(index.root, ignore_nifti_headers=options.ignore_nifti_headers,
-                                      config=options.validator_config, n_files=len(index.rows))
+        ctx.validator = _validator(index.root, options, len(index.rows))
         timings["validator_s"] = time.perf_counter() - t
     t = time.perf_counter()
     findings, skipped = run_checks(ctx, families, out_of_scope=("splits",))
@@ -383,8 +406,7 @@ def audit_splits(dataset: str | Path | None, splits: str | Path, options: AuditO
         timings["index_s"] = time.perf_counter() - t
         if options.run_validator:
             t = time.perf_counter()
-            ctx.validator = run_validator(ctx.index.root, ignore_nifti_headers=options.ignore_nifti_headers,
-                                          config=options.validator_config, n_files=len(ctx.index.rows))
+            ctx.validator = _validator(ctx.index.root, options, len(ctx.index.rows))
             timings["validator_s"] = time.perf_counter() - t
     _check_columns(ctx)
     t = time.perf_counter()

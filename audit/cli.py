@@ -56,6 +56,14 @@ ValidatorConfigOpt = Annotated[
     Optional[Path], typer.Option("--validator-config", help="The official validator's JSON config (ignored codes).")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
+ShardSizeOpt = Annotated[Optional[int], typer.Option("--shard-size", min=0, help="Subjects per validator shard "
+                                                     "(0: one validator run; default: shards of 500 above "
+                                                     "1,000 subjects).")]
+JobsOpt = Annotated[Optional[int], typer.Option("--jobs", min=1, help="Validator shards at once (default: all "
+                                                "cores).")]
+ValidatorMemoryOpt = Annotated[Optional[int], typer.Option("--validator-memory", min=64, help="Heap limit of one "
+                                                           "shard's validator, MiB (default 1024); a shard over "
+                                                           "it is split and retried.")]
 ConfigOpt = Annotated[
     Optional[Path], typer.Option("--config", help="A bidsaudit.toml (or pyproject.toml with [tool.bidsaudit]); "
                                  "default: found beside the dataset or above the split files.")]
@@ -157,6 +165,11 @@ def validate(
     no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
     = None,
+    shard_size: ShardSizeOpt = None,
+    jobs: JobsOpt = None,
+    validator_memory: ValidatorMemoryOpt = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address "
+                                                     "for the validator's shards and the image pass.")] = None,
     config: ConfigOpt = None,
     expectations: ExpectationsOpt = None,
     json_out: JsonOpt = None,
@@ -179,7 +192,8 @@ def validate(
         options = configured(dataset if dataset.is_dir() else None, None, config, quiet=quiet,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers,
-                               expectations=suite_paths(expectations))
+                               expectations=suite_paths(expectations), shard_size=shard_size,
+                               validator_jobs=jobs, validator_memory_mib=validator_memory, scheduler=scheduler)
         with busy(f"validating {dataset} (validator, images, tables)", quiet=quiet, json_out=json_out, fmt=fmt):
             result = validate_dataset(dataset, options)
         emit(result, json_out=json_out, html_out=html_out, out_dir=out_dir, stem="validate", quiet=quiet,
@@ -216,7 +230,10 @@ def audit(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
     = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address "
-                                                     "for the image pass.")] = None,
+                                                     "for the image pass and the validator's shards.")] = None,
+    shard_size: ShardSizeOpt = None,
+    jobs: JobsOpt = None,
+    validator_memory: ValidatorMemoryOpt = None,
     certificate: Annotated[Optional[Path], typer.Option("--certificate", help="Where to write the certificate on "
                                                         "pass (default: bidsaudit-certificate.json beside the "
                                                         "split files).")] = None,
@@ -247,7 +264,8 @@ def audit(
                                id_pattern=id_pattern, path_column=path_column,
                                ignore_nifti_headers=ignore_nifti_headers, validator_config=validator_config,
                                run_validator=not no_validator, workers=workers, scheduler=scheduler,
-                               expectations=suite_paths(expectations))
+                               expectations=suite_paths(expectations), shard_size=shard_size,
+                               validator_jobs=jobs, validator_memory_mib=validator_memory)
         target = certificate_target(splits, certificate, reviewer=dataset is None, out_dir=out_dir)
         with busy(f"auditing {splits}" + (f" against {dataset}" if dataset else ""), quiet=quiet, json_out=json_out,
                   fmt=fmt):

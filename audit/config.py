@@ -411,6 +411,9 @@ class AuditOptions:
     check_images: bool = True
     workers: int | None = None  # None: all local cores
     scheduler: str | None = None  # dask.distributed address
+    shard_size: int | None = None  # --shard-size: subjects per validator shard (0: one run; None: by size)
+    validator_jobs: int | None = None  # --jobs: validator processes at once (None: all local cores)
+    validator_memory_mib: int | None = None  # --validator-memory: heap limit of one shard's validator, MiB
     expectations: tuple[str, ...] = ()  # Great Expectations suite files (--expectations)
     config: AuditConfig = field(default_factory=AuditConfig)
 

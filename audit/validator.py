@@ -108,6 +108,7 @@ class ValidatorRun:
     summary: Mapping[str, Any] = field(default_factory=dict)
     max_rows: int = VALIDATOR_DEFAULT_MAX_ROWS
     command: tuple[str, ...] = ()
+    sharding: Mapping[str, Any] = field(default_factory=dict)  # how a sharded run went (audit.validatorsharded)
 
     @property
     def errors(self) -> list[str]:
@@ -143,6 +144,7 @@ class ValidatorRun:
             "codes": {c: {"severity": s.severity, "count": s.count, "severities": dict(s.severities),
                           "subcodes": dict(s.subcodes), "examples": list(s.examples)}
                       for c, s in sorted(self.codes.items())},
+            **({"sharding": dict(self.sharding)} if self.sharding else {}),
         }
 
 
@@ -463,6 +465,8 @@ def validator_findings(run: ValidatorRun) -> list[Finding]:
                 "validator_output": run.output_format, "max_rows": run.max_rows,
                 "corrections": list(run.corrections),
             }
+            if run.sharding:
+                evidence["sharding"] = dict(run.sharding)
             if len(s.severities) > 1:
                 evidence["severities"] = dict(s.severities)
             out.append(finding(message, subjects=sorted(s.subjects), severity=severity, evidence=evidence))

@@ -1,4 +1,4 @@
-"""Benchmark: the official validator alone vs ``bidsaudit``'s use of it, at 5,000 and 20,000 subjects.
+"""Benchmark: the official validator alone vs ``bidsaudit``'s single and sharded runs of it, and an incremental re-run.
 
 (a) ``bare``: ``bids-validator-deno DATASET --format json --ignoreNiftiHeaders
     [--config CFG] --outfile FILE``, the validator as its users run it (its
@@ -7,7 +7,14 @@
     participants.tsv is longer than that; JSON read as a stream, or the
     validator's aggregated text output for large datasets / when JSON fails).
 
-Each measurement runs in a fresh Python process; the table gives wall seconds,
+(c) ``sharded``: :func:`audit.validatorsharded.validate_with_shards` (shards of
+    ``--shard-size`` subjects, ``--jobs`` at once, a fresh shard store in WORKDIR).
+(d) ``rerun``: the same after editing one subject's sidecar (a key added to
+    one T1w JSON), with the store (c) left: only that subject's shard and the
+    top view are validated again. The sidecar is restored afterwards.
+
+Times are also given as ratios to (a) measured in the same session (the
+machine is shared: contention hits every row alike). Each measurement runs in a fresh Python process; the table gives wall seconds,
 the peak RSS of the validator process (``RUSAGE_CHILDREN``) and of the Python
 side (``RUSAGE_SELF``, which includes reading the validator's output), the exit
 status, and whether the result is correct.
@@ -47,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: ben
 from _trees import make_tree  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
-SHARED = HERE.parent / "shared"
+SHARED = (Path(os.environ["BIDSAUDIT_SHARED_DATA"]).parent if os.environ.get("BIDSAUDIT_SHARED_DATA")
+          else HERE.parent / "shared")  # a worktree elsewhere: the shared data folder names it
 MAKER = SHARED / "make_synthetic_bids.py"
 DEFAULT_CONFIG = SHARED / "data" / "bids-examples" / "default-config.json"
 
@@ -61,7 +69,7 @@ def ensure_tree(workdir: Path, n: int, sessions: int) -> Path:
     last = root / f"sub-{n:0{max(5, len(str(n)))}d}" / f"ses-{sessions:02d}"
     if (root / "participants.tsv").is_file() and last.is_dir():
         return root
-    return make_tree(root, n, sessions)
+    return make_tree(root, n, sessions, maker=MAKER)
 
 
 # ----------------------------------------------------------------------------------- measurements
@@ -99,8 +107,44 @@ def measure_ours(root: Path, config: Path | None) -> dict[str, Any]:
             "max_rows": run.max_rows, "corrections": list(run.corrections)}
 
 
+def measure_sharded(root: Path, config: Path | None, *, rerun: bool = False) -> dict[str, Any]:
+    from audit.hashing import HashCache
+    from audit.validatorsharded import DEFAULT_SHARD_SIZE, validate_with_shards
+    from audit.validatorstore import ShardStore
+
+    size = int(os.environ.get("BENCH_SHARD_SIZE") or DEFAULT_SHARD_SIZE)
+    jobs = int(os.environ.get("BENCH_JOBS") or os.cpu_count() or 1)
+    state = Path(os.environ["BENCH_STORE"]) / root.name
+    if not rerun and state.exists():
+        import shutil
+
+        shutil.rmtree(state)
+    edited = None
+    if rerun:
+        first = sorted(p for p in root.iterdir() if p.name.startswith("sub-"))[len(list(root.glob("sub-*"))) // 2]
+        edited = next(first.rglob("*_T1w.json"))
+        original = edited.read_bytes()
+        data = json.loads(original)
+        data["BenchEdited"] = str(time.time_ns())  # new content each time: no stored result fits it
+        edited.write_text(json.dumps(data))
+    try:
+        t0 = time.perf_counter()
+        run = validate_with_shards(root, ignore_nifti_headers=True, config=config, shard_size=size, jobs=jobs,
+                                   store=ShardStore(state), cache=HashCache(state))
+        secs = time.perf_counter() - t0
+    finally:
+        if edited is not None:
+            edited.write_bytes(original)
+    return {"tool": "rerun (1 edit)" if rerun else f"sharded {size}x{jobs}", "seconds": secs, "exit": run.exit_code,
+            "result": {c: dict(s.severities) for c, s in run.codes.items()}, "output": run.output_format,
+            "sharding": dict(run.sharding), "edited": str(edited) if edited else None}
+
+
 def _child(tool: str, root: Path, config: Path | None) -> None:
-    r = (measure_bare if tool == "bare" else measure_ours)(root, config)
+    if tool in ("sharded", "rerun"):
+        r = measure_sharded(root, config, rerun=tool == "rerun")
+    else:
+        r = (measure_bare if tool == "bare" else measure_ours)(root, config)
     r["validator_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     r["python_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(r))
@@ -109,7 +153,8 @@ def _child(tool: str, root: Path, config: Path | None) -> None:
 def measure(tool: str, root: Path, config: Path | None) -> dict[str, Any]:
     """One measurement in a fresh process, so that its peak RSS figures are its own."""
     cmd = [sys.executable, __file__, "--_child", tool, str(root), "--config", str(config) if config else "none"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"))
+    env = dict(os.environ, NO_COLOR="1", BENCH_STORE=str(root.parent / "shard-stores"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
         return {"tool": tool, "seconds": float("nan"), "exit": None, "result": None, "failure": tail[0][:160],
@@ -156,11 +201,17 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bidsaudit-bench"))
     ap.add_argument("--sizes", default="5000,20000")
     ap.add_argument("--sessions", type=int, default=2)
-    ap.add_argument("--tools", default="bare,ours")
+    ap.add_argument("--tools", default="bare,ours,sharded,rerun")
+    ap.add_argument("--shard-size", type=int, default=0, help="subjects per shard (default: bidsaudit's)")
+    ap.add_argument("--jobs", type=int, default=0, help="shards at once (default: all cores)")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else "none")
     ap.add_argument("--_child", nargs=2, metavar=("TOOL", "DATASET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     config = None if args.config == "none" else Path(args.config)
+    if args.shard_size:
+        os.environ["BENCH_SHARD_SIZE"] = str(args.shard_size)
+    if args.jobs:
+        os.environ["BENCH_JOBS"] = str(args.jobs)
     if args._child:
         _child(args._child[0], Path(args._child[1]), config)
         return
@@ -170,18 +221,27 @@ def main() -> None:
     from audit.validator import _version, validator_command
 
     print(f"# {_version(validator_command())}; config: {config or 'none'}; {os.cpu_count()} CPUs", flush=True)
-    print(f"{'subjects':>8} {'files':>7}  {'tool':<16} {'seconds':>8} {'validator RSS':>14} {'python RSS':>11}  "
-          f"{'exit':>4}  {'output':<6}  result", flush=True)
+    print(f"{'subjects':>8} {'files':>7}  {'tool':<16} {'seconds':>8} {'x bare':>7} {'validator RSS':>14} "
+          f"{'python RSS':>11}  {'exit':>4}  {'output':<6}  result", flush=True)
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         root = ensure_tree(args.workdir, n, args.sessions)
         expected = expected_counts(args.workdir, args.sessions, config, n)
         files = 4 + 4 * n * args.sessions
+        bare_s = float("nan")
         for tool in args.tools.split(","):
             r = measure(tool, root, config)
             r.update(subjects=n, files=files, verdict=verdict(r, expected))
+            if tool == "bare":
+                bare_s = r["seconds"]
+            r["x_bare"] = r["seconds"] / bare_s if bare_s == bare_s and bare_s > 0 else float("nan")
+            if r.get("sharding"):
+                sh = r["sharding"]
+                r["verdict"] += (f" ({sh['validated_shards']}/{sh['shards']} shards, {sh['validated_subjects']} "
+                                 f"subjects validated)")
             rows.append(r)
-            print(f"{n:>8} {files:>7}  {r['tool']:<16} {r['seconds']:>8.1f} {r['validator_rss_mib']:>10.0f} MiB "
+            print(f"{n:>8} {files:>7}  {r['tool']:<16} {r['seconds']:>8.1f} {r['x_bare']:>7.2f} "
+                  f"{r['validator_rss_mib']:>10.0f} MiB "
                   f"{r['python_rss_mib']:>7.0f} MiB  {r['exit'] if r['exit'] is not None else '-':>4}  "
                   f"{r.get('output', '-'):<6}  {r['verdict']}", flush=True)
         print(f"#   expected at {n}: " + ", ".join(f"{c} {s}" for c, s in sorted(expected.items())), flush=True)
