@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-IXI = ROOT.parent / "shared" / "data" / "ixi-t1w-100"
+IXI = Path(os.environ.get("BIDSAUDIT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ixi-t1w-100"
 MODES = ("image", "slice", "patch")
 
 
