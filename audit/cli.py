@@ -392,6 +392,14 @@ def train(
                                                           "validation metric against training-set size.")] = None,
     nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", min=1, help="Train on N local "
                                                           "processes (torchrun, DistributedDataParallel).")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="The tensor cache (default: the user "
+                                                      "cache folder; 'bidsaudit cache info' shows it).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="No tensor cache: decode images when needed.")]
+    = False,
+    cache_dtype: Annotated[str, typer.Option("--cache-dtype", help="float32 or float16 (preprocessed images in "
+                                             "the cache).")] = "float32",
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Volumes held in memory, e.g. 512M or "
+                                                      "2G (default 1G); the rest is read memory-mapped.")] = None,
 ) -> None:
     """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed).
 
@@ -410,16 +418,19 @@ def train(
                                 ("--epochs", epochs), ("--model", model), ("--mode", mode), ("--seeds", seeds),
                                 ("--batch-size", batch_size), ("--lr", lr), ("--width", width),
                                 ("--transfer-from", transfer_from), ("--freeze", freeze),
-                                ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve)):
+                                ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve),
+                                ("--cache-dir", cache_dir), ("--cache-dtype", cache_dtype),
+                                ("--max-memory", max_memory)):
                 if value is not None:
                     argv += [flag, str(value)]
-            argv += ["--require-signature"] * require_signature + ["--resume"] * resume
+            argv += ["--require-signature"] * require_signature + ["--resume"] * resume + ["--no-cache"] * no_cache
             raise typer.Exit(launch(nproc_per_node, argv, echo=lambda s: typer.echo(s, err=True)))
         summary = train_model(dataset, splits, output, certificate=certificate, task=task, label=label,
                               epochs=epochs, model=model, mode=mode, seeds=seeds, batch_size=batch_size, lr=lr,
                               verify=verify, require_signature=require_signature, resume=resume, device=device,
                               width=width, transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr,
-                              learning_curve=curve, echo=typer.echo)
+                              learning_curve=curve, cache_dir=cache_dir, cache=not no_cache,
+                              cache_dtype=cache_dtype, max_memory=max_memory, echo=typer.echo)
         if summary.rank == 0:  # under torchrun the other ranks say nothing
             for line in summary.lines():
                 typer.echo(line)
@@ -567,6 +578,34 @@ def serve(
                             retention_bytes=parse_size(retention_size, "--retention-size") if retention_size else None)
         run_server(settings, host=host, port=port, echo=lambda m: typer.echo(m, err=True),
                    ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile)
+
+
+cache_app = typer.Typer(help="The trainer's tensor cache: where it is, how big, and emptying it.",
+                        no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(cache_app, name="cache")
+CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="The cache folder (default: the one "
+                                                     "'bidsaudit train' uses).")]
+
+
+@cache_app.command("info")
+def cache_info(cache_dir: CacheDirOpt = None) -> None:
+    """Show where the tensor cache is and how much it holds."""
+    from train.tensorcache import cache_info as info
+
+    with reported_errors():
+        got = info(cache_dir)
+        typer.echo(f"tensor cache {got['path']}: {got['entries']} entries, {got['bytes'] / 2**20:.1f} MiB"
+                   + (f" ({got['partial']} partial writes left by interrupted runs)" if got["partial"] else ""))
+
+
+@cache_app.command("clean")
+def cache_clean(cache_dir: CacheDirOpt = None) -> None:
+    """Remove every tensor cache entry (other files in the folder are left alone)."""
+    from train.tensorcache import clean_cache
+
+    with reported_errors():
+        got = clean_cache(cache_dir)
+        typer.echo(f"removed {got['removed']} entries ({got['bytes'] / 2**20:.1f} MiB) from {got['path']}")
 
 
 @app.command()

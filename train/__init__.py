@@ -7,7 +7,9 @@ Modules: :mod:`train.gate` (the gate: finds the certificate and opens only
 on :func:`audit.certificate.verify_certificate`'s verdict; torch-free),
 :mod:`train.config` (:class:`~train.config.TrainConfig`, every
 hyperparameter), :mod:`train.items` (what a split table names),
-:mod:`train.data` (decoded-volume cache, fitted preprocessing),
+:mod:`train.data` (decoding, the volume store, fitted preprocessing),
+:mod:`train.tensorcache` (the content-addressed tensor cache, the memory
+budget), :mod:`train.bank` (a split's volumes served one at a time),
 :mod:`train.samples` (images, slices, patches, augmentation),
 :mod:`train.models` (the network registry), :mod:`train.loop` (the training
 loop), :mod:`train.distributed` (torchrun), :mod:`train.run` (a training call

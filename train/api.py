@@ -30,6 +30,7 @@ from train.predict import (
     predict as _predict,  # torch is imported inside, after the leak check
 )
 from train.run import RunOptions, TrainSummary, train_gated
+from train.tensorcache import CACHE_DTYPES, DEFAULT_MAX_MEMORY, parse_size
 
 __all__ = ["TrainConfig", "TrainSummary", "demo_training", "parse_fractions", "predict", "train_model"]
 
@@ -39,7 +40,8 @@ Echo = Callable[[str], None]
 def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str], output: str | os.PathLike[str],
                 config: TrainConfig | None = None, *, certificate: str | os.PathLike[str] | None = None,
                 verify: str = "cache", require_signature: bool = False, resume: bool = False,
-                device: str = "auto", cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None,
+                device: str = "auto", cache_dir: str | os.PathLike[str] | None = None, cache: bool = True,
+                cache_dtype: str = "float32", max_memory: int | str | None = None, threads: int | None = None,
                 progress: bool = True, echo: Echo = print, _on_batch: Callable[[int, int], None] | None = None,
                 **settings: Any) -> TrainSummary:
     """Verify the certificate, then train a model into the model folder ``output``.
@@ -75,7 +77,18 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     cache_dir : path-like, optional
-        Keep decoded volumes there between runs (``<sha256>.npy``).
+        The content-addressed tensor cache (default
+        :func:`train.tensorcache.default_cache_dir`): each image decoded and
+        preprocessed once, read memory-mapped, verified against its content
+        hash; ``bidsaudit cache clean`` empties it.
+    cache : bool
+        ``False`` (``--no-cache``): no cache; images are decoded when needed
+        and not held in memory.
+    cache_dtype : {"float32", "float16"}
+        How preprocessed images are stored in the cache.
+    max_memory : int or str, optional
+        Bytes of volumes held in memory (``"2G"``, ``"512M"``; default
+        ``1G``): the rest is read from the cache's memory maps (or decoded again).
     threads : int, optional
         torch's CPU threads for this call (default: torch's own choice); on a
         small shared machine 1 is often fastest.
@@ -102,10 +115,15 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     TypeError
         A keyword that is not a field of :class:`~train.config.TrainConfig`.
     """
-    run = RunOptions(resume=resume, device=device, cache_dir=cache_dir, threads=threads, progress=progress,
+    run = RunOptions(resume=resume, device=device, cache_dir=cache_dir, cache=cache, cache_dtype=cache_dtype,
+                     max_memory=DEFAULT_MAX_MEMORY if max_memory is None else max_memory, threads=threads,
+                     progress=progress,
                      echo=echo, on_batch=_on_batch)
     if verify not in VERIFY_MODES:
         raise InputError(None, field="--verify", expected=" or ".join(VERIFY_MODES), got=repr(verify))
+    if cache_dtype not in CACHE_DTYPES:
+        raise InputError(None, field="--cache-dtype", expected=" or ".join(CACHE_DTYPES), got=repr(cache_dtype))
+    parse_size(run.max_memory)
     given = given_settings(config, settings)
     check_choices(given)
     label = gate_label(given, resume=resume)

@@ -2,11 +2,12 @@
 
 Importing this module does not import torch.
 
-* :class:`VolumeStore` reads each image's bytes once, checks them against the
-  certified content hash (the bytes decoded are the bytes the audit saw),
-  decodes them to a float32 volume in closest-canonical (RAS) orientation and
-  keeps it, in memory and optionally in a folder of ``.npy`` files keyed by
-  content hash; a file is never decoded twice.
+* :class:`VolumeStore` reads an image's bytes, checks them against the
+  certified content hash (the bytes decoded are the bytes the audit saw) and
+  decodes them to a float32 volume in closest-canonical (RAS) orientation;
+  with the tensor cache (:mod:`train.tensorcache`) a file is decoded once and
+  read memory-mapped afterwards; in memory it keeps no more than its byte
+  budget (``--max-memory``).
 * :class:`Preprocessing` is fitted on the training fold only
   (:func:`fit_preprocessing`: target shape, intensity statistics, class list,
   regression target scaling) and applied unchanged to validation, test and
@@ -30,17 +31,21 @@ from typing import Any
 import numpy as np
 
 from audit.errors import InputError
-from audit.fsutil import atomic_write_bytes
 from train.config import NORMS, RESIZES
 from train.gate import GateClosed
 from train.items import Item
+from train.tensorcache import CACHE_DTYPES, DEFAULT_MAX_MEMORY, MemoryBudget, TensorCache, digest, parse_size
 
 __all__ = [
+    "RAW_DIGEST",
     "Preprocessing",
     "VolumeStore",
     "decode_volume",
     "fit_preprocessing",
 ]
+
+
+RAW_DIGEST = digest({"entry": "decoded", "version": 1, "dtype": "float32", "orientation": "closest canonical"})
 
 
 def decode_volume(raw: bytes, name: str) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -74,69 +79,105 @@ def decode_volume(raw: bytes, name: str) -> tuple[np.ndarray, tuple[float, ...]]
 
 
 class VolumeStore:
-    """Decoded volumes, each decoded once, keyed by certified content hash.
+    """Decoded volumes keyed by certified content hash: in a bounded memory budget, in the tensor cache, or decoded again.
 
     Parameters
     ----------
     root : Path
         Dataset root (relative item paths are read from here).
     cache_dir : path-like, optional
-        Also keep decoded volumes as ``<sha256>.npy`` there (memory-mapped
-        on the next run); written atomically.
+        The content-addressed tensor cache (:class:`train.tensorcache.TensorCache`):
+        decoded and preprocessed volumes are written there once and read
+        memory-mapped afterwards. ``None``: no cache, a volume is decoded
+        whenever it is needed and not in memory.
     verify : bool
         Compare each file's bytes with its certified hash before decoding
         (always on in training; a mismatch means the file changed after the
         gate opened).
+    max_memory : int or str
+        Bytes of volumes kept in memory (``"2G"``, ``"512M"``; default
+        :data:`train.tensorcache.DEFAULT_MAX_MEMORY`): least recently used out
+        first. Accounted in :attr:`budget` (``held``, ``peak``).
+    cache_dtype : {"float32", "float16"}
+        How preprocessed images are stored in the cache (decoded volumes are
+        kept as float32).
+
+    Attributes
+    ----------
+    decoded : int
+        Images decoded by this store (a file is decoded once per run when the
+        cache is on).
+    hits : int
+        Volumes served from memory or the cache.
     """
 
-    def __init__(self, root: Path, *, cache_dir: str | os.PathLike[str] | None = None, verify: bool = True) -> None:
+    def __init__(self, root: Path, *, cache_dir: str | os.PathLike[str] | None = None, verify: bool = True,
+                 max_memory: int | str = DEFAULT_MAX_MEMORY, cache_dtype: str = "float32") -> None:
+        if cache_dtype not in CACHE_DTYPES:
+            raise InputError(None, field="--cache-dtype", expected=" or ".join(CACHE_DTYPES), got=repr(cache_dtype))
         self.root = Path(root)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.cache = None if cache_dir is None else TensorCache(cache_dir)
         self.verify = verify
-        self._mem: dict[str, np.ndarray] = {}
+        self.cache_dtype = cache_dtype
+        self.budget = MemoryBudget(parse_size(max_memory))
         self.zooms: dict[str, tuple[float, ...]] = {}
         self.decoded = 0
         self.hits = 0
+        self.owner = os.getpid()
+
+    def in_owner(self) -> bool:
+        """False in a DataLoader worker: workers read memory maps and their inherited memory, and keep nothing."""
+        return os.getpid() == self.owner
+
+    def _decode(self, path: str, sha256: str) -> np.ndarray:
+        full = Path(path) if os.path.isabs(path) else self.root / path
+        try:
+            raw = full.read_bytes()
+        except OSError as err:
+            raise InputError(full, f"cannot read: {err.strerror or err}") from None
+        if self.verify and sha256:
+            have = "sha256:" + hashlib.sha256(raw).hexdigest()
+            if have != sha256:
+                raise GateClosed("the gate is closed", [f"dataset file {path} changed after the gate opened"])
+        vol, zooms = decode_volume(raw, str(full))
+        del raw
+        self.zooms[sha256 or path] = zooms
+        self.decoded += 1
+        vol.setflags(write=False)
+        return vol
 
     def get(self, path: str, sha256: str) -> np.ndarray:
-        """The canonical float32 volume of ``path`` (relative to the root, or absolute); read-only."""
-        key = sha256 or path
-        vol = self._mem.get(key)
+        """The canonical float32 volume of ``path`` (relative to the root, or absolute); read-only.
+
+        From memory, else the cache (memory-mapped; a corrupt or mismatching
+        entry is refused and the image decoded again), else decoded (and
+        written to the cache).
+        """
+        key = ("raw", sha256 or path)
+        vol = self.budget.get(key)
         if vol is not None:
             self.hits += 1
             return vol
-        disk = None if self.cache_dir is None or not sha256 else self.cache_dir / (sha256.split(":")[-1] + ".npy")
-        if disk is not None and disk.is_file():
-            try:
-                vol = np.load(disk, mmap_mode="r")
+        if self.cache is not None and sha256:
+            hit = self.cache.open(sha256, RAW_DIGEST)
+            if hit is not None:
                 self.hits += 1
-            except (OSError, ValueError):
-                vol = None
-        if vol is None:
-            full = Path(path) if os.path.isabs(path) else self.root / path
-            try:
-                raw = full.read_bytes()
-            except OSError as err:
-                raise InputError(full, f"cannot read: {err.strerror or err}") from None
-            if self.verify and sha256:
-                have = "sha256:" + hashlib.sha256(raw).hexdigest()
-                if have != sha256:
-                    raise GateClosed("the gate is closed", [f"dataset file {path} changed after the gate opened"])
-            vol, zooms = decode_volume(raw, str(full))
-            self.zooms[key] = zooms
-            self.decoded += 1
-            vol.setflags(write=False)
-            if disk is not None:
-                import io
-
-                buf = io.BytesIO()
-                np.save(buf, vol)
-                try:
-                    atomic_write_bytes(disk, buf.getvalue())
-                except OSError:
-                    pass
-        self._mem[key] = vol
+                return hit[0]
+        vol = self._decode(path, sha256)
+        if self.cache is not None and sha256:
+            self.cache.save(sha256, RAW_DIGEST, vol, {"zooms": list(self.zooms[sha256])})
+        elif self.in_owner():
+            self.budget.put(key, vol)
         return vol
+
+    def shape(self, path: str, sha256: str) -> tuple[int, ...]:
+        """The decoded volume's shape (from the cache entry's record when there is one)."""
+        if self.cache is not None and sha256 and ("raw", sha256) not in self.budget:
+            meta = self.cache.meta(sha256, RAW_DIGEST)
+            if meta is not None:
+                return tuple(int(n) for n in meta["shape"])
+        return tuple(self.get(path, sha256).shape)
 
     def image(self, item: Item) -> np.ndarray:
         return self.get(item.path, item.sha256)
@@ -144,6 +185,10 @@ class VolumeStore:
     def mask(self, item: Item) -> np.ndarray:
         assert item.mask is not None
         return self.get(item.mask, item.mask_sha256 or "")
+
+    def problems(self) -> list[str]:
+        """Why cache entries were refused in this run (each was computed again)."""
+        return [] if self.cache is None else list(self.cache.problems)
 
 
 # ------------------------------------------------------------ preprocessing
@@ -225,6 +270,23 @@ class Preprocessing:
         d["shape"] = tuple(int(s) for s in d["shape"])
         return cls(**d)
 
+    def digest(self, kind: str = "image", dtype: str = "float32") -> str:
+        """What names this preprocessing's cache entries: only the fields that change the ``kind`` tensor.
+
+        >>> a = Preprocessing(shape=(8, 8, 8), target_mean=3.0)
+        >>> a.digest() == Preprocessing(shape=(8, 8, 8)).digest() != Preprocessing(shape=(8, 8, 9)).digest()
+        True
+        """
+        spec: dict[str, Any] = {"entry": kind, "version": 1, "shape": list(self.shape), "resize": self.resize,
+                                "dtype": dtype}
+        if kind == "image":
+            spec["norm"] = self.norm
+            if self.norm == "train":
+                spec["mean"], spec["std"] = repr(float(self.mean)), repr(float(self.std))
+        else:
+            spec["classes"] = list(self.classes)
+        return digest(spec)
+
     def check_shape(self, shape: Sequence[int], where: str) -> None:
         """Refuse an image a crop/pad model cannot take (an axis far outside what training saw)."""
         if self.resize != "crop_pad" or not self.train_shapes:
@@ -280,7 +342,7 @@ def fit_preprocessing(train: Sequence[Item], store: VolumeStore, *, task: str, s
         raise InputError(None, field="--resize", expected=" or ".join(RESIZES), got=repr(resize))
     if norm not in NORMS:
         raise InputError(None, field="--norm", expected=" or ".join(NORMS), got=repr(norm))
-    shapes = np.array([store.image(it).shape for it in train])
+    shapes = np.array([store.shape(it.path, it.sha256) for it in train])
     target = tuple(int(s) for s in (shape if shape is not None else np.median(shapes, axis=0).round().astype(int)))
     if len(target) != 3 or min(target) < 4:
         raise InputError(None, field="--shape", expected="three sizes of at least 4 voxels", got=str(target))

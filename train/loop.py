@@ -32,12 +32,13 @@ from audit.errors import InputError
 from audit.fsutil import atomic_write_bytes
 from train import metrics as M
 from train.config import TrainConfig
+from train.bank import prepare_split
 from train.data import Preprocessing, VolumeStore
 from train.distributed import barrier, rank, sync_epoch, world_size
 from train.items import Item
 from train.maps import MapsFolder, read_tsv, write_json, write_tsv
 from train.models import build_model, part_of
-from train.samples import SampleSet, make_augmentation, mix_seed, stack
+from train.samples import SampleSet, make_augmentation, mix_seed
 
 __all__ = ["FoldData", "evaluate", "load_torch", "metrics_with_ci", "n_outputs", "param_groups", "point_metrics",
            "prediction_rows", "prepare_arrays", "resolve_device", "save_torch", "seed_everything", "train_run",
@@ -76,23 +77,18 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class FoldData:
-    """One fold: items per split, preprocessing fitted on its training items, stacked arrays."""
+    """One fold: items per split, preprocessing fitted on its training items, volume banks per split."""
 
     fold: int
     items: dict[str, list[Item]]
     prep: Preprocessing
-    arrays: dict[str, tuple[np.ndarray, list[Any], np.ndarray | None]] = field(default_factory=dict)
+    arrays: dict[str, tuple[Any, list[Any], Any]] = field(default_factory=dict)
 
 
 def prepare_arrays(items: Sequence[Item], store: VolumeStore, prep: Preprocessing,
-                   task: str) -> tuple[np.ndarray, list[Any], np.ndarray | None]:
-    """Preprocess a split's images (and masks) into stacked arrays; targets per image."""
-    vols = stack((prep.image(store.image(it), it.path) for it in items), len(items), prep.shape, np.float32)
-    masks = None
-    if task == "segmentation":
-        masks = stack((prep.mask(store.mask(it), it.mask or "") for it in items), len(items), prep.shape, np.int64)
-    targets = [prep.target(it, task) for it in items]
-    return vols, targets, masks
+                   task: str) -> tuple[Any, list[Any], Any]:
+    """A split's preprocessed images (and masks) as volume banks (:mod:`train.bank`); targets per image."""
+    return prepare_split(items, store, prep, task)
 
 
 def _sample_set(arr: tuple[np.ndarray, list[Any], np.ndarray | None], cfg: TrainConfig, *,

@@ -31,6 +31,7 @@ from train.items import collect_items, find_masks
 from train.maps import MapsFolder, write_json, write_tsv
 from train.metrics import summarise_runs
 from train.report import write_report
+from train.tensorcache import default_cache_dir
 
 __all__ = ["RunOptions", "TrainSummary", "train_gated"]
 
@@ -48,7 +49,13 @@ class RunOptions:
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     cache_dir : path-like, optional
-        Keep decoded volumes there between runs.
+        The tensor cache (default :func:`train.tensorcache.default_cache_dir`).
+    cache : bool
+        Use the tensor cache (``--no-cache``: decode when needed).
+    cache_dtype : str
+        ``float32`` or ``float16`` (preprocessed images in the cache).
+    max_memory : int or str
+        Bytes of volumes held in memory.
     threads : int, optional
         torch's CPU threads for this call.
     progress : bool
@@ -64,6 +71,9 @@ class RunOptions:
     resume: bool = False
     device: str = "auto"
     cache_dir: str | os.PathLike[str] | None = None
+    cache: bool = True
+    cache_dtype: str = "float32"
+    max_memory: int | str = "1G"
     threads: int | None = None
     progress: bool = True
     echo: Echo = print
@@ -156,7 +166,8 @@ def train_gated(gate: GatePass, output: str | os.PathLike[str], given: Mapping[s
         raise GateClosed(f"the gate is closed: certificate {gate.certificate_path} does not cover segmentation "
                          "masks", ["it has no record of the derivatives masks (written by an older bidsaudit): "
                                    "audit the dataset again"])
-    store = data.VolumeStore(gate.dataset, cache_dir=run.cache_dir)
+    store = data.VolumeStore(gate.dataset, cache_dir=(run.cache_dir or default_cache_dir()) if run.cache else None,
+                             max_memory=run.max_memory, cache_dtype=run.cache_dtype)
     folds_items: dict[int, dict[str, list[Any]]] = {}
     for f in fold_ids:
         view = dict(next(v for v in split_set.views() if v.fold == f).tables)
@@ -248,7 +259,8 @@ def train_gated(gate: GatePass, output: str | os.PathLike[str], given: Mapping[s
     if curve is not None:
         maps.meta["learning_curve"] = curve["summary"]
     maps.finish({"over_runs": summary, "n_runs": len(runs),
-                 "volumes_decoded": store.decoded, "volume_cache_hits": store.hits})
+                 "volumes_decoded": store.decoded, "volume_cache_hits": store.hits,
+                 "volume_memory_peak_bytes": store.budget.peak, "cache_entries_refused": store.problems()})
     write_report(maps)
     return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=runs,
                         summary=summary, notes=notes, seconds=time.perf_counter() - run.t0)

@@ -1,8 +1,9 @@
 """Samples: whole images, 2D slices or 3D patches of preprocessed volumes, with seeded augmentation.
 
-:class:`SampleSet` serves the samples of preprocessed volumes stacked in one
-array (:func:`stack`) to a :class:`torch.utils.data.DataLoader` as numpy
-arrays, with optional augmentation (MONAI transforms,
+:class:`SampleSet` serves the samples of preprocessed volumes (an array
+stacked by :func:`stack`, or a :class:`train.bank.VolumeBank` that reads
+each volume from memory, a memory map or the image) to a
+:class:`torch.utils.data.DataLoader` as numpy arrays, with optional augmentation (MONAI transforms,
 :func:`make_augmentation`) seeded per (seed, epoch, sample). Importing this
 module does not import torch.
 """
@@ -47,8 +48,9 @@ class SampleSet:
 
     Parameters
     ----------
-    volumes : ndarray, shape (N, X, Y, Z)
-        Preprocessed images.
+    volumes : ndarray or VolumeBank, shape (N, X, Y, Z)
+        Preprocessed images (``volumes[i]`` is read per sample, and only
+        the sample's window of it is copied).
     targets : sequence
         Per image: class index, standardised number, or 0.
     masks : ndarray of int64, shape (N, X, Y, Z), optional
@@ -102,10 +104,11 @@ class SampleSet:
     def __getitem__(self, j: int) -> dict[str, Any]:
         i, k = self.index[j]
         w = self.window(self.positions[k])
-        x = self.volumes[i][w][None]
+        # a copy of the window only: a memory-mapped volume pages in just these voxels
+        x = np.array(self.volumes[i][w][None], dtype=np.float32)
         sample: dict[str, Any] = {"image": x, "target": self.targets[i], "item": i, "pos": k}
         if self.masks is not None:
-            sample["mask"] = self.masks[i][w][None]
+            sample["mask"] = np.array(self.masks[i][w][None], dtype=np.int64)
         if self.augment is not None:
             sample = self.augment(sample, mix_seed(self.seed, self.epoch, j))
         sample["image"] = np.ascontiguousarray(sample["image"], dtype=np.float32)

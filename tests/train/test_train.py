@@ -136,10 +136,13 @@ def test_volume_store_decodes_once_and_refuses_bytes_changed_after_the_gate(tmp_
     path = tmp_path / "a.nii"
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), path)
     sha = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    store = VolumeStore(tmp_path, cache_dir=tmp_path / "cache")
+    store = VolumeStore(tmp_path)
     a = store.get("a.nii", sha)
     assert store.get("a.nii", sha) is a and store.decoded == 1 and store.hits == 1
-    assert (tmp_path / "cache" / (sha.split(":")[1] + ".npy")).is_file()
+    store = VolumeStore(tmp_path, cache_dir=tmp_path / "cache")
+    a = store.get("a.nii", sha)
+    assert np.array_equal(store.get("a.nii", sha), a) and store.decoded == 1 and store.hits == 1
+    assert len(list((tmp_path / "cache").glob("v1/*/" + sha.split(":")[1] + "-*.npy"))) == 1
     again = VolumeStore(tmp_path, cache_dir=tmp_path / "cache")
     assert np.array_equal(again.get("a.nii", sha), a) and again.decoded == 0
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), path)
