@@ -324,11 +324,21 @@ def split(
     balance: Annotated[str, typer.Option("--balance", help="Comma-separated covariates to balance.")]
     = "age,sex,site",
     layout: Annotated[str, typer.Option("--layout", help="folder, clinicadl or both.")] = "both",
+    leave_site_out: Annotated[bool, typer.Option("--leave-site-out", help="One fold per site, that site held out "
+                                                 "as the fold's validation set (ClinicaDL layout).")] = False,
 ) -> None:
     """Write leak-free, stratified, subject-level (or group-level) splits."""
     from audit.splits import SplitPlan, split_dataset, summary as split_summary
 
     with reported_errors():
+        if leave_site_out:
+            from audit.splits.sitefolds import split_by_site
+
+            result, files = split_by_site(dataset, output, label=label, layout=layout)
+            for name, site in result.params["held_out_sites"].items():
+                typer.echo(f"{name}: site {site} held out ({result.params['sizes'][site]} participants)")
+            typer.echo(f"wrote {len(files)} files under {output}")
+            return
         plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
                          balance=tuple(c.strip() for c in balance.split(",") if c.strip()))
         result, files = split_dataset(dataset, plan, output, layout=layout)
@@ -374,6 +384,9 @@ def train(
                                                           "validation metric against training-set size.")] = None,
     nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", min=1, help="Train on N local "
                                                           "processes (torchrun, DistributedDataParallel).")] = None,
+    permutation_test: Annotated[int, typer.Option("--permutation-test", min=0, help="N shuffled-label runs after "
+                                                  "training: the null distribution, the p-value, and exit 1 "
+                                                  "(leakage.pipeline) when they score clearly above chance.")] = 0,
 ) -> None:
     """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed).
 
@@ -392,7 +405,8 @@ def train(
                                 ("--epochs", epochs), ("--model", model), ("--mode", mode), ("--seeds", seeds),
                                 ("--batch-size", batch_size), ("--lr", lr), ("--width", width),
                                 ("--transfer-from", transfer_from), ("--freeze", freeze),
-                                ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve)):
+                                ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve),
+                                ("--permutation-test", permutation_test or None)):
                 if value is not None:
                     argv += [flag, str(value)]
             argv += ["--require-signature"] * require_signature + ["--resume"] * resume
@@ -401,11 +415,13 @@ def train(
                               epochs=epochs, model=model, mode=mode, seeds=seeds, batch_size=batch_size, lr=lr,
                               verify=verify, require_signature=require_signature, resume=resume, device=device,
                               width=width, transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr,
-                              learning_curve=curve, echo=typer.echo)
+                              learning_curve=curve, echo=typer.echo, permutation_test=permutation_test)
         if summary.rank == 0:  # under torchrun the other ranks say nothing
             for line in summary.lines():
                 typer.echo(line)
             typer.echo(f"Model folder: {summary.maps}")
+    if any(f.get("severity") == "error" for f in summary.findings):
+        raise typer.Exit(1)  # leakage.pipeline: the shuffled-label runs scored above chance
 
 
 @app.command()
@@ -436,15 +452,25 @@ def export(
     opset: Annotated[int, typer.Option("--opset", min=7, help="ONNX opset version.")] = 17,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest absolute difference allowed between "
                                              "onnxruntime's and PyTorch's outputs.")] = 1e-4,
+    info_sheet: Annotated[Optional[Path], typer.Option("--info-sheet", help="Also write the model info sheet "
+                                                       "(FILE.md, or .html), filled from the model folder.")] = None,
 ) -> None:
     """Export a trained model to ONNX, checked against PyTorch with onnxruntime."""
     from train.export import export_onnx
+    from train.infosheet import info_sheet as sheet_sections
 
     with reported_errors():
+        if info_sheet is not None:
+            sheet_sections(maps)  # an incomplete or foreign folder: exit 2 before the export
         rep = export_onnx(maps, output, fold=fold, seed=seed, selection=selection, opset=opset, tolerance=tolerance)
         typer.echo(f"wrote {output} (fold {rep['fold']}, seed {rep['seed']}, {rep['weights']}); onnxruntime vs "
                    f"PyTorch max abs diff {rep['check']['max_abs_diff']:.3g} (tolerance {tolerance:g}); "
                    f"report {output}.json")
+        if info_sheet is not None:
+            from train.infosheet import write_info_sheet
+
+            write_info_sheet(maps, info_sheet)
+            typer.echo(f"wrote the model info sheet {info_sheet}")
 
 
 @app.command()

@@ -41,7 +41,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                 verify: str = "cache", require_signature: bool = False, resume: bool = False,
                 device: str = "auto", cache_dir: str | os.PathLike[str] | None = None, threads: int | None = None,
                 progress: bool = True, echo: Echo = print, _on_batch: Callable[[int, int], None] | None = None,
-                **settings: Any) -> TrainSummary:
+                permutation_test: int = 0, **settings: Any) -> TrainSummary:
     """Verify the certificate, then train a model into the model folder ``output``.
 
     The hyperparameters are a :class:`~train.config.TrainConfig`: pass one as
@@ -79,6 +79,11 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     threads : int, optional
         torch's CPU threads for this call (default: torch's own choice); on a
         small shared machine 1 is often fastest.
+    permutation_test : int
+        N shuffled-label runs after training (:mod:`train.permutation`):
+        ``permutation_test.tsv``/``.json`` in the model folder; a leaking
+        pipeline puts a ``leakage.pipeline`` finding into the summary's
+        ``findings`` (the CLI exits 1).
     **settings
         Fields of :class:`~train.config.TrainConfig` by name. Among them:
         ``transfer_from`` (a complete model folder whose weights start this
@@ -103,7 +108,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
         A keyword that is not a field of :class:`~train.config.TrainConfig`.
     """
     run = RunOptions(resume=resume, device=device, cache_dir=cache_dir, threads=threads, progress=progress,
-                     echo=echo, on_batch=_on_batch)
+                     echo=echo, on_batch=_on_batch, permutation_test=permutation_test)
     if verify not in VERIFY_MODES:
         raise InputError(None, field="--verify", expected=" or ".join(VERIFY_MODES), got=repr(verify))
     given = given_settings(config, settings)
