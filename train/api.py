@@ -158,14 +158,15 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
                     bootstrap=bootstrap, threads=threads, echo=echo)
 
 
-def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5,
+def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5, permutations: int = 3,
                   echo: Echo = print) -> bool:
     """The demo's training step: train on the audited split, then show the leaky split refused.
 
     Expects what :func:`audit.demo.run_demo` wrote in ``directory``
     (``dataset/``, ``splits/`` with its certificate, ``splits-leaky/``).
     Returns True when everything behaved as expected (training ran, or torch
-    is not installed; the leaky split was refused).
+    is not installed, and its ``permutations`` shuffled-label runs found no
+    leak; the leaky split was refused).
     """
     directory = Path(directory)
     dataset, clean, leaky = directory / "dataset", directory / "splits", directory / "splits-leaky"
@@ -177,11 +178,15 @@ def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5,
         have_torch = False
     if have_torch:
         echo(f"      bidsaudit train: a small Conv5_FC3 on the certified split ({epochs} epochs, CPU)")
+        echo(f"      with a permutation test: {permutations} more runs on shuffled labels must score at chance")
         summary = train_model(dataset, clean, directory / "maps", epochs=epochs, width=4, batch_size=4, lr=3e-3,
                               augment=True, bootstrap=200, device="cpu", threads=1, progress=False,
-                              echo=lambda s: echo("      " + s))
+                              permutation_test=permutations, echo=lambda s: echo("      " + s))
         for line in summary.lines():
             echo("      " + line)
+        if summary.findings:  # a clean, certified split must not leak through the pipeline
+            echo("      unexpected: the shuffled-label runs of the clean demo scored above chance")
+            ok = False
     else:
         echo("      bidsaudit train: skipped (PyTorch is not installed: pip install torch==2.13.0)")
     for cert in (None, clean / "bidsaudit-certificate.json"):

@@ -124,7 +124,7 @@ def info_sheet(maps_dir: str | Path) -> list[Section]:
             leak.append((f"Prediction-site test not run: {confound.get('reason')}", "prediction_confound.json"))
         else:
             leak.append((f"Predictions vs site given the label: partial R² {_f(confound.get('partial_r2'))}, "
-                         f"p = {_f(confound.get('p_value'))} over {confound.get('n')} images — "
+                         f"p = {_f(confound.get('p_value'))} over {confound.get('n')} participants — "
                          + ("site-driven" if confound.get("site_driven") else "no site dependence found"),
                          "prediction_confound.json"))
     else:

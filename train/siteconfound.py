@@ -20,7 +20,9 @@ evaluation splits (validation, test) and writes
   class; for a regression label, within quintiles of the label), and the
   statistic is the partial R² of the site in ``prediction ~ label + site``
   (the share of the prediction's variance left after the label that the site
-  explains: the effect size). p = (C + 1) / (B + 1). The package itself is not
+  explains: the effect size). p = (C + 1) / (B + 1). The unit is the
+  participant (its score averaged over its evaluated images and runs): the
+  sessions of one participant share a scanner and are not exchangeable. The package itself is not
   used: mlconfound 0.21.3 pins pygam 0.8.0 and pulls matplotlib, seaborn,
   graphviz and dot2tex into the environment, for a test that is 30 lines of
   numpy for a categorical site.
@@ -106,7 +108,7 @@ def partial_confound_test(y: Sequence[Any], yhat: Sequence[float], site: Sequenc
                                    "within label strata, statistic partial R2 of site in prediction ~ label + site",
                            "n": n, "sites": sorted(set(site.tolist())), "n_perm": n_perm}
     if n < 4 or len(set(site.tolist())) < 2:
-        out.update(p_value=None, partial_r2=None, reason="fewer than two sites (or four images) evaluated")
+        out.update(p_value=None, partial_r2=None, reason="fewer than two sites (or four participants) evaluated")
         return out
     if categorical_y:
         strata = np.unique(np.asarray([str(v) for v in y]), return_inverse=True)[1]
@@ -221,30 +223,32 @@ def site_analysis(maps: Any, runs: Sequence[Mapping[str, Any]], *, index: Any, s
     if held:
         doc["leave_site_out"] = {str(site): next(((r.get("metrics") or {}).get("validation") for r in runs
                                                   if r["fold"] == f), None) for f, site in held.items()}
-    # the test: every evaluated image once, its score averaged over the runs that evaluated it
+    # the test: one value per participant (the unit that is exchangeable: sessions share a scanner), its score
+    # averaged over its evaluated images and the runs that evaluated them
     col = _score_column(list(rows[0]) if rows else [], classes, task)
     scores: dict[str, list[float]] = {}
     truth: dict[str, Any] = {}
     for r in rows:
+        pid = r["participant_id"]
         if task == "classification":
             lab = str(r["true_label"])
             if lab not in classes:
                 continue
             v = float(r[col]) if col else float(r[f"proba_{lab}"])
-            truth[r["image"]] = lab
+            truth.setdefault(pid, lab)
         else:
             v = float(r["predicted_value"])
-            truth[r["image"]] = float(r["true_value"])
+            truth.setdefault(pid, float(r["true_value"]))
         if math.isfinite(v):
-            scores.setdefault(r["image"], []).append(v)
-    images = sorted(scores)
-    img_sites = [sites.get(i) or sites.get(_pid(rows, i)) for i in images]
-    keep = [k for k, s in enumerate(img_sites) if s]
-    test = partial_confound_test([truth[images[k]] for k in keep], [float(np.mean(scores[images[k]])) for k in keep],
-                                 [str(img_sites[k]) for k in keep], categorical_y=task == "classification",
+            scores.setdefault(pid, []).append(v)
+    pids = sorted(scores)
+    p_sites = [by_subject.get(p) for p in pids]
+    keep = [k for k, s in enumerate(p_sites) if s]
+    test = partial_confound_test([truth[pids[k]] for k in keep], [float(np.mean(scores[pids[k]])) for k in keep],
+                                 [str(p_sites[k]) for k in keep], categorical_y=task == "classification",
                                  seed=seed)
     test.update(site_source=source, score=col or "probability of the true class",
-                images_without_site=len(images) - len(keep), splits=sorted({r["_split"] for r in rows}))
+                participants_without_site=len(pids) - len(keep), unit="participant", splits=sorted({r["_split"] for r in rows}))
     if test.get("site_driven"):
         test["warning"] = (f"the model's predictions depend on the site beyond the label (partial R² "
                            f"{test['partial_r2']:.2f}, p = {test['p_value']:.3g}): it may read the scanner, not the "
@@ -253,10 +257,6 @@ def site_analysis(maps: Any, runs: Sequence[Mapping[str, Any]], *, index: Any, s
     doc["prediction_confound"] = test
     write_json(maps.root / "site_results.json", doc)
     return doc
-
-
-def _pid(rows: Sequence[Mapping[str, Any]], image: str) -> str:
-    return next((r["participant_id"] for r in rows if r["image"] == image), "")
 
 
 def summary_site_rows(doc: Mapping[str, Any] | None) -> list[list[Any]]:

@@ -28,6 +28,16 @@ def test_info_sheet_states_its_sources_and_what_was_not_checked(case):
     html = write_info_sheet(case / "maps", case / "model-info.html").read_text()
     assert html.startswith("<!doctype html>") and "Not checked" in html
 
+    pytest.importorskip("onnxruntime")
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    res = CliRunner().invoke(app, ["export", str(case / "maps"), "--output", str(case / "model.onnx"),
+                                   "--info-sheet", str(case / "sheet.md")])
+    assert res.exit_code == 0, res.output
+    assert (case / "sheet.md").read_text() == md
+
 
 def test_info_sheet_escapes_values_in_html():
     from train.infosheet import render_html

@@ -81,3 +81,28 @@ def test_training_writes_per_site_results_and_the_site_test(case):
     assert "all" in sites and len(sites) >= 2
     per_site = [r.split("\t") for r in rows[1:] if r.split("\t")[-1] != "all"]
     assert any(r[3] == "balanced_accuracy" for r in per_site)
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.parametrize("confounded", [True, False], ids=["confounded", "balanced"])
+def test_confounded_dataset_warns_and_balanced_one_does_not(tmp_path, monkeypatch, confounded):
+    """Synthetic phantoms: each site has its own contrast and noise; confounded: diagnosis tied to site (85 %)."""
+    from audit.splits.making import SplitPlan, split_dataset
+    from audit.synthetic import make_dataset
+    from tests.train.test_gate import _certify
+    from train.api import train_model
+
+    monkeypatch.delenv("BIDSAUDIT_SIGNING_KEY", raising=False)
+    make_dataset(tmp_path / "dataset", n_subjects=30, seed=5, shape=(16, 20, 16), voxel_size=(12.0, 12.0, 12.0),
+                 confounded=confounded, confound_strength=0.85)
+    split_dataset(tmp_path / "dataset", SplitPlan(label="diagnosis", seed=0, test_size=0.3, val_size=0.3),
+                  tmp_path / "splits", layout="folder")
+    _certify(tmp_path / "dataset", tmp_path / "splits")
+    train_model(tmp_path / "dataset", tmp_path / "splits", tmp_path / "maps", epochs=6, norm="image", width=4,
+                batch_size=4, lr=3e-3, bootstrap=50, device="cpu", threads=1, progress=False, echo=lambda _: None)
+    pc = json.loads((tmp_path / "maps" / "prediction_confound.json").read_text())
+    assert pc["site_driven"] is confounded, pc
+    assert ("warning" in pc) is confounded
+    html = (tmp_path / "maps" / "report.html").read_text()
+    assert ("train.prediction_site" in html) is confounded
