@@ -32,7 +32,7 @@ from train.items import collect_items, find_masks
 from train.maps import MapsFolder, write_json, write_tsv
 from train.metrics import summarise_runs
 from train.permutation import check_permutation_option, permutation_lines, permutation_test
-from train.siteconfound import site_analysis, summary_site_rows
+from train.siteconfound import site_analysis, site_test_lines, summary_site_rows
 from train.report import write_report
 
 __all__ = ["RunOptions", "TrainSummary", "train_gated"]
@@ -105,6 +105,7 @@ class TrainSummary:
     rank: int = 0  # under torchrun: only rank 0's summary has runs
     findings: list[dict[str, Any]] = field(default_factory=list)  # leakage.pipeline: exit 1
     permutation: dict[str, Any] | None = None
+    site_test: dict[str, Any] | None = None  # prediction_confound.json
 
     def lines(self) -> list[str]:
         """A human summary: main metrics per split, mean ± sd over runs."""
@@ -121,6 +122,7 @@ class TrainSummary:
             out.append(f"  {split}: " + ", ".join(parts))
         out += [f"  note: {n}" for n in self.notes]
         out += permutation_lines(self.permutation)
+        out += site_test_lines(self.site_test)
         return out
 
 
@@ -273,7 +275,7 @@ def train_gated(gate: GatePass, output: str | os.PathLike[str], given: Mapping[s
     write_report(maps)
     return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=runs,
                         summary=summary, notes=notes, seconds=time.perf_counter() - run.t0, findings=findings,
-                        permutation=permutation)
+                        permutation=permutation, site_test=(sites or {}).get("prediction_confound"))
 
 
 def _create_maps(main: bool, output: Path, **kw: Any) -> MapsFolder:

@@ -44,7 +44,7 @@ from train import metrics as M
 from train.maps import read_tsv, write_json
 
 __all__ = ["ALPHA", "MIN_PARTIAL_R2", "N_PERM", "leave_site_out", "partial_confound_test", "per_site_rows",
-           "site_analysis", "site_lookup", "summary_site_rows"]
+           "site_analysis", "site_lookup", "site_test_lines", "summary_site_rows"]
 
 ALPHA = 0.05
 MIN_PARTIAL_R2 = 0.05
@@ -268,3 +268,14 @@ def summary_site_rows(doc: Mapping[str, Any] | None) -> list[list[Any]]:
                 out.append([split, "all", "all", name, m.get("value"), m.get("ci_low"), m.get("ci_high"), site])
     return out
 
+
+
+def site_test_lines(test: Mapping[str, Any] | None) -> list[str]:
+    """The prediction-site test in one line (the CLI's and the demo's)."""
+    if not test:
+        return []
+    if test.get("p_value") is None:
+        return [f"  prediction-site test: not run ({test.get('reason')})"]
+    verdict = "WARNING: predictions are site-driven" if test.get("site_driven") else "no site dependence found"
+    return [f"  prediction-site test (given the label, {test['n']} participants): partial R² "
+            f"{test['partial_r2']:.2f}, p = {test['p_value']:.3g}: {verdict}"]

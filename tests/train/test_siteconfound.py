@@ -106,3 +106,26 @@ def test_confounded_dataset_warns_and_balanced_one_does_not(tmp_path, monkeypatc
     assert ("warning" in pc) is confounded
     html = (tmp_path / "maps" / "report.html").read_text()
     assert ("train.prediction_site" in html) is confounded
+
+
+def test_report_sections_escape_site_names_and_draw_the_null(tmp_path):
+    from train.report import render_training_report
+    from train.reportproofs import proofs_document
+
+    bad = "<script>alert(1)</script>"
+    (tmp_path / "site_results.json").write_text(json.dumps({"source": bad, "per_site": {"test": {bad: {
+        "n_images": 2, "n_participants": 2, "metrics": {"balanced_accuracy": {"value": 0.5, "ci_low": 0.0,
+                                                                               "ci_high": 1.0}}}}}}))
+    (tmp_path / "prediction_confound.json").write_text(json.dumps({
+        "test": "t", "site_source": bad, "n": 2, "splits": ["test"], "score": "p", "p_value": 0.001,
+        "partial_r2": 0.5, "site_driven": True, "warning": bad, "n_perm": 10}))
+    (tmp_path / "permutation_test.json").write_text(json.dumps({
+        "metric": "balanced_accuracy", "chance": 0.5, "n_permutations": 3, "shuffle": bad, "leaking": False,
+        "splits": {"validation": {"real": 0.9, "null": [0.5, 0.4, 0.6], "p_value": 0.25,
+                                  "verdict": {"mean": 0.5, "sd": 0.1, "lower_bound": 0.33, "rule": "r"}}}}))
+    meta = {"status": "complete", "config": {"task": "classification"}}
+    html = render_training_report(meta, None, {"meta": meta, "runs": [], "warnings": [],
+                                               "proofs": proofs_document(tmp_path)})
+    assert bad not in html and "&lt;script&gt;" in html
+    assert 'class="chart null-distribution"' in html and 'class="real"' in html
+    assert "train.prediction_site" in html and "Per-site results" in html
