@@ -334,7 +334,7 @@ def split(
         if leave_site_out:
             from audit.splits.sitefolds import split_by_site
 
-            result, files = split_by_site(dataset, output, label=label, layout=layout)
+            result, files = split_by_site(dataset, output, label=label, layout=layout, group=group)
             for name, site in result.params["held_out_sites"].items():
                 typer.echo(f"{name}: site {site} held out ({result.params['sizes'][site]} participants)")
             typer.echo(f"wrote {len(files)} files under {output}")

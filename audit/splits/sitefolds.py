@@ -59,9 +59,13 @@ def leave_site_out_result(sites: dict[str, str], labels: dict[str, str], *, sour
                        ("site",), {p: {"site": sites[p]} for p in pool})
 
 
-def split_by_site(dataset: str | Path, output: str | Path, *, label: str,
-                  layout: str = "clinicadl") -> tuple[SplitResult, list[Path]]:
-    """Index ``dataset`` and write its leave-one-site-out folds to ``output`` (ClinicaDL layout)."""
+def split_by_site(dataset: str | Path, output: str | Path, *, label: str, layout: str = "clinicadl",
+                  group: str | None = None) -> tuple[SplitResult, list[Path]]:
+    """Index ``dataset`` and write its leave-one-site-out folds to ``output`` (ClinicaDL layout).
+
+    With ``group`` (``--group``), a group whose participants were scanned at
+    two sites would sit on both sides of a fold: that is refused, naming it.
+    """
     if layout not in LAYOUTS:
         raise SplitError(None, None, field="layout", expected=" or ".join(LAYOUTS), got=repr(layout))
     index = index_dataset(dataset)
@@ -83,6 +87,19 @@ def split_by_site(dataset: str | Path, output: str | Path, *, label: str,
     folders = set(index.subjects)
     excluded = {p: "listed in participants.tsv but has no folder in the dataset" for p in labels if p not in folders}
     sites = {p: s for p, s in ident.by_subject.items() if p in folders}
+    if group is not None:
+        if group not in table.columns:
+            raise SplitError(index.root / "participants.tsv", f"no column '{group}'", field="--group",
+                             expected="a column of participants.tsv: " + ", ".join(map(str, table.columns)))
+        spans: dict[str, set[str]] = {}
+        for p, g in zip(pids, table[group]):
+            if p in sites and not is_missing(g):
+                spans.setdefault(str(g), set()).add(sites[p])
+        split_groups = sorted(g for g, s in spans.items() if len(s) > 1)
+        if split_groups:
+            raise SplitError(index.root / "participants.tsv", f"{len(split_groups)} group(s) of '{group}' span "
+                             f"several sites ({', '.join(split_groups[:10])}): holding out one site would put a "
+                             "group on both sides", field="--group", expected="groups scanned at one site each")
     result = leave_site_out_result(sites, {p: v for p, v in labels.items() if p in folders}, source=source,
                                    excluded=excluded)
     result.params["dataset"] = {"path": str(index.root), "name": index.name}

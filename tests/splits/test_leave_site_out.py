@@ -70,3 +70,22 @@ def test_trainer_reports_leave_one_site_out_beside_pooled(_sites_dataset, tmp_pa
     assert len(doc["leave_site_out"]) == 3  # one held-out site (the scanner, from the sidecars) per fold
     html = (tmp_path / "maps" / "report.html").read_text()
     assert "Leave one site out" in html and "pooled" in html
+
+
+def test_a_group_across_sites_is_refused(_sites_dataset, tmp_path):
+    from audit.splits.plan import SplitError
+    from audit.splits.sitefolds import split_by_site
+
+    shutil.copytree(_sites_dataset / "dataset", tmp_path / "dataset")
+    part = tmp_path / "dataset" / "participants.tsv"
+    lines = part.read_text().splitlines()
+    rows = [line.split("\t") for line in lines[1:]]
+    site_of = {r[0]: r[4] for r in rows}
+    a = next(p for p, s in site_of.items() if s == "siteA")
+    b = next(p for p, s in site_of.items() if s == "siteB")
+    fam = {p: ("fam1" if p in (a, b) else p) for p in site_of}
+    part.write_text("\n".join([lines[0] + "\tfamily"] + [line + "\t" + fam[line.split("\t")[0]]
+                                                          for line in lines[1:]]) + "\n")
+    with pytest.raises(SplitError, match="span several sites"):
+        split_by_site(tmp_path / "dataset", tmp_path / "lso", label="diagnosis", group="family")
+    assert not (tmp_path / "lso").exists()

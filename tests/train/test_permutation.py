@@ -126,3 +126,15 @@ def test_a_leaking_verdict_exits_1_and_is_kept_in_the_model_folder(case, monkeyp
     meta = json.loads((case / "maps" / "maps.json").read_text())
     assert meta["status"] == "complete" and meta["findings"][0]["check"] == "leakage.pipeline"
     assert "leakage.pipeline" in (case / "maps" / "report.html").read_text()
+
+
+@pytest.mark.torch
+def test_regression_permutation_uses_r2_against_zero(case):
+    from train.api import train_model
+
+    s = train_model(case / "dataset", case / "splits", case / "maps", task="regression", label="age", epochs=1,
+                    permutation_test=2, echo=lambda _: None, **FAST)
+    doc = json.loads((case / "maps" / "permutation_test.json").read_text())
+    assert doc["metric"] == "r2" and doc["chance"] == 0.0
+    assert all(len(d["null"]) == 2 for d in doc["splits"].values())
+    assert s.permutation["metric"] == "r2"
