@@ -1,4 +1,4 @@
-"""Shuffled-label runs of the whole training pipeline: the null distribution, the permutation p-value and the leak verdict.
+"""Shuffled-label runs of the training pipeline: the null distribution, the permutation p-value, the leak verdict.
 
 ``bidsaudit train --permutation-test N`` trains N more models per fold with
 the labels shuffled, on the arrays the real run already decoded and

@@ -1,4 +1,4 @@
-"""The training report's proof sections: the shuffled-label null beside the real score, the prediction-site test, per-site results.
+"""The training report's proof sections: the shuffled-label null, the prediction-site test, per-site results.
 
 :func:`proofs_document` reads ``permutation_test.json``, ``site_results.json``
 and ``prediction_confound.json`` from the model folder (whatever is there);
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.bidsindex import read_json
+from audit.errors import InputError
 
 __all__ = ["null_svg", "proofs_document"]
 
@@ -80,7 +81,7 @@ def null_svg(null: Sequence[float], real: float | None, chance: float, *, metric
 def _read(path: Path) -> Any:
     try:
         return read_json(path) if path.is_file() else None
-    except Exception:  # a damaged file: the report says it is missing rather than failing
+    except (OSError, ValueError, InputError):  # a damaged file: the report leaves its section out
         return None
 
 

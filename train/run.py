@@ -31,9 +31,13 @@ from train.gate import GateClosed, GatePass, Refused
 from train.items import collect_items, find_masks
 from train.maps import MapsFolder, write_json, write_tsv
 from train.metrics import summarise_runs
-from train.permutation import check_permutation_option, permutation_lines, permutation_test
-from train.siteconfound import site_analysis, site_test_lines, summary_site_rows
+from train.permutation import (
+    check_permutation_option,
+    permutation_lines,
+    permutation_test,
+)
 from train.report import write_report
+from train.siteconfound import site_analysis, site_test_lines, summary_site_rows
 
 __all__ = ["RunOptions", "TrainSummary", "train_gated"]
 
@@ -244,7 +248,8 @@ def train_gated(gate: GatePass, output: str | os.PathLike[str], given: Mapping[s
     try:
         fds: list[Any] = []
         t_real = time.perf_counter()
-        runs = _train_folds(folds_items, cfg, store, maps, dev, run, config_hash, keep=fds if run.permutation_test else None)
+        runs = _train_folds(folds_items, cfg, store, maps, dev, run, config_hash,
+                            keep=fds if run.permutation_test else None)
         t_real = time.perf_counter() - t_real
         permutation = (permutation_test(fds, cfg, maps, dev, run, runs, t_real)
                        if run.permutation_test and main else None)

@@ -248,7 +248,8 @@ def site_analysis(maps: Any, runs: Sequence[Mapping[str, Any]], *, index: Any, s
                                  [str(p_sites[k]) for k in keep], categorical_y=task == "classification",
                                  seed=seed)
     test.update(site_source=source, score=col or "probability of the true class",
-                participants_without_site=len(pids) - len(keep), unit="participant", splits=sorted({r["_split"] for r in rows}))
+                participants_without_site=len(pids) - len(keep), unit="participant",
+                splits=sorted({r["_split"] for r in rows}))
     if test.get("site_driven"):
         test["warning"] = (f"the model's predictions depend on the site beyond the label (partial R² "
                            f"{test['partial_r2']:.2f}, p = {test['p_value']:.3g}): it may read the scanner, not the "
@@ -260,7 +261,7 @@ def site_analysis(maps: Any, runs: Sequence[Mapping[str, Any]], *, index: Any, s
 
 
 def summary_site_rows(doc: Mapping[str, Any] | None) -> list[list[Any]]:
-    """Rows ``[split, fold, seed, metric, value, ci_low, ci_high, site]`` of ``summary.tsv`` for the per-site results."""
+    """Per-site rows of ``summary.tsv``: ``[split, "all", "all", metric, value, ci_low, ci_high, site]``."""
     out: list[list[Any]] = []
     for split, by_site in ((doc or {}).get("per_site") or {}).items():
         for site, d in by_site.items():

@@ -1,4 +1,4 @@
-"""``split --leave-site-out``: one fold per site, audited like any split, and the trainer's leave-one-site-out report."""
+"""``split --leave-site-out``: one fold per held-out site, and the trainer's leave-one-site-out report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.train.test_train import FAST, SHAPE, VOXEL
+from tests.train.test_train import FAST, SHAPE, VOXEL, _skip_without_torch  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")

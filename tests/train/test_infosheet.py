@@ -7,7 +7,7 @@ import json
 import pytest
 
 from audit.errors import InputError
-from tests.train.test_train import FAST, _base, case  # noqa: F401  (fixtures)
+from tests.train.test_train import FAST, _base, _skip_without_torch, case  # noqa: F401  (fixtures)
 
 
 @pytest.mark.torch

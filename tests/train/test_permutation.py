@@ -1,4 +1,4 @@
-"""The permutation test of the trained pipeline: files, p-value, the leak verdict on a planted leak and on a clean run."""
+"""The permutation test of the trained pipeline: files, p-value, the verdict on a planted leak and a clean run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audit.errors import InputError
-from tests.train.test_train import FAST, _base, case  # noqa: F401  (fixtures)
+from tests.train.test_train import FAST, _base, _skip_without_torch, case  # noqa: F401  (fixtures)
 
 
 # ------------------------------------------------------------ torch-free parts
@@ -110,9 +110,9 @@ def test_planted_leak_is_caught(case, monkeypatch):
 
 @pytest.mark.torch
 def test_a_leaking_verdict_exits_1_and_is_kept_in_the_model_folder(case, monkeypatch):
-    import train.permutation
     from typer.testing import CliRunner
 
+    import train.permutation
     from audit.cli import app
 
     real = train.permutation.null_verdict

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.train.test_train import FAST, _base, case  # noqa: F401  (fixtures)
+from tests.train.test_train import FAST, _base, _skip_without_torch, case  # noqa: F401  (fixtures)
 
 
 def _predictions(confounded: bool, n: int = 60, seed: int = 0):
