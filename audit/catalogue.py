@@ -32,7 +32,7 @@ CONTRACT_CHECK_IDS = frozenset({
     "split.unknown_subject", "split.unassigned_subject", "split.identical_folds", "split.fold_integrity",
     "quality.label_conflict", "leakage.subject_overlap", "leakage.session_overlap", "leakage.duplicate_image",
     "leakage.near_duplicate_image", "leakage.group_overlap", "leakage.pretrain_overlap",
-    "leakage.no_test_split", "confound.label_site", "shift.label", "shift.covariate", "shift.acquisition",
+    "leakage.no_test_split", "leakage.pipeline", "confound.label_site", "shift.label", "shift.covariate", "shift.acquisition",
     "shift.image",
 })
 #: Every check id a check may register under and a configuration may name.

@@ -342,11 +342,21 @@ def split(
     balance: Annotated[str, typer.Option("--balance", help="Comma-separated covariates to balance.")]
     = "age,sex,site",
     layout: Annotated[str, typer.Option("--layout", help="folder, clinicadl or both.")] = "both",
+    leave_site_out: Annotated[bool, typer.Option("--leave-site-out", help="One fold per site, that site held out "
+                                                 "as the fold's validation set (ClinicaDL layout).")] = False,
 ) -> None:
     """Write leak-free, stratified, subject-level (or group-level) splits."""
     from audit.splits import SplitPlan, split_dataset, summary as split_summary
 
     with reported_errors():
+        if leave_site_out:
+            from audit.splits.sitefolds import split_by_site
+
+            result, files = split_by_site(dataset, output, label=label, layout=layout, group=group)
+            for name, site in result.params["held_out_sites"].items():
+                typer.echo(f"{name}: site {site} held out ({result.params['sizes'][site]} participants)")
+            typer.echo(f"wrote {len(files)} files under {output}")
+            return
         plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
                          balance=tuple(c.strip() for c in balance.split(",") if c.strip()))
         result, files = split_dataset(dataset, plan, output, layout=layout)
@@ -400,6 +410,9 @@ def train(
                                              "the cache).")] = "float32",
     max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Volumes held in memory, e.g. 512M or "
                                                       "2G (default 1G); the rest is read memory-mapped.")] = None,
+    permutation_test: Annotated[int, typer.Option("--permutation-test", min=0, help="N shuffled-label runs after "
+                                                  "training: the null distribution, the p-value, and exit 1 "
+                                                  "(leakage.pipeline) when they score clearly above chance.")] = 0,
 ) -> None:
     """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed).
 
@@ -420,7 +433,9 @@ def train(
                                 ("--transfer-from", transfer_from), ("--freeze", freeze),
                                 ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve),
                                 ("--cache-dir", cache_dir), ("--cache-dtype", cache_dtype),
-                                ("--max-memory", max_memory)):
+                                ("--max-memory", max_memory),
+
+                                ("--permutation-test", permutation_test or None)):
                 if value is not None:
                     argv += [flag, str(value)]
             argv += ["--require-signature"] * require_signature + ["--resume"] * resume + ["--no-cache"] * no_cache
@@ -430,11 +445,14 @@ def train(
                               verify=verify, require_signature=require_signature, resume=resume, device=device,
                               width=width, transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr,
                               learning_curve=curve, cache_dir=cache_dir, cache=not no_cache,
-                              cache_dtype=cache_dtype, max_memory=max_memory, echo=typer.echo)
+                              cache_dtype=cache_dtype, max_memory=max_memory, echo=typer.echo,
+                              permutation_test=permutation_test)
         if summary.rank == 0:  # under torchrun the other ranks say nothing
             for line in summary.lines():
                 typer.echo(line)
             typer.echo(f"Model folder: {summary.maps}")
+    if any(f.get("severity") == "error" for f in summary.findings):
+        raise typer.Exit(1)  # leakage.pipeline: the shuffled-label runs scored above chance
 
 
 @app.command()
@@ -465,15 +483,25 @@ def export(
     opset: Annotated[int, typer.Option("--opset", min=7, help="ONNX opset version.")] = 17,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Largest absolute difference allowed between "
                                              "onnxruntime's and PyTorch's outputs.")] = 1e-4,
+    info_sheet: Annotated[Optional[Path], typer.Option("--info-sheet", help="Also write the model info sheet "
+                                                       "(FILE.md, or .html), filled from the model folder.")] = None,
 ) -> None:
     """Export a trained model to ONNX, checked against PyTorch with onnxruntime."""
     from train.export import export_onnx
+    from train.infosheet import info_sheet as sheet_sections
 
     with reported_errors():
+        if info_sheet is not None:
+            sheet_sections(maps)  # an incomplete or foreign folder: exit 2 before the export
         rep = export_onnx(maps, output, fold=fold, seed=seed, selection=selection, opset=opset, tolerance=tolerance)
         typer.echo(f"wrote {output} (fold {rep['fold']}, seed {rep['seed']}, {rep['weights']}); onnxruntime vs "
                    f"PyTorch max abs diff {rep['check']['max_abs_diff']:.3g} (tolerance {tolerance:g}); "
                    f"report {output}.json")
+        if info_sheet is not None:
+            from train.infosheet import write_info_sheet
+
+            write_info_sheet(maps, info_sheet)
+            typer.echo(f"wrote the model info sheet {info_sheet}")
 
 
 @app.command()

@@ -43,7 +43,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
                 device: str = "auto", cache_dir: str | os.PathLike[str] | None = None, cache: bool = True,
                 cache_dtype: str = "float32", max_memory: int | str | None = None, threads: int | None = None,
                 progress: bool = True, echo: Echo = print, _on_batch: Callable[[int, int], None] | None = None,
-                **settings: Any) -> TrainSummary:
+                permutation_test: int = 0, **settings: Any) -> TrainSummary:
     """Verify the certificate, then train a model into the model folder ``output``.
 
     The hyperparameters are a :class:`~train.config.TrainConfig`: pass one as
@@ -92,6 +92,11 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     threads : int, optional
         torch's CPU threads for this call (default: torch's own choice); on a
         small shared machine 1 is often fastest.
+    permutation_test : int
+        N shuffled-label runs after training (:mod:`train.permutation`):
+        ``permutation_test.tsv``/``.json`` in the model folder; a leaking
+        pipeline puts a ``leakage.pipeline`` finding into the summary's
+        ``findings`` (the CLI exits 1).
     **settings
         Fields of :class:`~train.config.TrainConfig` by name. Among them:
         ``transfer_from`` (a complete model folder whose weights start this
@@ -118,7 +123,7 @@ def train_model(dataset: str | os.PathLike[str], splits: str | os.PathLike[str],
     run = RunOptions(resume=resume, device=device, cache_dir=cache_dir, cache=cache, cache_dtype=cache_dtype,
                      max_memory=DEFAULT_MAX_MEMORY if max_memory is None else max_memory, threads=threads,
                      progress=progress,
-                     echo=echo, on_batch=_on_batch)
+                     echo=echo, on_batch=_on_batch, permutation_test=permutation_test)
     if verify not in VERIFY_MODES:
         raise InputError(None, field="--verify", expected=" or ".join(VERIFY_MODES), got=repr(verify))
     if cache_dtype not in CACHE_DTYPES:
@@ -171,14 +176,15 @@ def predict(maps_dirs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
                     bootstrap=bootstrap, threads=threads, echo=echo)
 
 
-def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5,
+def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5, permutations: int = 3,
                   echo: Echo = print) -> bool:
     """The demo's training step: train on the audited split, then show the leaky split refused.
 
     Expects what :func:`audit.demo.run_demo` wrote in ``directory``
     (``dataset/``, ``splits/`` with its certificate, ``splits-leaky/``).
     Returns True when everything behaved as expected (training ran, or torch
-    is not installed; the leaky split was refused).
+    is not installed, and its ``permutations`` shuffled-label runs found no
+    leak; the leaky split was refused).
     """
     directory = Path(directory)
     dataset, clean, leaky = directory / "dataset", directory / "splits", directory / "splits-leaky"
@@ -190,11 +196,15 @@ def demo_training(directory: str | os.PathLike[str], *, epochs: int = 5,
         have_torch = False
     if have_torch:
         echo(f"      bidsaudit train: a small Conv5_FC3 on the certified split ({epochs} epochs, CPU)")
+        echo(f"      with a permutation test: {permutations} more runs on shuffled labels must score at chance")
         summary = train_model(dataset, clean, directory / "maps", epochs=epochs, width=4, batch_size=4, lr=3e-3,
                               augment=True, bootstrap=200, device="cpu", threads=1, progress=False,
-                              echo=lambda s: echo("      " + s))
+                              permutation_test=permutations, echo=lambda s: echo("      " + s))
         for line in summary.lines():
             echo("      " + line)
+        if summary.findings:  # a clean, certified split must not leak through the pipeline
+            echo("      unexpected: the shuffled-label runs of the clean demo scored above chance")
+            ok = False
     else:
         echo("      bidsaudit train: skipped (PyTorch is not installed: pip install torch==2.13.0)")
     for cert in (None, clean / "bidsaudit-certificate.json"):

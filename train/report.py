@@ -22,6 +22,7 @@ from audit.bidsindex import read_json
 from audit.fsutil import atomic_write_text
 from train.config import MAIN_METRIC
 from train.maps import read_tsv
+from train.reportproofs import proofs_document
 
 __all__ = ["render_training_report", "write_report", "curve_svg", "epoch_svg", "training_document",
            "collapsed_predictions"]
@@ -186,7 +187,8 @@ def training_document(maps: Any) -> dict[str, Any]:
                                     "label balance)")
     folds, seeds = list(meta.get("folds") or [0]), list(meta.get("seeds") or [cfg.get("seed", 0)])
     return {"meta": meta, "config": cfg, "task": task, "metric": metric, "direction": direction,
-            "selection": selection, "runs": runs, "warnings": warnings, "folds": folds, "seeds": seeds}
+            "selection": selection, "runs": runs, "warnings": warnings, "folds": folds, "seeds": seeds,
+            "proofs": proofs_document(maps.root)}
 
 
 def _settings(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -245,7 +247,8 @@ def render_training_report(meta: Mapping[str, Any], curve: Mapping[str, Any] | N
         gate=meta.get("gate") or {}, summary=summary, n_runs=(meta.get("summary") or {}).get("n_runs"),
         curve=curve, notes=meta.get("notes") or [], warnings=doc.get("warnings") or [],
         name=(meta.get("dataset") or {}).get("name", ""), fmt=_fmt,
-        svg=Markup(curve_svg(curve["summary"], curve["metric"])) if curve else "")
+        svg=Markup(curve_svg(curve["summary"], curve["metric"])) if curve else "",
+        proofs=doc.get("proofs") or {}, findings=meta.get("findings") or [])
 
 
 def write_report(maps: Any) -> Any:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.api import read_pretrain
+from audit.bidsindex import read_json
 from audit.errors import InputError, did_you_mean
 from train import data
 from train.config import MAIN_METRIC, TrainConfig, resolve_config
@@ -30,7 +31,13 @@ from train.gate import GateClosed, GatePass, Refused
 from train.items import collect_items, find_masks
 from train.maps import MapsFolder, write_json, write_tsv
 from train.metrics import summarise_runs
+from train.permutation import (
+    check_permutation_option,
+    permutation_lines,
+    permutation_test,
+)
 from train.report import write_report
+from train.siteconfound import site_analysis, site_test_lines, summary_site_rows
 from train.tensorcache import default_cache_dir
 
 __all__ = ["RunOptions", "TrainSummary", "train_gated"]
@@ -66,6 +73,8 @@ class RunOptions:
         Called with (batch, batches) after each training batch.
     t0 : float
         ``time.perf_counter()`` when the call started.
+    permutation_test : int
+        Shuffled-label runs after training (:mod:`train.permutation`); 0: none.
     """
 
     resume: bool = False
@@ -79,6 +88,7 @@ class RunOptions:
     echo: Echo = print
     on_batch: Callable[[int, int], None] | None = None
     t0: float = field(default_factory=time.perf_counter)
+    permutation_test: int = 0
 
 
 @dataclass
@@ -107,6 +117,9 @@ class TrainSummary:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     rank: int = 0  # under torchrun: only rank 0's summary has runs
+    findings: list[dict[str, Any]] = field(default_factory=list)  # leakage.pipeline: exit 1
+    permutation: dict[str, Any] | None = None
+    site_test: dict[str, Any] | None = None  # prediction_confound.json
 
     def lines(self) -> list[str]:
         """A human summary: main metrics per split, mean ± sd over runs."""
@@ -122,6 +135,8 @@ class TrainSummary:
                 parts.append(f"{k} {m['mean']:.3f}{sd}" if m.get("mean") is not None else f"{k} n/a")
             out.append(f"  {split}: " + ", ".join(parts))
         out += [f"  note: {n}" for n in self.notes]
+        out += permutation_lines(self.permutation)
+        out += site_test_lines(self.site_test)
         return out
 
 
@@ -144,6 +159,7 @@ def train_gated(gate: GatePass, output: str | os.PathLike[str], given: Mapping[s
 
     cfg = resolve_config(given, stored, where=output)
     cfg.check()
+    check_permutation_option(run.permutation_test, cfg.task, world_size())
     dev = resolve_device(run.device)
     if world_size() > 1 and dev.type == "cuda":
         dev = torch.device("cuda", torch.cuda.current_device())  # torchrun: this rank's GPU
@@ -241,7 +257,13 @@ def train_gated(gate: GatePass, output: str | os.PathLike[str], given: Mapping[s
     maps.meta["threads"] = torch.get_num_threads()
     maps.save()
     try:
-        runs = _train_folds(folds_items, cfg, store, maps, dev, run, config_hash)
+        fds: list[Any] = []
+        t_real = time.perf_counter()
+        runs = _train_folds(folds_items, cfg, store, maps, dev, run, config_hash,
+                            keep=fds if run.permutation_test else None)
+        t_real = time.perf_counter() - t_real
+        permutation = (permutation_test(fds, cfg, maps, dev, run, runs, t_real)
+                       if run.permutation_test and main else None)
         curve = None
         if cfg.learning_curve:
             curve = learning_curve(folds_items, cfg, store, maps, dev, runs, echo=run.echo, progress=run.progress,
@@ -255,15 +277,22 @@ def train_gated(gate: GatePass, output: str | os.PathLike[str], given: Mapping[s
     if not main:
         return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=[], summary={},
                             notes=notes, seconds=time.perf_counter() - run.t0, rank=rank())
-    summary = _write_summary(maps, runs)
+    sites = site_analysis(maps, runs, index=gate.index, site_column=(gate.certificate.get("options") or {}).get("site"),
+                          task=cfg.task, classes=_classes(maps, runs), selection=maps.selection_name(),
+                          n_boot=cfg.bootstrap, seed=cfg.seed)
+    summary = _write_summary(maps, runs, summary_site_rows(sites))
     if curve is not None:
         maps.meta["learning_curve"] = curve["summary"]
+    findings = list((permutation or {}).get("findings") or [])
+    if findings:
+        maps.meta["findings"] = findings
     maps.finish({"over_runs": summary, "n_runs": len(runs),
                  "volumes_decoded": store.decoded, "volume_cache_hits": store.hits,
                  "volume_memory_peak_bytes": store.budget.peak, "cache_entries_refused": store.problems()})
     write_report(maps)
     return TrainSummary(maps=maps.root, task=cfg.task, model=cfg.model, device=str(dev), runs=runs,
-                        summary=summary, notes=notes, seconds=time.perf_counter() - run.t0)
+                        summary=summary, notes=notes, seconds=time.perf_counter() - run.t0, findings=findings,
+                        permutation=permutation, site_test=(sites or {}).get("prediction_confound"))
 
 
 def _create_maps(main: bool, output: Path, **kw: Any) -> MapsFolder:
@@ -287,7 +316,7 @@ def _create_maps(main: bool, output: Path, **kw: Any) -> MapsFolder:
 
 
 def _train_folds(folds_items: dict[int, dict[str, list[Any]]], cfg: TrainConfig, store: Any, maps: MapsFolder,
-                 dev: Any, run: RunOptions, config_hash: str) -> list[dict[str, Any]]:
+                 dev: Any, run: RunOptions, config_hash: str, keep: list[Any] | None = None) -> list[dict[str, Any]]:
     from train.loop import FoldData, prepare_arrays, train_run  # torch
 
     runs = []
@@ -299,6 +328,8 @@ def _train_folds(folds_items: dict[int, dict[str, list[Any]]], cfg: TrainConfig,
             if its:
                 fd.arrays[name] = prepare_arrays(its, store, prep, cfg.task)
         fd.items = {k: v for k, v in items.items() if v}
+        if keep is not None:  # the shuffled-label runs reuse the arrays
+            keep.append(fd)
         for s in cfg.seed_list:
             runs.append(train_run(fd, cfg, maps.run_dir(fold, s), seed=s, device=dev, echo=run.echo,
                                   progress=run.progress, config_hash=config_hash, on_batch=run.on_batch))
@@ -362,7 +393,13 @@ def _train_validation_rows(folds_items: dict[int, dict[str, list[Any]]], cfg: Tr
     return rows, ["participant_id", "session_id", "split", "fold", cfg.label or "label"]
 
 
-def _write_summary(maps: MapsFolder, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _classes(maps: MapsFolder, runs: list[dict[str, Any]]) -> list[str]:
+    path = maps.run_dir(runs[0]["fold"], runs[0]["seed"]) / "preprocessing.json" if runs else None
+    return list((read_json(path) if path is not None and path.is_file() else {}).get("classes") or [])
+
+
+def _write_summary(maps: MapsFolder, runs: list[dict[str, Any]],
+                   site_rows: list[list[Any]] | None = None) -> dict[str, Any]:
     summary = summarise_runs(runs)
     rows = []
     for r in runs:
@@ -372,6 +409,8 @@ def _write_summary(maps: MapsFolder, runs: list[dict[str, Any]]) -> dict[str, An
     for split, ms in summary.items():
         for name, m in ms.items():
             rows.append([split, "all", "all", name, m.get("mean"), None, None])
-    write_tsv(maps.root / "summary.tsv", ["split", "fold", "seed", "metric", "value", "ci_low", "ci_high"], rows)
+    rows = [[*r, "all"] for r in rows] + list(site_rows or [])  # per-site rows: train.siteconfound
+    write_tsv(maps.root / "summary.tsv", ["split", "fold", "seed", "metric", "value", "ci_low", "ci_high", "site"],
+              rows)
     write_json(maps.root / "summary.json", {"runs": runs, "over_runs": summary})
     return summary

@@ -45,8 +45,8 @@ def _sessions_of(index_or_sessions: Any) -> tuple[Mapping[str, Sequence[str]], s
 def _files(result: SplitResult, layout: str) -> dict[str, frozenset[str]]:
     """relative path -> members, for the layout."""
     sets = result.splits()
-    if result.kfold:
-        return {f"{name}.tsv": members for name, members in sets.items()}
+    if result.kfold:  # leave-site-out folds have no test split: no empty test.tsv
+        return {f"{name}.tsv": members for name, members in sets.items() if members or name != "test"}
     out: dict[str, frozenset[str]] = {}
     if layout in ("folder", "both"):
         out.update({f"{name}.tsv": sets[name] for name in ("train", "validation", "test")})

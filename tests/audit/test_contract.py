@@ -18,7 +18,7 @@ CONTRACT_IDS = {
     "split.identical_folds": "warning", "split.fold_integrity": "warning", "quality.label_conflict": "error",
     "leakage.subject_overlap": "error", "leakage.session_overlap": "error", "leakage.duplicate_image": "error",
     "leakage.near_duplicate_image": "error", "leakage.group_overlap": "error", "leakage.pretrain_overlap": "error",
-    "leakage.no_test_split": "warning", "confound.label_site": "error", "shift.label": "warning",
+    "leakage.no_test_split": "warning", "leakage.pipeline": "error", "confound.label_site": "error", "shift.label": "warning",
     "shift.covariate": "warning", "shift.acquisition": "warning", "shift.image": "warning",
 }
 SPECS = list(all_checks().values())

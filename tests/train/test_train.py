@@ -491,6 +491,7 @@ def test_demo_training_trains_and_refuses_the_leaky_split(case):
     assert demo_training(case, epochs=1, echo=lines.append)
     text = "\n".join(lines)
     assert "trained 1 run(s)" in text
+    assert "permutation test (3 shuffled-label runs" in text and "prediction-site test" in text
     assert "refused (exit 1)" in text and "no certificate here" in text  # a missing certificate: a closed gate
     assert "refused (exit 1)" in text and "splits-leaky/train.tsv was not audited" in text
     assert not (case / "maps-leaky").exists()
