@@ -316,8 +316,9 @@ def test_unreadable_file_is_a_finding_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(hashing, "open_raw", refuse)
     s = by_sub(summarise(root))["sub-02"]
     assert (s.status, s.problem_code) == ("unreadable", "unreadable") and "Permission denied" in s.problem
-    [f] = findings(root, "quality.corrupt_image")
+    [f] = findings(root, "quality.unreadable_file")  # not corrupt: the bytes were never seen (issue #14)
     assert "sub-02/anat/sub-02_T1w.nii.gz" in f.message and "Permission denied" in f.message
+    assert not findings(root, "quality.corrupt_image")
     fp = dataset_fingerprint(index_dataset(root), HashCache(memory=True))
     assert fp.files["sub-02/anat/sub-02_T1w.nii.gz"] == "unreadable"
     assert fp.unreadable == (("sub-02/anat/sub-02_T1w.nii.gz", "Permission denied"),)
