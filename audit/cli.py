@@ -139,6 +139,9 @@ def reported_errors() -> Iterator[None]:
         if missing is not None:  # an optional dependency is missing: name the extra that installs it
             typer.echo(f"bidsaudit: error: {missing}", err=True)
             raise typer.Exit(2) from None
+        if isinstance(err, OSError) and err.filename:  # a full disk, a quota...: the file and why
+            typer.echo(f"bidsaudit: error: {err.filename}: {err.strerror or err}", err=True)
+            raise typer.Exit(2) from None
         if os.environ.get("BIDSAUDIT_DEBUG"):
             raise
         typer.echo(f"bidsaudit: internal error: {type(err).__name__}: {err} "
