@@ -248,7 +248,6 @@ def normalise_ids(values: np.ndarray, prefix: str, *, missing_ok: bool,
     when ``missing_ok``), the row of the first bad value (``None`` when all
     are valid) and why it is bad.
     """
-    import numpy as np
 
     fast = _PID_FAST if prefix == "sub-" else _SES_FAST
     if clean or all(map(fast.fullmatch, values)):
@@ -267,7 +266,8 @@ def normalise_ids(values: np.ndarray, prefix: str, *, missing_ok: bool,
     try:
         return _by_unique(values, one), None, ""
     except _BadId as err:
-        bad = int(np.flatnonzero(values == err.value)[0])
+        # a Python comparison: numpy's would drop trailing NULs from err.value and find no row (fuzzing, #14)
+        bad = next(i for i, v in enumerate(values) if v == err.value)
         return values, bad, err.why
 
 

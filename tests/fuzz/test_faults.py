@@ -115,7 +115,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_last_checkpoint(tmp_path):
 
 
 def test_full_disk_is_exit_2_naming_the_file_and_leaves_nothing(tmp_path, monkeypatch):
-    import audit.fsutil as fsutil
+    from audit import fsutil
 
     ds = make_bids(tmp_path / "ds")
     out = tmp_path / "out" / "result.json"
@@ -129,3 +129,86 @@ def test_full_disk_is_exit_2_naming_the_file_and_leaves_nothing(tmp_path, monkey
     assert r.exit_code == 2, r.output
     assert str(out) in r.output and "No space left on device" in r.output and "internal error" not in r.output
     assert not out.exists() and not _temps(out.parent)
+
+
+# ---------------------------------------------------------------- the hash cache
+def _fingerprint(root, cache):
+    from audit.bidsindex import index_dataset
+    from audit.hashing import dataset_fingerprint
+
+    fp = dataset_fingerprint(index_dataset(root), cache)
+    return fp.fingerprint, dict(fp.files)
+
+
+def _summaries(root, cache):
+    from audit.bidsindex import index_dataset
+    from audit.images.summary import summarise_images
+
+    return summarise_images(index_dataset(root), workers=1, cache=cache)
+
+
+def test_kill_during_the_hash_cache_write_loses_nothing_but_that_write(tmp_path):
+    from audit.hashing import HashCache
+
+    ds = make_bids(tmp_path / "ds", [f"{i:02d}" for i in range(1, 7)])
+    cache_dir = tmp_path / "cache"
+    code = ("import sqlite3\nfrom audit import hashing\n"
+            "def store(self, sql, rows):\n"
+            "    self._conn.execute('BEGIN IMMEDIATE')\n"
+            "    self._conn.executemany(sql, rows)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction\n"
+            "hashing.HashCache._store = store\n" + cli("validate", ds, "--no-validator"))
+    proc = run_killed("never", "replace", code, {"BIDSAUDIT_CACHE_DIR": str(cache_dir)})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with HashCache(cache_dir) as cache:  # the next run opens it: rolled back, not damaged
+        assert cache.problem is None and len(cache) == 0
+        assert _fingerprint(ds, cache) == _fingerprint(ds, HashCache(memory=True))
+        assert len(cache) > 0
+
+
+def _filled(tmp_path):
+    from audit.hashing import HashCache
+
+    ds = make_bids(tmp_path / "ds", [f"{i:02d}" for i in range(1, 7)])
+    folder = tmp_path / "cache"
+    with HashCache(folder) as cache:
+        truth = _fingerprint(ds, cache)
+        _summaries(ds, cache)
+    with sqlite3.connect(folder / HashCache.FILENAME) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return ds, folder, truth
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "page_noise"])
+def test_damaged_hash_cache_file_is_rebuilt_with_a_warning(tmp_path, damage, caplog):
+    from audit.hashing import HashCache
+
+    ds, folder, truth = _filled(tmp_path)
+    db = folder / HashCache.FILENAME
+    raw = bytearray(db.read_bytes())
+    if damage == "garbage":
+        raw = bytearray(b"not a database" * 400)
+    elif damage == "truncated":
+        raw = raw[:len(raw) // 3 + 7]
+    else:  # noise over the second page onwards (the table's b-tree)
+        raw[4096:8192] = os.urandom(4096)
+    db.write_bytes(bytes(raw))
+    with HashCache(folder) as cache:
+        assert not cache.in_memory, cache.problem
+        assert _fingerprint(ds, cache) == truth  # never a wrong hash
+        assert _fingerprint(ds, cache) == truth
+    assert cache.problem is None or "damaged" in cache.problem or "failed" in cache.problem
+
+
+def test_a_damaged_entry_is_a_miss_never_a_wrong_hash(tmp_path, caplog):
+    from audit.hashing import HashCache
+
+    ds, folder, truth = _filled(tmp_path)
+    with sqlite3.connect(folder / HashCache.FILENAME) as conn:  # one flipped character in every stored value
+        conn.execute("UPDATE entries SET sha256 = 'f' || substr(sha256, 2), summary = replace(summary, '1', '2')")
+    with HashCache(folder) as cache:
+        assert _fingerprint(ds, cache) == truth
+        assert cache.damaged > 0 and "damaged entries ignored" in cache.problem
+        fresh = _summaries(ds, HashCache(memory=True))
+        assert _summaries(ds, cache).images == fresh.images
+    assert "damaged entries ignored" in caplog.text

@@ -64,8 +64,9 @@ def test_without_dask_the_scheduler_option_says_so(tmp_path, monkeypatch):
 
 
 def test_every_extra_named_exists_in_pyproject():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]

@@ -543,8 +543,9 @@ def test_cache_dir_unusable_falls_back_to_memory(tmp_path, monkeypatch):
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / HashCache.FILENAME).write_bytes(b"this is not a database" * 100)
-    cache = HashCache(garbage)
-    assert cache.in_memory and cache.problem
+    cache = HashCache(garbage)  # a damaged cache file is moved aside and rebuilt, with a warning (issue #14)
+    assert not cache.in_memory and "rebuilt" in cache.problem
+    assert (garbage / (HashCache.FILENAME + ".corrupt")).exists()
     assert summarise_images(index_dataset(root), workers=1, cache=cache).images_read == 3
 
 
