@@ -552,8 +552,15 @@ def read_bids_tsv(path: Path, relpath: str) -> tuple[pd.DataFrame | None, list[I
         return None, problems
     if len(lines) == 1:
         problems.append(IndexProblem("table", relpath, "header only: the table has no rows", 1))
+    width = header.count("\t") + 1
+    for n, ln in enumerate(text.splitlines(), 1):  # pandas would make the extra fields a row index (fuzzing, #14)
+        if ln.count("\t") + 1 > width:
+            problems.append(IndexProblem("table", relpath, f"{ln.count(chr(9)) + 1} fields, the header has {width}",
+                                         n))
+            return None, problems
     try:
-        table = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+        table = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, na_filter=False,
+                            index_col=False)
     except (pd.errors.ParserError, ValueError) as err:
         problems.append(IndexProblem("table", relpath, f"cannot parse as TSV: {str(err).strip()}"))
         return None, problems

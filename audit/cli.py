@@ -126,7 +126,7 @@ def main_callback(
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn bad input into one line on stderr and exit code 2; never a traceback."""
-    from audit.errors import BidsauditError
+    from audit.errors import BidsauditError, missing_extra
 
     try:
         yield
@@ -143,6 +143,13 @@ def reported_errors() -> Iterator[None]:
         typer.echo("bidsaudit: error: input nested too deeply (a symbolic-link loop?)", err=True)
         raise typer.Exit(2) from None
     except Exception as err:  # last resort: one line, exit 2, traceback only on request
+        missing = missing_extra(err) if isinstance(err, ModuleNotFoundError) else None
+        if missing is not None:  # an optional dependency is missing: name the extra that installs it
+            typer.echo(f"bidsaudit: error: {missing}", err=True)
+            raise typer.Exit(2) from None
+        if isinstance(err, OSError) and err.filename:  # a full disk, a quota...: the file and why
+            typer.echo(f"bidsaudit: error: {err.filename}: {err.strerror or err}", err=True)
+            raise typer.Exit(2) from None
         if os.environ.get("BIDSAUDIT_DEBUG"):
             raise
         typer.echo(f"bidsaudit: internal error: {type(err).__name__}: {err} "
@@ -419,10 +426,10 @@ def train(
     Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel;
     every rank runs the gate and rank 0 writes the model folder.
     """
-    from train.api import parse_fractions, train_model
-    from train.launch import launch
+    with reported_errors():  # torch missing: the train extra is named (exit 2)
+        from train.api import parse_fractions, train_model
+        from train.launch import launch
 
-    with reported_errors():
         curve = parse_fractions(learning_curve) if learning_curve is not None else None
         if nproc_per_node is not None and nproc_per_node > 1:
             argv = ["train", str(dataset), "--splits", str(splits), "--output", str(output), "--verify", verify,
@@ -464,9 +471,9 @@ def predict(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Predict; refuses participants that trained the model(s) or their pretraining sources."""
-    from train.api import predict as run_predict
-
     with reported_errors():
+        from train.api import predict as run_predict
+
         summary = run_predict(maps, data, split_file, output=output, device=device, echo=typer.echo)
         for line in summary.lines():
             typer.echo(line)
@@ -487,10 +494,10 @@ def export(
                                                        "(FILE.md, or .html), filled from the model folder.")] = None,
 ) -> None:
     """Export a trained model to ONNX, checked against PyTorch with onnxruntime."""
-    from train.export import export_onnx
-    from train.infosheet import info_sheet as sheet_sections
-
     with reported_errors():
+        from train.export import export_onnx
+        from train.infosheet import info_sheet as sheet_sections
+
         if info_sheet is not None:
             sheet_sections(maps)  # an incomplete or foreign folder: exit 2 before the export
         rep = export_onnx(maps, output, fold=fold, seed=seed, selection=selection, opset=opset, tolerance=tolerance)

@@ -38,6 +38,8 @@ __all__ = [
     "SplitIntegrityError",
     "ValidatorError",
     "did_you_mean",
+    "EXTRAS",
+    "missing_extra",
     "nearest",
 ]
 
@@ -190,3 +192,33 @@ def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> s
     """
     near = nearest(word, choices, cutoff=cutoff)
     return f" (did you mean '{near}'?)" if near else ""
+
+
+#: The optional extra of ``pip install 'bidsaudit[EXTRA]'`` that brings each optional top-level module
+#: (``None``: a base dependency; its absence means a broken installation).
+EXTRAS: dict[str, str | None] = {
+    "torch": "train", "monai": "train", "torchvision": "train",
+    "onnx": "export", "onnxruntime": "export",
+    "great_expectations": "expectations",
+    "fastapi": "service", "uvicorn": "service", "sqlalchemy": "service", "alembic": "service",
+    "multipart": "service", "python_multipart": "service", "psycopg": "service", "starlette": "service",
+    "bids": "pybids",
+    "dask": None, "distributed": None,
+}
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """What to install when an optional module is missing; ``None`` for a module not in :data:`EXTRAS`.
+
+    >>> missing_extra(ModuleNotFoundError("No module named 'torch'", name="torch"))
+    "this command needs torch, which is not installed: pip install 'bidsaudit[train]'"
+    >>> missing_extra(ModuleNotFoundError("No module named 'numpy'", name="numpy")) is None
+    True
+    """
+    top = (err.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    extra = EXTRAS[top]
+    if extra is None:
+        return f"this command needs {top}, a dependency of bidsaudit that is missing: reinstall bidsaudit"
+    return f"this command needs {top}, which is not installed: pip install 'bidsaudit[{extra}]'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -36,8 +37,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     never a partial one. On any failure the temporary file is removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise _naming(err, target) from None
     try:
         # mkstemp creates 0600; give the file the mode a plain open() would (or keep the old file's)
         try:
@@ -50,13 +55,46 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError):  # a full disk (ENOSPC), a quota, an I/O error: name the target
+            raise _naming(err, target) from None
         raise
     return target
+
+
+def _naming(err: OSError, target: Path) -> OSError:
+    """``err`` as an :class:`OSError` of the same errno naming ``target`` (not the temporary file)."""
+    return OSError(err.errno, f"cannot write: {err.strerror or err}", str(target))
+
+
+def _sweep(target: Path) -> None:
+    """Remove temporary files of ``target`` left by writers that were killed (their process is gone).
+
+    A writer killed mid-write (kill -9, a power cut) leaves its temporary
+    file, never a partial ``target``; the next write of the same target
+    removes it. A temporary file of a live process is left alone.
+    """
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*-*.tmp"):
+        pid = tmp.name[len(target.name) + 2:].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
 
 
 def _umask() -> int:

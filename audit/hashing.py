@@ -1,15 +1,17 @@
 """Content hashes, the on-disk hash cache and dataset fingerprints.
 
 * :func:`file_sha256` streams a file through SHA-256 in 1 MiB chunks.
-* :class:`HashCache` is a SQLite file (``hashes.sqlite`` in
-  :meth:`HashCache.default_dir`) that remembers, per absolute path, the
-  ``(size, mtime_ns, inode)`` the file had when it was read, its SHA-256 and
-  optionally the image summary made from it (:mod:`audit.images.summary`). An entry
-  is valid only while all four key values match, so a second run over an
-  unchanged dataset reads no file at all, and touching, rewriting or replacing
-  a file makes it read again. A cache folder that cannot be created or
-  written, or a damaged cache file, never stops an audit: the cache falls back
-  to memory and says why in :attr:`HashCache.problem`.
+* :class:`HashCache` (:mod:`audit.hashcache`, re-exported here) is a SQLite
+  file (``hashes.sqlite`` in :meth:`HashCache.default_dir`) that remembers,
+  per absolute path, the ``(size, mtime_ns, inode)`` the file had when it was
+  read, its SHA-256 and optionally the image summary made from it
+  (:mod:`audit.images.summary`). An entry is valid only while all four key
+  values match, so a second run over an unchanged dataset reads no file at
+  all, and touching, rewriting or replacing a file makes it read again. A
+  cache folder that cannot be created or written never stops an audit: the
+  cache falls back to memory and says why in :attr:`HashCache.problem`; a
+  damaged cache file is rebuilt, with a warning, and a damaged entry is a
+  miss, never a wrong hash.
 * :func:`dataset_fingerprint` binds a whole dataset: SHA-256 over the sorted
   lines ``relpath<TAB>size<TAB>content-hash`` of every file of the index,
   BIDS or not. Certificates bind to it.
@@ -43,15 +45,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
 import stat
-import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING
+
+from audit.hashcache import CacheKey, HashCache, describe_os_error
 
 if TYPE_CHECKING:
     from audit.bidsindex import DatasetIndex, FileRow
@@ -69,22 +71,8 @@ __all__ = [
 
 CHUNK = 1 << 20
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_SCHEMA_VERSION = 1
 _ANNEX_SIZE = re.compile(r"-s(\d+)--")
 _THREADS = min(8, 2 * (os.cpu_count() or 1))  # file hashing waits on I/O; hashlib releases the GIL
-
-
-class CacheKey(NamedTuple):
-    """What identifies one version of a file: absolute path and its stat."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @classmethod
-    def from_stat(cls, path: str, st: os.stat_result) -> CacheKey:
-        return cls(path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def open_raw(path: str | os.PathLike[str]) -> IO[bytes]:
@@ -147,240 +135,6 @@ def _hash_and_stat(path: str) -> tuple[str, int, CacheKey]:
 
 
 # ------------------------------------------------------------------- cache
-class HashCache:
-    """Hashes (and image summaries) of files, keyed by (absolute path, size, mtime_ns, inode).
-
-    Parameters
-    ----------
-    directory : path-like, optional
-        Folder of the cache file ``hashes.sqlite`` (created if needed).
-        ``None``: :meth:`default_dir`.
-    memory : bool
-        Keep the cache in memory only (nothing written to disk).
-
-    Attributes
-    ----------
-    path : Path or None
-        The SQLite file, ``None`` when the cache lives in memory.
-    problem : str or None
-        Why the cache is in memory or stopped writing, when it was not asked to.
-    hits, misses : int
-        Lookups answered / not answered by the cache since it was opened.
-    bytes_read : int
-        Bytes read from data files on behalf of this cache's users.
-
-    Notes
-    -----
-    One SQLite transaction per batch (``executemany``), WAL journal, so a
-    lookup or a store of 160,000 entries takes a fraction of a second and
-    several processes may share one cache file. Safe to share between threads.
-    """
-
-    FILENAME = "hashes.sqlite"
-    _defaults: dict[str, HashCache] = {}
-    _defaults_lock = threading.Lock()
-
-    def __init__(self, directory: str | os.PathLike[str] | None = None, *, memory: bool = False) -> None:
-        self.hits = 0
-        self.misses = 0
-        self.bytes_read = 0
-        self.problem: str | None = None
-        self.path: Path | None = None
-        self._lock = threading.RLock()
-        self._writable = True
-        self._conn: sqlite3.Connection | None = None
-        if not memory:
-            folder = Path(directory) if directory is not None else self.default_dir()
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                self._conn = self._open(folder / self.FILENAME)
-                self.path = folder / self.FILENAME
-            except (OSError, sqlite3.Error) as err:
-                self.problem = f"hash cache {folder / self.FILENAME} cannot be used ({_describe(err)}); kept in memory"
-                self._conn = None
-        if self._conn is None:
-            self._conn = self._open(":memory:")
-
-    # -------------------------------------------------------------- opening
-    @staticmethod
-    def default_dir() -> Path:
-        """``$BIDSAUDIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/bidsaudit``, else ``~/.cache/bidsaudit``."""
-        env = os.environ.get("BIDSAUDIT_CACHE_DIR")
-        if env:
-            return Path(env).expanduser()
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        if xdg:
-            return Path(xdg).expanduser() / "bidsaudit"
-        return Path.home() / ".cache" / "bidsaudit"
-
-    @classmethod
-    def default(cls) -> HashCache:
-        """The process-wide cache in :meth:`default_dir` (one instance per folder).
-
-        Sharing one instance means that a cache which fell back to memory is
-        still shared by the image pass and the fingerprint of one audit.
-        """
-        key = str(cls.default_dir())
-        with cls._defaults_lock:
-            cache = cls._defaults.get(key)
-            if cache is None:
-                cache = cls._defaults[key] = cls(key)
-            return cache
-
-    @staticmethod
-    def _open(target: Path | str) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(target), timeout=30, isolation_level=None, check_same_thread=False)
-        try:
-            if target != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, _SCHEMA_VERSION):
-                conn.execute("DROP TABLE IF EXISTS entries")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS entries ("
-                " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
-                " inode INTEGER NOT NULL, sha256 TEXT, summary_version TEXT, summary TEXT) WITHOUT ROWID"
-            )
-            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS q ("
-                         " path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER)")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    @property
-    def in_memory(self) -> bool:
-        return self.path is None
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> HashCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        where = self.path or "memory"
-        return f"HashCache({where}, hits={self.hits}, misses={self.misses}, bytes_read={self.bytes_read})"
-
-    # -------------------------------------------------------------- lookups
-    def _lookup(self, keys: Sequence[CacheKey], columns: str) -> list[tuple[object, ...]]:
-        if not keys or self._conn is None:
-            return []
-        conn = self._conn
-        try:
-            conn.execute("BEGIN")
-            try:
-                conn.execute("DELETE FROM q")
-                conn.executemany("INSERT OR REPLACE INTO q VALUES (?, ?, ?, ?)", keys)
-                rows = conn.execute(
-                    f"SELECT e.path, {columns} FROM q JOIN entries e ON e.path = q.path AND e.size = q.size"
-                    " AND e.mtime_ns = q.mtime_ns AND e.inode = q.inode"
-                ).fetchall()
-                conn.execute("DELETE FROM q")
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error as err:
-            self._note(err)
-            return []
-        return rows
-
-    def get_hashes(self, keys: Sequence[CacheKey]) -> dict[str, str]:
-        """SHA-256 (hex) of the files whose key matches an entry, by absolute path."""
-        with self._lock:
-            rows = self._lookup(keys, "e.sha256")
-            out = {str(p): str(h) for p, h in rows if h}
-            self.hits += len(out)
-            self.misses += len(keys) - len(out)
-        return out
-
-    def get_summaries(self, keys: Sequence[CacheKey], version: str) -> dict[str, tuple[str | None, str]]:
-        """``(sha256, summary JSON)`` of the files whose key matches an entry made by ``version``."""
-        with self._lock:
-            rows = self._lookup(keys, "e.sha256, e.summary_version, e.summary")
-            out = {str(p): (None if h is None else str(h), str(s))
-                   for p, h, v, s in rows if v == version and s is not None}
-            self.hits += len(out)
-            self.misses += len(keys) - len(out)
-        return out
-
-    def get_hash(self, key: CacheKey) -> str | None:
-        return self.get_hashes([key]).get(key.path)
-
-    # --------------------------------------------------------------- stores
-    _SAME = ("entries.size = excluded.size AND entries.mtime_ns = excluded.mtime_ns"
-             " AND entries.inode = excluded.inode")
-
-    def put_hashes(self, items: Iterable[tuple[CacheKey, str]]) -> None:
-        """Remember SHA-256 digests (one transaction); a stale entry for the path is replaced."""
-        rows = [(k.path, k.size, k.mtime_ns, k.inode, h) for k, h in items]
-        self._store(
-            "INSERT INTO entries (path, size, mtime_ns, inode, sha256) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(path) DO UPDATE SET "
-            f"summary_version = CASE WHEN {self._SAME} THEN entries.summary_version END, "
-            f"summary = CASE WHEN {self._SAME} THEN entries.summary END, "
-            "size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, sha256 = excluded.sha256",
-            rows,
-        )
-
-    def put_summaries(self, items: Iterable[tuple[CacheKey, str | None, str]], version: str) -> None:
-        """Remember ``(key, sha256 or None, summary JSON)`` made by ``version`` (one transaction)."""
-        rows = [(k.path, k.size, k.mtime_ns, k.inode, h, version, s) for k, h, s in items]
-        self._store(
-            "INSERT INTO entries (path, size, mtime_ns, inode, sha256, summary_version, summary) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
-            f"sha256 = COALESCE(excluded.sha256, CASE WHEN {self._SAME} THEN entries.sha256 END), "
-            "size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, "
-            "summary_version = excluded.summary_version, summary = excluded.summary",
-            rows,
-        )
-
-    def _store(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-        if not rows:
-            return
-        with self._lock:
-            if not self._writable or self._conn is None:
-                return
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(sql, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as err:
-                self._note(err)
-                self._writable = False
-
-    def _note(self, err: BaseException) -> None:
-        if self.problem is None:
-            self.problem = f"hash cache {self.path or 'in memory'} failed ({_describe(err)}); results not cached"
-
-    def __len__(self) -> int:
-        with self._lock:
-            if self._conn is None:
-                return 0
-            try:
-                return int(self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
-            except sqlite3.Error:
-                return 0
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return str(err) or type(err).__name__
-
-
 # ------------------------------------------------------------- fingerprint
 @dataclass(frozen=True)
 class Fingerprint:
@@ -512,7 +266,7 @@ def _hash_keys(pending: Sequence[tuple[str, CacheKey]], cache: HashCache, tally:
         except IsADirectoryError:
             return label, key, None, 0, None, "tree"
         except OSError as err:
-            return label, key, None, 0, None, _describe(err)
+            return label, key, None, 0, None, describe_os_error(err)
 
     def batch(items: Sequence[tuple[str, CacheKey]]) -> list[tuple[str, CacheKey, str | None, int,
                                                                    CacheKey | None, str | None]]:

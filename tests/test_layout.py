@@ -40,7 +40,7 @@ LAYERS: dict[str, tuple[str, float]] = {
     **{m: ("L0", 0) for m in ("audit", "audit.errors", "audit.values", "audit.fsutil", "audit.findings",
                               "audit.bidsschema", "audit.catalogue", "audit.progress", "schemas")},
     **{m: ("L1", 1) for m in ("audit.hashing", "audit.config", "audit.bidsindex", "audit.validator", "audit.scanner",
-                              "audit.stats", "audit.images", "audit.splits", "audit.expectations",
+                              "audit.hashcache", "audit.stats", "audit.images", "audit.splits", "audit.expectations",
                               "audit.configcheck", "audit.predictors", "audit.validatoroutput", "audit.validatorshards",
                               "audit.validatorstore", "audit.validatorsharded", "audit.effects",
                               "audit.auc", "audit.decisions")},

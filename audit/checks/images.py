@@ -42,7 +42,6 @@ _CORRUPT_WORDS = {
     "nonfinite_affine": "have a non-finite (NaN or infinite) affine",
     "singular_affine": "have a singular affine",
     "undecodable": "cannot be decoded",
-    "unreadable": "cannot be read by this process",
 }
 _EMPTY_WORDS = {
     "no_voxels": "have no voxels",
@@ -85,8 +84,7 @@ def corrupt_image(ctx: AuditContext) -> Iterator[Finding]:
     summaries = _summaries(ctx)
     if summaries.ignore_headers:
         return
-    bad = summaries.with_status("corrupt", "unreadable")
-    yield from _grouped(bad, _CORRUPT_WORDS, "corrupt image")
+    yield from _grouped(summaries.with_status("corrupt"), _CORRUPT_WORDS, "corrupt image")
 
 
 @check("quality.empty_image", default="error", needs={"images"})

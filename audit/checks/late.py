@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from audit.bidsindex import IndexProblem
 from audit.checks.registry import check
 from audit.context import AuditContext
 from audit.findings import Finding, finding
@@ -19,6 +20,9 @@ def unreadable_file(ctx: AuditContext) -> Iterator[Finding]:
         if p.kind == "table" and p.path == "participants.tsv":
             continue  # reported by quality.participants_table
         by_kind[p.kind if p.severity == "error" else f"{p.kind}_{p.severity}"].append(p)
+    if ctx.missing("images") is None:  # images the image pass could not read (permissions, a reader that died)
+        for s in ctx.images.with_status("unreadable"):
+            by_kind["unreadable"].append(IndexProblem("unreadable", s.path, s.problem or "cannot be read"))
     labels = {"malformed_json": "JSON files are malformed", "unreadable": "files or folders cannot be read",
               "symlink_loop": "symbolic links form a loop", "table": "TSV tables are malformed",
               "table_warning": "TSV tables need a fix the official validator does not ask for"}

@@ -14,6 +14,7 @@ data type, a truncated file or gzip stream, no voxels.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import zlib
 from collections.abc import Sequence
@@ -24,6 +25,10 @@ import numpy as np
 __all__ = ["MAX_DIM", "BadImage", "Decoded", "decode_nifti", "fmt_shape"]
 
 MAX_DIM = 2**15
+#: nibabel's header checks report here, not on stderr (the finding says what was wrong).
+_QUIET = logging.getLogger("bidsaudit.nifti_checks")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 class BadImage(Exception):
@@ -73,35 +78,42 @@ def _gunzip(blob: bytes) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _header_class(first4: bytes) -> tuple[Any, str] | None:
+def _header_class(payload: bytes) -> tuple[Any, str] | None:
+    """The header class by the header-size field; NIfTI-1 by its magic when that field is damaged (as nibabel)."""
     import nibabel as nib
 
     for order in ("<", ">"):
-        n = int(np.frombuffer(first4, dtype=f"{order}i4")[0])
+        n = int(np.frombuffer(payload[:4], dtype=f"{order}i4")[0])
         if n == 348:
             return nib.Nifti1Header, "nifti1"
         if n == 540:
             return nib.Nifti2Header, "nifti2"
+    if payload[344:348] == b"n+1\0":  # nibabel repairs a NIfTI-1 size field (found by fuzzing, issue #14)
+        return nib.Nifti1Header, "nifti1"
     return None
 
 
 def decode_nifti(blob: bytes, out: dict[str, Any]) -> Decoded:
     """Header facts of a NIfTI file's bytes into ``out``; the voxels; raises :class:`BadImage`."""
     from nibabel.orientations import io_orientation, ornt2axcodes
+    from nibabel.spatialimages import HeaderDataError
 
     gz = blob[:2] == b"\x1f\x8b"
     out["gzipped"] = gz
     payload = _gunzip(blob) if gz else blob
     if len(payload) < 4:
         raise BadImage("corrupt", "truncated", f"truncated: too short to hold a NIfTI header ({len(blob)} bytes)")
-    found = _header_class(payload[:4])
+    found = _header_class(payload)
     if found is None:
         raise BadImage("corrupt", "not_nifti", "not a NIfTI-1 or NIfTI-2 file (bad header size field)")
     header_class, fmt = found
     out["format"] = fmt
     if len(payload) < header_class.template_dtype.itemsize:
         raise BadImage("corrupt", "truncated", f"truncated: {len(payload)} bytes cannot hold a {fmt} header")
-    hdr = header_class.from_fileobj(io.BytesIO(payload), check=False)
+    try:
+        hdr = header_class.from_fileobj(io.BytesIO(payload), check=False)
+    except HeaderDataError as err:  # a damaged extension block (its size field)
+        raise BadImage("corrupt", "bad_header", f"invalid header ({err})") from None
     magic = bytes(hdr["magic"]).rstrip(b"\0")
     if magic not in (b"n+1", b"n+2"):
         detail = "its data are in a separate .img file" if magic in (b"ni1", b"ni2") else f"bad magic {magic!r}"
@@ -118,7 +130,10 @@ def decode_nifti(blob: bytes, out: dict[str, Any]) -> Decoded:
         dtype = np.dtype(hdr.get_data_dtype())
     except (KeyError, ValueError, TypeError) as err:
         raise BadImage("corrupt", "unknown_dtype", f"unknown data type code {int(hdr['datatype'])}") from err
+    if dtype.itemsize == 0:  # a code nibabel knows but that holds no bytes per voxel (fuzzing, issue #14)
+        raise BadImage("corrupt", "unknown_dtype", f"unknown data type code {int(hdr['datatype'])}")
     out["dtype"] = dtype.name if dtype.fields is None else str(dtype)
+    _repair(hdr)
     affine = np.asarray(hdr.get_best_affine(), dtype=np.float64)
     finite = bool(np.isfinite(affine).all())
     out["affine_finite"] = finite
@@ -128,11 +143,18 @@ def decode_nifti(blob: bytes, out: dict[str, Any]) -> Decoded:
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     out["zooms"] = tuple(round(float(z), 6) for z in zooms)
     ornt = io_orientation(affine)  # type: ignore[no-untyped-call]
+    if np.isnan(ornt).any():  # found by fuzzing (issue #14): an OrientationError when hashing, a crash of the pass
+        raise BadImage("corrupt", "singular_affine", "the affine is degenerate (two voxel axes point the same way: "
+                       "no closest RAS+ orientation)")
     out["orientation"] = "".join(c or "?" for c in ornt2axcodes(ornt))  # type: ignore[no-untyped-call]
     if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
         raise BadImage("corrupt", "singular_affine", "the affine is singular (the voxel axes do not span 3-D space)")
     n_vox = math.prod(shape)
-    offset = int(hdr.get_data_offset())
+    try:
+        offset = int(hdr.get_data_offset())
+    except (ValueError, OverflowError):  # NaN or inf (found by fuzzing, issue #14)
+        raise BadImage("corrupt", "bad_header", f"invalid header (vox_offset {hdr['vox_offset']} is not a "
+                       "byte offset)") from None
     nbytes = n_vox * dtype.itemsize
     if n_vox == 0:
         raise BadImage("empty", "no_voxels", f"no voxels (shape {fmt_shape(shape)})")
@@ -140,9 +162,29 @@ def decode_nifti(blob: bytes, out: dict[str, Any]) -> Decoded:
         where = "the gzip stream holds" if gz else "the file holds"
         raise BadImage("corrupt", "truncated", f"truncated: the header declares {nbytes} bytes of data from byte "
                    f"{offset}, {where} {max(0, len(payload) - offset)}")
-    slope, inter = hdr.get_slope_inter()
+    try:
+        slope, inter = hdr.get_slope_inter()
+    except HeaderDataError as err:  # a valid slope with a NaN or infinite intercept: nibabel refuses it too
+        raise BadImage("corrupt", "bad_header", f"invalid header ({err})") from None
     data = np.frombuffer(payload, dtype=dtype, count=n_vox, offset=offset).reshape(shape, order="F")
     return Decoded(data, affine, ornt, slope, inter)
+
+
+def _repair(hdr: Any) -> None:
+    """nibabel's own header checks and repairs, as ``nibabel.load`` applies them (quietly).
+
+    Repairs what nibabel repairs (a zero voxel size, qfac, an invalid
+    qform/sform code, a zero vox_offset) so that the header facts and the
+    voxels are those nibabel reads; raises :class:`BadImage` where nibabel
+    refuses (a vox_offset inside the header, a bitpix that contradicts the
+    data type...). Found by differential fuzzing against nibabel (issue #14).
+    """
+    from nibabel.spatialimages import HeaderDataError
+
+    try:
+        hdr.check_fix(logger=_QUIET, error_level=40)
+    except HeaderDataError as err:
+        raise BadImage("corrupt", "bad_header", f"invalid header ({err})") from None
 
 
 def fmt_shape(shape: Sequence[int]) -> str:

@@ -1,12 +1,22 @@
-"""The parallel image pass: image files read by this process and a worker pool, or by a Dask cluster.
+"""The parallel image pass: image files read by a pool of worker processes, or by a Dask cluster.
 
 :func:`run_pass` reads a list of image files with
 :func:`audit.images.imagefile.summarise_file`, ``workers`` readers at a time
-(default: every core): this process and a pool of ``workers - 1`` processes
-started from a forkserver (1 runs in this process alone), or a Dask cluster
-when ``scheduler`` is given (its workers must see the dataset at the same
-absolute path). Results are the same either way and come back in path order.
-The heap is tuned for image-sized buffers meanwhile (:mod:`audit.images.heap`).
+(default: every core): a pool of worker processes started from a forkserver,
+or a Dask cluster when ``scheduler`` is given (its workers must see the
+dataset at the same absolute path). Results are the same either way and come
+back in path order. The heap is tuned for image-sized buffers meanwhile
+(:mod:`audit.images.heap`).
+
+Crash isolation: the audit's own process decodes no image bytes unless
+``workers=1`` is asked for (or it is itself a pool worker). A worker that
+dies while reading (a segmentation fault or abort in a decoder, the kernel's
+out-of-memory killer) costs only the image it was reading: the batches that
+were in flight are read again, each in a process of its own that reports
+image by image, and the image that kills its process is ``unreadable`` with
+the signal as its reason (:mod:`audit.images.isolate`). On Dask, a batch
+whose worker died is resubmitted image by image, and an image that fails
+alone is ``unreadable`` with Dask's reason.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 from audit.errors import InputError
 from audit.images.heap import heap_for_images, tune_heap
-from audit.images.imagefile import summarise_file
+from audit.images.isolate import crash_hook, failed, read_isolated, summarise_batch
 from audit.progress import advance, stage
 
 __all__ = ["DASK_CONNECT_TIMEOUT", "FORKSERVER_PRELOAD", "run_pass"]
@@ -39,64 +49,65 @@ def run_pass(paths: Sequence[str], *, workers: int | None, scheduler: Any) -> li
     """
     if not paths:
         return []
+    hook = crash_hook()
     with stage("reading images", total=len(paths)):
         if scheduler is not None:
-            return _run_dask(paths, scheduler)
+            return _run_dask(paths, scheduler, hook)
         import multiprocessing as mp
 
-        n = workers if workers is not None else (os.cpu_count() or 1)
-        n = max(1, min(n, len(paths)))
         with heap_for_images():
-            if n == 1 or mp.current_process().daemon:  # a pool worker may not start processes of its own
+            if workers == 1 or mp.current_process().daemon:  # asked for, or a pool worker (no processes of its own)
                 out = []
                 for p in paths:
-                    out.append(summarise_file(p))
+                    out.extend(summarise_batch([p], hook))
                     advance(len(out))
                 return out
-            return _run_pool(paths, n)
+            n = workers if workers is not None else (os.cpu_count() or 1)
+            return _run_pool(paths, max(1, min(n, len(paths))), hook)
 
 
-def _run_pool(paths: Sequence[str], n: int) -> list[dict[str, Any]]:
-    """``n`` readers: this process and a pool of ``n - 1`` worker processes.
+def _run_pool(paths: Sequence[str], n: int, hook: tuple[str, str] | None) -> list[dict[str, Any]]:
+    """A pool of ``n`` worker processes reads every batch; this process decodes nothing.
 
-    This process reads batches from the front while the pool starts (a
-    fresh forkserver imports numpy, nibabel and scipy: about half a second)
-    and then alongside it; the workers get batches from the back, two queued
-    per worker so that none waits for this process to hand out more. A
-    worker that dies (out of memory?) costs the images of its batches
-    (``unreadable``), never the run.
+    Two batches are queued per worker so that none waits for more. A worker
+    that dies breaks the pool: the batches in flight are read again, each in
+    a process of its own (:func:`~audit.images.isolate.read_isolated`), and a
+    fresh pool reads the batches not yet handed out.
     """
     batches = _batches(paths, n)
     done: list[list[dict[str, Any]] | None] = [None] * len(batches)
     todo = deque(range(len(batches)))
-    inflight: dict[Any, int] = {}
-    broken = False
-    with ProcessPoolExecutor(max_workers=n - 1, mp_context=_mp_context(), initializer=tune_heap) as pool:
+    ctx = _mp_context()
 
-        def collect(futures: Any) -> None:
-            for fut in futures:
-                b = inflight.pop(fut)
-                try:
-                    done[b] = fut.result()
-                except BrokenProcessPool:
-                    done[b] = [_failed(p, "the worker process reading it died (out of memory?)") for p in batches[b]]
-            advance(sum(len(batches[i]) for i, d in enumerate(done) if d is not None))
+    def progress() -> None:
+        advance(sum(len(batches[i]) for i, d in enumerate(done) if d is not None))
 
-        while todo or inflight:
-            collect([f for f in inflight if f.done()])
-            while not broken and todo and len(inflight) < 2 * (n - 1):
-                b = todo.pop()
-                try:
-                    inflight[pool.submit(_summarise_batch, batches[b])] = b
-                except BrokenProcessPool:  # the pool is gone: this process reads the rest
-                    todo.append(b)
-                    broken = True
-            if todo:
-                b = todo.popleft()
-                done[b] = _summarise_batch(batches[b])
-                advance(sum(len(batches[i]) for i, d in enumerate(done) if d is not None))
-            elif inflight:
-                collect(wait(list(inflight), return_when=FIRST_COMPLETED).done)
+    while todo:
+        suspects: list[int] = []
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=tune_heap) as pool:
+            inflight: dict[Any, int] = {}
+            broken = False
+            while inflight or (todo and not broken):
+                while not broken and todo and len(inflight) < 2 * n:
+                    b = todo.popleft()
+                    try:
+                        inflight[pool.submit(summarise_batch, batches[b], hook)] = b
+                    except BrokenProcessPool:
+                        todo.appendleft(b)
+                        broken = True
+                if not inflight:
+                    break
+                for fut in wait(list(inflight), return_when=FIRST_COMPLETED).done:
+                    b = inflight.pop(fut)
+                    try:
+                        done[b] = fut.result()
+                    except BrokenProcessPool:  # a worker died: this batch may hold the culprit
+                        suspects.append(b)
+                        broken = True
+                progress()
+        for b in sorted(suspects):
+            done[b] = read_isolated(batches[b], ctx, hook)
+            progress()
     return [r for batch in done for r in batch or ()]
 
 
@@ -115,7 +126,7 @@ def _mp_context() -> Any:
     return mp.get_context("spawn")
 
 
-def _run_dask(paths: Sequence[str], scheduler: Any) -> list[dict[str, Any]]:
+def _run_dask(paths: Sequence[str], scheduler: Any, hook: tuple[str, str] | None) -> list[dict[str, Any]]:
     try:
         from dask.distributed import Client
     except ImportError as err:  # pragma: no cover - dask is a dependency
@@ -129,13 +140,13 @@ def _run_dask(paths: Sequence[str], scheduler: Any) -> list[dict[str, Any]]:
     try:
         nthreads = sum(client.nthreads().values()) or 1
         batches = _batches(paths, nthreads)
-        futures = client.map(_summarise_batch, batches, pure=False)
+        futures = client.map(summarise_batch, batches, hook=hook, pure=False)
         out: list[dict[str, Any]] = []
         for fut, batch in zip(futures, batches):
             try:
                 out.extend(fut.result())
-            except Exception as err:  # a remote failure (killed worker...): those images were not read
-                out.extend(_failed(p, f"the Dask worker reading it failed ({type(err).__name__})") for p in batch)
+            except Exception:  # a remote failure (a killed worker...): read its images one by one
+                out.extend(_dask_one(client, p, hook) for p in batch)
             advance(len(out))
         return out
     finally:
@@ -143,10 +154,11 @@ def _run_dask(paths: Sequence[str], scheduler: Any) -> list[dict[str, Any]]:
             client.close()
 
 
-def _failed(path: str, message: str) -> dict[str, Any]:
-    return {"content": {"status": "unreadable", "problem": message, "problem_code": "unreadable"},
-            "bytes_read": 0, "opened": False, "key": None}
-
-
-def _summarise_batch(paths: Sequence[str]) -> list[dict[str, Any]]:
-    return [summarise_file(p) for p in paths]
+def _dask_one(client: Any, path: str, hook: tuple[str, str] | None) -> dict[str, Any]:
+    """One image on its own Dask task; ``unreadable`` with Dask's reason when that task fails too."""
+    try:
+        (res,) = client.submit(summarise_batch, [path], hook, pure=False).result()
+    except Exception as err:
+        why = str(err).splitlines()[0][:200] if str(err) else ""
+        return failed(path, f"the Dask worker reading it failed ({type(err).__name__}{': ' + why if why else ''})")
+    return res  # type: ignore[no-any-return]

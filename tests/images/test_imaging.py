@@ -316,8 +316,9 @@ def test_unreadable_file_is_a_finding_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(hashing, "open_raw", refuse)
     s = by_sub(summarise(root))["sub-02"]
     assert (s.status, s.problem_code) == ("unreadable", "unreadable") and "Permission denied" in s.problem
-    [f] = findings(root, "quality.corrupt_image")
+    [f] = findings(root, "quality.unreadable_file")  # not corrupt: the bytes were never seen (issue #14)
     assert "sub-02/anat/sub-02_T1w.nii.gz" in f.message and "Permission denied" in f.message
+    assert not findings(root, "quality.corrupt_image")
     fp = dataset_fingerprint(index_dataset(root), HashCache(memory=True))
     assert fp.files["sub-02/anat/sub-02_T1w.nii.gz"] == "unreadable"
     assert fp.unreadable == (("sub-02/anat/sub-02_T1w.nii.gz", "Permission denied"),)
@@ -542,8 +543,9 @@ def test_cache_dir_unusable_falls_back_to_memory(tmp_path, monkeypatch):
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / HashCache.FILENAME).write_bytes(b"this is not a database" * 100)
-    cache = HashCache(garbage)
-    assert cache.in_memory and cache.problem
+    cache = HashCache(garbage)  # a damaged cache file is moved aside and rebuilt, with a warning (issue #14)
+    assert not cache.in_memory and "rebuilt" in cache.problem
+    assert (garbage / (HashCache.FILENAME + ".corrupt")).exists()
     assert summarise_images(index_dataset(root), workers=1, cache=cache).images_read == 3
 
 
