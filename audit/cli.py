@@ -11,24 +11,41 @@ the library inside its functions: each command imports what it calls when it
 runs, so that ``bidsaudit --help`` (and typer building the commands) loads
 typer and nothing of the library (about 0.1 s instead of 0.45 s of CPU for
 the ~120 modules and numpy). ``tests/test_layout.py`` allows this for
-``audit.cli`` alone; every library module imports the project at module level.
+``audit.cli`` and its two parts (:mod:`audit.clibase`, :mod:`audit.clitrain`)
+alone; every library module imports the project at module level.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from audit import __version__
-
-if TYPE_CHECKING:
-    from audit.config import AuditOptions
+from audit.clibase import (
+    ConfigOpt,
+    ExpectationsOpt,
+    FormatOpt,
+    HtmlOpt,
+    IgnoreHeadersOpt,
+    JobsOpt,
+    JsonOpt,
+    JunitOpt,
+    OutDirOpt,
+    OutputFormat,
+    QuietOpt,
+    SarifOpt,
+    ShardSizeOpt,
+    ValidatorConfigOpt,
+    ValidatorMemoryOpt,
+    busy,
+    configured,
+    reported_errors,
+    suite_paths,
+)
+from audit.clitrain import cache_app, export, predict, train
 
 __all__ = ["app", "main"]
 
@@ -41,72 +58,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-
-JsonOpt = Annotated[Optional[str], typer.Option("--json", help="Write the JSON result here ('-' for stdout).")]
-HtmlOpt = Annotated[Optional[Path], typer.Option("--html", help="Write the HTML report here.")]
-OutDirOpt = Annotated[
-    Path, typer.Option("--out-dir", help="Where the JSON result and HTML report go when --json/--html are not given.")
-]
-IgnoreHeadersOpt = Annotated[
-    bool,
-    typer.Option("--ignore-nifti-headers", help="Images are placeholders: do not read their content "
-                 "(passed to the validator as --ignoreNiftiHeaders)."),
-]
-ValidatorConfigOpt = Annotated[
-    Optional[Path], typer.Option("--validator-config", help="The official validator's JSON config (ignored codes).")
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
-ShardSizeOpt = Annotated[Optional[int], typer.Option("--shard-size", min=0, help="Subjects per validator shard "
-                                                     "(0: one validator run; default: shards of 500 above "
-                                                     "1,000 subjects).")]
-JobsOpt = Annotated[Optional[int], typer.Option("--jobs", min=1, help="Validator shards at once (default: all "
-                                                "cores).")]
-ValidatorMemoryOpt = Annotated[Optional[int], typer.Option("--validator-memory", min=64, help="Heap limit of one "
-                                                           "shard's validator, MiB (default 1024); a shard over "
-                                                           "it is split and retried.")]
-ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", help="A bidsaudit.toml (or pyproject.toml with [tool.bidsaudit]); "
-                                 "default: found beside the dataset or above the split files.")]
-ExpectationsOpt = Annotated[
-    Optional[list[Path]], typer.Option("--expectations", metavar="SUITE.json",
-                                       help="A Great Expectations suite (JSON) to run on the participants or "
-                                       "images table (meta.bidsaudit.table); repeatable. Needs the "
-                                       "'expectations' extra.")]
-JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report (one test case per "
-                                                  "check) for CI systems.")]
-SarifOpt = Annotated[Optional[Path], typer.Option("--sarif", help="Write a SARIF 2.1.0 log (for code-scanning "
-                                                  "views); file paths relative to the working directory.")]
-
-
-class OutputFormat(str, Enum):
-    text = "text"
-    github = "github"
-
-
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="text: the summary; github: GitHub Actions "
-                                                 "annotations (::error file=...,line=...::) before the summary.",
-                                                 case_sensitive=False)]
-
-
-def configured(dataset: Path | None, splits: Path | None, config_path: Path | None, *, quiet: bool = False,
-               **kwargs: object) -> AuditOptions:
-    """The command's options with the configuration file applied; says on stderr which file was read (not with -q)."""
-    from audit.config import load_options
-
-    options, notes = load_options(dataset, splits, config_path, **kwargs)
-    for note in notes if not quiet else ():
-        typer.echo(note, err=True)
-    return options
-
-
-def suite_paths(expectations: list[Path] | None) -> tuple[str, ...]:
-    """Read and check the --expectations suites now (exit 2 before any work on a bad one)."""
-    from audit.expectations import load_suites
-
-    if not expectations:
-        return ()
-    load_suites(expectations)
-    return tuple(str(p) for p in expectations)
 
 
 def _version(value: bool) -> None:
@@ -121,47 +72,6 @@ def main_callback(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """bidsaudit: stop neuroimaging deep learning from fooling itself."""
-
-
-@contextmanager
-def reported_errors() -> Iterator[None]:
-    """Turn bad input into one line on stderr and exit code 2; never a traceback."""
-    from audit.errors import BidsauditError, missing_extra
-
-    try:
-        yield
-    except typer.Exit:
-        raise
-    except BidsauditError as err:
-        code = err.exit_code  # 2: could not run; 1: the tool ran and refuses (a closed gate, a leak)
-        typer.echo(f"bidsaudit: {'refused' if code == 1 else 'error'}: {err}", err=True)
-        raise typer.Exit(code) from None
-    except KeyboardInterrupt:
-        typer.echo("bidsaudit: interrupted; nothing was left half-written", err=True)
-        raise typer.Exit(130) from None
-    except RecursionError:
-        typer.echo("bidsaudit: error: input nested too deeply (a symbolic-link loop?)", err=True)
-        raise typer.Exit(2) from None
-    except Exception as err:  # last resort: one line, exit 2, traceback only on request
-        missing = missing_extra(err) if isinstance(err, ModuleNotFoundError) else None
-        if missing is not None:  # an optional dependency is missing: name the extra that installs it
-            typer.echo(f"bidsaudit: error: {missing}", err=True)
-            raise typer.Exit(2) from None
-        if isinstance(err, OSError) and err.filename:  # a full disk, a quota...: the file and why
-            typer.echo(f"bidsaudit: error: {err.filename}: {err.strerror or err}", err=True)
-            raise typer.Exit(2) from None
-        if os.environ.get("BIDSAUDIT_DEBUG"):
-            raise
-        typer.echo(f"bidsaudit: internal error: {type(err).__name__}: {err} "
-                   "(set BIDSAUDIT_DEBUG=1 for a traceback, and please report it)", err=True)
-        raise typer.Exit(2) from None
-
-
-def busy(description: str, *, quiet: bool, json_out: str | None, fmt: OutputFormat):  # type: ignore[no-untyped-def]
-    """A spinner with elapsed time on a watched terminal; never with -q, --json -, --format github or in CI."""
-    from audit.outputs.terminal import working
-
-    return working(description, enabled=not quiet and json_out != "-" and fmt == OutputFormat.text)
 
 
 @app.command()
@@ -372,143 +282,9 @@ def split(
         typer.echo(f"wrote {len(files)} files under {output}")
 
 
-@app.command()
-def train(
-    dataset: Annotated[Path, typer.Argument(help="The BIDS dataset folder the certificate vouches for.")],
-    splits: Annotated[Path, typer.Option("--splits", help="The audited split files.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The model folder (MAPS) to write.")],
-    certificate: Annotated[Optional[Path], typer.Option("--certificate", help="Default: "
-                                                        "bidsaudit-certificate.json beside the split files.")]
-    = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="classification, regression, reconstruction or "
-                                                "segmentation.")] = None,
-    label: Annotated[Optional[str], typer.Option("--label", help="Target column.")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs per run.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="conv5fc3, resnet or unet.")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="image, slice or patch.")] = None,
-    seeds: Annotated[Optional[int], typer.Option("--seeds", min=1, help="Repeat with N seeds (mean ± sd).")]
-    = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default 1e-3, Adam).")] = None,
-    verify: Annotated[str, typer.Option("--verify", help="cache (size, mtime, inode) or full (re-hash every "
-                                        "file).")] = "cache",
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="Refuse a certificate without a "
-                                                    "valid BIDSAUDIT_SIGNING_KEY signature.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    width: Annotated[Optional[int], typer.Option("--width", min=1, help="Channels of the first layer.")] = None,
-    transfer_from: Annotated[Optional[Path], typer.Option("--transfer-from", help="A model folder whose weights "
-                                                          "start this model (its participants must not be in this "
-                                                          "split's validation or test sets).")] = None,
-    freeze: Annotated[Optional[str], typer.Option("--freeze", help="With --transfer-from: encoder, decoder, both "
-                                                  "or none.")] = None,
-    transfer_lr: Annotated[Optional[float], typer.Option("--transfer-lr", help="Learning rate of the transferred "
-                                                         "parameters (default --lr).")] = None,
-    learning_curve: Annotated[Optional[str], typer.Option("--learning-curve", help="Increasing fractions of the "
-                                                          "training participants, e.g. 0.25,0.5,0.75,1.0: the "
-                                                          "validation metric against training-set size.")] = None,
-    nproc_per_node: Annotated[Optional[int], typer.Option("--nproc-per-node", min=1, help="Train on N local "
-                                                          "processes (torchrun, DistributedDataParallel).")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="The tensor cache (default: the user "
-                                                      "cache folder; 'bidsaudit cache info' shows it).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="No tensor cache: decode images when needed.")]
-    = False,
-    cache_dtype: Annotated[str, typer.Option("--cache-dtype", help="float32 or float16 (preprocessed images in "
-                                             "the cache).")] = "float32",
-    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="Volumes held in memory, e.g. 512M or "
-                                                      "2G (default 1G); the rest is read memory-mapped.")] = None,
-    permutation_test: Annotated[int, typer.Option("--permutation-test", min=0, help="N shuffled-label runs after "
-                                                  "training: the null distribution, the p-value, and exit 1 "
-                                                  "(leakage.pipeline) when they score clearly above chance.")] = 0,
-) -> None:
-    """Train a PyTorch model on an audited split, and nothing else (the gate cannot be bypassed).
-
-    Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel;
-    every rank runs the gate and rank 0 writes the model folder.
-    """
-    with reported_errors():  # torch missing: the train extra is named (exit 2)
-        from train.api import parse_fractions, train_model
-        from train.launch import launch
-
-        curve = parse_fractions(learning_curve) if learning_curve is not None else None
-        if nproc_per_node is not None and nproc_per_node > 1:
-            argv = ["train", str(dataset), "--splits", str(splits), "--output", str(output), "--verify", verify,
-                    "--device", device]
-            for flag, value in (("--certificate", certificate), ("--task", task), ("--label", label),
-                                ("--epochs", epochs), ("--model", model), ("--mode", mode), ("--seeds", seeds),
-                                ("--batch-size", batch_size), ("--lr", lr), ("--width", width),
-                                ("--transfer-from", transfer_from), ("--freeze", freeze),
-                                ("--transfer-lr", transfer_lr), ("--learning-curve", learning_curve),
-                                ("--cache-dir", cache_dir), ("--cache-dtype", cache_dtype),
-                                ("--max-memory", max_memory),
-
-                                ("--permutation-test", permutation_test or None)):
-                if value is not None:
-                    argv += [flag, str(value)]
-            argv += ["--require-signature"] * require_signature + ["--resume"] * resume + ["--no-cache"] * no_cache
-            raise typer.Exit(launch(nproc_per_node, argv, echo=lambda s: typer.echo(s, err=True)))
-        summary = train_model(dataset, splits, output, certificate=certificate, task=task, label=label,
-                              epochs=epochs, model=model, mode=mode, seeds=seeds, batch_size=batch_size, lr=lr,
-                              verify=verify, require_signature=require_signature, resume=resume, device=device,
-                              width=width, transfer_from=transfer_from, freeze=freeze, transfer_lr=transfer_lr,
-                              learning_curve=curve, cache_dir=cache_dir, cache=not no_cache,
-                              cache_dtype=cache_dtype, max_memory=max_memory, echo=typer.echo,
-                              permutation_test=permutation_test)
-        if summary.rank == 0:  # under torchrun the other ranks say nothing
-            for line in summary.lines():
-                typer.echo(line)
-            typer.echo(f"Model folder: {summary.maps}")
-    if any(f.get("severity") == "error" for f in summary.findings):
-        raise typer.Exit(1)  # leakage.pipeline: the shuffled-label runs scored above chance
-
-
-@app.command()
-def predict(
-    maps: Annotated[list[Path], typer.Argument(help="One model folder, or several (an ensemble).")],
-    data: Annotated[Path, typer.Option("--data", help="The BIDS dataset to predict on.")],
-    split_file: Annotated[Path, typer.Option("--split", help="The participants to predict (a split TSV).")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write predictions.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-) -> None:
-    """Predict; refuses participants that trained the model(s) or their pretraining sources."""
-    with reported_errors():
-        from train.api import predict as run_predict
-
-        summary = run_predict(maps, data, split_file, output=output, device=device, echo=typer.echo)
-        for line in summary.lines():
-            typer.echo(line)
-
-
-@app.command()
-def export(
-    maps: Annotated[Path, typer.Argument(help="A complete model folder written by 'bidsaudit train'.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write (*.onnx).")],
-    fold: Annotated[Optional[int], typer.Option("--fold", help="Which fold's run (default: the first).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Which seed's run (default: the first).")] = None,
-    selection: Annotated[Optional[str], typer.Option("--selection", help="loss or metric: which best model "
-                                                     "(default: the folder's).")] = None,
-    opset: Annotated[int, typer.Option("--opset", min=7, help="ONNX opset version.")] = 17,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest absolute difference allowed between "
-                                             "onnxruntime's and PyTorch's outputs.")] = 1e-4,
-    info_sheet: Annotated[Optional[Path], typer.Option("--info-sheet", help="Also write the model info sheet "
-                                                       "(FILE.md, or .html), filled from the model folder.")] = None,
-) -> None:
-    """Export a trained model to ONNX, checked against PyTorch with onnxruntime."""
-    with reported_errors():
-        from train.export import export_onnx
-        from train.infosheet import info_sheet as sheet_sections
-
-        if info_sheet is not None:
-            sheet_sections(maps)  # an incomplete or foreign folder: exit 2 before the export
-        rep = export_onnx(maps, output, fold=fold, seed=seed, selection=selection, opset=opset, tolerance=tolerance)
-        typer.echo(f"wrote {output} (fold {rep['fold']}, seed {rep['seed']}, {rep['weights']}); onnxruntime vs "
-                   f"PyTorch max abs diff {rep['check']['max_abs_diff']:.3g} (tolerance {tolerance:g}); "
-                   f"report {output}.json")
-        if info_sheet is not None:
-            from train.infosheet import write_info_sheet
-
-            write_info_sheet(maps, info_sheet)
-            typer.echo(f"wrote the model info sheet {info_sheet}")
+app.command()(train)
+app.command()(predict)
+app.command()(export)
 
 
 @app.command()
@@ -615,32 +391,7 @@ def serve(
                    ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile)
 
 
-cache_app = typer.Typer(help="The trainer's tensor cache: where it is, how big, and emptying it.",
-                        no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(cache_app, name="cache")
-CacheDirOpt = Annotated[Optional[Path], typer.Option("--cache-dir", help="The cache folder (default: the one "
-                                                     "'bidsaudit train' uses).")]
-
-
-@cache_app.command("info")
-def cache_info(cache_dir: CacheDirOpt = None) -> None:
-    """Show where the tensor cache is and how much it holds."""
-    from train.tensorcache import cache_info as info
-
-    with reported_errors():
-        got = info(cache_dir)
-        typer.echo(f"tensor cache {got['path']}: {got['entries']} entries, {got['bytes'] / 2**20:.1f} MiB"
-                   + (f" ({got['partial']} partial writes left by interrupted runs)" if got["partial"] else ""))
-
-
-@cache_app.command("clean")
-def cache_clean(cache_dir: CacheDirOpt = None) -> None:
-    """Remove every tensor cache entry (other files in the folder are left alone)."""
-    from train.tensorcache import clean_cache
-
-    with reported_errors():
-        got = clean_cache(cache_dir)
-        typer.echo(f"removed {got['removed']} entries ({got['bytes'] / 2**20:.1f} MiB) from {got['path']}")
 
 
 @app.command()

@@ -51,7 +51,7 @@ LAYERS: dict[str, tuple[str, float]] = {
     "audit.api": ("L4", 4),
     "train": ("train", 4.5),
     "reports": ("reports", 4.5),
-    **{m: ("L5", 5) for m in ("audit.cli", "audit.clioutput", "audit.precommit", "audit.demo", "audit.synthetic", "audit.service")},
+    **{m: ("L5", 5) for m in ("audit.cli", "audit.clibase", "audit.clitrain", "audit.clioutput", "audit.precommit", "audit.demo", "audit.synthetic", "audit.service")},
 }
 
 # (importer, imported) packages that never import one another, whatever their layers say.
@@ -70,11 +70,12 @@ HEAVY = ("torch", "monai", "fastapi", "starlette", "uvicorn", "great_expectation
 # (importer, imported) pairs allowed inside functions: an entry names a module or a package above it.
 # The program's entry point imports the library inside its commands: typer builds every command (and --help)
 # when audit.cli is imported, and the whole library is ~120 modules plus numpy (0.45 s of CPU against 0.1 s).
-# This module alone; its imports are still edges of the graph (cycles and layers are checked on them).
-ENTRY_POINT = "audit.cli"
+# These three modules alone (audit.cli registers the commands of clitrain and shares clibase); their imports are still edges of the graph (cycles and layers are checked on them).
+ENTRY_POINT = ("audit.cli", "audit.clibase", "audit.clitrain")
 
 LAZY_ALLOWED = (
     ("audit.cli", "train"),  # torch
+    ("audit.clitrain", "train"),  # torch
     ("audit.cli", "audit.service"),  # fastapi, uvicorn
     ("audit.demo", "train"),  # torch
     ("audit.service", "train"),  # torch (the service's model gate)
@@ -333,7 +334,7 @@ def heavy_modules() -> dict[str, str]:
 def test_project_imports_are_at_module_level():
     violations = []
     for e in edges():
-        if not e.local or e.importer == ENTRY_POINT:
+        if not e.local or e.importer in ENTRY_POINT:
             continue
         allowed = any(_within(e.importer, a) and _within(e.target, b) for a, b in LAZY_ALLOWED)
         if not allowed:
