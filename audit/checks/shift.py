@@ -47,12 +47,13 @@ Tests and effect sizes (:mod:`audit.stats`, :mod:`audit.effects`, :mod:`audit.au
 A finding is decided by the size of the effect (:mod:`audit.decisions`)
     The p-values of every shift test of the audit (all four checks, all
     folds and pairs) and the dataset's label x site test are adjusted
-    together (Benjamini-Hochberg). A large effect (``|SMD| >= smd_large``,
-    a class-share difference of ``share_large``, an AUC of ``auc_large``)
-    is a warning when its unadjusted ``p <= alpha_large`` or its adjusted p
-    is at most ``fdr``, worded "large, uncertain with n = ..." when its
-    interval reaches below the large bound; a moderate one needs the
-    adjusted p at most ``fdr``; a small or negligible one is never a
+    together (weighted Benjamini-Hochberg, weights ``weight_smd``,
+    ``weight_share``, ``weight_auc``, ``weight_v`` of the ``shift`` table).
+    A large effect (``|SMD| >= smd_large``, a class-share difference of
+    ``share_large``, an AUC of ``auc_large``) or a moderate one is a
+    warning when its adjusted p is at most ``fdr``, a large one worded
+    "large, uncertain with n = ..." when its interval reaches below the
+    large bound; a small or negligible one is never a
     warning, however small its p (50,000 participants make trivial
     differences significant). Measured by ``bench/sim_power.py`` and
     ``bench/sim_false_alarms.py``: on random splits of one population,
