@@ -342,3 +342,38 @@ def test_sim_power_quick_runs_and_writes_json(tmp_path, capsys):
     assert sim_power.main(["--quick", "--null-audits", "8", "--audits", "4", "--n-eval", "20",
                            "--scenarios", "label,image", "--out", str(again)]) == 0
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_sim_power_fast_null_and_large_effects(tmp_path):
+    """A small run of the whole-audit simulation: few audits, so loose bounds; the long run is the slow test."""
+    from bench import sim_power
+
+    out = tmp_path / "small.json"
+    assert sim_power.main(["--large", "--null-audits", "25", "--audits", "8", "--n-eval", "20",
+                           "--scenarios", "label,image,confound", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["weights"] == decisions.WEIGHTS and data["evidence"]["fdr"] == decisions.EVIDENCE["fdr"]
+    assert data["null"][0]["alarms"] <= 3  # about fdr (4 %) of 25 audits; 4 or more: p < 0.02 at a 4 % rate
+    assert all(r["rate"] >= 0.8 for r in data["power"]), data["power"]
+
+
+@pytest.mark.slow
+def test_sim_power_long_run_meets_the_null_goal(tmp_path):
+    """On random splits of one population the family warns in fewer than 5 % of audits (seeded: reproducible).
+
+    Detection of the goal's large effects at 20 evaluation participants is measured beside it; the figures
+    and their binomial intervals are in docs/effects.md (site 0.40 and an SMD of exactly 1.0 are at the
+    limit of what a 4 % family allows, so they are bounded loosely here).
+    """
+    from bench import sim_power
+
+    out = tmp_path / "long.json"
+    assert sim_power.main(["--large", "--null-audits", "500", "--audits", "100", "--n-eval", "10,20",
+                           "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    for r in data["null"]:
+        assert r["rate"] <= 0.05, r
+    rate = {(r["scenario"], r["n_eval"]): r["rate"] for r in data["power"]}
+    for scenario in ("label", "image", "confound"):
+        assert rate[(scenario, 20)] >= 0.85, (scenario, rate)
+    assert rate[("covariate", 20)] >= 0.8 and rate[("acquisition", 20)] >= 0.5, rate
