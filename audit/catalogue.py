@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CHECK_IDS", "CONTRACT_CHECK_IDS", "MAX_LEVELS", "EFFECT_BOUNDS", "EFFECT_EVIDENCE", "RENAMED_THRESHOLDS",
-           "THRESHOLDS"]
+__all__ = ["CHECK_IDS", "CONTRACT_CHECK_IDS", "MAX_LEVELS", "EFFECT_BOUNDS", "EFFECT_EVIDENCE", "FAMILY_WEIGHTS",
+           "RENAMED_THRESHOLDS", "THRESHOLDS"]
 
 #: Check ids of the contract (``contract.md``, "Check ids"): valid in a
 #: configuration whatever is registered.
@@ -56,17 +56,27 @@ EFFECT_BOUNDS: dict[str, dict[str, float]] = {
 
 #: The evidence a warning needs besides its magnitude (bench/sim_power.py measures these choices).
 EFFECT_EVIDENCE: dict[str, Any] = {
-    # moderate effects: Benjamini-Hochberg adjusted p-value at most this, in the audit's one family
-    "fdr": 0.025,
-    # large effects: the *unadjusted* p-value at most this (a Bonferroni level for a family of ten at 5 %),
-    # or the adjusted one at most fdr. 0.005 keeps 2-4 % of null audits alarming at 10-200 evaluation
-    # participants; 0.01 reaches 5.2 % at 20 (docs/effects.md).
-    "alpha_large": 0.005,
+    # moderate and large effects: the weighted Benjamini-Hochberg adjusted p-value (audit.decisions.family_adjust,
+    # weights FAMILY_WEIGHTS) at most this, in the audit's one family. When nothing differs, the chance that an
+    # audit warns at all is at most this, whatever the number of comparisons (docs/effects.md: measured
+    # 2-4 % at 10-200 evaluation participants).
+    "fdr": 0.04,
+    # an unadjusted level for large effects besides the family (0: off). The previous default 0.005 was
+    # outside the family's control: the audit's null rate grew with its number of comparisons.
+    "alpha_large": 0.0,
     # when a moderate effect may pass on its CI clear of the negligible region instead of the adjusted p:
     # "without_p" (only when there is no p-value), "always" or "never". A 95 % CI is not adjusted for
     # multiplicity, so "always" raises false alarms in a family of tests.
     "ci_evidence": "without_p",
 }
+
+#: Each kind of comparison's weight in the audit's family (weighted Benjamini-Hochberg, the weights rescaled to
+#: average 1 over the audit's comparisons; with one real effect among m a comparison of weight w warns about
+#: when p <= fdr * w / m). Where a large effect needs the error rate at 20 evaluation participants
+#: (bench/sim_power.py, docs/effects.md): an SMD of 1.0 against ~93 training participants is 4 standard errors
+#: out and needs p <= 0.01 to be found 90 % of the time; the domain classifier's AUC 0.9+ and the dataset's
+#: Cramér's V 0.5 are 5-6 standard errors out and are found at levels 10-100 times smaller.
+FAMILY_WEIGHTS: dict[str, float] = {"smd": 2.0, "proportion_difference": 1.0, "auc": 0.25, "cramers_v": 0.25}
 
 
 def _bounds(prefix: str, kind: str) -> dict[str, float]:
@@ -111,11 +121,14 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
     },
     # shared by every shift.* check: the one multiple-testing family of the audit
     "shift": {
-        # Benjamini-Hochberg false discovery rate over every shift test of the audit. When nothing differs,
-        # BH at q bounds the chance of any false discovery by q, and with 300 participants (where the effect
-        # thresholds rarely bind) the measured per-audit rate sits at q itself (5.2 % of 1,000 audits at
-        # q = 0.05): 0.025 keeps false alarms well under 5 % (bench/sim_false_alarms.py).
-        "fdr": 0.025,
+        # weighted Benjamini-Hochberg level over every shift comparison and the label x site test of the audit
+        # (EFFECT_EVIDENCE; the weights per kind of effect below, FAMILY_WEIGHTS). When nothing differs, it
+        # bounds the chance that the audit warns at all.
+        "fdr": EFFECT_EVIDENCE["fdr"],
+        "weight_smd": FAMILY_WEIGHTS["smd"],
+        "weight_share": FAMILY_WEIGHTS["proportion_difference"],
+        "weight_auc": FAMILY_WEIGHTS["auc"],
+        "weight_v": FAMILY_WEIGHTS["cramers_v"],
         "min_subjects": 3,        # a side with fewer values is not tested
         "max_levels": MAX_LEVELS,  # a text column with more levels is an identifier / free text, not tested
         "equivalence_alpha": 0.05,
@@ -124,7 +137,7 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
         # "train": each split against the training split (what the model learnt from; the most power);
         # "all": every pair of splits. Without a split named train, every pair.
         "pairs": "train",
-        # a large effect is a warning with an unadjusted p at most this (or the adjusted one at most fdr)
+        # a large effect is also a warning with an unadjusted p at most this (0: off, the default)
         "alpha_large": EFFECT_EVIDENCE["alpha_large"],
         "ci_evidence": EFFECT_EVIDENCE["ci_evidence"],
     },

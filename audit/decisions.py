@@ -10,14 +10,16 @@ bounds and evidence are the catalogue's (:data:`audit.catalogue.EFFECT_BOUNDS`,
 
 * below the ``negligible`` bound: never a warning, however small its p;
 * ``small`` (negligible to moderate): not a warning;
-* ``moderate`` (moderate to large): a warning only with evidence, the
-  Benjamini-Hochberg adjusted p-value at most ``fdr`` (or, when the caller
-  has no p-value, the CI clear of the negligible region);
-* ``large``: a warning when chance alone is an unlikely explanation,
-  ``p <= alpha_large`` *unadjusted* or the adjusted p at most ``fdr`` (the
-  CI clear of "no effect" when no p-value is given): the size of the
-  effect carries it past the multiplicity penalty. Worded "large,
-  uncertain with n = ..." when the CI reaches below the large bound.
+* ``moderate`` and ``large``: a warning when chance alone is an unlikely
+  explanation: the comparison's adjusted p-value in the audit's family
+  (:func:`family_adjust`: weighted Benjamini-Hochberg, weights per kind of
+  effect) at most ``fdr`` (or, when the caller has no p-value, the CI clear
+  of the negligible region, moderate, or of no effect, large). Worded
+  "large, uncertain with n = ..." when the CI reaches below the large
+  bound. Under no shift at all the family's chance of any warning is then
+  at most ``fdr`` whatever the number of comparisons (``docs/effects.md``).
+  ``alpha_large`` (off by default) restores an unadjusted level for large
+  effects, outside that control.
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from audit.catalogue import EFFECT_BOUNDS, EFFECT_EVIDENCE
+from audit.catalogue import EFFECT_BOUNDS, EFFECT_EVIDENCE, FAMILY_WEIGHTS
 from audit.effects import KINDS, LEVEL, Effect, _finite
+from audit.stats import benjamini_hochberg
 
-__all__ = ["RULES", "EVIDENCE", "KINDS", "Decision", "classify_effect", "decide", "rules_from", "label_mix"]
+__all__ = ["RULES", "EVIDENCE", "WEIGHTS", "KINDS", "Decision", "classify_effect", "decide", "rules_from", "label_mix",
+           "family_adjust", "weights_from"]
 
 #: Magnitude bounds per kind of effect (the catalogue's :data:`~audit.catalogue.EFFECT_BOUNDS`).
 RULES: dict[str, dict[str, float]] = EFFECT_BOUNDS
 #: The evidence a warning needs besides its magnitude (the catalogue's :data:`~audit.catalogue.EFFECT_EVIDENCE`).
 EVIDENCE: dict[str, Any] = EFFECT_EVIDENCE
+#: Each kind of comparison's weight in the audit's family (the catalogue's :data:`~audit.catalogue.FAMILY_WEIGHTS`).
+WEIGHTS: dict[str, float] = FAMILY_WEIGHTS
 
 _NAMES = {"smd": "SMD (Hedges' g)", "proportion_difference": "class-share difference",
           "cramers_v": "Cramér's V", "auc": "ROC AUC"}
@@ -59,6 +65,48 @@ def rules_from(table: Mapping[str, Any], prefix: str, shared: Mapping[str, Any] 
     source = table if shared is None else shared
     out.update({k: source[k] for k in EVIDENCE if k in source})
     return out
+
+
+def weights_from(table: Mapping[str, Any]) -> dict[str, float]:
+    """The family weights of a threshold table (``weight_smd``, ``weight_share``, ``weight_auc``, ``weight_v``).
+
+    >>> weights_from({"weight_smd": 2})["smd"], weights_from({})["auc"] == WEIGHTS["auc"]
+    (2.0, True)
+    """
+    names = {"smd": "smd", "proportion_difference": "share", "auc": "auc", "cramers_v": "v"}
+    return {kind: float(table.get(f"weight_{short}", WEIGHTS[kind])) for kind, short in names.items()}
+
+
+def family_adjust(p_values: Sequence[float | None], kinds: Sequence[str],
+                  weights: Mapping[str, float] | None = None) -> list[float | None]:
+    """Weighted Benjamini-Hochberg adjusted p-values of one audit's family of comparisons.
+
+    Each comparison's p-value is divided by its kind's weight (``weights``,
+    default :data:`WEIGHTS`), the weights rescaled to average 1 over the
+    comparisons that have a p-value, then Benjamini-Hochberg (Genovese,
+    Roeder & Wasserman 2006). With one real effect among ``m`` comparisons a
+    comparison of weight ``w`` is a warning about when ``p <= fdr * w / m``:
+    the family's error rate is spent where a large effect needs it. When
+    nothing differs, the chance that any adjusted p is at most ``q`` is at
+    most ``q`` (independent or positively dependent tests), whatever ``m``
+    and the mix of kinds. ``None`` stays ``None`` and does not count.
+
+    >>> family_adjust([0.004, 0.004, None, 0.5], ["smd", "proportion_difference", "auc", "auc"],
+    ...               {"smd": 3, "proportion_difference": 1, "auc": 1})
+    [0.00666667, 0.01, None, 0.833333]
+    """
+    table = {**WEIGHTS, **(weights or {})}
+    if len(kinds) != len(p_values):
+        raise ValueError("one kind per p-value")
+    have = [i for i, p in enumerate(p_values) if p is not None and np.isfinite(float(p))]
+    if not have:
+        return [None] * len(p_values)
+    w = np.array([max(float(table.get(kinds[i], 1.0)), 1e-12) for i in have])
+    w = w / w.mean()
+    scaled: list[float | None] = [None] * len(p_values)
+    for i, wi in zip(have, w):
+        scaled[i] = min(1.0, float(p_values[i]) / float(wi))  # type: ignore[arg-type]
+    return benjamini_hochberg(scaled)
 
 
 @dataclass(frozen=True)
@@ -126,16 +174,19 @@ def classify_effect(kind: str, estimate: float | None, ci: Sequence[float] | Non
     * ``< moderate``: ``small``, not a warning;
     * ``< large``: ``moderate``, a warning with ``p_adjusted <= fdr`` (or,
       by ``ci_evidence``, the CI clear of the negligible region);
-    * else ``large``, a warning with ``p_value <= alpha_large`` or
-      ``p_adjusted <= fdr`` (no p-value at all: the CI clear of no effect);
-      "uncertain" when the CI reaches below the large bound.
+    * else ``large``, a warning with ``p_adjusted <= fdr`` (or, when
+      ``alpha_large`` is set above 0, ``p_value <= alpha_large``; no
+      p-value at all: the CI clear of no effect); "uncertain" when the CI
+      reaches below the large bound.
 
     An AUC below 0.5 (a cross-validated classifier doing worse than chance)
     is negligible. A missing or non-finite estimate is "not measured".
 
-    >>> d = classify_effect("auc", 1.0, (0.93, 1.0), 0.2, (80, 20), p_value=1e-9)
+    >>> d = classify_effect("auc", 1.0, (0.93, 1.0), 2e-7, (80, 20), p_value=1e-9)
     >>> d.magnitude, d.warning, d.wording
-    ('large', True, 'ROC AUC 1.00 (95% CI 0.93 to 1.00): large, n = 80 and 20 (p=1e-09, adjusted 0.20)')
+    ('large', True, 'ROC AUC 1.00 (95% CI 0.93 to 1.00): large, n = 80 and 20 (p=1e-09, adjusted 2e-07)')
+    >>> classify_effect("auc", 1.0, (0.93, 1.0), 0.2, (80, 20), p_value=1e-9).warning  # the family decides
+    False
     >>> d = classify_effect("smd", 1.3, (0.5, 2.1), 0.04, (93, 20), p_value=0.001)
     >>> d.magnitude, d.warning, d.uncertain
     ('large', True, True)
@@ -195,10 +246,11 @@ def classify_effect(kind: str, estimate: float | None, ci: Sequence[float] | Non
     ci_mode = str(th["ci_evidence"])
     ci_ok = clear_negligible and (ci_mode == "always" or (ci_mode == "without_p" and p_adj is None))
     evidence: str | None = None
+    alpha_large = float(th["alpha_large"] or 0.0)
     if magnitude == "large":
         if fdr_ok:
             evidence = "fdr"
-        elif p_raw is not None and p_raw <= float(th["alpha_large"]):
+        elif p_raw is not None and alpha_large > 0 and p_raw <= alpha_large:
             evidence = "alpha_large"
         elif p_raw is None and p_adj is None and clear_null:
             evidence = "ci"

@@ -25,8 +25,8 @@ Decision (by effect size: :mod:`audit.decisions`, ``docs/effects.md``)
     Cramér's V with its 95 % confidence interval decides, with the
     catalogue's bounds (``v_negligible``, ``v_moderate``, ``v_large``;
     overridable through ``config["thresholds"]["confound.label_site"]``):
-    a large V is an error when ``p <= alpha_large`` (unadjusted) or its
-    Benjamini-Hochberg adjusted p is at most ``fdr``, worded "large,
+    a large V is an error when its adjusted p in the audit's family
+    (weighted Benjamini-Hochberg) is at most ``fdr``, worded "large,
     uncertain with n = ..." when the interval reaches below the large
     bound; a moderate V is a warning with the adjusted p at most ``fdr``;
     a small or negligible V is never more than an info finding, however

@@ -15,9 +15,9 @@ confidence interval (:mod:`audit.effects`: Hedges' g, the largest
 difference of a class's share, the AUC). The p-values of all four checks,
 all folds and pairs, and the dataset's label x site test
 (:mod:`audit.checks.label_site`) are adjusted together
-(Benjamini-Hochberg); then :func:`audit.decisions.classify_effect` decides
-each comparison by its effect size (large: a warning with an unadjusted
-``p <= alpha_large`` or the adjusted p at most ``fdr``; moderate: with the
+(weighted Benjamini-Hochberg, :func:`audit.decisions.family_adjust`, weights
+per kind of effect); then :func:`audit.decisions.classify_effect` decides
+each comparison by its effect size (moderate or large: a warning with the
 adjusted p at most ``fdr``; small or negligible: never). The wording and
 the checks are in :mod:`audit.checks.shift`.
 """
@@ -42,12 +42,11 @@ from audit.checks.variables import (
     covariate_variables,
     label_variables,
 )
-from audit.decisions import classify_effect, label_mix, rules_from
+from audit.decisions import classify_effect, family_adjust, label_mix, rules_from, weights_from
 from audit.effects import cramers_v, hedges_g, proportion_difference
 from audit.predictors import domain_classifier
 from audit.stats import (
     association_test,
-    benjamini_hochberg,
     contingency,
     finite,
     ks_test,
@@ -296,7 +295,8 @@ def _compute(ctx: AuditContext) -> ShiftFamily:
     confound = _confound_record(ctx)
     if confound is not None:
         records.append(confound)
-    adjusted = benjamini_hochberg([r.get("p_value") for r in records])
+    adjusted = family_adjust([r.get("p_value") for r in records], [r["effect_size"]["kind"] for r in records],
+                             weights_from(shared))
     q = float(shared["fdr"])
     for r, p in zip(records, adjusted):
         r["p_adjusted"] = p

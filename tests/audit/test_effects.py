@@ -126,24 +126,64 @@ def test_domain_auc_is_calibrated_for_cross_validation():
     X[:20, :3] += 2.0
     e = auc.domain_auc(X, flag)
     assert e.estimate > 0.9 and e.p_value < 1e-5 and e.details["variance_inflation"] >= 1.0
-    assert decisions.decide(e, 0.5).warning  # large and p below alpha_large, whatever the family
+    # large, and its p passes the family: one of eleven comparisons whose ten others show nothing
+    adjusted = decisions.family_adjust([e.p_value] + NULL_PS, ["auc"] + NULL_KINDS)
+    assert decisions.decide(e, adjusted[0]).warning
 
 
 # --------------------------------------------------------------------------- the rules
+#: The ten other comparisons of an audit (sim_power's family: label, sex, site, age, image for train-validation
+#: and train-test, and label x site) when nothing else differs: p-values spread over (0, 1).
+NULL_PS = [0.08, 0.15, 0.23, 0.31, 0.42, 0.5, 0.61, 0.72, 0.85, 0.95]
+NULL_KINDS = ["proportion_difference"] * 5 + ["smd", "smd", "auc", "cramers_v", "proportion_difference"]
+
+
 def test_large_effect_with_twenty_participants_is_a_warning_worded_uncertain():
+    from audit.stats import association_test
+
     train = [1] * 50 + [0] * 50
     table = [[train.count(1), train.count(0)], [18, 2]]  # a 90/10 test split of 20 against 50/50
     eff = effects.proportion_difference(table, ["AD", "CN"], splits=("train", "test"))
-    d = decisions.decide(eff, p_adjusted=0.2, p_value=0.0004, what="AD share")
-    assert d.magnitude == "large" and d.warning and d.evidence == "alpha_large"
+    p = association_test(table).p_value
+    adjusted = decisions.family_adjust([p] + NULL_PS, ["proportion_difference"] + NULL_KINDS)
+    d = decisions.decide(eff, p_adjusted=adjusted[0], p_value=p, what="AD share")
+    assert d.magnitude == "large" and d.warning and d.evidence == "fdr"
     assert "large, uncertain with n = 100 and 20" in d.wording
     assert "+40 points" in d.wording and "95% CI" in d.wording
+    # not by an unadjusted level for large effects: that is off by default
+    assert not decisions.decide(eff, p_adjusted=0.2, p_value=0.0004).warning
+    assert decisions.decide(eff, p_adjusted=0.2, p_value=0.0004, rules={"alpha_large": 0.005}).evidence == \
+        "alpha_large"
 
 
-def test_perfect_domain_classifier_is_a_warning_whatever_the_family():
+def test_perfect_domain_classifier_is_a_warning_in_a_large_family():
     e = auc.auc_effect(np.arange(20) + 100.0, np.arange(80.0))
-    d = decisions.decide(e, p_adjusted=0.3)  # a family large enough that BH would not pass it
+    # its p passes even among 200 comparisons of which it has the smallest weight
+    kinds = ["auc"] + ["smd", "proportion_difference"] * 100
+    adjusted = decisions.family_adjust([e.p_value] + [0.5] * 200, kinds)
+    d = decisions.decide(e, p_adjusted=adjusted[0])
     assert d.magnitude == "large" and d.warning
+
+
+def test_family_adjust_spends_the_error_rate_by_weight_and_controls_the_null():
+    # weights rescaled to average 1: with one effect among eleven, weight w passes about at p <= fdr * w / 11
+    kinds = ["smd"] * 2 + ["proportion_difference"] * 6 + ["auc"] * 2 + ["cramers_v"]
+    w = np.array([decisions.WEIGHTS[k] for k in kinds])
+    level = decisions.EVIDENCE["fdr"] * w / w.mean() / len(kinds)
+    for i in (0, 2, 8, 10):
+        ps = [0.9] * len(kinds)
+        ps[i] = level[i] * 0.99
+        assert decisions.family_adjust(ps, kinds)[i] <= decisions.EVIDENCE["fdr"]
+        ps[i] = level[i] * 1.01
+        assert decisions.family_adjust(ps, kinds)[i] > decisions.EVIDENCE["fdr"]
+    assert level[0] > level[2] > level[8]  # an SMD gets the most (it needs it at 20 participants), an AUC little
+    # uniform null p-values: any adjusted p <= fdr in at most about fdr of families (weights do not change that)
+    rng = np.random.default_rng(3)
+    hits = np.mean([min(decisions.family_adjust(list(rng.random(len(kinds))), kinds)) <= 0.04 for _ in range(4000)])
+    assert hits < 0.055
+    assert decisions.family_adjust([None, 0.01], ["smd", "auc"]) == [None, 0.01]
+    with pytest.raises(ValueError):
+        decisions.family_adjust([0.1], [])
 
 
 def test_tiny_effect_is_never_a_warning_however_small_its_p():
@@ -302,3 +342,38 @@ def test_sim_power_quick_runs_and_writes_json(tmp_path, capsys):
     assert sim_power.main(["--quick", "--null-audits", "8", "--audits", "4", "--n-eval", "20",
                            "--scenarios", "label,image", "--out", str(again)]) == 0
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_sim_power_fast_null_and_large_effects(tmp_path):
+    """A small run of the whole-audit simulation: few audits, so loose bounds; the long run is the slow test."""
+    from bench import sim_power
+
+    out = tmp_path / "small.json"
+    assert sim_power.main(["--large", "--null-audits", "25", "--audits", "8", "--n-eval", "20",
+                           "--scenarios", "label,image,confound", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["weights"] == decisions.WEIGHTS and data["evidence"]["fdr"] == decisions.EVIDENCE["fdr"]
+    assert data["null"][0]["alarms"] <= 3  # about fdr (4 %) of 25 audits; 4 or more: p < 0.02 at a 4 % rate
+    assert all(r["rate"] >= 0.8 for r in data["power"]), data["power"]
+
+
+@pytest.mark.slow
+def test_sim_power_long_run_meets_the_null_goal(tmp_path):
+    """On random splits of one population the family warns in fewer than 5 % of audits (seeded: reproducible).
+
+    Detection of the goal's large effects at 20 evaluation participants is measured beside it; the figures
+    and their binomial intervals are in docs/effects.md (site 0.40 and an SMD of exactly 1.0 are at the
+    limit of what a 4 % family allows, so they are bounded loosely here).
+    """
+    from bench import sim_power
+
+    null, large = tmp_path / "null.json", tmp_path / "large.json"
+    assert sim_power.main(["--null-audits", "500", "--n-eval", "10,20", "--scenarios=", "--out", str(null)]) == 0
+    for r in json.loads(null.read_text())["null"]:
+        assert r["rate"] <= 0.05, r
+    assert sim_power.main(["--large", "--null-audits", "0", "--audits", "100", "--n-eval", "20",
+                           "--out", str(large)]) == 0
+    rate = {r["scenario"]: r["rate"] for r in json.loads(large.read_text())["power"]}
+    for scenario in ("label", "image", "confound"):
+        assert rate[scenario] >= 0.85, rate
+    assert rate["covariate"] >= 0.75 and rate["acquisition"] >= 0.5, rate

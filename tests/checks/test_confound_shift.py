@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from audit.bidsindex import index_dataset
+from audit.catalogue import EFFECT_EVIDENCE
 from audit.context import AuditContext, AuditOptions
 from audit.findings import Finding
 from audit.runner import run_checks
@@ -224,7 +225,7 @@ def test_old_test_set_is_a_covariate_shift_on_age(plain):
     assert {f.evidence["variable"] for f in warned} == {"age"}
     f = next(f for f in warned if f.splits == ("train", "test"))
     assert "test is older" in f.message and f.evidence["worst"]["effect"]["smd"] > 1
-    assert f.evidence["worst"]["p_adjusted"] <= f.evidence["thresholds"]["shared"]["fdr"] == 0.025
+    assert f.evidence["worst"]["p_adjusted"] <= f.evidence["thresholds"]["shared"]["fdr"] == EFFECT_EVIDENCE["fdr"]
 
 
 def test_one_site_test_set_is_an_acquisition_shift(plain):
