@@ -58,7 +58,7 @@ def client(tmp_path_factory):
                                   max_files=8, max_archive_files=8), start_workers=False)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
-    if os.environ.get("BIDSAUDIT_FUZZ_TALLY"):  # the figures of docs/reliability-service.md
+    if os.environ.get("BIDSAUDIT_FUZZ_TALLY"):  # the figures of docs/reliability.md ("The service")
         Path(os.environ["BIDSAUDIT_FUZZ_TALLY"]).write_text(json.dumps(dict(sorted(TALLY.items())), indent=1))
 
 
