@@ -52,6 +52,7 @@ from audit.result import Result
 from audit.runner import build_result, run_checks
 from audit.scanner import from_sidecars
 from audit.splits import SplitPlan, SplitResult, read_splits, split_dataset
+from audit.splits.sitefolds import split_by_site
 from audit.validator import ValidatorRun, run_validator
 from audit.validatorsharded import should_shard, validate_with_shards
 from audit.validatorshards import dataset_subjects
@@ -235,7 +236,8 @@ class SplitOutput(NamedTuple):
 
 def split(dataset: Any, *, label: str = "diagnosis", output: PathLike = "splits", group: str | None = None,
           test_size: float = 0.2, val_size: float = 0.2, folds: int = 0, seed: int = 0,
-          balance: str | Sequence[str] = "age,sex,site", layout: str = "both") -> SplitOutput:
+          balance: str | Sequence[str] = "age,sex,site", layout: str = "both",
+          leave_site_out: bool = False) -> SplitOutput:
     """Write leak-free, stratified, subject-level (or group-level) splits: ``bidsaudit split``.
 
     Returns a :class:`SplitOutput` ``(split, folder, files)``: the
@@ -244,8 +246,14 @@ def split(dataset: Any, *, label: str = "diagnosis", output: PathLike = "splits"
     files written. ``balance`` is a comma-separated string, as on the
     command line, or a list of columns. Raises
     :class:`~audit.errors.SplitError` for a split that cannot be made.
+    ``leave_site_out=True`` writes one fold per site instead, that site held
+    out as the fold's validation set (:func:`audit.splits.sitefolds.split_by_site`;
+    the size, seed and balance options do not apply).
     """
     root = dataset_path(dataset)
+    if leave_site_out:
+        result, files = split_by_site(root, output, label=label, layout=layout, group=group)
+        return SplitOutput(result, Path(output), list(files))
     columns = balance.split(",") if isinstance(balance, str) else list(balance)
     plan = SplitPlan(label=label, group=group, test_size=test_size, val_size=val_size, folds=folds, seed=seed,
                      balance=tuple(c.strip() for c in columns if c.strip()))
