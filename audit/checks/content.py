@@ -34,6 +34,12 @@
          ``candidate_thresholds`` says where each suffix's threshold was set
          and how many. Suffixes with fewer than three fingerprinted images
          are not compared this way (no mean to compare against);
+       * *spectra* stand out (:mod:`audit.images.spectrum`, suffixes of at
+         least 24 images): the frame-free power spectra of the two images'
+         band-passed log intensities are each other's near neighbours by at
+         least ``spectrum_z`` (4) robust standard units of the suffix's pairs
+         (at most the fingerprints' budget more pairs): crops into the head,
+         bias-field-corrected, translated copies, whose fingerprint frame moved;
        * *voxel patches* are shared: at least ``patch_overlap`` (default
          0.5) of the smaller image's 2x2x2 blocks of exact voxel values are
          also blocks of the other (256-hash bottom-k sketches): crops, pads,
@@ -160,7 +166,6 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
-
 from audit.catalogue import THRESHOLDS
 from audit.checks.registry import check
 from audit.context import AuditContext
@@ -190,7 +195,9 @@ CANDIDATE_RULE = (
     "keeps them all when they number at most its budget, max(candidate_budget, candidate_budget_per_image x its "
     "images); otherwise its threshold rises to the budget's boundary (the pairs above the (budget + 1)-th highest "
     "similarity), and where that boundary reaches similarity the fixed rule (similarity, size_tolerance) applies; "
-    "pairs left over are not confirmed (over_budget, per suffix)")
+    "pairs left over are not confirmed (over_budget, per suffix); suffixes of at least 24 images are also searched "
+    "by their spectra (pairs standing out of both images' neighbourhoods by spectrum_z robust standard units, "
+    "at most the same budget more: crops into the head, bias-field-corrected and translated copies)")
 #: Pairs listed in one finding's evidence (the count is always complete).
 MAX_PAIRS = 50
 NAMED = 4  # pairs named in a message
@@ -362,7 +369,7 @@ def _ordered(hits: dict[tuple[str, str], list[dict[str, Any]]],
 
 #: The candidate stage's settings (:func:`near_duplicates`' keywords, named as the thresholds).
 CANDIDATE_SETTINGS = ("similarity", "size_tolerance", "patch_overlap", "similarity_floor", "size_tolerance_floor",
-                      "candidate_budget", "candidate_budget_per_image")
+                      "candidate_budget", "candidate_budget_per_image", "spectrum_z")
 
 
 def _near_cached(ctx: AuditContext, th: Mapping[str, Any]) -> tuple[list[NearPair], dict[str, Any]]:
@@ -420,6 +427,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
         "candidate_thresholds": {
             "rule": CANDIDATE_RULE, "groups": stats.get("thresholds", {}),
             "over_budget": sum(g.get("over_budget", 0) for g in stats.get("thresholds", {}).values()),
+            "spectrum": stats.get("spectrum", {}),
             **{k: th[k] for k in CANDIDATE_SETTINGS[3:] if k in th}},
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
                       "their suffix (audit.images.candidates), or of one and the other mirrored",
