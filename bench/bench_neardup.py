@@ -554,7 +554,13 @@ def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[
         if x.status == "ok" and x.subject:
             members.setdefault(x.suffix or "?", []).append((x.path, x.subject))
     settings = {k: th[v] for k, v in CONFIRM_SETTINGS.items()}
-    verdicts, nulls, cstats = confirm_candidates(root, cands, members, settings=settings)
+    if _CANDIDATES_ONLY[0]:  # the candidate stage's recall alone (every candidate copy was confirmed so far)
+        from audit.images.confirmpairs import Verdict
+
+        verdicts = [Verdict(c.a, c.b, "not confirmed", "candidates only", None, 0.0, 0.0) for c in cands]
+        nulls, cstats = {}, {"confirmations": 0, "seconds_per_confirmation": None}
+    else:
+        verdicts, nulls, cstats = confirm_candidates(root, cands, members, settings=settings)
     t3 = time.perf_counter()
     subj = {x.path: x.subject for x in summaries}
 
@@ -573,6 +579,7 @@ def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[
 
 
 _WORKERS = [2]
+_CANDIDATES_ONLY = [False]
 
 
 def args_workers() -> int:
@@ -669,7 +676,8 @@ def confirm_bench(args: argparse.Namespace) -> int:
         return out
 
     if IXI.is_dir() and not args.synthetic_only:
-        report("IXI (100 different people, 2 mm), clean", _two_stages(IXI, th, {}), {})
+        if not args.skip_clean:
+            report("IXI (100 different people, 2 mm), clean", _two_stages(IXI, th, {}), {})
         with_copies(IXI, "ixi+copies", load(IXI), args.copies)
     for n in args.confirm_sizes:
         root = work / f"synthetic-{n}"
@@ -698,6 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--similarity", type=float, default=0.0, help="candidate threshold (--confirm; default: catalogue)")
     ap.add_argument("--size-tolerance", type=float, default=0.0, help="(--confirm; default: catalogue)")
     ap.add_argument("--synthetic-only", action="store_true")
+    ap.add_argument("--skip-clean", action="store_true", help="--confirm: not the clean IXI run")
+    ap.add_argument("--candidates-only", action="store_true",
+                    help="--confirm without the confirmation stage: the candidate stage's recall and counts")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--subjects", type=int, nargs="*", default=[12, 24, 40, 60, 60, 120, 200],
                     help="synthetic datasets of these sizes (seeds 1, 2, 3...)")
@@ -714,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         return _one(args)
     _WORKERS[0] = args.workers
+    _CANDIDATES_ONLY[0] = args.candidates_only
     if args.confirm:
         return confirm_bench(args)
     if args.separation:

@@ -450,6 +450,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
                 hits[v.verdict][(x, y)].append({
                     "a": _side(x, ia), "b": _side(y, ib), "similarity": p.similarity,
                     "size_difference": p.size_difference, "patch_overlap": p.patch_overlap,
+                    "spectrum_z": p.spectrum_z,
                     "matched_by": list(p.matched_by), "grid_map": p.grid_map, "suffix": p.group,
                     "compared_with": p.group_size, "confirmation": v.evidence(), "name": _pair_name(ia, ib)})
         yield from _findings(ctx, fold, _ordered(hits["copy"], order), (
