@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-1mm-"))
     os.environ["BIDSAUDIT_CACHE_DIR"] = str(work / "cache")
     base = work / "base"
-    if not (base / "dataset_description.json").exists():
+    if len(list(base.glob("sub-*/anat/*_T1w.nii*"))) < args.subjects:  # (an interrupted run leaves fewer)
         make_dataset(base, n_subjects=args.subjects, seed=0, session_fraction=0.0, shape=(176, 240, 256),
-                     voxel_size=(1.0, 1.0, 1.0))
+                     voxel_size=(1.0, 1.0, 1.0), overwrite=True)
     subjects = sorted(p.name for p in base.glob("sub-*"))
     for name in [c for c in args.classes.split(",") if c]:
         ds = work / f"ds-{name}"

@@ -75,22 +75,18 @@
     reported here (split apart, they are ``leakage.subject_overlap``).
 
 Both stages, measured (``bench/bench_neardup.py --confirm``, figures in
-:data:`SEPARATION`): on 100 different people (IXI T1w, 2 mm) no candidate,
-no finding; copies of 96 of them (24 transform classes, 4 copies each)
+:data:`SEPARATION`): on 100 different people (IXI T1w, 2 mm) no
+finding; copies of 96 of them (24 transform classes, 4 copies each)
 planted as new participants: every candidate copy confirmed (error), no
 distinct pair at error or warning; distinct pairs score 0.13 +- 0.08
 (highest 0.29), the lowest confirmed copy 0.75; a confirmation takes
-0.44 s (2 mm; about 1 s at 1 mm). Recall (error) per class on real anatomy
-(adaptive candidate threshold; in brackets the fixed 0.90): flips along each
-axis, intensity scaling, gamma, padding, skull stripping, resampling to
-0.75x, Rician noise 2 %: 100 %; 15-degree rotation (50), bias (75), noise 2 %
-(50) and 5 % (75), Rician 5 % (75), elastic 1 mm (75): 100 %; 10-degree
-rotation, resampling 1.5x: 75 % (75); 5-degree rotation, translation: 50 %
-(50); flip + rotation + noise 75 % (25); elastic 2 mm 75 % (0): the misses
-are candidate-stage misses (a fingerprint frame that changes with the copy;
-the bench's 196 images reach their budget of 100); crops into the head of
-images without a patch sketch (fewer than 256 values: IXI is uint8) and
-bias-field-corrected copies are not candidates (0 %). On
+0.44 s (2 mm; about 1 s at 1 mm). Candidate recall per class on real anatomy
+(96 copies, 24 classes, with the spectra; docs/neardup-confirm.md): every
+class 100 % (crops into the head and bias-field-corrected copies, 0 % by the
+fingerprints, are found by the spectra) except flip + 10-degree rotation +
+noise, 75 %; every candidate copy has been confirmed. On clean IXI: 5
+candidates (2 fingerprint, 3 spectrum pairs), all rejected by confirmation,
+no finding. On
 the demo's phantoms (all alike: distinct ones confirm at 0.87-0.97, up to
 0.989 beside planted copies of others, so the group's threshold rises to the
 cap, 0.993): no finding on the clean 40-, 400- and 2,000-subject datasets
