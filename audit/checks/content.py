@@ -38,7 +38,8 @@
          least 24 images): the frame-free power spectra of the two images'
          band-passed log intensities are each other's near neighbours by at
          least ``spectrum_z`` (4) robust standard units of the suffix's pairs
-         (at most the fingerprints' budget more pairs): crops into the head,
+         (at most ``spectrum_budget_fraction`` 0.25 of the fingerprints'
+         budget more pairs): crops into the head,
          bias-field-corrected, translated copies, whose fingerprint frame moved;
        * *voxel patches* are shared: at least ``patch_overlap`` (default
          0.5) of the smaller image's 2x2x2 blocks of exact voxel values are
@@ -193,7 +194,8 @@ CANDIDATE_RULE = (
     "similarity), and where that boundary reaches similarity the fixed rule (similarity, size_tolerance) applies; "
     "pairs left over are not confirmed (over_budget, per suffix); suffixes of at least 24 images are also searched "
     "by their spectra (pairs standing out of both images' neighbourhoods by spectrum_z robust standard units, "
-    "at most the same budget more: crops into the head, bias-field-corrected and translated copies)")
+    "at most spectrum_budget_fraction of the budget more: crops into the head, bias-field-corrected and "
+    "translated copies)")
 #: Pairs listed in one finding's evidence (the count is always complete).
 MAX_PAIRS = 50
 NAMED = 4  # pairs named in a message
@@ -365,7 +367,8 @@ def _ordered(hits: dict[tuple[str, str], list[dict[str, Any]]],
 
 #: The candidate stage's settings (:func:`near_duplicates`' keywords, named as the thresholds).
 CANDIDATE_SETTINGS = ("similarity", "size_tolerance", "patch_overlap", "similarity_floor", "size_tolerance_floor",
-                      "candidate_budget", "candidate_budget_per_image", "spectrum_z")
+                      "candidate_budget", "candidate_budget_per_image", "spectrum_z",
+                      "spectrum_budget_fraction")
 
 
 def _near_cached(ctx: AuditContext, th: Mapping[str, Any]) -> tuple[list[NearPair], dict[str, Any]]:

@@ -46,6 +46,7 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                     patch_overlap: float = 0.5, mirrors: bool = True, similarity_floor: float | None = None,
                     size_tolerance_floor: float | None = None, candidate_budget: int = 0,
                     candidate_budget_per_image: float = 0.0, spectrum_z: float | None = None,
+                    spectrum_budget_fraction: float = 0.25,
                     **_: Any) -> tuple[list[NearPair], dict[str, Any]]:
     """Candidate pairs: images of different participants (and different content) that may be near-copies.
 
@@ -73,7 +74,7 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
     Spectra (with ``spectrum_z``): each group's spectra are searched too
     (:func:`audit.images.spectrum.spectrum_pairs`: a pair that stands out of
     its two images' neighbourhoods by at least ``spectrum_z`` robust
-    standard units), with a budget of their own (the same size as the
+    standard units), with a budget of their own (``spectrum_budget_fraction`` of the
     fingerprints'); they find what moves the fingerprint's frame (crops
     into the head, bias-field correction, translations). ``stats["spectrum"]``
     has the figures per group.
@@ -136,7 +137,8 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                 found[key] = row
             res = (candidates.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
         if spectrum_z is not None and spectrum_z > 0:
-            allowed = max(int(candidate_budget), math.ceil(candidate_budget_per_image * len(members)))
+            allowed = math.ceil(spectrum_budget_fraction * max(int(candidate_budget),
+                                                                math.ceil(candidate_budget_per_image * len(members))))
             stats["spectrum"][suffix] = _spectrum_links(members, found, res, suffix, keep, float(spectrum_z),
                                                         allowed)
         sk = [m for m in members if m.patch_sketch and m.patch_count]
