@@ -154,7 +154,7 @@ FRAME_FREE = ("crop", "bias-corrected", "translate")
 
 @needs_ixi
 def test_crops_and_bias_corrected_copies_are_found_by_their_spectra(tmp_path):
-    ds, sp, original, planted = _plant(tmp_path, FRAME_FREE, 24)
+    ds, sp, _, planted = _plant(tmp_path, FRAME_FREE, 24)
     findings = _run(ds, sp, workers=2)
     confirmed = _confirmed(findings)
     assert set(confirmed) == set(planted), (set(planted) - set(confirmed), [f.message for f in findings])
