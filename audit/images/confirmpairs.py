@@ -63,6 +63,7 @@ from audit.images.confirm import (
     Prepared,
     confirm_pair,
     group_threshold,
+    null_fit,
     prepare,
 )
 from audit.images.nullcache import NullCache, pair_key
@@ -137,12 +138,14 @@ class Verdict:
 
 
 def tail_bound(scores: Sequence[float], comparisons: float, alpha: float) -> float:
-    """``mean + sd * z(1 - alpha / comparisons)`` of ``scores`` (``-inf`` with fewer than 3 scores)."""
+    """``loc + scale * z(1 - alpha / comparisons)`` of ``scores`` (:func:`audit.images.confirm.null_fit`:
+    median and MAD; ``-inf`` with fewer than 3 scores)."""
     x = np.asarray(scores, dtype=np.float64)
     if len(x) < 3:
         return -math.inf
     z = NormalDist().inv_cdf(1 - alpha / max(float(comparisons), 1.0))
-    return float(x.mean() + x.std(ddof=1) * z)
+    loc, scale = null_fit(x)
+    return float(loc + scale * z)
 
 
 class _Volumes:
@@ -280,7 +283,8 @@ def confirm_candidates(root: Path, candidates: Sequence[Candidate],
             cached += hits
             tail = tail_bound(scores, m, cfg["alpha"])
             th = group_threshold(np.array(scores), m, alpha=cfg["alpha"], floor=cfg["floor"], cap=cfg["cap"])
-            how = (f"the Gaussian tail of {len(scores)} distinct pairs of this group at {cfg['alpha']:g} / {m} "
+            how = (f"the Gaussian tail (median, MAD) of {len(scores)} distinct pairs of this group at "
+                   f"{cfg['alpha']:g} / {m} "
                    f"comparisons ({tail:.3f}), clipped to [{cfg['floor']:g}, {cfg['cap']:g}]"
                    if len(scores) >= 3 else f"the floor {cfg['floor']:g} (too few distinct pairs to fit)")
             null = nulls[group] = GroupNull(group, tuple(round(s, 4) for s in scores), m, tail, th, how)
