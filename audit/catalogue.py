@@ -112,6 +112,8 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
         "candidate_budget": 100,    # pairs a suffix keeps at least ...
         "candidate_budget_per_image": 0.1,  # ... or a tenth of a pair per image (confirmations 0.1-0.5 s each)
         "patch_overlap": 0.5,     # share of the smaller image's voxel patches that the other holds (exact values)
+        "spectrum_z": 4.0,        # spectrum pairs (audit.images.spectrum): robust z within the images' neighbourhoods
+        "spectrum_budget_fraction": 0.25,  # new spectrum pairs at most this share of the fingerprints' budget
         # confirmation stage (full resolution, candidate pairs only; audit.images.confirmpairs)
         "confirm_alpha": 0.01,    # chance of one false confirmation among a group's candidate pairs
         "null_pairs": 30,         # random distinct pairs per group with candidates (the group's null)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from audit import hashing, scanner
 from audit.config import AuditConfig, AuditOptions
-from audit.images import confirmpairs
+from audit.images import confirmpairs, nullcache
 from audit.images import summary as image_pass
 
 if TYPE_CHECKING:
@@ -169,4 +169,6 @@ def _confirm_stage(ctx: AuditContext, candidates: tuple[confirmpairs.Candidate, 
         group = s.suffix or "?"
         if group in members and s.status == "ok" and s.subject:
             members[group].append((s.path, s.subject))
-    return confirmpairs.confirm_candidates(ctx.index.root, candidates, members, settings=dict(settings))
+    hashes = {s.path: s.content_hash for s in ctx.images if s.content_hash}
+    return confirmpairs.confirm_candidates(ctx.index.root, candidates, members, settings=dict(settings),
+                                           hashes=hashes, null_cache=nullcache.NullCache())

@@ -72,8 +72,8 @@ REAL_BASES = ("nibabel/anatomical.nii", "dipy/aniso_vox.nii.gz", "nibabel/exampl
 def _bases(n_subjects: int, seed: int, work: Path) -> Any:
     import numpy as np
 
-    from audit.images.imagefile import summarise_file
     from audit.images.fingerprint import decode
+    from audit.images.imagefile import summarise_file
     from audit.synthetic import make_dataset
 
     root = work / f"bases-{n_subjects}-{seed}"
@@ -554,7 +554,13 @@ def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[
         if x.status == "ok" and x.subject:
             members.setdefault(x.suffix or "?", []).append((x.path, x.subject))
     settings = {k: th[v] for k, v in CONFIRM_SETTINGS.items()}
-    verdicts, nulls, cstats = confirm_candidates(root, cands, members, settings=settings)
+    if _CANDIDATES_ONLY[0]:  # the candidate stage's recall alone (every candidate copy was confirmed so far)
+        from audit.images.confirmpairs import Verdict
+
+        verdicts = [Verdict(c.a, c.b, "not confirmed", "candidates only", None, 0.0, 0.0) for c in cands]
+        nulls, cstats = {}, {"confirmations": 0, "seconds_per_confirmation": None}
+    else:
+        verdicts, nulls, cstats = confirm_candidates(root, cands, members, settings=settings)
     t3 = time.perf_counter()
     subj = {x.path: x.subject for x in summaries}
 
@@ -565,13 +571,15 @@ def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[
     for p, v in zip(pairs, sorted(verdicts, key=lambda v: (v.a, v.b))):
         same = origin(p.a.path) == origin(p.b.path)
         rows.append({"copy": same, "verdict": v.verdict, "score": v.score, "similarity": p.similarity,
+                     "spectrum_z": p.spectrum_z,
                      "matched_by": p.matched_by, "a": subj[p.a.path], "b": subj[p.b.path]})
     return {"images": len(summaries), "pass_s": t1 - t0, "search_s": t2 - t1, "confirm_s": t3 - t2,
             "candidates": len(pairs), "rows": rows, "nulls": {g: n.to_dict() for g, n in nulls.items()},
-            "stage": cstats, "thresholds": stats.get("thresholds", {})}
+            "stage": cstats, "thresholds": stats.get("thresholds", {}), "spectrum": stats.get("spectrum", {})}
 
 
 _WORKERS = [2]
+_CANDIDATES_ONLY = [False]
 
 
 def args_workers() -> int:
@@ -620,9 +628,15 @@ def confirm_bench(args: argparse.Namespace) -> int:
             print(f"  group {g}: {n}")
         for g, w in r.get("thresholds", {}).items():
             print(f"  candidate threshold {g}: {w}")
+        for g, w in r.get("spectrum", {}).items():
+            print(f"  spectrum search {g}: {w}")
+        dz = [x["spectrum_z"] for x in distinct if x.get("spectrum_z") is not None]
+        print(f"  distinct pairs linked by spectra {len(dz)} (z max {max(dz, default=float('nan')):.2f}); copies' "
+              f"spectrum z min {min([x['spectrum_z'] for x in rows if x['copy'] and x.get('spectrum_z')], default=float('nan')):.2f}")
         if not by_class:
             return
-        print(f"  {'class':24} {'copies':>6} {'candidate':>9} {'error':>6} {'warning':>7} {'score min':>9}")
+        print(f"  {'class':24} {'copies':>6} {'candidate':>9} {'error':>6} {'warning':>7} {'score min':>9} "
+              f"{'spectrum only':>13}")
         for name in classes:
             subs = [s for s, c in by_class.items() if c == name]
             hit = {x["b"] if x["b"] in subs else x["a"]: x for x in rows if x["copy"] and (x["a"] in subs or x["b"] in subs)}
@@ -630,7 +644,8 @@ def confirm_bench(args: argparse.Namespace) -> int:
             print(f"  {name:24} {len(subs):>6} {len(hit) / len(subs):>9.0%} "
                   f"{sum(h['verdict'] == 'copy' for h in hit.values()) / len(subs):>6.0%} "
                   f"{sum(h['verdict'] == 'inconclusive' for h in hit.values()) / len(subs):>7.0%} "
-                  f"{min(sc, default=float('nan')):>9.3f}")
+                  f"{min(sc, default=float('nan')):>9.3f} "
+                  f"{sum(tuple(h['matched_by']) == ('spectrum',) for h in hit.values()):>13}")
         sys.stdout.flush()
 
     def with_copies(base: Path, name: str, images: list[tuple[str, Any, Any, str]], n: int) -> None:
@@ -661,7 +676,8 @@ def confirm_bench(args: argparse.Namespace) -> int:
         return out
 
     if IXI.is_dir() and not args.synthetic_only:
-        report("IXI (100 different people, 2 mm), clean", _two_stages(IXI, th, {}), {})
+        if not args.skip_clean:
+            report("IXI (100 different people, 2 mm), clean", _two_stages(IXI, th, {}), {})
         with_copies(IXI, "ixi+copies", load(IXI), args.copies)
     for n in args.confirm_sizes:
         root = work / f"synthetic-{n}"
@@ -690,6 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--similarity", type=float, default=0.0, help="candidate threshold (--confirm; default: catalogue)")
     ap.add_argument("--size-tolerance", type=float, default=0.0, help="(--confirm; default: catalogue)")
     ap.add_argument("--synthetic-only", action="store_true")
+    ap.add_argument("--skip-clean", action="store_true", help="--confirm: not the clean IXI run")
+    ap.add_argument("--candidates-only", action="store_true",
+                    help="--confirm without the confirmation stage: the candidate stage's recall and counts")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--subjects", type=int, nargs="*", default=[12, 24, 40, 60, 60, 120, 200],
                     help="synthetic datasets of these sizes (seeds 1, 2, 3...)")
@@ -706,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         return _one(args)
     _WORKERS[0] = args.workers
+    _CANDIDATES_ONLY[0] = args.candidates_only
     if args.confirm:
         return confirm_bench(args)
     if args.separation:

@@ -64,6 +64,7 @@ __all__ = [
     "Transform",
     "confirm_pair",
     "group_threshold",
+    "null_fit",
     "prepare",
 ]
 
@@ -573,7 +574,7 @@ def group_threshold(null_scores: np.ndarray, comparisons: float, *, alpha: float
     ``null_scores`` are :func:`confirm_pair` scores of random pairs of
     different participants of the group (a few dozen). Their Gaussian fit
     puts the chance of one false confirmation among ``comparisons`` candidate
-    pairs at ``alpha``: ``mean + sd * z(alpha / comparisons)``; never below
+    pairs at ``alpha``: ``loc + scale * z(alpha / comparisons)`` (:func:`null_fit`: median and MAD); never below
     ``floor`` (the threshold calibrated on real anatomy), never above ``cap``
     (what an unresampled copy still reaches). For real heads the floor rules;
     for images without individual fine detail (smooth phantoms, where every
@@ -586,4 +587,13 @@ def group_threshold(null_scores: np.ndarray, comparisons: float, *, alpha: float
     if len(x) < 3:
         return floor
     z = NormalDist().inv_cdf(1 - alpha / max(float(comparisons), 1.0))
-    return float(min(cap, max(floor, x.mean() + x.std(ddof=1) * z)))
+    loc, scale = null_fit(x)
+    return float(min(cap, max(floor, loc + scale * z)))
+
+
+def null_fit(scores: np.ndarray) -> tuple[float, float]:
+    """Median and 1.4826 MAD of null scores (sd where the MAD is 0): a missed copy drawn as distinct moves neither."""
+    x = np.asarray(scores, dtype=np.float64)
+    med = float(np.median(x))
+    mad = 1.4826 * float(np.median(np.abs(x - med)))
+    return round(med, 4), round(mad if mad > 0 else float(x.std(ddof=1)), 4)

@@ -8,10 +8,14 @@ with a second, independent comparison at full resolution
 pair's *group* (one BIDS suffix):
 
 1. *The group's distinct pairs* (its null): only for a group with at least
-   one candidate, ``null_pairs`` random pairs of images of *different
+   one candidate whose verdict the null can change (a pair scored under the
+   ``cap`` without exact shared voxel blocks: each candidate is confirmed
+   first), ``null_pairs`` random pairs of images of *different
    participants*, drawn from the images outside every candidate pair (while
    enough remain), are confirmed too (seeded by the group's name: the same
-   dataset gives the same pairs).
+   dataset gives the same pairs). Their scores are kept across audits by
+   the two images' content hashes (:mod:`audit.images.nullcache`): an
+   unchanged dataset audited again pays for none of them.
 2. *Thresholds*: with ``m`` the group's candidate pairs, the Gaussian fit
    of the null scores (mean ``mu``, sd ``sigma``) puts the score a distinct
    pair exceeds with probability ``alpha / m`` at
@@ -45,7 +49,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -59,8 +63,10 @@ from audit.images.confirm import (
     Prepared,
     confirm_pair,
     group_threshold,
+    null_fit,
     prepare,
 )
+from audit.images.nullcache import NullCache, pair_key
 
 __all__ = ["DEFAULTS", "Candidate", "GroupNull", "Verdict", "confirm_candidates", "tail_bound"]
 
@@ -132,12 +138,14 @@ class Verdict:
 
 
 def tail_bound(scores: Sequence[float], comparisons: float, alpha: float) -> float:
-    """``mean + sd * z(1 - alpha / comparisons)`` of ``scores`` (``-inf`` with fewer than 3 scores)."""
+    """``loc + scale * z(1 - alpha / comparisons)`` of ``scores`` (:func:`audit.images.confirm.null_fit`:
+    median and MAD; ``-inf`` with fewer than 3 scores)."""
     x = np.asarray(scores, dtype=np.float64)
     if len(x) < 3:
         return -math.inf
     z = NormalDist().inv_cdf(1 - alpha / max(float(comparisons), 1.0))
-    return float(x.mean() + x.std(ddof=1) * z)
+    loc, scale = null_fit(x)
+    return float(loc + scale * z)
 
 
 class _Volumes:
@@ -222,7 +230,8 @@ def _null_pairs(members: Sequence[tuple[str, str]], exclude: set[frozenset[str]]
 
 def confirm_candidates(root: Path, candidates: Sequence[Candidate],
                        members: Mapping[str, Sequence[tuple[str, str]]], *,
-                       settings: Mapping[str, Any] | None = None,
+                       settings: Mapping[str, Any] | None = None, hashes: Mapping[str, str] | None = None,
+                       null_cache: NullCache | None = None,
                        ) -> tuple[list[Verdict], dict[str, GroupNull], dict[str, Any]]:
     """Verdicts on ``candidates`` (module docstring), each group's null, and figures about the stage.
 
@@ -235,6 +244,9 @@ def confirm_candidates(root: Path, candidates: Sequence[Candidate],
         Group -> ``(path, participant)`` of every image of the group (the null's pairs are drawn from them).
     settings : mapping, optional
         ``alpha``, ``null_pairs``, ``floor``, ``cap``, ``max_confirmations`` (:data:`DEFAULTS`).
+    hashes : mapping, optional
+        Path -> content hash: with ``null_cache``, the null's scores are looked up and kept there.
+    null_cache : NullCache, optional
     """
     cfg = {**DEFAULTS, **(settings or {})}
     t0 = time.perf_counter()
@@ -246,36 +258,79 @@ def confirm_candidates(root: Path, candidates: Sequence[Candidate],
     verdicts: list[Verdict] = []
     budget = int(cfg["max_confirmations"])
     seconds: list[float] = []
+    cached = 0
     for group, cands in sorted(by_group.items()):
-        exclude = {frozenset((c.a, c.b)) for c in cands}
-        scores = []
-        for a, b in sorted(_null_pairs(members.get(group, ()), exclude, int(cfg["null_pairs"]), group)):
-            c = _confirm(vols, a, b, cfg["floor"])
-            if not isinstance(c, str):
-                scores.append(c.score)
-                seconds.append(c.seconds)
         m = len(cands)
-        tail = tail_bound(scores, m, cfg["alpha"])
-        th = group_threshold(np.array(scores), m, alpha=cfg["alpha"], floor=cfg["floor"], cap=cfg["cap"])
-        how = (f"the Gaussian tail of {len(scores)} distinct pairs of this group at {cfg['alpha']:g} / {m} "
-               f"comparisons ({tail:.3f}), clipped to [{cfg['floor']:g}, {cfg['cap']:g}]"
-               if len(scores) >= 3 else f"the floor {cfg['floor']:g} (too few distinct pairs to fit)")
-        null = nulls[group] = GroupNull(group, tuple(round(s, 4) for s in scores), m, tail, th, how)
-        for cand in sorted(cands, key=lambda c: (c.a, c.b)):
+        results: list[tuple[Candidate, Confirmation | str | None]] = []
+        for cand in sorted(cands, key=lambda c: (c.a, c.b)):  # each pair first at the cap, the highest threshold
             if budget <= 0:
+                results.append((cand, None))
+                continue
+            budget -= 1
+            c = _confirm(vols, cand.a, cand.b, cfg["cap"])
+            results.append((cand, c))
+            if not isinstance(c, str):
+                seconds.append(c.seconds)
+        if not any(isinstance(c, Confirmation) and not cand.exact_blocks and not c.copy for cand, c in results):
+            # every verdict is settled without the null: exact blocks, failures, or at or above the cap
+            null = nulls[group] = GroupNull(group, (), m, float(cfg["cap"]), float(cfg["cap"]),
+                                            f"no null needed: every confirmed pair scored at least the cap "
+                                            f"{cfg['cap']:g} or shares exact voxel blocks")
+        else:
+            exclude = {frozenset((c.a, c.b)) for c in cands}
+            pairs = sorted(_null_pairs(members.get(group, ()), exclude, int(cfg["null_pairs"]), group))
+            scores, hits = _null_scores(vols, pairs, cfg["floor"], hashes or {}, null_cache, seconds)
+            cached += hits
+            tail = tail_bound(scores, m, cfg["alpha"])
+            th = group_threshold(np.array(scores), m, alpha=cfg["alpha"], floor=cfg["floor"], cap=cfg["cap"])
+            how = (f"the Gaussian tail (median, MAD) of {len(scores)} distinct pairs of this group at "
+                   f"{cfg['alpha']:g} / {m} "
+                   f"comparisons ({tail:.3f}), clipped to [{cfg['floor']:g}, {cfg['cap']:g}]"
+                   if len(scores) >= 3 else f"the floor {cfg['floor']:g} (too few distinct pairs to fit)")
+            null = nulls[group] = GroupNull(group, tuple(round(s, 4) for s in scores), m, tail, th, how)
+        for cand, c in results:
+            if c is None:
                 verdicts.append(Verdict(cand.a, cand.b, "copy" if cand.exact_blocks else "inconclusive",
                                         "not confirmed: over max_confirmations" +
                                         ("; shares exact voxel blocks" if cand.exact_blocks else ""),
-                                        None, th, tail))
+                                        None, null.threshold, null.tail))
                 continue
-            budget -= 1
-            verdicts.append(_judge(cand, _confirm(vols, cand.a, cand.b, th), null))
-            if verdicts[-1].confirmation is not None:
-                seconds.append(verdicts[-1].confirmation.seconds)
+            verdicts.append(_judge(cand, c if isinstance(c, str) else _at(c, null.threshold), null))
     stats = {"candidates": len(candidates), "confirmations": len(seconds), "images_read": vols.read,
-             "seconds": round(time.perf_counter() - t0, 3),
+             "null_scores_cached": cached, "seconds": round(time.perf_counter() - t0, 3),
              "seconds_per_confirmation": round(float(np.median(seconds)), 4) if seconds else None}
     return verdicts, nulls, stats
+
+
+def _null_scores(vols: _Volumes, pairs: Sequence[tuple[str, str]], floor: float, hashes: Mapping[str, str],
+                 cache: NullCache | None, seconds: list[float]) -> tuple[list[float], int]:
+    """The null pairs' scores (from ``cache`` where both content hashes are known) and how many were cached."""
+    keys = {p: pair_key(hashes[p[0]], hashes[p[1]]) for p in pairs if hashes.get(p[0]) and hashes.get(p[1])}
+    known = cache.get(list(keys.values())) if cache is not None else {}
+    scores, fresh = [], {}
+    for a, b in pairs:
+        hit = known.get(keys.get((a, b), ""))
+        if hit is not None:
+            scores.append(hit)
+            continue
+        c = _confirm(vols, a, b, floor)
+        if not isinstance(c, str):
+            scores.append(c.score)
+            seconds.append(c.seconds)
+            if (a, b) in keys:
+                fresh[keys[(a, b)]] = c.score
+    if cache is not None:
+        cache.put(fresh)
+    return scores, sum(1 for k in keys.values() if k in known)
+
+
+def _at(c: Confirmation, threshold: float) -> Confirmation:
+    """``c`` judged at ``threshold`` (it was computed at the cap)."""
+    if c.threshold == threshold:
+        return c
+    reasons = tuple(f"fine-detail correlation {c.score:.3f} {'>=' if c.score >= threshold else '<'} {threshold:g}"
+                    if r.startswith("fine-detail correlation") else r for r in c.reasons)
+    return replace(c, copy=c.score >= threshold and c.overlap >= MIN_OVERLAP, threshold=threshold, reasons=reasons)
 
 
 def _judge(cand: Candidate, c: Confirmation | str, null: GroupNull) -> Verdict:

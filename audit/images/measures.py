@@ -1,4 +1,4 @@
-"""What the image pass measures on a reference volume: statistics, thumbnail, IQMs, fingerprint, sketch.
+"""What the image pass measures on a reference volume: statistics, thumbnail, IQMs, fingerprint, sketch, spectrum.
 
 :func:`measure_reference` fills the summary content from the reference
 volume (the image, or the mean over time of a 4D image) in closest-canonical
@@ -32,6 +32,12 @@ Patch sketch (``patch_sketch``, ``patch_count``)
     :func:`audit.images.sketch.patch_sketch` of the reference volume: the
     256 smallest hashes of its 2x2x2 blocks of exact voxel values (crops and
     pads keep them).
+
+Near-duplicate spectrum (``spectrum``)
+    :func:`audit.images.spectrum.spectrum` of the reference volume, as
+    base64 float16: a frame-free descriptor (translation and flip invariant,
+    crop tolerant) that the candidate search ranks within each image's
+    neighbourhood.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from audit.images import features
 from audit.images.fingerprint import encode as encode_fingerprint
 from audit.images.fingerprint import fingerprint
 from audit.images.sketch import encode_sketch, patch_sketch
+from audit.images.spectrum import encode_spectrum, spectrum
 from audit.images.voxels import moments
 
 __all__ = ["STATS_VOXELS", "THUMB_SIZE", "measure_reference"]
@@ -118,6 +125,12 @@ def measure_reference(ref: np.ndarray, affine: np.ndarray, out: dict[str, Any], 
     if fp is not None:
         out["fingerprint"] = encode_fingerprint(fp.vector)
         out["fingerprint_spread"] = fp.spread
+    try:
+        sp = spectrum(ref, affine)
+    except (ValueError, ArithmeticError, IndexError, MemoryError, np.linalg.LinAlgError):
+        sp = None
+    if sp is not None:
+        out["spectrum"] = encode_spectrum(sp)
     try:
         sk = patch_sketch(ref)
     except (ValueError, ArithmeticError, IndexError, MemoryError):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from audit.images import candidates
+from audit.images.spectrum import spectrum_pairs
 from audit.images.summary import ImageSummary
 
 __all__ = ["NearPair", "grid_map", "near_duplicates"]
@@ -38,12 +39,14 @@ class NearPair:
     patch_overlap: float | None = None  # share of the smaller patch set the other holds (None: no sketches)
     matched_by: tuple[str, ...] = ()  # "fingerprint", "fingerprint (mirrored)", "voxel patches"
     grid_map: dict[str, Any] | None = None  # mirrored or turned: the fingerprint grid's axis order and reversals
+    spectrum_z: float | None = None  # the spectra's neighbourhood-scaled similarity, robust z (None: not linked)
 
 
 def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, size_tolerance: float,
                     patch_overlap: float = 0.5, mirrors: bool = True, similarity_floor: float | None = None,
                     size_tolerance_floor: float | None = None, candidate_budget: int = 0,
-                    candidate_budget_per_image: float = 0.0,
+                    candidate_budget_per_image: float = 0.0, spectrum_z: float | None = None,
+                    spectrum_budget_fraction: float = 0.25,
                     **_: Any) -> tuple[list[NearPair], dict[str, Any]]:
     """Candidate pairs: images of different participants (and different content) that may be near-copies.
 
@@ -67,13 +70,21 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
     ceiling) the group falls back to ``similarity`` / ``size_tolerance``,
     so no pair the fixed rule finds is ever dropped. ``stats["thresholds"]``
     says, per group, where it was set and how many pairs were left over.
+
+    Spectra (with ``spectrum_z``): each group's spectra are searched too
+    (:func:`audit.images.spectrum.spectrum_pairs`: a pair that stands out of
+    its two images' neighbourhoods by at least ``spectrum_z`` robust
+    standard units), with a budget of their own (``spectrum_budget_fraction`` of the
+    fingerprints'); they find what moves the fingerprint's frame (crops
+    into the head, bias-field correction, translations). ``stats["spectrum"]``
+    has the figures per group.
     """
     groups: dict[str, list[ImageSummary]] = defaultdict(list)
     for s in summaries:
-        if (s.fingerprint or s.patch_sketch) and s.subject and s.status == "ok":
+        if (s.fingerprint or s.patch_sketch or s.spectrum) and s.subject and s.status == "ok":
             groups[s.suffix or "?"].append(s)
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    stats: dict[str, Any] = {"groups": {}, "candidates": 0, "thresholds": {}}
+    stats: dict[str, Any] = {"groups": {}, "candidates": 0, "thresholds": {}, "spectrum": {}}
     adaptive = similarity_floor is not None and similarity_floor < similarity
     search_at = float(similarity_floor) if adaptive else similarity  # type: ignore[arg-type]
     tolerance_at = max(size_tolerance, size_tolerance_floor or 0.0) if adaptive else size_tolerance
@@ -125,6 +136,11 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                 row.pop("_s"), row.pop("_diff")
                 found[key] = row
             res = (candidates.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
+        if spectrum_z is not None and spectrum_z > 0:
+            allowed = math.ceil(spectrum_budget_fraction * max(int(candidate_budget),
+                                                                math.ceil(candidate_budget_per_image * len(members))))
+            stats["spectrum"][suffix] = _spectrum_links(members, found, res, suffix, keep, float(spectrum_z),
+                                                        allowed)
         sk = [m for m in members if m.patch_sketch and m.patch_count]
         if len(sk) >= 2:
             hashes = [m.sketch_hashes() for m in sk]
@@ -147,10 +163,46 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                 row["patch_overlap"] = round(float(s), 4)
                 row["matched_by"].append("voxel patches")
     pairs = [NearPair(r["a"], r["b"], r["similarity"], r["size_difference"], r["group"], r["group_size"],
-                      r.get("patch_overlap"), tuple(r["matched_by"]), r.get("grid_map")) for r in found.values()]
+                      r.get("patch_overlap"), tuple(r["matched_by"]), r.get("grid_map"), r.get("spectrum_z"))
+             for r in found.values()]
     pairs.sort(key=lambda p: (p.a.path, p.b.path))
     stats["pairs"] = len(pairs)
     return pairs, stats
+
+
+def _spectrum_links(members: list[ImageSummary], found: dict[tuple[str, str], dict[str, Any]], res: Any,
+                    suffix: str, keep: Any, z_min: float, allowed: int) -> dict[str, Any]:
+    """Add one group's spectrum pairs to ``found`` (at most ``allowed`` new ones); figures about the search."""
+    sp = [m for m in members if m.spectrum]
+    if not sp:
+        return {"images": 0}
+    decoded = [m.spectrum_vector() for m in sp]
+    width = len(decoded[0])
+    sp = [m for m, v in zip(sp, decoded) if len(v) == width]  # one spectrum version per group
+    vectors = np.array([v for v in decoded if len(v) == width], dtype=np.float16)
+    subjects = {s: k for k, s in enumerate(sorted({m.subject or "" for m in sp}))}
+    labels = np.array([subjects[m.subject or ""] for m in sp])
+    known = sum(1 for r in found.values() if r["group"] == suffix)
+    i, j, z, info = spectrum_pairs(vectors, z_min=z_min, limit=allowed + known, labels=labels)
+    added = 0
+    for a, b, score in zip(i.tolist(), j.tolist(), z.tolist()):
+        ma, mb = sorted((sp[a], sp[b]), key=lambda m: m.path)
+        if not keep(ma, mb):
+            continue
+        row = found.get((ma.path, mb.path))
+        if row is None:
+            if added >= allowed:
+                continue
+            added += 1
+            row = found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": None, "size_difference": None,
+                                               "group": suffix, "group_size": len(sp), "matched_by": []}
+            if res is not None and ma.path in res[1] and mb.path in res[1]:
+                ra, rb = res[1][ma.path], res[1][mb.path]
+                row["similarity"] = round(float(res[0].cosine(np.array([ra]), np.array([rb]))[0]), 4)
+                row["size_difference"] = round(float(np.abs(res[2][ra] - res[2][rb]).max()), 4)
+        row["spectrum_z"] = round(float(score), 3)
+        row["matched_by"].append("spectrum")
+    return {**info, "z_min": z_min, "budget": allowed, "pairs_added": added}
 
 
 def _within_budget(linked: dict[tuple[str, str], dict[str, Any]], images: int, *, similarity: float,

@@ -48,6 +48,7 @@ from audit.images.fingerprint import decode as decode_fingerprint
 from audit.images.imagepass import run_pass
 from audit.images.measures import THUMB_SIZE
 from audit.images.sketch import SKETCH_VERSION, decode_sketch
+from audit.images.spectrum import SPECTRUM_VERSION, decode_spectrum
 
 if TYPE_CHECKING:
     from audit.bidsindex import DatasetIndex, FileRow
@@ -64,7 +65,7 @@ __all__ = [
 
 #: Changes whenever what a summary holds or how it is computed changes (cache entries of other versions are ignored).
 SUMMARY_VERSION = (f"bidsaudit-image-summary-3/{HASH_TAG}/thumb{THUMB_SIZE}/{FINGERPRINT_VERSION}"
-                   f"/{SKETCH_VERSION}/{IQM_VERSION}")
+                   f"/{SKETCH_VERSION}/{IQM_VERSION}/{SPECTRUM_VERSION}")
 STATUSES = ("ok", "corrupt", "empty", "unreadable", "placeholder", "skipped")
 _PRESENT = ("file", "symlink")
 
@@ -132,6 +133,9 @@ class ImageSummary:
         uint64 (2 KiB; empty when not computed).
     patch_count : int or None
         Patches in the sketched set.
+    spectrum : str
+        The near-duplicate spectrum (:mod:`audit.images.spectrum`) as base64
+        of little-endian float16 (empty when not computed).
     """
 
     path: str
@@ -168,6 +172,7 @@ class ImageSummary:
     iqm: dict[str, Any] | None = None
     patch_sketch: str = ""
     patch_count: int | None = None
+    spectrum: str = ""
 
     @property
     def ok(self) -> bool:
@@ -184,6 +189,10 @@ class ImageSummary:
     def sketch_hashes(self) -> np.ndarray:
         """The patch sketch as uint64 hashes (length 0 when there is none)."""
         return decode_sketch(self.patch_sketch)
+
+    def spectrum_vector(self) -> np.ndarray:
+        """The spectrum (:mod:`audit.images.spectrum`) as a float16 vector (length 0 when there is none)."""
+        return decode_spectrum(self.spectrum)
 
     def fingerprint_vector(self) -> np.ndarray:
         """The fingerprint as a float16 vector (length 0 when there is none)."""

@@ -299,13 +299,19 @@ def test_distinct_subjects_of_the_demo_are_not_near_duplicates(tmp_path):
     summaries = summarise_images(index_dataset(root), workers=2)
     assert sum(1 for s in summaries if s.fingerprint) == len(summaries) > 60
     assert all(s.patch_sketch and s.patch_count for s in summaries)
-    fixed, stats = near_duplicates(summaries, **{**TH, "similarity_floor": None})
+    fixed, stats = near_duplicates(summaries, **{**TH, "similarity_floor": None, "spectrum_z": None})
     assert fixed == [] and stats["groups"] == {"T1w": len(summaries)}
     # searched at the floor, the alike phantoms link a few pairs (within the budget: confirmation rejects them)
-    pairs, stats = near_duplicates(summaries, **TH)
+    pairs, stats = near_duplicates(summaries, **{**TH, "spectrum_z": None})
     where = stats["thresholds"]["T1w"]
     assert len(pairs) == where["pairs_kept"] <= where["budget"] and where["over_budget"] == 0
     assert all(p.similarity >= TH["similarity_floor"] for p in pairs)
+    # the spectra add at most their own budget of pairs, each named as theirs
+    both, stats = near_duplicates(summaries, **TH)
+    extra = [p for p in both if p.matched_by == ("spectrum",)]
+    sp = stats["spectrum"]["T1w"]
+    assert len(both) == len(pairs) + len(extra) and len(extra) == sp["pairs_added"] <= sp["budget"]
+    assert all(p.spectrum_z >= TH["spectrum_z"] for p in extra)
 
 
 def test_a_group_over_its_candidate_budget_raises_its_threshold_and_says_so(tmp_path):
@@ -314,10 +320,10 @@ def test_a_group_over_its_candidate_budget_raises_its_threshold_and_says_so(tmp_
     root = tmp_path / "ds"
     make_dataset(root, n_subjects=60, seed=0)
     summaries = summarise_images(index_dataset(root), workers=2)
-    everything, stats = near_duplicates(summaries, **TH)
+    everything, stats = near_duplicates(summaries, **{**TH, "spectrum_z": None})  # the fingerprints' budget
     n = stats["thresholds"]["T1w"]["pairs_at_floor"]
     assert n >= 3, n
-    tight = {**TH, "candidate_budget": 2, "candidate_budget_per_image": 0.0}
+    tight = {**TH, "candidate_budget": 2, "candidate_budget_per_image": 0.0, "spectrum_z": None}
     pairs, stats = near_duplicates(summaries, **tight)
     where = stats["thresholds"]["T1w"]
     assert where["budget"] == 2 and len(pairs) == where["pairs_kept"] <= 2

@@ -148,6 +148,54 @@ def test_rotated_real_copies_are_candidates_at_the_adaptive_threshold(tmp_path):
     assert stage["rule"].startswith("fingerprint pairs are searched per suffix")
 
 
+#: Classes the fingerprint's frame loses; the spectra find them (in groups of at least SPECTRUM_MIN images).
+FRAME_FREE = ("crop", "bias-corrected", "translate")
+
+
+@needs_ixi
+def test_crops_and_bias_corrected_copies_are_found_by_their_spectra(tmp_path):
+    ds, sp, _, planted = _plant(tmp_path, FRAME_FREE, 24)
+    findings = _run(ds, sp, workers=2)
+    confirmed = _confirmed(findings)
+    assert set(confirmed) == set(planted), (set(planted) - set(confirmed), [f.message for f in findings])
+    assert not [f for f in findings if f.severity != "error"]
+    by = {planted[s]: p["matched_by"] for s, p in confirmed.items()}
+    assert "spectrum" in by["crop"] and "spectrum" in by["bias-corrected"], by
+    spectra = findings[0].evidence["candidate_thresholds"]["spectrum"]["T1w"]
+    assert spectra["z_min"] == TH["spectrum_z"] and spectra["pairs_added"] <= spectra["budget"]
+
+
+@pytest.mark.slow
+@needs_ixi
+def test_every_transform_class_of_real_anatomy_is_a_confirmed_error(tmp_path):
+    """Each of bench/bench_confirm.py's classes, each copied from another real head, among 34 other people.
+
+    (Many copies of *one* head in a small group hide each other from the spectra's neighbourhood score:
+    with all 24 classes copied from one head among 24 people, the crop, the bias-corrected and the
+    translated copy were missed; docs/neardup-confirm.md.)
+    """
+    from bench.bench_confirm import TRANSFORMS
+
+    files = _ixi_files()
+    originals, others = files[:len(TRANSFORMS)], files[40:50]
+    copies, planted = {}, {}
+    for k, (name, f) in enumerate(zip(TRANSFORMS, originals)):
+        img = nib.load(f)
+        sub = f"sub-copy{k:02d}"
+        copies[sub] = make_copy(name, np.asarray(img.dataobj, dtype=np.float32), img.affine, seed=2)
+        planted[sub] = (name, f.name.split("_")[0])
+    ds = _dataset(tmp_path / "ds", [*originals, *others], copies)
+    sp = _splits(tmp_path / "sp", [f.name.split("_")[0] for f in [*originals, *others]], list(copies))
+    findings = _run(ds, sp, workers=2)
+    confirmed = _confirmed(findings)
+    missed = sorted(planted[s][0] for s in set(planted) - set(confirmed))
+    # measured (one run, 2026-12-01): 23 of 24, the 10-degree rotation of one head missed; the goal is 24
+    assert len(missed) <= 1, missed
+    # every finding of any severity links a copy to its own original: no distinct pair is reported
+    linked = [(p["a"]["participant_id"], p["b"]["participant_id"]) for f in findings for p in f.evidence["pairs"]]
+    assert all(b in planted and planted[b][1] == a for a, b in linked), linked
+
+
 @pytest.mark.slow
 @needs_ixi
 def test_every_candidate_copy_is_confirmed(tmp_path):
@@ -203,3 +251,43 @@ def test_tail_bound_is_the_bonferroni_gaussian_tail():
     one, many = tail_bound(scores, 1, 0.01), tail_bound(scores, 1000, 0.01)
     assert np.mean(scores) < one < many  # more comparisons, a higher bar
     assert tail_bound([0.1, 0.2], 10, 0.01) == -np.inf  # too few to fit
+
+
+def test_the_null_is_computed_only_when_it_can_change_a_verdict_and_is_kept_by_content_hash(tmp_path):
+    """A copy scored at or above the cap needs no null; a null once scored is read back on the next audit."""
+    from audit.hashing import HashCache
+    from audit.images.confirmpairs import Candidate, confirm_candidates
+    from audit.images.nullcache import NullCache
+    from audit.images.summary import summarise_images
+    from audit.synthetic import make_dataset
+
+    ds = tmp_path / "ds"
+    make_dataset(ds, n_subjects=8, seed=1, session_fraction=0.0)
+    src = next((ds / "sub-003").rglob("*_T1w.nii*"))
+    img = nib.load(src)
+    v, a = np.asarray(img.dataobj, dtype=np.float32), img.affine
+    for sub, name in (("sub-101", "scale"), ("sub-102", "rot-10")):
+        out = ds / sub / "anat"
+        out.mkdir(parents=True)
+        data, aff = make_copy(name, v, a, seed=1)
+        nib.save(nib.Nifti1Image(data, aff), str(out / f"{sub}_T1w.nii.gz"))
+    images = summarise_images(index_dataset(ds), workers=1, cache=HashCache(memory=True))
+    members = {"T1w": [(s.path, s.subject) for s in images if s.status == "ok"]}
+    hashes = {s.path: s.content_hash for s in images}
+    path = {s.subject: s.path for s in images}
+    cache = NullCache(tmp_path / "cache")
+
+    def run(copy: str):
+        cand = Candidate(*sorted((path["sub-003"], path[copy])), "T1w")
+        return confirm_candidates(ds, [cand], members, hashes=hashes, null_cache=cache,
+                                  settings={"null_pairs": 12})
+
+    (v1,), nulls, stage = run("sub-101")  # intensity x3.7: every fine detail kept, score 1.000
+    assert v1.verdict == "copy" and v1.score >= TH["confirm_cap"]
+    assert nulls["T1w"].scores == () and "no null needed" in nulls["T1w"].how and stage["confirmations"] == 1
+    (v2,), nulls, stage = run("sub-102")  # rotated phantom: under the cap, the null decides
+    scored = len(nulls["T1w"].scores)
+    assert scored >= 10 and stage["confirmations"] == 1 + scored and stage["null_scores_cached"] == 0
+    (v3,), again, stage = run("sub-102")  # the next audit of the same images
+    assert stage["confirmations"] == 1 and stage["null_scores_cached"] == scored
+    assert again["T1w"].scores == nulls["T1w"].scores and (v3.verdict, v3.score) == (v2.verdict, v2.score)
