@@ -80,7 +80,8 @@ def validate(
     ignore_nifti_headers: IgnoreHeadersOpt = False,
     validator_config: ValidatorConfigOpt = None,
     no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image reader processes (default: "
+                                                   "all cores); 1 reads in this process: no crash isolation.")]
     = None,
     shard_size: ShardSizeOpt = None,
     jobs: JobsOpt = None,
@@ -144,7 +145,8 @@ def audit(
     ignore_nifti_headers: IgnoreHeadersOpt = False,
     validator_config: ValidatorConfigOpt = None,
     no_validator: Annotated[bool, typer.Option("--no-validator", help="Skip the official validator.")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image workers (default: all cores).")]
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Image reader processes (default: "
+                                                   "all cores); 1 reads in this process: no crash isolation.")]
     = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address "
                                                      "for the image pass and the validator's shards.")] = None,
