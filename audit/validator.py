@@ -81,6 +81,7 @@ __all__ = [
     "read_json_output",
     "validator_command",
     "dataset_table_rows",
+    "rows_option",
     "ignored_counts",
     "MAX_EXAMPLES",
 ]
@@ -270,14 +271,7 @@ def _run_validator(dataset: Path, *, ignore_nifti_headers: bool, config: Path | 
     cmd = validator_command()
     corrections: list[str] = []
     if max_rows is None:
-        rows = dataset_table_rows(dataset)
-        longest = max(rows.items(), key=lambda kv: kv[1], default=("", 0))
-        if longest[1] > VALIDATOR_DEFAULT_MAX_ROWS:
-            max_rows = -1
-            corrections.append(
-                f"{longest[0]} has {longest[1]:,} rows, more than the validator's default of "
-                f"{VALIDATOR_DEFAULT_MAX_ROWS:,}: run with --max-rows -1 so that every row is read (with its "
-                "default it reports false PARTICIPANT_ID_MISMATCH errors for the participants past row 1,000)")
+        max_rows, corrections = rows_option(dataset)
     args = [str(dataset), "--no-color"]
     if max_rows is not None:
         args += ["--max-rows", str(max_rows)]
@@ -481,3 +475,14 @@ def ignored_counts(run: ValidatorRun) -> dict[str, int]:
 def _short(text: str) -> str:
     first = " ".join(text.split())
     return first if len(first) <= 160 else first[:157] + "..."
+
+
+def rows_option(dataset: Path) -> tuple[int | None, list[str]]:
+    """``--max-rows`` for the validator (-1 when a table is longer than its default) and the note that says why."""
+    rows = dataset_table_rows(dataset)
+    longest = max(rows.items(), key=lambda kv: kv[1], default=("", 0))
+    if longest[1] <= VALIDATOR_DEFAULT_MAX_ROWS:
+        return None, []
+    return -1, [f"{longest[0]} has {longest[1]:,} rows, more than the validator's default of "
+                f"{VALIDATOR_DEFAULT_MAX_ROWS:,}: run with --max-rows -1 so that every row is read (with its "
+                "default it reports false PARTICIPANT_ID_MISMATCH errors for the participants past row 1,000)"]

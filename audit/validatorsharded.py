@@ -39,7 +39,7 @@ from audit.validator import (
     ValidatorRun,
     _check_config,
     _version,
-    dataset_table_rows,
+    rows_option,
     run_validator,
     validator_command,
 )
@@ -178,16 +178,7 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
     if config is not None:
         _check_config(Path(config))
     cmd = validator_command()
-    corrections: list[str] = []
-    rows = dataset_table_rows(dataset)
-    longest = max(rows.items(), key=lambda kv: kv[1], default=("", 0))
-    max_rows = None
-    if longest[1] > VALIDATOR_DEFAULT_MAX_ROWS:
-        max_rows = -1
-        corrections.append(
-            f"{longest[0]} has {longest[1]:,} rows, more than the validator's default of "
-            f"{VALIDATOR_DEFAULT_MAX_ROWS:,}: run with --max-rows -1 so that every row is read (with its "
-            "default it reports false PARTICIPANT_ID_MISMATCH errors for the participants past row 1,000)")
+    max_rows, corrections = rows_option(dataset)
     options = ShardOptions(command=tuple(cmd), ignore_nifti_headers=ignore_nifti_headers,
                            config=str(Path(config).resolve()) if config else None, max_rows=max_rows,
                            memory_mib=memory_mib, timeout=timeout, keep_issues=keep_issues)
