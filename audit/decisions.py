@@ -68,12 +68,13 @@ def rules_from(table: Mapping[str, Any], prefix: str, shared: Mapping[str, Any] 
 
 
 def weights_from(table: Mapping[str, Any]) -> dict[str, float]:
-    """The family weights of a threshold table (``weight_smd``, ``weight_share``, ``weight_auc``, ``weight_v``).
+    """The family weights of a threshold table (``weight_smd``, ``weight_share``, ``weight_auc``, ``weight_v``...).
 
     >>> weights_from({"weight_smd": 2})["smd"], weights_from({})["auc"] == WEIGHTS["auc"]
     (2.0, True)
     """
-    names = {"smd": "smd", "proportion_difference": "share", "auc": "auc", "cramers_v": "v"}
+    names = {"smd": "smd", "proportion_difference": "share", "auc": "auc", "cramers_v": "v",
+             "label_site": "label_site"}
     return {kind: float(table.get(f"weight_{short}", WEIGHTS[kind])) for kind, short in names.items()}
 
 

@@ -128,7 +128,7 @@ KIND = {"label": "proportion_difference", "covariate": "smd", "acquisition": "pr
         "image": "auc", "confound": "cramers_v"}
 #: The kind of effect of each variable of an audit (its weight in the family: :func:`audit.decisions.family_adjust`).
 KIND_OF = {"label": "proportion_difference", "sex": "proportion_difference", "site": "proportion_difference",
-           "age": "smd", "image": "auc", "label x site": "cramers_v"}
+           "age": "smd", "image": "auc", "label x site": "label_site"}
 #: The family weights (the catalogue's; ``--weight KIND=W`` for tuning runs).
 WEIGHTS: dict[str, float] = dict(decisions.WEIGHTS)
 #: The check and variable whose warning on train vs test is the detection.

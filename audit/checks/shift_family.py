@@ -295,8 +295,8 @@ def _compute(ctx: AuditContext) -> ShiftFamily:
     confound = _confound_record(ctx)
     if confound is not None:
         records.append(confound)
-    adjusted = family_adjust([r.get("p_value") for r in records], [r["effect_size"]["kind"] for r in records],
-                             weights_from(shared))
+    kinds = ["label_site" if r["check"] == CONFOUND else r["effect_size"]["kind"] for r in records]
+    adjusted = family_adjust([r.get("p_value") for r in records], kinds, weights_from(shared))
     q = float(shared["fdr"])
     for r, p in zip(records, adjusted):
         r["p_adjusted"] = p
