@@ -13,10 +13,10 @@ the two peaks (10N over N), the figure that should stay near 1.
 ``--batch-size`` defaults to 2 so that both sizes train and evaluate with
 full batches (training batches of 2, evaluation batches of 4, and the
 smallest validation split has 4 images at 20 subjects): a network's
-activations grow with the batch, and with the default batch of 8 a
-10-subject run trains in batches of 6 and evaluates its 2 validation images
-at once where a 100-subject run uses 8 and 16, which alone moves the peak
-by hundreds of MiB at 96x112x96 without any volume being held.
+activations grow with the batch, and at the trainer's default batch of 4 a
+10-subject run evaluates its 2 validation images at once where a
+100-subject run evaluates in batches of 8, which alone moves the peak by
+hundreds of MiB at 96x112x96 without any volume being held.
 
 Usage::
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             assert r["store_peak_bytes"] <= parse_size(args.max_memory)
         a, b = sizes[0], sizes[-1]
         print(f"peak RSS at {b} subjects / at {a}: {out[b]['peak_rss_mib'] / out[a]['peak_rss_mib']:.2f}x "
-              f"(+{out[b]['peak_rss_mib'] - out[a]['peak_rss_mib']:.0f} MiB for {b - a} more subjects)")
+              f"({out[b]['peak_rss_mib'] - out[a]['peak_rss_mib']:+.0f} MiB for {b - a} more subjects)")
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
