@@ -44,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_service import TOKEN, Server, close_connection, free_port, make_root  # noqa: E402
 
-__all__ = ["PgCluster", "run_once", "main"]
+__all__ = ["PgCluster", "pg_bin", "run_once", "main"]
 
 
-def _pg_bin() -> Path | None:
+def pg_bin() -> Path | None:
+    """The folder of the PostgreSQL server binaries (initdb, pg_ctl): on PATH, else Debian's newest."""
     found = shutil.which("initdb")
     if found:
         return Path(os.path.realpath(found)).parent
@@ -66,7 +68,7 @@ class PgCluster:
     """A PostgreSQL cluster in a temporary folder on a free loopback port (trust auth, no fsync)."""
 
     def __init__(self) -> None:
-        bindir = _pg_bin()
+        bindir = pg_bin()
         if bindir is None:
             raise RuntimeError("no PostgreSQL server binaries (initdb) on PATH or in /usr/lib/postgresql")
         self.bindir = bindir
@@ -107,15 +109,19 @@ class PgCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def restart(self, mode: str = "fast", down: float = 0.0) -> float:
-        """``pg_ctl stop -m MODE``, ``down`` seconds without a server, ``pg_ctl start``; returns the seconds the
-        database was unreachable."""
+    def restart(self, mode: str = "fast", down: float = 0.0, on_down: Callable[[], None] | None = None) -> float:
+        """``pg_ctl stop -m MODE``, ``on_down()``, ``down`` seconds without a server, ``pg_ctl start``; returns
+        the seconds the database was unreachable (``down`` 0: one ``pg_ctl restart``, ``on_down()`` just before)."""
         t = time.perf_counter()
         if down:
             self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+            if on_down is not None:
+                on_down()
             time.sleep(down)
             self._pg_ctl("start")
         else:
+            if on_down is not None:
+                on_down()
             self._pg_ctl("restart", "-m", mode)
         return time.perf_counter() - t
 
@@ -158,7 +164,7 @@ def _submit(port: int, i: int, key: str, outcome: dict[str, Any]) -> None:
 
 def run_once(port: int, audits: int, clients: int, tag: str, restart: Any = None,
              restart_after: int = 5, timeout: float = 600.0, late: int = 0) -> dict[str, Any]:
-    """Submit ``audits`` from ``clients`` threads (``restart()`` called once ``restart_after`` are done and one
+    """Submit ``audits`` from ``clients`` threads (``restart(on_down)`` called once ``restart_after`` are done and one
     runs, ``late`` more submitted from the moment it begins) and wait until none is queued or running; returns
     the figures and the accounting."""
     outcomes = [{"ids": [], "retries": 0, "refusals": {}, "unacknowledged": 0} for _ in range(audits + late)]
@@ -197,10 +203,10 @@ def run_once(port: int, audits: int, clients: int, tag: str, restart: Any = None
                 restarted_at = {"done": done, "running": running, "submitted": len(listed)}
                 late_threads = [threading.Thread(target=_submit, args=(port, i, f"{tag}-{i}", outcomes[i]))
                                 for i in range(audits, audits + late)]
-                for t in late_threads:  # submissions that meet the database down
-                    t.start()
                 threads += late_threads
-                restart_s = restart()
+                # submissions that meet the database down: started once it has stopped (started before the
+                # stop, they could all be answered first on an idle machine)
+                restart_s = restart(lambda: [t.start() for t in late_threads])
             acknowledged = sum(len(o["ids"]) + o["unacknowledged"] for o in outcomes)
             if acknowledged == len(outcomes) and done == len(listed) and not any(t.is_alive() for t in threads):
                 break
@@ -271,7 +277,8 @@ def run(audits: int, clients: int, workers: int, restart_after: int, mode: str, 
                 run_once(server.port, max(2, workers), clients, "warm")  # start the forkserver: not measured
                 out["baseline"] = run_once(server.port, audits + late, clients, "base", timeout=timeout)
                 out["restart"] = run_once(server.port, audits, clients, "restart", late=late, timeout=timeout,
-                                          restart=lambda: pg.restart(mode, down), restart_after=restart_after)
+                                          restart=lambda on_down: pg.restart(mode, down, on_down),
+                                          restart_after=restart_after)
             finally:
                 server.stop()
             log = (Path(tmp) / "run" / "server.log").read_text(errors="replace")

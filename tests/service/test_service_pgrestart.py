@@ -14,7 +14,7 @@ pytest.importorskip("psycopg", reason="psycopg is not installed (the service ext
 def test_a_database_restart_mid_run_loses_and_repeats_nothing(mode):
     from bench import bench_service_pgrestart as bench
 
-    if bench._pg_bin() is None:
+    if bench.pg_bin() is None:
         pytest.skip("no PostgreSQL server binaries (initdb); .ci/run installs Debian's postgresql")
     out = bench.run(audits=6, clients=3, workers=2, restart_after=2, mode=mode, down=3, late=3, timeout=240)
     hit = out["restart"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi", reason="the service extra is not installed (pip install -e '.[service]')")
+
+from bench.bench_service_pgrestart import pg_bin  # noqa: E402  (the bench's throwaway server needs the same binaries)
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -67,17 +68,9 @@ def free_port() -> int:
 
 
 # -- a throwaway PostgreSQL server on loopback ----------------------------------------------------
-def _pg_bin() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(os.path.realpath(found)).parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(candidates[-1]).parent if candidates else None
-
-
 class PostgresServer:
     def __init__(self) -> None:
-        bindir = _pg_bin()
+        bindir = pg_bin()
         if bindir is None:
             pytest.skip("no PostgreSQL server binaries (initdb); .ci/run installs Debian's postgresql")
         self.bindir = bindir
