@@ -96,7 +96,7 @@ from typing import Any
 
 from audit.checks.features import image_features
 from audit.checks.registry import check, shared_thresholds
-from audit.checks.shift_family import THRESHOLDS, ShiftFamily, shift_family
+from audit.checks.shift_family import THRESHOLDS, ShiftFamily, family_level, shift_family
 from audit.checks.variables import Variable
 from audit.context import AuditContext
 from audit.findings import Finding, finding
@@ -191,17 +191,18 @@ def _effect_value(r: Mapping[str, Any]) -> float:
 def _detectable(fam: ShiftFamily, records: list[dict[str, Any]]) -> tuple[float, int, str] | None:
     """The smallest standardised shift detectable with 80 % power in the least powered comparison.
 
-    Normal approximation for a two-sample comparison at the Bonferroni level
-    ``fdr / m`` (``m`` tests in the family; BH is at least that lenient):
-    ``(z(1 - fdr / 2m) + z(0.8)) * sqrt(1/n_a + 1/n_b)``. Returns
-    ``(smd, participants in the smaller split, its name)``.
+    Normal approximation for a two-sample comparison of a continuous variable
+    at the level a lone real effect gets in the family (:func:`family_level`:
+    ``fdr * w / m`` with the SMD weight ``w`` rescaled over the family's
+    ``m`` tests): ``(z(1 - level / 2) + z(0.8)) * sqrt(1/n_a + 1/n_b)``.
+    Returns ``(smd, participants in the smaller split, its name)``.
     """
     pairs = [(r["n"][0], r["n"][1], r["splits"][1]) for r in records
              if r.get("kind") in ("continuous", "categorical") and min(r["n"]) > 0]
     if not pairs:
         return None
-    m = max(1, len(fam.records))
-    z = NormalDist().inv_cdf(1 - float(fam.thresholds["shift"]["fdr"]) / (2 * m)) + NormalDist().inv_cdf(0.8)
+    level = min(0.5, family_level(fam, "smd"))
+    z = NormalDist().inv_cdf(1 - level / 2) + NormalDist().inv_cdf(0.8)
     na, nb, name = max(pairs, key=lambda t: 1 / t[0] + 1 / t[1])
     return round(z * math.sqrt(1 / na + 1 / nb), 2), min(na, nb), name
 

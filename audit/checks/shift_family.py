@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from audit.context import AuditContext
 
 __all__ = ["SHIFT_TABLES", "THRESHOLDS", "TEST_NAMES", "ShiftFamily", "shift_family", "computed_family",
-           "permutation_importance"]
+           "permutation_importance", "family_kinds", "family_level"]
 
 #: How each test is named in a sentence.
 TEST_NAMES = {**ASSOCIATION_TESTS, "mann_whitney": "Mann-Whitney", "kolmogorov_smirnov": "Kolmogorov-Smirnov",
@@ -295,8 +295,7 @@ def _compute(ctx: AuditContext) -> ShiftFamily:
     confound = _confound_record(ctx)
     if confound is not None:
         records.append(confound)
-    kinds = ["label_site" if r["check"] == CONFOUND else r["effect_size"]["kind"] for r in records]
-    adjusted = family_adjust([r.get("p_value") for r in records], kinds, weights_from(shared))
+    adjusted = family_adjust([r.get("p_value") for r in records], family_kinds(records), weights_from(shared))
     q = float(shared["fdr"])
     for r, p in zip(records, adjusted):
         r["p_adjusted"] = p
@@ -315,6 +314,25 @@ def _compute(ctx: AuditContext) -> ShiftFamily:
             for f in r["features"]:
                 f["auc_drop"] = drops.get(f["feature"])
     return ShiftFamily(records, variables, untested, th, ignored, info, pairs)
+
+
+def family_kinds(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The kind of effect of each record of the family (its weight's key): the label x site test has its own."""
+    return ["label_site" if r["check"] == CONFOUND else r["effect_size"]["kind"] for r in records]
+
+
+def family_level(fam: ShiftFamily, kind: str) -> float:
+    """The level a lone real effect of ``kind`` is tested at in this family: ``fdr * w / m`` (weights rescaled).
+
+    With every other comparison null, weighted Benjamini-Hochberg rejects a
+    comparison of normalised weight ``w`` about when ``p <= fdr * w / m``.
+    """
+    shared = fam.thresholds["shift"]
+    weights = weights_from(shared)
+    tested = [k for r, k in zip(fam.records, family_kinds(fam.records)) if r.get("p_value") is not None]
+    m = max(1, len(tested))
+    mean_w = sum(weights.get(k, 1.0) for k in tested) / m if tested else 1.0
+    return float(shared["fdr"]) * weights.get(kind, 1.0) / (mean_w * m)
 
 
 def _confound_record(ctx: AuditContext) -> dict[str, Any] | None:

@@ -121,3 +121,20 @@ def test_tiny_effect_at_large_n_is_not_a_warning():
     assert rec["p_value"] < 1e-6 and rec["p_adjusted"] < 1e-6  # overwhelmingly "significant" ...
     assert rec["magnitude"] == "negligible" and not rec["flagged"]  # ... and negligible: not a warning
     assert rec["effect_size"]["ci"][1] < 0.2 and "not a warning" in rec["decision"]["wording"]
+
+
+def test_family_level_is_the_weighted_share_of_fdr():
+    """The detectable-shift sentence uses the level a lone effect of a kind really gets (weights rescaled)."""
+    from audit.checks.shift_family import ShiftFamily, family_level
+
+    def rec(check, kind, p=0.5):
+        return {"check": check, "effect_size": {"kind": kind}, "p_value": p}
+
+    records = [rec("shift.covariate", "smd"), rec("shift.covariate", "smd"), rec("shift.label", "proportion_difference"),
+               rec("shift.image", "auc"), rec("shift.image", "auc", None), rec("confound.label_site", "cramers_v")]
+    shared = {"fdr": 0.05, "weight_smd": 3, "weight_share": 1, "weight_auc": 0.5, "weight_label_site": 1.5}
+    fam = ShiftFamily(records, [], [], {"shift": shared}, [], {}, 1)
+    # five tests with a p-value: weights 3, 3, 1, 0.5, 1.5 (mean 1.8)
+    assert family_level(fam, "smd") == pytest.approx(0.05 * 3 / (1.8 * 5))
+    assert family_level(fam, "auc") == pytest.approx(0.05 * 0.5 / (1.8 * 5))
+    assert family_level(fam, "label_site") == pytest.approx(0.05 * 1.5 / (1.8 * 5))
