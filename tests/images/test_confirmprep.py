@@ -100,3 +100,33 @@ def test_box_and_otsu():
     x = np.r_[np.full(50, 1.0), np.full(30, 3.0)]
     assert np.array_equal(x > otsu(x), x == 3.0)  # the two classes apart
     assert otsu(np.full(5, 2.0)) == 2.0  # one value: nothing to split
+
+
+def test_confirmation_stage_reads_pairs_in_threads_with_the_same_verdicts(tmp_path):
+    """Reader threads change when an image is read, not what is decided; an unreadable image is a warning."""
+    from audit.images.confirmpairs import Candidate, confirm_candidates
+
+    heads = {f"sub-{k}": _head((40, 44, 36), seed=k) for k in range(1, 6)}
+    heads["sub-copy"] = 3.7 * heads["sub-1"]  # a copy (intensity scaled)
+    paths = {}
+    for sub, v in heads.items():
+        (tmp_path / sub).mkdir()
+        paths[sub] = f"{sub}/{sub}_T1w.nii.gz"
+        _save(tmp_path / paths[sub], v, 2.0, np.float32, None)
+    broken = tmp_path / paths["sub-5"]
+    broken.write_bytes(broken.read_bytes()[:300])  # truncated after the image pass
+    members = {"T1w": [(p, s) for s, p in paths.items()]}
+    cands = [Candidate(paths["sub-1"], paths["sub-copy"], "T1w"), Candidate(paths["sub-1"], paths["sub-2"], "T1w"),
+             Candidate(paths["sub-2"], paths["sub-5"], "T1w")]
+    runs = {}
+    for workers in (1, 3):
+        verdicts, nulls, stage = confirm_candidates(tmp_path, cands, members, settings={"null_pairs": 3},
+                                                    workers=workers)
+        runs[workers] = ([(v.a, v.b, v.verdict, v.why, v.score) for v in verdicts], nulls["T1w"].scores,
+                         stage["images_read"])
+        got = {(v.a, v.b): v for v in verdicts}
+        copy = got[(paths["sub-1"], paths["sub-copy"])]
+        assert copy.verdict == "copy" and copy.score >= 0.99
+        bad = got[(paths["sub-2"], paths["sub-5"])]
+        assert bad.verdict == "inconclusive" and paths["sub-5"] in bad.why and "truncated" in bad.why
+    assert runs[1] == runs[3]  # the same verdicts, scores, null and reads
