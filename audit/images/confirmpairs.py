@@ -157,7 +157,7 @@ class _Volumes:
     With ``workers`` > 1, :meth:`prefetch` reads and prepares images in that
     many threads (inflating, block sums and the log run outside the GIL):
     the two images of a pair at once, and the next pair's while this one is
-    confirmed.
+    confirmed; each confirmation smooths in two threads (``threads``).
     """
 
     def __init__(self, root: Path, workers: int = 1) -> None:
@@ -165,6 +165,7 @@ class _Volumes:
         self.kept: OrderedDict[str, Prepared | str] = OrderedDict()
         self.read = 0
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        self.threads = min(workers, 2)  # for a confirmation's own smoothing
         self._pending: dict[str, Future[Prepared | str]] = {}
 
     def prefetch(self, paths: Sequence[str]) -> None:
@@ -216,7 +217,7 @@ def _confirm(vols: _Volumes, a: str, b: str, threshold: float) -> Confirmation |
             return f"{path} {p}"
     assert isinstance(pa, Prepared) and isinstance(pb, Prepared)
     try:
-        return confirm_pair(pa, None, pb, None, threshold=threshold)
+        return confirm_pair(pa, None, pb, None, threshold=threshold, threads=vols.threads)
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
         return f"the comparison failed ({type(err).__name__}: {err})"
 

@@ -106,7 +106,8 @@ def prepare(volume: np.ndarray, affine: np.ndarray, *, scale: tuple[float, float
     floor = max(float(q_lo), float(q_hi) * 1e-3)
     log = np.log(np.maximum(v, np.float32(floor))).astype(np.float32)
     lv = log[valid]
-    t = otsu(lv[:: max(1, lv.size // 200_000)])
+    lv = lv[:: max(1, lv.size // 200_000)]  # a regular subsample for the threshold and the two classes' medians
+    t = otsu(lv)
     low, high = lv[lv <= t], lv[lv > t]
     if low.size and high.size and float(np.median(high) - np.median(low)) > 1.0:
         fg = valid & (log > t)
