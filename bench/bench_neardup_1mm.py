@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="cold,warm", help="cold: an empty null cache; warm: the cache of the run before")
     args = ap.parse_args(argv)
     t_imp = time.perf_counter()
-    import scipy.ndimage  # noqa: F401
+    import scipy.ndimage
     import scipy.optimize  # noqa: F401
 
     print(f"scipy.ndimage + scipy.optimize import: {time.perf_counter() - t_imp:.2f} s (not in the ratios)")
