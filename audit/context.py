@@ -171,4 +171,5 @@ def _confirm_stage(ctx: AuditContext, candidates: tuple[confirmpairs.Candidate, 
             members[group].append((s.path, s.subject))
     hashes = {s.path: s.content_hash for s in ctx.images if s.content_hash}
     return confirmpairs.confirm_candidates(ctx.index.root, candidates, members, settings=dict(settings),
-                                           hashes=hashes, null_cache=nullcache.NullCache())
+                                           hashes=hashes, null_cache=nullcache.NullCache(),
+                                           workers=ctx.options.workers)

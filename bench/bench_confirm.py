@@ -171,7 +171,7 @@ def _strip(v: np.ndarray, aff: np.ndarray) -> np.ndarray:
 
 
 def _otsu(values: np.ndarray) -> float:
-    from audit.images.confirm import _otsu as otsu
+    from audit.images.confirmprep import otsu
 
     return otsu(values)
 

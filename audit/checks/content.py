@@ -81,7 +81,8 @@ finding; copies of 96 of them (24 transform classes, 4 copies each)
 planted as new participants: every candidate copy confirmed (error), no
 distinct pair at error or warning; distinct pairs score 0.13 +- 0.08
 (highest 0.29), the lowest confirmed copy 0.75; a confirmation takes
-0.44 s (2 mm; about 1 s at 1 mm). Candidate recall per class on real anatomy
+0.44 s (2 mm); at 1 mm a copy costs about 0.75 s CPU (reading its two images
+0.42 s, the comparison 0.25 s): 1.1x the image pass at 41 images, 1.3x at 13. Candidate recall per class on real anatomy
 (96 copies, 24 classes, with the spectra; docs/neardup-confirm.md): every
 class 100 % (crops into the head and bias-field-corrected copies, 0 % by the
 fingerprints, are found by the spectra) except flip + 10-degree rotation +

@@ -4,7 +4,7 @@ The candidate stage (:mod:`audit.images.candidates`) compares coarse
 fingerprints; as a dataset grows, distinct people cross its threshold. :func:`confirm_pair` is a second, independent
 comparison of the two volumes that says whether one is a copy of the other:
 
-1. *Preparation* (each volume once, :func:`prepare`): values as float32, NaN
+1. *Preparation* (each volume once, :func:`prepare`, :mod:`audit.images.confirmprep`): values as float32, NaN
    and exact zeros are "no data"; block means down to a working voxel of
    about ``WORK_MM`` (a 1 mm head becomes 2 mm); log intensities (floored);
    the foreground by Otsu's threshold on them; its centroid and principal
@@ -50,12 +50,14 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import permutations, product
 
 import numpy as np
 
-from audit.images.voxels import moments
+from audit.images.confirmprep import Prepared, box, prepare
+from audit.images.voxels import block_sum
 
 __all__ = [
     "COPY_THRESHOLD",
@@ -68,8 +70,6 @@ __all__ = [
     "prepare",
 ]
 
-#: Working voxel (mm): finer volumes are block-averaged down to about this.
-WORK_MM = 2.0
 #: Gaussian sigmas (mm) of the registration levels, coarse to fine.
 LEVELS = (6.0, 3.0, 1.5)
 #: Grid spacing of the sample points at each level (mm, at least one working voxel) and their number at most.
@@ -83,8 +83,6 @@ N_REFINE = 3
 BAND = (0.6, 2.0)
 #: Score at or above which a pair is a copy.
 COPY_THRESHOLD = 0.5
-#: Margin (mm) kept around the foreground's bounding box.
-CROP_MARGIN_MM = 16.0
 #: Fraction of the fixed foreground that must lie inside the moving volume's field of view.
 MIN_OVERLAP = 0.6
 
@@ -128,122 +126,7 @@ class Confirmation:
     extras: dict = field(default_factory=dict)
 
 
-# --------------------------------------------------------------- prepare
-@dataclass
-class Prepared:
-    """One volume at working resolution, with its foreground and moments."""
-
-    log: np.ndarray  # float32 log intensities (floor where no data)
-    valid: np.ndarray  # bool: data
-    fg: np.ndarray  # bool: foreground
-    affine: np.ndarray  # working voxel -> world
-    voxel_mm: float  # largest working voxel edge
-    centre: np.ndarray  # world (mm)
-    axes: np.ndarray  # (3, 3) principal axes (columns), ascending spread
-    spread: np.ndarray  # (3,) mm
-    fg_mm3: float
-    levels: dict = field(default_factory=dict)  # sigma -> (smoothed log, inside-field weight)
-
-
-def prepare(volume: np.ndarray, affine: np.ndarray) -> Prepared:
-    """:class:`Prepared` of a 3-D volume (voxel -> world ``affine``, mm)."""
-    v = np.asarray(volume)
-    if v.ndim == 4 and v.shape[3] == 1:
-        v = v[..., 0]
-    if v.ndim != 3 or min(v.shape) < 4:
-        raise ValueError(f"a 3-D volume is needed, got shape {v.shape}")
-    v = np.asarray(v, dtype=np.float32)
-    affine = np.asarray(affine, dtype=np.float64)
-    valid = np.isfinite(v) & (v > 0)
-    v = np.where(valid, v, np.float32(0))
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    f = [max(1, math.floor(WORK_MM / z + 0.25)) for z in zooms]
-    if max(f) > 1:
-        v, cnt = _block_mean(v, valid, f)
-        valid = cnt > 0.5
-        v = np.where(valid, v, np.float32(0))
-        aff = affine @ np.diag([f[0], f[1], f[2], 1.0])
-        aff[:3, 3] = affine[:3, :3] @ ((np.array(f, float) - 1) / 2) + affine[:3, 3]
-        affine = aff
-        zooms = zooms * np.array(f)
-    pos = v[valid]
-    if pos.size < 64:
-        raise ValueError("too few voxels with data")
-    q_lo, q_hi = np.percentile(pos[:: max(1, pos.size // 200_000)], [1.0, 99.5])
-    floor = max(float(q_lo), float(q_hi) * 1e-3)
-    log = np.log(np.maximum(v, floor)).astype(np.float32)
-    lv = log[valid]
-    t = _otsu(lv[:: max(1, lv.size // 200_000)])
-    low, high = lv[lv <= t], lv[lv > t]
-    if low.size and high.size and float(np.median(high) - np.median(low)) > 1.0:
-        fg = valid & (log > t)
-    else:  # no dark background (a tight crop, a masked volume)
-        fg = valid.copy()
-    fg = _largest_components(fg)
-    n_fg = int(np.count_nonzero(fg))
-    if n_fg < 64:
-        raise ValueError("too small a foreground")
-    # keep the foreground's bounding box and a margin (context for the smoothing and the band-pass)
-    sl = _box(fg, [math.ceil(CROP_MARGIN_MM / z) for z in zooms])
-    log, valid, fg = log[sl], valid[sl], fg[sl]
-    lo = np.array([x.start for x in sl], float)
-    affine = affine.copy()
-    affine[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
-    c_vox, cov_vox = moments(fg.astype(np.float32))
-    centre = affine[:3, :3] @ c_vox + affine[:3, 3]
-    w, vecs = np.linalg.eigh(affine[:3, :3] @ cov_vox @ affine[:3, :3].T)
-    vol_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
-    return Prepared(np.ascontiguousarray(log), valid, fg, affine, float(zooms.max()), centre, vecs,
-                    np.sqrt(np.maximum(w, 0)), n_fg * vol_mm3)
-
-
-def _box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
-    out = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        nz = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(max(int(nz[0]) - pad[ax], 0), min(int(nz[-1]) + 1 + pad[ax], mask.shape[ax])))
-    return tuple(out)
-
-
-def _largest_components(fg: np.ndarray) -> np.ndarray:
-    """Drop specks: connected components under 1 % of the largest."""
-    from scipy.ndimage import label
-
-    lab, n = label(fg)
-    if n <= 1:
-        return fg
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    keep = sizes >= 0.01 * sizes.max()
-    out: np.ndarray = keep[lab]
-    return out
-
-
-def _block_mean(v: np.ndarray, valid: np.ndarray, f: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    shape = [n // k for n, k in zip(v.shape, f)]
-    vv = v[: shape[0] * f[0], : shape[1] * f[1], : shape[2] * f[2]]
-    cc = valid[: shape[0] * f[0], : shape[1] * f[1], : shape[2] * f[2]].astype(np.float32)
-    s = vv.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).sum(axis=(1, 3, 5))
-    c = cc.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).sum(axis=(1, 3, 5))
-    mean = s / np.maximum(c, 1)
-    return mean.astype(np.float32), c / float(f[0] * f[1] * f[2])
-
-
-def _otsu(values: np.ndarray, bins: int = 128) -> float:
-    lo, hi = float(values.min()), float(values.max())
-    if not hi - lo > 1e-9 * max(abs(lo), abs(hi), 1e-30):
-        return lo
-    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    mids = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * mids)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    return float(mids[int(np.argmax((w0 * w1 * (mu0 - mu1) ** 2)[:-1]))])
-
-
+# --------------------------------------------------------------- levels
 class _Level:
     """A volume's log intensities smoothed for one registration level, block-averaged where the sigma allows."""
 
@@ -254,7 +137,8 @@ class _Level:
         f = [max(1, int(sigma_mm / (1.5 * z))) for z in zooms]
         img, aff = p.log, p.affine
         if max(f) > 1:
-            img, _ = _block_mean(img, np.ones(img.shape, bool), f)
+            img = img[: img.shape[0] // f[0] * f[0], : img.shape[1] // f[1] * f[1], : img.shape[2] // f[2] * f[2]]
+            img = block_sum(img, f) / np.float32(f[0] * f[1] * f[2])
             aff = p.affine @ np.diag([f[0], f[1], f[2], 1.0])
             aff[:3, 3] = p.affine[:3, :3] @ ((np.array(f, float) - 1) / 2) + p.affine[:3, 3]
         zl = zooms * np.array(f)
@@ -265,11 +149,16 @@ class _Level:
         self.shape = np.array(self.img.shape, float)
         self._grads: np.ndarray | None = None
 
-    def trilinear(self, vox: np.ndarray) -> np.ndarray:
-        """Value and voxel gradient (central differences) at ``vox`` (n, 3), trilinear, (n, 4) float32."""
+    def grads(self) -> np.ndarray:
+        """The value and its voxel gradient (central differences) per voxel, (n, 4) float32, built once."""
         if self._grads is None:
             g = np.gradient(self.img)
             self._grads = np.ascontiguousarray(np.stack([self.img, *g], axis=-1), dtype=np.float32).reshape(-1, 4)
+        return self._grads
+
+    def trilinear(self, vox: np.ndarray) -> np.ndarray:
+        """Value and voxel gradient (central differences) at ``vox`` (n, 3), trilinear, (n, 4) float32."""
+        grads = self.grads()
         n = self.img.shape
         v = np.clip(vox, 0, np.array(n) - 1.000001)
         i0 = v.astype(np.int64)
@@ -282,7 +171,7 @@ class _Level:
                 wy = wx * (fr[:, 1] if dy else 1 - fr[:, 1])
                 for dz in (0, 1):
                     w = wy * (fr[:, 2] if dz else 1 - fr[:, 2])
-                    out += self._grads[base + (dx * n[1] + dy) * n[2] + dz] * w[:, None]
+                    out += grads[base + (dx * n[1] + dy) * n[2] + dz] * w[:, None]
         return out
 
 
@@ -291,6 +180,30 @@ def _level(p: Prepared, sigma_mm: float) -> _Level:
         p.levels[sigma_mm] = _Level(p, sigma_mm)
     out: _Level = p.levels[sigma_mm]
     return out
+
+
+def _levels(fx: Prepared, mv: Prepared, pool: ThreadPoolExecutor | None) -> None:
+    """Every registration level of both volumes (and the moving one's gradients) built at once in ``pool``."""
+    if pool is None:
+        return
+
+    def build(job: tuple[Prepared, float]) -> None:
+        lev = _level(*job)
+        if job[0] is mv:
+            lev.grads()
+
+    list(pool.map(build, [(p, s) for s in LEVELS for p in (mv, fx)]))
+
+
+def _smooth(jobs: list[tuple[np.ndarray, list[float]]], pool: ThreadPoolExecutor | None) -> list[np.ndarray]:
+    """``gaussian_filter`` (zero outside, truncated at 3 sigma) of each ``(array, sigmas)``, in ``pool`` if any."""
+    from scipy.ndimage import gaussian_filter
+
+    def one(job: tuple[np.ndarray, list[float]]) -> np.ndarray:
+        out: np.ndarray = gaussian_filter(job[0], job[1], mode="constant", truncate=3.0)
+        return out
+
+    return list(pool.map(one, jobs)) if pool is not None else [one(j) for j in jobs]
 
 
 # --------------------------------------------------------------- transforms
@@ -448,39 +361,48 @@ def _refine(s: _Sampler, lin0: np.ndarray, t0: np.ndarray, iters: int) -> tuple[
 
 # --------------------------------------------------------------- score
 def _score(fx: Prepared, mv: Prepared, lin: np.ndarray, t: np.ndarray,
-           band: tuple[float, float] = BAND) -> tuple[float, int]:
-    """Correlation of the band-passed volumes inside the joint foreground (eroded), on the fixed grid."""
-    from scipy.ndimage import binary_erosion, gaussian_filter, map_coordinates
+           band: tuple[float, float] = BAND, pool: ThreadPoolExecutor | None = None) -> tuple[float, int]:
+    """Correlation of the band-passed volumes inside the joint foreground (eroded), on the fixed grid.
+
+    Only what the joint foreground needs is computed: the moving volume is
+    sampled at the fixed foreground's voxels alone, and the band-pass runs
+    over the fixed foreground's box (the filters see zeros outside the joint
+    foreground whatever the box, so a margin would change nothing).
+    """
+    from scipy.ndimage import binary_erosion, map_coordinates
 
     h = max(fx.voxel_mm, mv.voxel_mm)
     zooms = np.sqrt((fx.affine[:3, :3] ** 2).sum(axis=0))
-    sl = _box(fx.fg, [math.ceil(2 * band[1] * h / z) for z in zooms])
+    sl = box(fx.fg, [0, 0, 0])
     fl = fx.log[sl]
     lo = np.array([x.start for x in sl], float)
     shape = fl.shape
     a_mv = np.linalg.inv(mv.affine) @ np.vstack([np.hstack([lin, t[:, None]]), [0, 0, 0, 1]]) @ fx.affine
-    # voxel (i, j, k) of the box -> moving voxel: separable sums of three 1-D terms
     m3, off = a_mv[:3, :3], a_mv[:3, :3] @ lo + a_mv[:3, 3]
-    coords = np.empty((3,) + shape, dtype=np.float32)
-    ii = [np.arange(n, dtype=np.float64) for n in shape]
-    for r in range(3):
-        coords[r] = (off[r] + m3[r, 0] * ii[0][:, None, None] + m3[r, 1] * ii[1][None, :, None]
-                     + m3[r, 2] * ii[2][None, None, :])
-    ml = map_coordinates(mv.log, coords, order=1, mode="constant", cval=np.nan)
-    mfg = map_coordinates(mv.fg.view(np.uint8), coords, order=0, mode="constant", cval=0).astype(bool)
-    joint = fx.fg[sl] & fx.valid[sl] & mfg & np.isfinite(ml)
+    idx = np.nonzero(fx.fg[sl] & fx.valid[sl])
+    # fixed voxel (i, j, k) of the box -> moving voxel (float32, as the sampler takes them)
+    coords = (m3 @ np.vstack(idx).astype(np.float64) + off[:, None]).astype(np.float32)
+    ml_at = map_coordinates(mv.log, coords, order=1, mode="constant", cval=np.nan)
+    # the moving foreground at the nearest voxel (scipy's order 0: floor(x + 0.5), nothing outside [0, n - 1])
+    c64 = coords.astype(np.float64)
+    inside = np.all((c64 >= 0) & (c64 <= np.array(mv.fg.shape, float)[:, None] - 1), axis=0)
+    near = np.floor(c64[:, inside] + 0.5).astype(np.intp)
+    ok = np.zeros(len(ml_at), dtype=bool)
+    ok[inside] = mv.fg[near[0], near[1], near[2]]
+    ok &= np.isfinite(ml_at)
+    joint = np.zeros(shape, dtype=bool)
+    at = tuple(i[ok] for i in idx)
+    joint[at] = True
     core = binary_erosion(joint, iterations=1)
     if np.count_nonzero(core) < 64:
         return 0.0, int(np.count_nonzero(core))
-    w = joint.astype(np.float32)
-    out = []
+    ml = np.zeros(shape, dtype=np.float32)
+    ml[at] = ml_at[ok]
     sigs = [[band[0] * h / z for z in zooms], [band[1] * h / z for z in zooms]]
-    dens = [np.maximum(gaussian_filter(w, sg, mode="constant", truncate=3.0), 1e-3) for sg in sigs]
-    for img in (fl, ml):
-        x = np.where(joint, img, 0).astype(np.float32)
-        lo_, hi_ = (gaussian_filter(x, sg, mode="constant", truncate=3.0) / d for sg, d in zip(sigs, dens))
-        out.append((lo_ - hi_)[core].astype(np.float64))
-    a, b = out
+    arrays = (joint.astype(np.float32), np.where(joint, fl, 0).astype(np.float32), ml)
+    sm = _smooth([(x, sg) for x in arrays for sg in sigs], pool)  # the mask, fixed, moving; each at both sigmas
+    dens = [np.maximum(d, 1e-3) for d in sm[:2]]
+    a, b = (((sm[k] / dens[0]) - (sm[k + 1] / dens[1]))[core].astype(np.float64) for k in (2, 4))
     a -= a.mean()
     b -= b.mean()
     den = math.sqrt(float(a @ a) * float(b @ b))
@@ -509,7 +431,8 @@ def _describe(lin: np.ndarray, t: np.ndarray, c: np.ndarray, start: str) -> Tran
 
 
 def confirm_pair(a: np.ndarray | Prepared, affine_a: np.ndarray | None, b: np.ndarray | Prepared,
-                 affine_b: np.ndarray | None, *, threshold: float = COPY_THRESHOLD) -> Confirmation:
+                 affine_b: np.ndarray | None, *, threshold: float = COPY_THRESHOLD, threads: int = 1,
+                 ) -> Confirmation:
     """Whether ``b`` is a copy of ``a`` (or ``a`` of ``b``), from a full-resolution comparison.
 
     Parameters
@@ -521,7 +444,18 @@ def confirm_pair(a: np.ndarray | Prepared, affine_a: np.ndarray | None, b: np.nd
         Voxel -> world (mm).
     threshold : float
         On the score.
+    threads : int
+        Threads for the smoothing (both volumes' registration levels, the
+        score's band-pass): the same result, sooner where cores are free.
     """
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return _confirm_pair(a, affine_a, b, affine_b, threshold, pool)
+    return _confirm_pair(a, affine_a, b, affine_b, threshold, None)
+
+
+def _confirm_pair(a: np.ndarray | Prepared, affine_a: np.ndarray | None, b: np.ndarray | Prepared,
+                  affine_b: np.ndarray | None, threshold: float, pool: ThreadPoolExecutor | None) -> Confirmation:
     t0 = time.perf_counter()
     pa = a if isinstance(a, Prepared) else prepare(a, affine_a)
     pb = b if isinstance(b, Prepared) else prepare(b, affine_b)
@@ -530,6 +464,7 @@ def confirm_pair(a: np.ndarray | Prepared, affine_a: np.ndarray | None, b: np.nd
     else:
         fx, mv, fixed = pb, pa, "b"
     reasons: list[str] = []
+    _levels(fx, mv, pool)
     s0 = _Sampler(fx, mv, LEVELS[0], LEVEL_STEP[0], LEVEL_POINTS[0])
     scored = []
     for name, lin, t in _starts(fx, mv):
@@ -551,7 +486,7 @@ def confirm_pair(a: np.ndarray | Prepared, affine_a: np.ndarray | None, b: np.nd
     sk = samplers[-1]
     evals = sum(x.evals for x in samplers)
     overlap = sk.corr(lin, t)[1]
-    score, n = _score(fx, mv, lin, t)
+    score, n = _score(fx, mv, lin, t, pool=pool)
     tr = _describe(lin, t, fx.centre, name)
     if overlap < MIN_OVERLAP:
         reasons.append(f"only {overlap:.0%} of the smaller foreground lies inside the other volume")

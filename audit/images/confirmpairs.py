@@ -34,8 +34,8 @@ pair's *group* (one BIDS suffix):
    distinct pair the fit expects, below the confirmation threshold; or the
    images could not be compared).
 
-Images are read through nibabel (the reference volume: a 4-D image's mean
-over time), prepared once (:func:`audit.images.confirm.prepare`) and kept in
+Images are read with the image pass's decoder (the reference volume: a 4-D
+image's mean over time), prepared once (:func:`audit.images.confirmprep.read_prepared`) and kept in
 a small cache while the pairs that use them are confirmed (pairs are
 ordered so that an image's pairs come together). Only the images of
 candidate pairs and of the null pairs are read; a dataset without a
@@ -45,10 +45,12 @@ candidate reads nothing and costs nothing here.
 from __future__ import annotations
 
 import math
+import os
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
@@ -64,8 +66,9 @@ from audit.images.confirm import (
     confirm_pair,
     group_threshold,
     null_fit,
-    prepare,
 )
+from audit.images.confirmprep import read_prepared
+from audit.images.decode import BadImage
 from audit.images.nullcache import NullCache, pair_key
 
 __all__ = ["DEFAULTS", "Candidate", "GroupNull", "Verdict", "confirm_candidates", "tail_bound"]
@@ -149,40 +152,62 @@ def tail_bound(scores: Sequence[float], comparisons: float, alpha: float) -> flo
 
 
 class _Volumes:
-    """Prepared volumes by path, the last ``CACHE_SIZE`` kept; a failure is kept as its message."""
+    """Prepared volumes by path, the last ``CACHE_SIZE`` kept; a failure is kept as its message.
 
-    def __init__(self, root: Path) -> None:
+    With ``workers`` > 1, :meth:`prefetch` reads and prepares images in that
+    many threads (inflating, block sums and the log run outside the GIL):
+    the two images of a pair at once, and the next pair's while this one is
+    confirmed; each confirmation smooths in two threads (``threads``).
+    """
+
+    def __init__(self, root: Path, workers: int = 1) -> None:
         self.root = root
         self.kept: OrderedDict[str, Prepared | str] = OrderedDict()
         self.read = 0
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        self.threads = min(workers, 2)  # for a confirmation's own smoothing
+        self._pending: dict[str, Future[Prepared | str]] = {}
+
+    def prefetch(self, paths: Sequence[str]) -> None:
+        """Start reading ``paths`` (those not kept or under way) in the threads, when there are any."""
+        if self._pool is None:
+            return
+        for path in paths:
+            if path not in self.kept and path not in self._pending:
+                self._pending[path] = self._pool.submit(self._load, path)
 
     def get(self, path: str) -> Prepared | str:
         hit = self.kept.get(path)
         if hit is None:
-            hit = self.kept[path] = self._load(path)
+            pending = self._pending.pop(path, None)
+            hit = self.kept[path] = pending.result() if pending is not None else self._load(path)
+            self.read += 1
             if len(self.kept) > CACHE_SIZE:
                 self.kept.popitem(last=False)
         else:
             self.kept.move_to_end(path)
         return hit
 
-    def _load(self, path: str) -> Prepared | str:
-        import nibabel as nib
-        from nibabel.filebasedimages import ImageFileError
-        from nibabel.spatialimages import HeaderDataError
+    def close(self) -> None:
+        if self._pool is not None:
+            for pending in self._pending.values():
+                pending.cancel()
+            self._pool.shutdown(wait=True)
+            self._pending.clear()
 
-        self.read += 1
+    def _load(self, path: str) -> Prepared | str:
+        from nibabel.spatialimages import HeaderDataError
+        from nibabel.wrapstruct import WrapStructError
+
         try:
-            img = nib.load(str(self.root / path))
-            data = np.asarray(img.dataobj, dtype=np.float32)
-            if data.ndim > 3:
-                data = data.reshape(data.shape[:3] + (-1,)).mean(axis=-1)
-            return prepare(data, img.affine)
+            return read_prepared(self.root / path)
         except MemoryError:
             return "not enough memory to compare it"
-        except (OSError, ValueError, TypeError, IndexError, EOFError, zlib.error, ImageFileError, HeaderDataError,
-                np.linalg.LinAlgError) as err:  # an unreadable or unusable image: the pair is inconclusive
-            return f"cannot be compared ({type(err).__name__}: {err})"
+        except BadImage as err:
+            return f"cannot be compared ({err.message})"
+        except (OSError, ValueError, TypeError, IndexError, ArithmeticError, np.linalg.LinAlgError, HeaderDataError,
+                WrapStructError) as err:
+            return f"cannot be compared ({type(err).__name__}: {err})"  # an unreadable or unusable image
 
 
 def _confirm(vols: _Volumes, a: str, b: str, threshold: float) -> Confirmation | str:
@@ -192,7 +217,7 @@ def _confirm(vols: _Volumes, a: str, b: str, threshold: float) -> Confirmation |
             return f"{path} {p}"
     assert isinstance(pa, Prepared) and isinstance(pb, Prepared)
     try:
-        return confirm_pair(pa, None, pb, None, threshold=threshold)
+        return confirm_pair(pa, None, pb, None, threshold=threshold, threads=vols.threads)
     except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
         return f"the comparison failed ({type(err).__name__}: {err})"
 
@@ -231,7 +256,7 @@ def _null_pairs(members: Sequence[tuple[str, str]], exclude: set[frozenset[str]]
 def confirm_candidates(root: Path, candidates: Sequence[Candidate],
                        members: Mapping[str, Sequence[tuple[str, str]]], *,
                        settings: Mapping[str, Any] | None = None, hashes: Mapping[str, str] | None = None,
-                       null_cache: NullCache | None = None,
+                       null_cache: NullCache | None = None, workers: int | None = None,
                        ) -> tuple[list[Verdict], dict[str, GroupNull], dict[str, Any]]:
     """Verdicts on ``candidates`` (module docstring), each group's null, and figures about the stage.
 
@@ -247,10 +272,25 @@ def confirm_candidates(root: Path, candidates: Sequence[Candidate],
     hashes : mapping, optional
         Path -> content hash: with ``null_cache``, the null's scores are looked up and kept there.
     null_cache : NullCache, optional
+    workers : int, optional
+        Threads that read and prepare images (``None``: one per local core; at most 4).
     """
     cfg = {**DEFAULTS, **(settings or {})}
     t0 = time.perf_counter()
-    vols = _Volumes(Path(root))
+    vols = _Volumes(Path(root), max(1, min(workers if workers is not None else (os.cpu_count() or 1), 4)))
+    try:
+        verdicts, nulls, cached, seconds = _stage(vols, candidates, members, cfg, hashes, null_cache)
+    finally:
+        vols.close()
+    stats = {"candidates": len(candidates), "confirmations": len(seconds), "images_read": vols.read,
+             "null_scores_cached": cached, "seconds": round(time.perf_counter() - t0, 3),
+             "seconds_per_confirmation": round(float(np.median(seconds)), 4) if seconds else None}
+    return verdicts, nulls, stats
+
+
+def _stage(vols: _Volumes, candidates: Sequence[Candidate], members: Mapping[str, Sequence[tuple[str, str]]],
+           cfg: Mapping[str, Any], hashes: Mapping[str, str] | None, null_cache: NullCache | None,
+           ) -> tuple[list[Verdict], dict[str, GroupNull], int, list[float]]:
     by_group: dict[str, list[Candidate]] = {}
     for c in candidates:
         by_group.setdefault(c.group, []).append(c)
@@ -261,16 +301,13 @@ def confirm_candidates(root: Path, candidates: Sequence[Candidate],
     cached = 0
     for group, cands in sorted(by_group.items()):
         m = len(cands)
-        results: list[tuple[Candidate, Confirmation | str | None]] = []
-        for cand in sorted(cands, key=lambda c: (c.a, c.b)):  # each pair first at the cap, the highest threshold
-            if budget <= 0:
-                results.append((cand, None))
-                continue
-            budget -= 1
-            c = _confirm(vols, cand.a, cand.b, cfg["cap"])
-            results.append((cand, c))
-            if not isinstance(c, str):
-                seconds.append(c.seconds)
+        ordered = sorted(cands, key=lambda c: (c.a, c.b))
+        n_do = max(0, min(len(ordered), budget))  # those over max_confirmations are not confirmed
+        budget -= n_do
+        done = _confirm_each(vols, [(c.a, c.b) for c in ordered[:n_do]], cfg["cap"])  # first at the cap
+        results: list[tuple[Candidate, Confirmation | str | None]] = list(
+            zip(ordered, [*done, *[None] * (len(ordered) - n_do)]))
+        seconds.extend(c.seconds for c in done if not isinstance(c, str))
         if not any(isinstance(c, Confirmation) and not cand.exact_blocks and not c.copy for cand, c in results):
             # every verdict is settled without the null: exact blocks, failures, or at or above the cap
             null = nulls[group] = GroupNull(group, (), m, float(cfg["cap"]), float(cfg["cap"]),
@@ -296,10 +333,16 @@ def confirm_candidates(root: Path, candidates: Sequence[Candidate],
                                         None, null.threshold, null.tail))
                 continue
             verdicts.append(_judge(cand, c if isinstance(c, str) else _at(c, null.threshold), null))
-    stats = {"candidates": len(candidates), "confirmations": len(seconds), "images_read": vols.read,
-             "null_scores_cached": cached, "seconds": round(time.perf_counter() - t0, 3),
-             "seconds_per_confirmation": round(float(np.median(seconds)), 4) if seconds else None}
-    return verdicts, nulls, stats
+    return verdicts, nulls, cached, seconds
+
+
+def _confirm_each(vols: _Volumes, pairs: Sequence[tuple[str, str]], threshold: float) -> list[Confirmation | str]:
+    """:func:`_confirm` of each pair in turn, the next pair's images read while this one is confirmed."""
+    out: list[Confirmation | str] = []
+    for k, (a, b) in enumerate(pairs):
+        vols.prefetch([a, b, *(pairs[k + 1] if k + 1 < len(pairs) else ())])
+        out.append(_confirm(vols, a, b, threshold))
+    return out
 
 
 def _null_scores(vols: _Volumes, pairs: Sequence[tuple[str, str]], floor: float, hashes: Mapping[str, str],
@@ -308,12 +351,14 @@ def _null_scores(vols: _Volumes, pairs: Sequence[tuple[str, str]], floor: float,
     keys = {p: pair_key(hashes[p[0]], hashes[p[1]]) for p in pairs if hashes.get(p[0]) and hashes.get(p[1])}
     known = cache.get(list(keys.values())) if cache is not None else {}
     scores, fresh = [], {}
+    todo = [p for p in pairs if known.get(keys.get(p, "")) is None]
+    done = dict(zip(todo, _confirm_each(vols, todo, floor)))
     for a, b in pairs:
         hit = known.get(keys.get((a, b), ""))
         if hit is not None:
             scores.append(hit)
             continue
-        c = _confirm(vols, a, b, floor)
+        c = done[(a, b)]
         if not isinstance(c, str):
             scores.append(c.score)
             seconds.append(c.seconds)

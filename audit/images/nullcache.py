@@ -22,13 +22,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from audit.hashing import HashCache
-from audit.images import confirm
+from audit.images import confirm, confirmprep
 
 __all__ = ["CONFIRM_VERSION", "NullCache", "pair_key"]
 
 #: Changes with the confirmation's definition (its working resolution, registration levels and band).
-CONFIRM_VERSION = (f"confirm1-{confirm.WORK_MM:g}-{confirm.LEVELS}-{confirm.LEVEL_STEP}-{confirm.LEVEL_POINTS}-"
-                   f"{confirm.LEVEL_ITERS}-{confirm.N_REFINE}-{confirm.BAND}-{confirm.CROP_MARGIN_MM:g}")
+#: confirm2: block means taken from the stored values (:mod:`audit.images.confirmprep`): scores as before to
+#: about 1e-6, not bit for bit.
+CONFIRM_VERSION = (f"confirm2-{confirmprep.WORK_MM:g}-{confirm.LEVELS}-{confirm.LEVEL_STEP}-{confirm.LEVEL_POINTS}-"
+                   f"{confirm.LEVEL_ITERS}-{confirm.N_REFINE}-{confirm.BAND}-{confirmprep.CROP_MARGIN_MM:g}")
 
 
 def pair_key(hash_a: str, hash_b: str) -> str:
