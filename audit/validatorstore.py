@@ -31,15 +31,24 @@ from audit.hashing import CacheKey, HashCache
 from audit.validatoroutput import CodeSummary
 from audit.validatorshards import ShardResult
 
-__all__ = ["HASHED_MAX_BYTES", "ShardStore", "subject_digests", "view_key"]
+__all__ = ["HASHED_MAX_BYTES", "ShardStore", "subject_digests", "view_ident", "view_key"]
 
 #: Files up to this size are keyed by content (sidecars, tables); larger ones by size and mtime.
 HASHED_MAX_BYTES = 1 << 20
-_VERSION = 1
+_VERSION = 2  # 2: per-subject counts, shard identities, folder stat digests
 
 
 class ShardStore:
-    """Shard results by key, in SQLite (``directory``/validator-shards.sqlite) or in memory."""
+    """Shard results by key, in SQLite (``directory``/validator-shards.sqlite) or in memory.
+
+    Besides each result (the aggregated issues: what a re-run with nothing
+    changed loads) a row keeps, read only when a shard is patched, the
+    per-subject issue counts and the digests of the subjects it saw; a shard's
+    *identity* (:func:`view_ident`) points to its latest stored key; and per
+    dataset the stat digest and content digest of every subject folder, so a
+    re-run reads no hash for a folder whose files' (size, mtime, inode) did not
+    change.
+    """
 
     FILENAME = "validator-shards.sqlite"
 
@@ -64,43 +73,95 @@ class ShardStore:
         if target != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         if conn.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
-            conn.execute("DROP TABLE IF EXISTS shards")
+            for table in ("shards", "latest", "folders"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute(f"PRAGMA user_version={_VERSION}")
-        conn.execute("CREATE TABLE IF NOT EXISTS shards (key TEXT PRIMARY KEY, result BLOB NOT NULL) WITHOUT ROWID")
+        conn.execute("CREATE TABLE IF NOT EXISTS shards (key TEXT PRIMARY KEY, result BLOB NOT NULL, parts BLOB, "
+                     "digests BLOB) WITHOUT ROWID")
+        conn.execute("CREATE TABLE IF NOT EXISTS latest (ident TEXT PRIMARY KEY, key TEXT NOT NULL) WITHOUT ROWID")
+        conn.execute("CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, digests BLOB NOT NULL) WITHOUT ROWID")
         return conn
 
-    def get(self, key: str) -> ShardResult | None:
-        """The stored result of ``key``, or ``None``."""
+    def _one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         with self._lock:
             try:
-                row = self._conn.execute("SELECT result FROM shards WHERE key = ?", (key,)).fetchone()
+                row: tuple[Any, ...] | None = self._conn.execute(sql, args).fetchone()
+                return row
             except sqlite3.Error:
                 return None
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        with self._lock:
+            try:
+                self._conn.execute(sql, args)
+            except sqlite3.Error as err:
+                self.problem = f"shard store stopped writing ({err})"
+
+    def get(self, key: str) -> ShardResult | None:
+        """The stored result of ``key`` (without its per-subject counts: :meth:`parts`), or ``None``."""
+        row = self._one("SELECT result FROM shards WHERE key = ?", (key,))
         if row is None:
             return None
         try:
-            return _decode(json.loads(zlib.decompress(row[0])))
+            return _decode(_unpack(row[0]))
         except (ValueError, KeyError, TypeError, zlib.error):
             return None  # a damaged entry: validated again
 
-    def put(self, key: str, result: ShardResult) -> None:
-        """Store a successful result (failed ones are never stored)."""
+    def parts(self, key: str) -> tuple[dict[tuple[str, str, str, str | None], int], dict[str, str]] | None:
+        """The per-subject issue counts stored with ``key`` and the digests of the subjects it saw."""
+        row = self._one("SELECT parts, digests FROM shards WHERE key = ?", (key,))
+        if row is None or row[0] is None or row[1] is None:
+            return None
+        try:
+            rows, digests = _unpack(row[0]), _unpack(row[1])
+            return {(r[0], r[1], r[2], r[3]): int(r[4]) for r in rows}, dict(digests)
+        except (ValueError, KeyError, TypeError, IndexError, zlib.error):
+            return None
+
+    def put(self, key: str, result: ShardResult, *, ident: str | None = None,
+            digests: Mapping[str, str] | None = None) -> None:
+        """Store a successful result (failed ones are never stored); ``ident`` then points to it."""
         if result.failure is not None:
             return
-        blob = zlib.compress(json.dumps(_encode(result)).encode("utf-8"), 3)
-        with self._lock:
-            try:
-                self._conn.execute("INSERT OR REPLACE INTO shards VALUES (?, ?)", (key, blob))
-            except sqlite3.Error as err:
-                self.problem = f"shard store stopped writing ({err})"
+        parts = _pack([[*k, n] for k, n in result.parts.items()])
+        self._write("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
+                    (key, _pack(_encode(result)), parts, _pack(dict(digests or {}))))
+        if ident is not None:
+            self._write("INSERT OR REPLACE INTO latest VALUES (?, ?)", (ident, key))
+
+    def latest(self, ident: str) -> str | None:
+        """The key last stored for a shard of this identity."""
+        row = self._one("SELECT key FROM latest WHERE ident = ?", (ident,))
+        return None if row is None else str(row[0])
+
+    def folders(self, root: str) -> dict[str, list[str]]:
+        """Per folder of the dataset at ``root``: [stat digest, content digest] as last stored."""
+        row = self._one("SELECT digests FROM folders WHERE root = ?", (root,))
+        if row is None:
+            return {}
+        try:
+            return dict(_unpack(row[0]))
+        except (ValueError, TypeError, zlib.error):
+            return {}
+
+    def put_folders(self, root: str, digests: Mapping[str, Sequence[str]]) -> None:
+        self._write("INSERT OR REPLACE INTO folders VALUES (?, ?)", (root, _pack(dict(digests))))
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
 
+def _pack(value: Any) -> bytes:
+    return zlib.compress(json.dumps(value, separators=(",", ":")).encode("utf-8"), 3)
+
+
+def _unpack(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob))
+
+
 def _encode(r: ShardResult) -> dict[str, Any]:
-    out = asdict(r)
+    out = {k: v for k, v in asdict(r).items() if k not in ("parts", "issues")}
     out["codes"] = {c: {**{k: v for k, v in asdict(s).items() if k != "_shown"}, "subjects": sorted(s.subjects)}
                     for c, s in r.codes.items()}
     return out
@@ -114,21 +175,42 @@ def _decode(d: Mapping[str, Any]) -> ShardResult:
             sev = ex.get("severity", summary.severity)
             summary._shown[sev] = summary._shown.get(sev, 0) + 1
         codes[c] = summary
-    return ShardResult(**{**d, "subjects": tuple(d["subjects"]), "codes": codes})
+    return ShardResult(**{**d, "subjects": tuple(d["subjects"]), "witnesses": tuple(d.get("witnesses") or ()),
+                          "codes": codes})
 
 
 # ---------------------------------------------------------------------------------------------- keys
-def _files(folder: Path, base: Path) -> Iterable[tuple[str, os.stat_result | None, str]]:
-    """(relative path, stat or None, absolute path) of every file below ``folder`` (links followed)."""
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if d not in (".git", ".datalad"))
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            try:
-                st: os.stat_result | None = os.stat(full)
-            except OSError:
-                st = None
-            yield os.path.relpath(full, base), st, full
+def _files(folder: str, rel: str, out: list[tuple[str, os.stat_result | None, str]]) -> None:
+    """Append (relative path, stat or None, absolute path) of every file below ``folder`` (links followed)."""
+    stack = [(folder, rel)]
+    while stack:
+        here, prefix = stack.pop()
+        try:
+            it = os.scandir(here)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if e.name not in (".git", ".datalad"):
+                        stack.append((e.path, prefix + os.sep + e.name))
+                    continue
+                try:
+                    st: os.stat_result | None = e.stat()
+                except OSError:
+                    st = None
+                out.append((prefix + os.sep + e.name, st, e.path))
+
+
+def _stat_digest(entries: list[tuple[str, os.stat_result | None, str]]) -> str:
+    """A digest of the files' names and (size, mtime_ns, inode): equal means nothing needs reading."""
+    lines = sorted(f"{r}\t-\n" if st is None else f"{r}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ino}\n"
+                   for r, st, _ in entries)
+    return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _digests(groups: Mapping[str, list[tuple[str, os.stat_result | None, str]]], cache: HashCache
@@ -164,11 +246,16 @@ def _digests(groups: Mapping[str, list[tuple[str, os.stat_result | None, str]]],
                               ).hexdigest() for g, ls in lines.items()}
 
 
-def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache
+def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache, store: ShardStore | None = None
                     ) -> tuple[str, dict[str, str], dict[str, frozenset[str]]]:
     """The digest of the top level (every file outside the ``sub-*`` folders), one per subject, and each
-    subject's datatype folders (``anat``, ``fmap``...; sessions looked into), from one walk."""
+    subject's datatype folders (``anat``, ``fmap``...; sessions looked into), from one walk.
+
+    With ``store``, a folder whose files' names and stat are those stored keeps its stored digest (no
+    hash looked up or read); the others are hashed through ``cache``.
+    """
     dataset = Path(dataset)
+    root = str(dataset)
     top: list[tuple[str, os.stat_result | None, str]] = []
     with os.scandir(dataset) as it:
         entries = sorted(it, key=lambda e: e.name)
@@ -178,7 +265,7 @@ def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache
         if entry.name in (".git", ".datalad"):
             continue
         if entry.is_dir():
-            top.extend(_files(Path(entry.path), dataset))
+            _files(entry.path, entry.name, top)
         else:
             try:
                 top.append((entry.name, os.stat(entry.path), entry.path))
@@ -187,7 +274,8 @@ def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache
     groups: dict[str, list[tuple[str, os.stat_result | None, str]]] = {"": top}
     datatypes: dict[str, frozenset[str]] = {}
     for sub in subjects:
-        files = list(_files(dataset / sub, dataset))
+        files: list[tuple[str, os.stat_result | None, str]] = []
+        _files(os.path.join(root, sub), sub, files)
         groups["/" + sub] = files
         kinds = set()
         for rel, _, _ in files:
@@ -196,12 +284,28 @@ def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache
             if len(parts) > depth + 1:
                 kinds.add(parts[depth])
         datatypes[sub] = frozenset(kinds)
-    digests = _digests(groups, cache)
-    return digests.pop(""), {s[1:]: d for s, d in digests.items()}, datatypes
+    stats = {g: _stat_digest(files) for g, files in groups.items()}
+    known = store.folders(root) if store is not None else {}
+    digests = {g: known[g][1] for g, st in stats.items() if g in known and known[g][0] == st}
+    digests.update(_digests({g: f for g, f in groups.items() if g not in digests}, cache))
+    if store is not None and (len(known) != len(stats) or any(known[g][0] != st for g, st in stats.items())):
+        store.put_folders(root, {g: [st, digests[g]] for g, st in stats.items()})
+    top_digest = digests.pop("")
+    return top_digest, {s[1:]: d for s, d in digests.items()}, datatypes
 
 
 def view_key(options: Mapping[str, Any], top_digest: str, subjects: Mapping[str, str] | Sequence[str],
              *, kind: str) -> str:
     """The key of one view: the options, the top level and its subjects (digests, or names for the top view)."""
     body = json.dumps({"kind": kind, "options": options, "top": top_digest, "subjects": subjects}, sort_keys=True)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def view_ident(options: Mapping[str, Any], top_digest: str, subjects: Sequence[str], witnesses: Sequence[str],
+               datatypes: Iterable[str]) -> str:
+    """A shard's identity across edits of its subjects' files: the options, the top level, its subjects' and
+    witnesses' names and the dataset's datatypes (a stored result of the same identity may be patched:
+    :mod:`audit.validatorpatch`)."""
+    body = json.dumps({"options": options, "top": top_digest, "subjects": list(subjects),
+                       "witnesses": list(witnesses), "datatypes": sorted(datatypes)}, sort_keys=True)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()

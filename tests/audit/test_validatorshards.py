@@ -166,14 +166,49 @@ def test_rerun_validates_only_changed_shards(tmp_path):
     sidecar = next((ds / "sub-00005").rglob("*_T1w.json"))
     sidecar.write_text("{broken")
     edited = run()
-    assert (edited.sharding["validated_shards"], edited.sharding["validated_subjects"]) == (1, 3)
+    # the shard is validated for its changed subject only, the other two kept from the stored result
+    assert (edited.sharding["validated_shards"], edited.sharding["validated_subjects"]) == (1, 1)
+    assert edited.sharding["patched_shards"] == 1
     assert "JSON_INVALID" in edited.errors
     assert _summaries(edited) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
-    assert any("1 shard(s) (3 subjects) validated now" in c for c in edited.corrections)
+    assert any("1 shard(s) (1 subjects) validated now" in c for c in edited.corrections)
+    stored_patch = run()  # the patched shard was stored whole: nothing validated again
+    assert stored_patch.sharding["validated_shards"] == 0 and _summaries(stored_patch) == _summaries(edited)
     (ds / "T1w.json").write_text(json.dumps({"MagneticFieldStrength": 3}))  # every T1w inherits it
     inherited = run()
     assert inherited.sharding["validated_shards"] == 3 and inherited.sharding["top_view"] == "validated"
     assert _summaries(inherited) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
+
+
+@needs_maker
+@needs_validator
+def test_a_patched_shard_stays_exact_when_its_changed_subject_alone_used_a_top_level_file(tmp_path):
+    """A top-level sidecar that only sub-00002's bold uses: patching sub-00002 alone is right while it still
+    uses it; once it does not, the rest of its shard cannot be known from the stored result (which reported
+    the sidecar as used), and the shard is validated whole."""
+    ds = tmp_path / "ds"
+    subprocess.run([sys.executable, str(MAKER), str(ds), "--subjects", "8", "--sessions", "1"], check=True,
+                   capture_output=True)
+    (ds / "task-nothing_bold.json").write_text(json.dumps({"RepetitionTime": 2.0, "TaskName": "nothing"}))
+    func = ds / "sub-00002" / "ses-01" / "func"
+    (func / "sub-00002_ses-01_task-nothing_bold.nii.gz").write_bytes(b"")
+    store, cache = ShardStore(tmp_path / "store"), HashCache(tmp_path / "store")
+
+    def run():
+        got = sharded.validate_with_shards(ds, ignore_nifti_headers=True, shard_size=4, jobs=2, store=store,
+                                           cache=cache)
+        assert _summaries(got) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
+        return got
+
+    run()
+    t1w = next((ds / "sub-00002").rglob("*_T1w.json"))
+    t1w.write_text(json.dumps({"MagneticFieldStrength": 3, "Edited": True}))
+    still_used = run()
+    assert still_used.sharding["patched_shards"] == 1 and still_used.sharding["validated_subjects"] == 1
+    (func / "sub-00002_ses-01_task-nothing_bold.nii.gz").unlink()
+    unused = run()
+    assert unused.sharding["patched_shards"] == 0 and unused.sharding["validated_subjects"] == 4
+    assert "SIDECAR_WITHOUT_DATAFILE" in unused.codes and "SIDECAR_WITHOUT_DATAFILE" not in still_used.codes
 
 
 # ----------------------------------------------------------------------------- failing shards
