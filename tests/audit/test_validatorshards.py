@@ -211,6 +211,29 @@ def test_a_patched_shard_stays_exact_when_its_changed_subject_alone_used_a_top_l
     assert "SIDECAR_WITHOUT_DATAFILE" in unused.codes and "SIDECAR_WITHOUT_DATAFILE" not in still_used.codes
 
 
+@needs_maker
+@needs_validator
+def test_stored_witnessed_shards_are_reused_and_patched(tmp_path):
+    """Shards without the one fmap are validated with a witness: their stored results come back (witnesses
+    and all) on a re-run, and an edit in such a shard is patched with the same witness."""
+    ds = _planted_tree(tmp_path / "ds")
+    store, cache = ShardStore(tmp_path / "store"), HashCache(tmp_path / "store")
+
+    def run():
+        return sharded.validate_with_shards(ds, ignore_nifti_headers=True, shard_size=4, jobs=2, store=store,
+                                            cache=cache)
+
+    first = run()
+    assert first.sharding["witness_views"] >= 1
+    again = run()
+    assert again.sharding["validated_shards"] == 0 and _summaries(again) == _summaries(first)
+    sidecar = next((ds / dataset_subjects(ds)[9]).rglob("*_T1w.json"))  # a shard without fmap
+    sidecar.write_text(json.dumps({"MagneticFieldStrength": 3, "Edited": True}))
+    edited = run()
+    assert edited.sharding["validated_subjects"] < 4
+    assert _summaries(edited) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
+
+
 # ----------------------------------------------------------------------------- failing shards
 def _wrapper(tmp_path: Path, body: str) -> list[str]:
     script = tmp_path / "validator.sh"
