@@ -6,14 +6,17 @@ when the dataset has at most :data:`SHARD_MIN_SUBJECTS` subjects and neither
 a shard size nor a scheduler asks for shards (:func:`should_shard`); otherwise it validates shards of
 :data:`DEFAULT_SHARD_SIZE` subjects (``--shard-size``) and the top view in
 parallel (:mod:`audit.validatorshards`), and merges them into the result of
-one run. Why those numbers: the validator's cost grows faster than its input
-(20,000 subjects took 320 s and 1.47 GiB, 10x the time of 2,000), and each
-shard pays a start-up of about half a second; measured figures are in
+one run. Why those numbers: one run of the validator needs more than 1 GiB
+above a few thousand subjects and cannot write its JSON past about 1.2
+million issues, and each shard pays a fixed cost of about 1.5 s of CPU
+besides about 12.8 ms per subject; measured figures are in
 ``docs/validation.md``.
 
 With a :class:`~audit.validatorstore.ShardStore` (on by default, beside the
 hash cache), a shard whose files did not change since a stored run is not
-validated again; the run says how much was (:attr:`ValidatorRun.sharding`).
+validated again, and one whose subjects partly changed is validated for
+those subjects only where :mod:`audit.validatorpatch` allows; the run says
+how much was (:attr:`ValidatorRun.sharding`).
 
 A shard that lacks a datatype the dataset has (say ``fmap``, which makes the
 validator recommend ``B0FieldSource`` in every MRI sidecar) would be judged

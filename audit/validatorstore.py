@@ -285,11 +285,12 @@ def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache, st
                 kinds.add(parts[depth])
         datatypes[sub] = frozenset(kinds)
     stats = {g: _stat_digest(files) for g, files in groups.items()}
-    known = store.folders(root) if store is not None else {}
+    where = str(dataset.resolve())  # the same dataset by any path
+    known = store.folders(where) if store is not None else {}
     digests = {g: known[g][1] for g, st in stats.items() if g in known and known[g][0] == st}
     digests.update(_digests({g: f for g, f in groups.items() if g not in digests}, cache))
     if store is not None and (len(known) != len(stats) or any(known[g][0] != st for g, st in stats.items())):
-        store.put_folders(root, {g: [st, digests[g]] for g, st in stats.items()})
+        store.put_folders(where, {g: [st, digests[g]] for g, st in stats.items()})
     top_digest = digests.pop("")
     return top_digest, {s[1:]: d for s, d in digests.items()}, datatypes
 

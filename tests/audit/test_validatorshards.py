@@ -339,6 +339,38 @@ def test_top_level_merge_rules():
     assert codes["TSV_COLUMN_TYPE_REDEFINED"].subcodes == {"onset": 6}
 
 
+def test_patch_rule_on_hand_made_results():
+    """Which stored shards may be kept for their unchanged subjects (audit.validatorpatch), without the validator."""
+    from audit.validatorpatch import fits, patchable, without
+
+    top = ShardResult(subjects=(), top=True, top_issues=[
+        _issue("README_FILE_SMALL", "/README"), _issue("SIDECAR_WITHOUT_DATAFILE", "/task-a_bold.json"),
+        _issue("SUBJECT_FOLDERS", "/dataset_description.json")])
+    parts = {("sub-1", "X", "warning", "k"): 2, ("sub-2", "X", "warning", "k"): 1, ("sub-3", "Y", "error", None): 1,
+             ("sub-4", "X", "warning", None): 1}
+    plain = ShardResult(subjects=("sub-1", "sub-2", "sub-3", "sub-4"), parts=parts,
+                        top_issues=[_issue("README_FILE_SMALL", "/README")])
+    assert patchable(plain, top, ["sub-2"]) and patchable(plain, top, ["sub-2", "sub-3"])
+    assert not patchable(plain, top, ["sub-1", "sub-2", "sub-3"])  # more than half changed
+    assert not patchable(plain, top, [])
+    per_file = ShardResult(subjects=plain.subjects, parts=parts, top_issues=[
+        _issue("README_FILE_SMALL", "/README"), _issue("TSV_COLUMN_TYPE_REDEFINED", "/task-x_events.json")])
+    assert not patchable(per_file, top, ["sub-2"])  # summed per inheriting file: depends on the subjects
+    unlisted = ShardResult(subjects=plain.subjects, parts=parts, top_issues=[
+        _issue("README_FILE_SMALL", "/README"), _issue("PARTICIPANT_ID_MISMATCH", "/participants.tsv")])
+    assert not patchable(unlisted, top, ["sub-2"])
+    # the shard used task-a_bold.json: kept only if the changed subject's fresh run says it is still used
+    still = ShardResult(subjects=("sub-2",), top_issues=[_issue("README_FILE_SMALL", "/README")])
+    gone = ShardResult(subjects=("sub-2",), top_issues=[_issue("README_FILE_SMALL", "/README"),
+                                                        _issue("SIDECAR_WITHOUT_DATAFILE", "/task-a_bold.json")])
+    assert fits(plain, [still], top) and not fits(plain, [gone], top)
+    assert not fits(plain, [ShardResult(subjects=("sub-2",), failure="boom")], top)
+    rest = without(plain, {"sub-2", "sub-3"})
+    assert rest.subjects == ("sub-1", "sub-4") and "Y" not in rest.codes
+    assert (rest.codes["X"].count, rest.codes["X"].subcodes, sorted(rest.codes["X"].subjects)) == (
+        3, {"k": 2}, ["sub-1", "sub-4"])
+
+
 def test_small_datasets_are_validated_in_one_run(tmp_path, monkeypatch):
     calls: list[Path] = []
     monkeypatch.setattr(sharded, "run_validator", lambda ds, **kw: calls.append(ds) or "single")
