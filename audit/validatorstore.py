@@ -180,8 +180,14 @@ def _decode(d: Mapping[str, Any]) -> ShardResult:
 
 
 # ---------------------------------------------------------------------------------------------- keys
-def _files(folder: str, rel: str, out: list[tuple[str, os.stat_result | None, str]]) -> None:
-    """Append (relative path, stat or None, absolute path) of every file below ``folder`` (links followed)."""
+#: (relative path, size, mtime_ns, inode) of one file; size -1: it could not be stat'ed (a dangling link).
+_Entry = tuple[str, int, int, int]
+#: Files whose digests are computed together (one batched hash-cache lookup), bounding memory at any size.
+_BATCH = 50_000
+
+
+def _files(folder: str, rel: str, out: list[_Entry]) -> None:
+    """Append an entry for every file below ``folder`` (links followed), paths relative to the dataset."""
     stack = [(folder, rel)]
     while stack:
         here, prefix = stack.pop()
@@ -200,35 +206,34 @@ def _files(folder: str, rel: str, out: list[tuple[str, os.stat_result | None, st
                         stack.append((e.path, prefix + os.sep + e.name))
                     continue
                 try:
-                    st: os.stat_result | None = e.stat()
+                    st = e.stat()
+                    out.append((prefix + os.sep + e.name, st.st_size, st.st_mtime_ns, st.st_ino))
                 except OSError:
-                    st = None
-                out.append((prefix + os.sep + e.name, st, e.path))
+                    out.append((prefix + os.sep + e.name, -1, 0, 0))
 
 
-def _stat_digest(entries: list[tuple[str, os.stat_result | None, str]]) -> str:
+def _stat_digest(entries: Sequence[_Entry]) -> str:
     """A digest of the files' names and (size, mtime_ns, inode): equal means nothing needs reading."""
-    lines = sorted(f"{r}\t-\n" if st is None else f"{r}\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ino}\n"
-                   for r, st, _ in entries)
+    lines = sorted(f"{r}\t{size}\t{mtime}\t{ino}\n" for r, size, mtime, ino in entries)
     return hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _digests(groups: Mapping[str, list[tuple[str, os.stat_result | None, str]]], cache: HashCache
-             ) -> dict[str, str]:
-    """One digest per group of files; the small files' hashes looked up in one batch, the misses read."""
+def _digests(root: str, groups: Mapping[str, Sequence[_Entry]], cache: HashCache) -> dict[str, str]:
+    """One content digest per group of files; the small files' hashes looked up in one batch, the misses read."""
     pending: list[tuple[str, str, CacheKey]] = []
     lines: dict[str, list[tuple[str, str]]] = {g: [] for g in groups}
     for group, entries in groups.items():
-        for rel, st, full in entries:
-            if st is None:
+        for rel, size, mtime, ino in entries:
+            full = os.path.join(root, rel)
+            if size < 0:
                 try:
                     lines[group].append((rel, f"link:{os.readlink(full)}"))
                 except OSError:
                     lines[group].append((rel, "unreadable"))
-            elif st.st_size > HASHED_MAX_BYTES:
-                lines[group].append((rel, f"{st.st_size}:{st.st_mtime_ns}"))
+            elif size > HASHED_MAX_BYTES:
+                lines[group].append((rel, f"{size}:{mtime}"))
             else:
-                pending.append((group, rel, CacheKey.from_stat(full, st)))
+                pending.append((group, rel, CacheKey(full, size, mtime, ino)))
     known = cache.get_hashes([k for _, _, k in pending])
     store = []
     for group, rel, key in pending:
@@ -252,11 +257,32 @@ def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache, st
     subject's datatype folders (``anat``, ``fmap``...; sessions looked into), from one walk.
 
     With ``store``, a folder whose files' names and stat are those stored keeps its stored digest (no
-    hash looked up or read); the others are hashed through ``cache``.
+    hash looked up or read); the others are hashed through ``cache``, in batches (memory stays bounded).
     """
     dataset = Path(dataset)
     root = str(dataset)
-    top: list[tuple[str, os.stat_result | None, str]] = []
+    where = str(dataset.resolve())  # the same dataset by any path
+    known = store.folders(where) if store is not None else {}
+    stats: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    pending: dict[str, list[_Entry]] = {}
+    waiting = 0
+
+    def take(group: str, files: list[_Entry]) -> None:
+        nonlocal waiting
+        stats[group] = st = _stat_digest(files)
+        old = known.get(group)
+        if old is not None and old[0] == st:
+            digests[group] = old[1]
+            return
+        pending[group] = files
+        waiting += len(files)
+        if waiting >= _BATCH:
+            digests.update(_digests(root, pending, cache))
+            pending.clear()
+            waiting = 0
+
+    top: list[_Entry] = []
     with os.scandir(dataset) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -268,28 +294,26 @@ def subject_digests(dataset: Path, subjects: Sequence[str], cache: HashCache, st
             _files(entry.path, entry.name, top)
         else:
             try:
-                top.append((entry.name, os.stat(entry.path), entry.path))
+                st = os.stat(entry.path)
+                top.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
             except OSError:
-                top.append((entry.name, None, entry.path))
-    groups: dict[str, list[tuple[str, os.stat_result | None, str]]] = {"": top}
+                top.append((entry.name, -1, 0, 0))
+    take("", top)
     datatypes: dict[str, frozenset[str]] = {}
     for sub in subjects:
-        files: list[tuple[str, os.stat_result | None, str]] = []
+        files: list[_Entry] = []
         _files(os.path.join(root, sub), sub, files)
-        groups["/" + sub] = files
         kinds = set()
-        for rel, _, _ in files:
+        for rel, *_ in files:
             parts = rel.split(os.sep)  # sub-X/[ses-Y/]datatype/file
             depth = 2 if parts[1].startswith("ses-") else 1
             if len(parts) > depth + 1:
                 kinds.add(parts[depth])
         datatypes[sub] = frozenset(kinds)
-    stats = {g: _stat_digest(files) for g, files in groups.items()}
-    where = str(dataset.resolve())  # the same dataset by any path
-    known = store.folders(where) if store is not None else {}
-    digests = {g: known[g][1] for g, st in stats.items() if g in known and known[g][0] == st}
-    digests.update(_digests({g: f for g, f in groups.items() if g not in digests}, cache))
-    if store is not None and (len(known) != len(stats) or any(known[g][0] != st for g, st in stats.items())):
+        take("/" + sub, files)
+    digests.update(_digests(root, pending, cache))
+    if store is not None and (len(known) != len(stats)
+                              or any(known.get(g, ("",))[0] != st for g, st in stats.items())):
         store.put_folders(where, {g: [st, digests[g]] for g, st in stats.items()})
     top_digest = digests.pop("")
     return top_digest, {s[1:]: d for s, d in digests.items()}, datatypes
