@@ -36,6 +36,7 @@ from audit.validatorshards import (
     ShardResult,
     codes_from_parts,
     merge_summaries,
+    parts_of,
     top_counter,
     top_key,
 )
@@ -64,7 +65,7 @@ def patchable(stored: ShardResult, top: ShardResult, changed: Collection[str]) -
         return False
     if len(changed) * 2 > len(stored.subjects) or not set(changed) <= set(stored.subjects):
         return False
-    if not stored.parts and any(s.count for s in stored.codes.values()):
+    if not (stored.parts or stored.packed) and any(s.count for s in stored.codes.values()):
         return False  # stored before per-subject counts were kept
     mine, theirs = top_counter(stored.top_issues), top_counter(top.top_issues)
     if any(k[0] in ANY_SHARD_CODES for k in mine):
@@ -98,7 +99,7 @@ def without(stored: ShardResult, drop: Collection[str]) -> ShardResult:
     (2, {'k': 2}, ['sub-1'])
     """
     gone = set(drop)
-    parts = {k: n for k, n in stored.parts.items() if k[0] not in gone}
+    parts = {k: n for k, n in parts_of(stored).items() if k[0] not in gone}
     return ShardResult(subjects=tuple(x for x in stored.subjects if x not in gone), top=False, witnesses=(),
                        codes=codes_from_parts(parts, stored.codes), top_issues=list(stored.top_issues),
                        messages=dict(stored.messages), summary=dict(stored.summary), parts=parts)
@@ -127,8 +128,8 @@ def combine(kept: ShardResult, fresh: ShardResult, top: ShardResult, order: Sequ
             if code not in codes:
                 codes[code] = CodeSummary(code, s.severity, message=s.message)
             merge_summaries(codes[code], s)
-    parts: dict[tuple[str, str, str, str | None], int] = dict(kept.parts)
-    for k, n in fresh.parts.items():
+    parts: dict[tuple[str, str, str, str | None], int] = dict(parts_of(kept))
+    for k, n in parts_of(fresh).items():
         parts[k] = parts.get(k, 0) + n
     messages: dict[str, Any] = {**kept.messages, **fresh.messages}
     return ShardResult(subjects=tuple(order), codes=codes, top_issues=issues, messages=messages,

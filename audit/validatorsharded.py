@@ -259,7 +259,7 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
             store.put(keys[i], whole, ident=idents[i],
                       digests={s: digests[s] for s in (*views[i].subjects, *views[i].witnesses)} if idents[i] else None)
         for r in results:
-            r.parts = {}  # stored; the merge does not need them (about 12 per subject: memory at 100,000)
+            r.parts, r.packed = {}, b""  # stored; the merge does not need them
     top = per_view[0][0]
     if top.failure is not None:
         raise ValidatorError(f"the official BIDS validator gave no result on the dataset's top level: {top.failure}")

@@ -40,11 +40,13 @@ files did not change are not validated again (:mod:`audit.validatorstore`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +67,9 @@ __all__ = [
     "ShardOptions",
     "ShardResult",
     "codes_from_parts",
+    "pack_parts",
+    "parts_of",
+    "unpack_parts",
     "dask_runner",
     "dataset_subjects",
     "failed_summary",
@@ -118,6 +123,29 @@ class ShardResult:
     #: issues inside the subjects' folders counted per (subject, code, severity, sub-code): what lets a
     #: stored shard be re-validated for its changed subjects only (:mod:`audit.validatorpatch`)
     parts: dict[tuple[str, str, str, str | None], int] = field(default_factory=dict)
+    packed: bytes = b""  # the same counts packed (:func:`pack_parts`), as a fresh run keeps them: small in memory
+
+
+def pack_parts(parts: Mapping[tuple[str, str, str, str | None], int]) -> bytes:
+    """Per-subject counts as compressed JSON rows (a shard of 1,000 subjects: tens of KB instead of MBs of tuples).
+
+    >>> unpack_parts(pack_parts({("sub-1", "X", "warning", None): 2}))
+    {('sub-1', 'X', 'warning', None): 2}
+    """
+    rows = [[*k, n] for k, n in parts.items()]
+    return zlib.compress(json.dumps(rows, separators=(",", ":")).encode("utf-8"), 3) if rows else b""
+
+
+def unpack_parts(blob: bytes) -> dict[tuple[str, str, str, str | None], int]:
+    """The counts of :func:`pack_parts` (malformed data raises ``ValueError``, ``zlib.error`` or ``TypeError``)."""
+    if not blob:
+        return {}
+    return {(r[0], r[1], r[2], r[3]): int(r[4]) for r in json.loads(zlib.decompress(blob))}
+
+
+def parts_of(result: ShardResult) -> dict[tuple[str, str, str, str | None], int]:
+    """``result``'s per-subject counts, packed or not."""
+    return result.parts or unpack_parts(result.packed)
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -238,8 +266,8 @@ def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top:
             return result
         if options.keep_issues:
             result.issues = list(inner)
-        result.parts = dict(parts)
-        result.codes = codes_from_parts(result.parts, summarise_issues(inner))
+        result.codes = codes_from_parts(parts, summarise_issues(inner))
+        result.packed = pack_parts(parts)  # kept packed: 100 shards of tuples would hold about 1 GiB
         result.messages = {k: str(v).strip() for k, v in (tail.get("codeMessages") or {}).items()}
         summary = tail.get("summary") or {}
         result.summary = {k: summary[k] for k in ("totalFiles", "size", "dataTypes", "modalities", "schemaVersion")

@@ -29,7 +29,7 @@ from typing import Any
 
 from audit.hashing import CacheKey, HashCache
 from audit.validatoroutput import CodeSummary
-from audit.validatorshards import ShardResult
+from audit.validatorshards import ShardResult, pack_parts, unpack_parts
 
 __all__ = ["HASHED_MAX_BYTES", "ShardStore", "subject_digests", "view_ident", "view_key"]
 
@@ -113,8 +113,7 @@ class ShardStore:
         if row is None or row[0] is None or row[1] is None:
             return None
         try:
-            rows, digests = _unpack(row[0]), _unpack(row[1])
-            return {(r[0], r[1], r[2], r[3]): int(r[4]) for r in rows}, dict(digests)
+            return unpack_parts(row[0]), dict(_unpack(row[1]))
         except (ValueError, KeyError, TypeError, IndexError, zlib.error):
             return None
 
@@ -123,7 +122,7 @@ class ShardStore:
         """Store a successful result (failed ones are never stored); ``ident`` then points to it."""
         if result.failure is not None:
             return
-        parts = _pack([[*k, n] for k, n in result.parts.items()])
+        parts = result.packed or pack_parts(result.parts)
         self._write("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
                     (key, _pack(_encode(result)), parts, _pack(dict(digests or {}))))
         if ident is not None:
@@ -161,7 +160,7 @@ def _unpack(blob: bytes) -> Any:
 
 
 def _encode(r: ShardResult) -> dict[str, Any]:
-    out = {k: v for k, v in asdict(r).items() if k not in ("parts", "issues")}
+    out = {k: v for k, v in asdict(r).items() if k not in ("parts", "packed", "issues")}
     out["codes"] = {c: {**{k: v for k, v in asdict(s).items() if k != "_shown"}, "subjects": sorted(s.subjects)}
                     for c, s in r.codes.items()}
     return out
