@@ -244,7 +244,8 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
             else:
                 per_view[i] = [patched[i][0], *results] if i in patched else results
         if whole_again:
-            again, more = run_views([views[i] for i in whole_again], runner, lambda subs: witnesses_for(subs, datatypes))
+            again, more = run_views([views[i] for i in whole_again], runner,
+                                    lambda subs: witnesses_for(subs, datatypes))
             retries += more
             per_view.update(zip(whole_again, again))
     finally:

@@ -18,8 +18,9 @@
 
 ``--shard-cost 50,250,500,1000`` measures one shard (a view of the first N
 subjects of the largest tree) alone: wall and CPU seconds of the validator,
-its JSON output's size, its peak RSS and bidsaudit's parse of that output
-(:func:`audit.validatorshards.run_shard` on the saved output), to split the
+its JSON output's size, its peak RSS and bidsaudit's side of the shard
+(:func:`audit.validatorshards.run_shard` with a stand-in validator that hands
+back the saved output: the view's links and the parse, Python CPU), to split the
 validator's cost into a fixed part per shard and a part per subject.
 
 Times are also given as ratios to (a) measured in the same session (the
