@@ -8,7 +8,7 @@ a shard size nor a scheduler asks for shards (:func:`should_shard`); otherwise i
 parallel (:mod:`audit.validatorshards`), and merges them into the result of
 one run. Why those numbers: one run of the validator needs more than 1 GiB
 above a few thousand subjects and cannot write its JSON past about 1.2
-million issues, and each shard pays a fixed cost of about 1.5 s of CPU
+million issues, and each shard pays a fixed cost of about 1.6 s of CPU
 besides about 12.9 ms per subject; measured figures are in
 ``docs/validation.md``.
 
