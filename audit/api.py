@@ -102,7 +102,7 @@ def validate(dataset: Any, *, ignore_nifti_headers: bool = False, validator_conf
         Image workers (default: all cores).
     shard_size, jobs, validator_memory : int, optional
         The validator in shards of ``shard_size`` subjects (``0``: one run;
-        default: shards of 500 above 1,000 subjects), ``jobs`` at once, each
+        default: shards of 1,000 above 1,000 subjects), ``jobs`` at once, each
         within ``validator_memory`` MiB (``docs/validation.md``).
     scheduler : str, optional
         A dask.distributed scheduler address for the validator's shards and the image pass.

@@ -36,7 +36,7 @@ ValidatorConfigOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the verdict line.")]
 ShardSizeOpt = Annotated[Optional[int], typer.Option("--shard-size", min=0, help="Subjects per validator shard "
-                                                     "(0: one validator run; default: shards of 500 above "
+                                                     "(0: one validator run; default: shards of 1,000 above "
                                                      "1,000 subjects).")]
 JobsOpt = Annotated[Optional[int], typer.Option("--jobs", min=1, help="Validator shards at once (default: all "
                                                 "cores).")]

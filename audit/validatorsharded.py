@@ -6,14 +6,17 @@ when the dataset has at most :data:`SHARD_MIN_SUBJECTS` subjects and neither
 a shard size nor a scheduler asks for shards (:func:`should_shard`); otherwise it validates shards of
 :data:`DEFAULT_SHARD_SIZE` subjects (``--shard-size``) and the top view in
 parallel (:mod:`audit.validatorshards`), and merges them into the result of
-one run. Why those numbers: the validator's cost grows faster than its input
-(20,000 subjects took 320 s and 1.47 GiB, 10x the time of 2,000), and each
-shard pays a start-up of about half a second; measured figures are in
+one run. Why those numbers: one run of the validator needs more than 1 GiB
+above a few thousand subjects and cannot write its JSON past about 1.2
+million issues, and each shard pays a fixed cost of about 1.6 s of CPU
+besides about 12.9 ms per subject; measured figures are in
 ``docs/validation.md``.
 
 With a :class:`~audit.validatorstore.ShardStore` (on by default, beside the
 hash cache), a shard whose files did not change since a stored run is not
-validated again; the run says how much was (:attr:`ValidatorRun.sharding`).
+validated again, and one whose subjects partly changed is validated for
+those subjects only where :mod:`audit.validatorpatch` allows; the run says
+how much was (:attr:`ValidatorRun.sharding`).
 
 A shard that lacks a datatype the dataset has (say ``fmap``, which makes the
 validator recommend ``B0FieldSource`` in every MRI sidecar) would be judged
@@ -43,6 +46,7 @@ from audit.validator import (
     run_validator,
     validator_command,
 )
+from audit.validatorpatch import changed_subjects, combine, fits, patchable, without
 from audit.validatorshards import (
     ShardOptions,
     ShardResult,
@@ -56,7 +60,7 @@ from audit.validatorshards import (
     run_shard,
     run_views,
 )
-from audit.validatorstore import ShardStore, subject_digests, view_key
+from audit.validatorstore import ShardStore, subject_digests, view_ident, view_key
 
 __all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_SHARD_SIZE", "SHARD_MIN_SUBJECTS", "should_shard", "subject_datatypes",
            "sharded_run", "validate_with_shards", "witnesses_for"]
@@ -64,7 +68,7 @@ __all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_SHARD_SIZE", "SHARD_MIN_SUBJECTS", "sh
 #: Above this many subjects validation is sharded by default.
 SHARD_MIN_SUBJECTS = 1000
 #: Subjects per shard by default.
-DEFAULT_SHARD_SIZE = 500
+DEFAULT_SHARD_SIZE = 1000
 #: Subjects whose files other subjects' sidecars name (MEG's ``AssociatedEmptyRoom``): a witness in every shard.
 REFERENCED_SUBJECTS = ("sub-emptyroom",)
 #: The V8 heap of one shard's validator process, MiB, by default.
@@ -183,50 +187,83 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
                            config=str(Path(config).resolve()) if config else None, max_rows=max_rows,
                            memory_mib=memory_mib, timeout=timeout, keep_issues=keep_issues)
     digests: dict[str, str] = {}
+    if store is None:
+        store = ShardStore()
     if keep_issues:
         datatypes = subject_datatypes(dataset, subjects)
     else:
-        top_digest, digests, datatypes = subject_digests(dataset, subjects, cache or HashCache.default())
+        top_digest, digests, datatypes = subject_digests(dataset, subjects, cache or HashCache.default(), store)
     shards = [View(s, witnesses=witnesses_for(s, datatypes)) for s in plan_shards(subjects, shard_size)]
     alone = sorted({v.witnesses for v in shards if v.witnesses})
     views = [View((), top=True), *shards, *(View(w) for w in alone)]
+    n = len(shards)
 
     # incremental: stored results of views whose files are unchanged
-    if store is None:
-        store = ShardStore()
     keys: list[str | None] = [None] * len(views)
+    idents: list[str | None] = [None] * len(views)
     stored: dict[int, ShardResult] = {}
     if not keep_issues:
         opts = {"validator": _version(cmd), "ignore_nifti_headers": ignore_nifti_headers, "max_rows": max_rows,
                 "config": _config_digest(config)}
+        every_datatype = set().union(*datatypes.values()) if datatypes else set()
         for i, v in enumerate(views):
             if v.top:
                 keys[i] = view_key(opts, top_digest, [], kind="top")
             else:
                 keys[i] = view_key(opts, top_digest, {s: digests[s] for s in (*v.subjects, *v.witnesses)},
                                    kind="witnessed:" + ",".join(v.witnesses) if v.witnesses else "shard")
+                if 0 < i <= n:
+                    idents[i] = view_ident(opts, top_digest, v.subjects, v.witnesses, every_datatype)
             found = store.get(keys[i]) if keys[i] else None
             if found is not None:
                 stored[i] = found
+    # a changed shard whose stored result can be kept for its unchanged subjects: only the changed ones run
+    patched: dict[int, tuple[ShardResult, tuple[str, ...]]] = {}
+    if 0 in stored:
+        for i in range(1, n + 1):
+            if i not in stored:
+                patch = _patch(store, idents[i], views[i], digests, stored[0])
+                if patch is not None:
+                    patched[i] = patch
     todo = [i for i in range(len(views)) if i not in stored]
+    run_as = [View(patched[i][1], witnesses=witnesses_for(patched[i][1], datatypes)) if i in patched else views[i]
+              for i in todo]
 
     if scheduler is not None:
         runner, close = dask_runner(dataset, options, scheduler)
     else:
         runner, close = local_runner(dataset, options, jobs), (lambda: None)
+    per_view: dict[int, list[ShardResult]] = {i: [r] for i, r in stored.items()}
     try:
-        fresh, retries = run_views([views[i] for i in todo], runner, lambda subs: witnesses_for(subs, datatypes))
+        fresh, retries = run_views(run_as, runner, lambda subs: witnesses_for(subs, datatypes))
+        whole_again = []  # patched shards whose changed subjects disagree with the rest on a top-level issue
+        for i, results in zip(todo, fresh):
+            if i in patched and not fits(patched[i][0], results, per_view[0][0]):
+                whole_again.append(i)
+                del patched[i]
+            else:
+                per_view[i] = [patched[i][0], *results] if i in patched else results
+        if whole_again:
+            again, more = run_views([views[i] for i in whole_again], runner,
+                                    lambda subs: witnesses_for(subs, datatypes))
+            retries += more
+            per_view.update(zip(whole_again, again))
     finally:
         close()
-    per_view: dict[int, list[ShardResult]] = {i: [r] for i, r in stored.items()}
-    for i, results in zip(todo, fresh):
-        per_view[i] = results
-        if len(results) == 1 and results[0].failure is None and keys[i]:
-            store.put(keys[i], results[0])  # a view validated whole is stored under its key
+    for i in todo:
+        results = per_view[i]
+        if i in patched:
+            whole = combine(results[0], results[1], per_view[0][0], views[i].subjects)
+        else:
+            whole = results[0] if len(results) == 1 and results[0].failure is None else None
+        if whole is not None and keys[i]:  # a view validated whole (or patched cleanly) is stored under its key
+            store.put(keys[i], whole, ident=idents[i],
+                      digests={s: digests[s] for s in (*views[i].subjects, *views[i].witnesses)} if idents[i] else None)
+        for r in results:
+            r.parts, r.packed = {}, b""  # stored; the merge does not need them
     top = per_view[0][0]
     if top.failure is not None:
         raise ValidatorError(f"the official BIDS validator gave no result on the dataset's top level: {top.failure}")
-    n = len(shards)
     shard_results = [r for i in range(1, n + 1) for r in per_view[i]]
     alone_runs = {views[i].subjects: per_view[i][0] for i in range(n + 1, len(views))
                   if per_view[i] and per_view[i][0].failure is None}
@@ -245,7 +282,9 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
     sharding = {
         "subjects": len(subjects), "shard_size": shard_size, "shards": n,
         "validated_shards": len(validated_shards), "reused_shards": n - len(validated_shards),
-        "validated_subjects": sum(len(views[i].subjects) for i in validated_shards),
+        "validated_subjects": sum(len(patched[i][1]) if i in patched else len(views[i].subjects)
+                                  for i in validated_shards),
+        "patched_shards": len(patched),
         "top_view": "validated" if 0 in todo else "reused", "witness_views": len(alone),
         "retries": retries, "failed_shards": len(failed), "jobs": None if scheduler is not None else jobs,
         "scheduler": None if scheduler is None else str(getattr(scheduler, "scheduler", scheduler)),
@@ -254,7 +293,9 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
     corrections.append(
         f"validated as {n:,} shard(s) of up to {shard_size:,} subjects and a top-level view, merged into the "
         f"result of one run; {len(validated_shards):,} shard(s) ({sharding['validated_subjects']:,} subjects) "
-        f"validated now, {n - len(validated_shards):,} reused from stored results of unchanged files")
+        f"validated now, {n - len(validated_shards):,} reused from stored results of unchanged files"
+        + (f"; {len(patched):,} of those validated for their changed subjects only, the rest of each reused"
+           if patched else ""))
     if store.problem:
         corrections.append(store.problem)
     errors = any(s.reported("error") for s in codes.values())
@@ -265,6 +306,22 @@ def sharded_run(dataset: Path, subjects: list[str], *, ignore_nifti_headers: boo
                        command=("--shard-size", str(shard_size), str(dataset)), sharding=sharding)
     issues = [i for r in ok for i in (r.issues or [])] + kept if keep_issues else None
     return run, issues
+
+
+def _patch(store: ShardStore, ident: str | None, view: View, digests: Mapping[str, str], top: ShardResult
+           ) -> tuple[ShardResult, tuple[str, ...]] | None:
+    """The stored result of ``view``'s shard without its changed subjects, and those subjects; or ``None``
+    when the shard must be validated whole (:func:`audit.validatorpatch.patchable`)."""
+    old_key = store.latest(ident) if ident else None
+    old = store.get(old_key) if old_key else None
+    found = store.parts(old_key) if old is not None and old_key else None
+    if old is None or found is None:
+        return None
+    old.parts, old_digests = found
+    changed = changed_subjects(view.subjects, view.witnesses, old_digests, digests)
+    if changed is None or tuple(old.subjects) != view.subjects or not patchable(old, top, changed):
+        return None
+    return without(old, changed), tuple(changed)
 
 
 def _solo(dataset: Path, witnesses: tuple[str, ...], options: ShardOptions) -> ShardResult:

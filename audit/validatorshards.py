@@ -40,11 +40,13 @@ files did not change are not validated again (:mod:`audit.validatorstore`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,12 +55,21 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import InputError
-from audit.validatoroutput import CodeSummary, iter_json_issues, summarise_issues
+from audit.validatoroutput import (
+    MAX_EXAMPLES,
+    CodeSummary,
+    iter_json_issues,
+    summarise_issues,
+)
 
 __all__ = [
     "FAILED_CODE",
     "ShardOptions",
     "ShardResult",
+    "codes_from_parts",
+    "pack_parts",
+    "parts_of",
+    "unpack_parts",
     "dask_runner",
     "dataset_subjects",
     "failed_summary",
@@ -70,6 +81,8 @@ __all__ = [
     "View",
     "run_shard",
     "run_views",
+    "top_counter",
+    "top_key",
 ]
 
 #: The code of a shard the validator gave no result for (a ``bids.invalid`` finding).
@@ -107,6 +120,32 @@ class ShardResult:
     out_of_memory: bool = False
     issues: list[dict[str, Any]] | None = None  # every subject-level issue (keep_issues)
     runs: int = 1  # validator processes this result took (retries and splits included)
+    #: issues inside the subjects' folders counted per (subject, code, severity, sub-code): what lets a
+    #: stored shard be re-validated for its changed subjects only (:mod:`audit.validatorpatch`)
+    parts: dict[tuple[str, str, str, str | None], int] = field(default_factory=dict)
+    packed: bytes = b""  # the same counts packed (:func:`pack_parts`), as a fresh run keeps them: small in memory
+
+
+def pack_parts(parts: Mapping[tuple[str, str, str, str | None], int]) -> bytes:
+    """Per-subject counts as compressed JSON rows (a shard of 1,000 subjects: tens of KB instead of MBs of tuples).
+
+    >>> unpack_parts(pack_parts({("sub-1", "X", "warning", None): 2}))
+    {('sub-1', 'X', 'warning', None): 2}
+    """
+    rows = [[*k, n] for k, n in parts.items()]
+    return zlib.compress(json.dumps(rows, separators=(",", ":")).encode("utf-8"), 3) if rows else b""
+
+
+def unpack_parts(blob: bytes) -> dict[tuple[str, str, str, str | None], int]:
+    """The counts of :func:`pack_parts` (malformed data raises ``ValueError``, ``zlib.error`` or ``TypeError``)."""
+    if not blob:
+        return {}
+    return {(r[0], r[1], r[2], r[3]): int(r[4]) for r in json.loads(zlib.decompress(blob))}
+
+
+def parts_of(result: ShardResult) -> dict[tuple[str, str, str, str | None], int]:
+    """``result``'s per-subject counts, packed or not."""
+    return result.parts or unpack_parts(result.packed)
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -169,7 +208,7 @@ def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top:
 
     t0 = time.perf_counter()
     result = ShardResult(subjects=tuple(subjects), top=top, witnesses=tuple(witnesses))
-    dropped = {f"/{w}/" for w in witnesses}
+    dropped = set(witnesses)
     with tempfile.TemporaryDirectory(prefix="bidsaudit-shard-") as tmp:
         view = make_view(Path(dataset), Path(tmp) / "view", [*subjects, *witnesses], top=top)
         out, err = Path(tmp) / "out.json", Path(tmp) / "stderr.txt"
@@ -204,27 +243,31 @@ def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top:
             result.seconds = time.perf_counter() - t0
             return result
         tail: dict[str, Any] = {}
-        inner: list[dict[str, Any]] = []
+        inner: list[dict[str, Any]] = []  # the subjects' issues kept whole: the examples (every one with keep_issues)
+        parts: Counter[tuple[str, str, str, str | None]] = Counter()
+        shown: Counter[tuple[str, str]] = Counter()
         try:
             with open(out, encoding="utf-8") as fh:
                 for issue in iter_json_issues(fh, tail):
                     sub = _in_subject(issue.get("location"))
-                    if sub and f"/{sub}/" in dropped:
-                        continue
-                    if sub:
-                        inner.append(_slim(issue))
-                        if len(inner) >= 50_000 and not options.keep_issues:
-                            _absorb(result.codes, inner)
-                            inner = []
-                    else:
+                    if sub is None:
                         result.top_issues.append(_slim(issue))
+                        continue
+                    if sub in dropped:
+                        continue
+                    code, sev = str(issue.get("code") or "UNKNOWN"), str(issue.get("severity") or "error")
+                    parts[(sub, code, sev, issue.get("subCode") or None)] += 1
+                    if options.keep_issues or shown[(code, sev)] < MAX_EXAMPLES:
+                        shown[(code, sev)] += 1
+                        inner.append(_slim(issue))
         except ValueError as exc:
             result.failure = f"unreadable JSON output ({exc})"
             result.seconds = time.perf_counter() - t0
             return result
         if options.keep_issues:
             result.issues = list(inner)
-        _absorb(result.codes, inner)
+        result.codes = codes_from_parts(parts, summarise_issues(inner))
+        result.packed = pack_parts(parts)  # kept packed: 100 shards of tuples would hold about 1 GiB
         result.messages = {k: str(v).strip() for k, v in (tail.get("codeMessages") or {}).items()}
         summary = tail.get("summary") or {}
         result.summary = {k: summary[k] for k in ("totalFiles", "size", "dataTypes", "modalities", "schemaVersion")
@@ -236,6 +279,43 @@ def run_shard(dataset: str, subjects: Sequence[str], options: ShardOptions, top:
 def _slim(issue: Mapping[str, Any]) -> dict[str, Any]:
     keep = ("code", "subCode", "severity", "location", "issueMessage", "line", "character", "rule", "suggestion")
     return {k: issue[k] for k in keep if issue.get(k) is not None}
+
+
+def codes_from_parts(parts: Mapping[tuple[str, str, str, str | None], int], examples: Mapping[str, CodeSummary]
+                     ) -> dict[str, CodeSummary]:
+    """Per-code summaries counted from per-(subject, code, severity, sub-code) counts, with the examples
+    (and messages) of ``examples`` (summaries of some of the same issues: those whose files are in ``parts``'
+    subjects are kept).
+
+    >>> s = codes_from_parts({("sub-1", "X", "warning", "k"): 2, ("sub-2", "X", "error", None): 1}, {})["X"]
+    >>> (s.count, s.severity, s.severities, s.subcodes, sorted(s.subjects))
+    (3, 'error', {'warning': 2, 'error': 1}, {'k': 2}, ['sub-1', 'sub-2'])
+    """
+    codes: dict[str, CodeSummary] = {}
+    for (sub, code, sev, subcode), n in parts.items():
+        s = codes.get(code)
+        if s is None:
+            old = examples.get(code)
+            s = codes[code] = CodeSummary(code, sev, message=old.message if old else "")
+        s.count += n
+        s.severities[sev] = s.severities.get(sev, 0) + n
+        if _RANK.get(sev, 0) < _RANK.get(s.severity, 0):
+            s.severity = sev
+        if subcode:
+            s.subcodes[subcode] = s.subcodes.get(subcode, 0) + n
+        s.subjects.add(sub)
+    for code, s in codes.items():
+        old = examples.get(code)
+        for ex in old.examples if old else []:
+            where = str(ex.get("file") or "").lstrip("/").split("/", 1)[0]
+            sev = ex.get("severity", s.severity)
+            if where in s.subjects and s._room(sev):
+                s.examples.append(ex)
+                s._shown[sev] = s._shown.get(sev, 0) + 1
+    return codes
+
+
+_RANK = {"error": 0, "warning": 1, "ignore": 2}
 
 
 def _absorb(codes: dict[str, CodeSummary], issues: list[dict[str, Any]]) -> None:
@@ -277,6 +357,16 @@ def merge_summaries(into: CodeSummary, other: CodeSummary) -> None:
 def _top_key(issue: Mapping[str, Any]) -> tuple[Any, ...]:
     return (issue.get("code"), issue.get("subCode"), issue.get("severity"), issue.get("location"),
             issue.get("line"), issue.get("character"))
+
+
+def top_key(issue: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What identifies a top-level issue: code, sub-code, severity, location, line, character."""
+    return _top_key(issue)
+
+
+def top_counter(issues: Iterable[Mapping[str, Any]]) -> Counter[tuple[Any, ...]]:
+    """How many times each top-level issue (code, sub-code, severity, location, line, character) occurs."""
+    return Counter(_top_key(i) for i in issues)
 
 
 def merge(top: ShardResult, shards: Sequence[ShardResult], alone: Mapping[tuple[str, ...], ShardResult] | None = None

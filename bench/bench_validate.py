@@ -10,14 +10,25 @@
 (c) ``sharded``: :func:`audit.validatorsharded.validate_with_shards` (shards of
     ``--shard-size`` subjects, ``--jobs`` at once, a fresh shard store in WORKDIR).
 (d) ``rerun``: the same after editing one subject's sidecar (a key added to
-    one T1w JSON), with the store (c) left: only that subject's shard and the
-    top view are validated again. The sidecar is restored afterwards.
+    one T1w JSON), with the store (c) left: only that subject is validated
+    again (its shard patched, :mod:`audit.validatorpatch`). The sidecar is
+    restored afterwards (so the next ``rerun`` patches it back).
+(e) ``noop``: the same with nothing changed: no validator runs; the walk,
+    the folder digests and the stored results.
+
+``--shard-cost 50,250,500,1000`` measures one shard (a view of the first N
+subjects of the largest tree) alone: wall and CPU seconds of the validator,
+its JSON output's size, its peak RSS and bidsaudit's side of the shard
+(:func:`audit.validatorshards.run_shard` with a stand-in validator that hands
+back the saved output: the view's links and the parse, Python CPU), to split the
+validator's cost into a fixed part per shard and a part per subject.
 
 Times are also given as ratios to (a) measured in the same session (the
 machine is shared: contention hits every row alike). Each measurement runs in a fresh Python process; the table gives wall seconds,
-the peak RSS of the validator process (``RUSAGE_CHILDREN``) and of the Python
-side (``RUSAGE_SELF``, which includes reading the validator's output), the exit
-status, and whether the result is correct.
+the CPU seconds of the validator processes (``RUSAGE_CHILDREN``, all of them
+together) and of the Python side, the peak RSS of the validator process and of
+the Python side (``RUSAGE_SELF``, which includes reading the validator's
+output), the exit status, and whether the result is correct.
 
 Correct means: the error and warning codes, and every code's count, equal the
 expected ones. The expectation does not come from the validator at that size
@@ -29,7 +40,8 @@ validator's JSON output on trees of 2 and 3 subjects (count = base + per-subject
 Usage::
 
     python bench/bench_validate.py [--workdir /tmp/bidsaudit-bench] [--sizes 5000,20000] [--sessions 2]
-                                   [--tools bare,ours] [--config FILE|none]
+                                   [--tools bare,ours,sharded,noop,rerun] [--config FILE|none]
+                                   [--shard-cost 50,250,500,1000]
 
 Trees are made once with ``../shared/make_synthetic_bids.py`` (zero-byte
 images, so ``--ignoreNiftiHeaders``) and reused. The config defaults to
@@ -107,7 +119,7 @@ def measure_ours(root: Path, config: Path | None) -> dict[str, Any]:
             "max_rows": run.max_rows, "corrections": list(run.corrections)}
 
 
-def measure_sharded(root: Path, config: Path | None, *, rerun: bool = False) -> dict[str, Any]:
+def measure_sharded(root: Path, config: Path | None, *, rerun: bool = False, edit: bool = True) -> dict[str, Any]:
     from audit.hashing import HashCache
     from audit.validatorsharded import DEFAULT_SHARD_SIZE, validate_with_shards
     from audit.validatorstore import ShardStore
@@ -120,7 +132,7 @@ def measure_sharded(root: Path, config: Path | None, *, rerun: bool = False) -> 
 
         shutil.rmtree(state)
     edited = None
-    if rerun:
+    if rerun and edit:
         first = sorted(p for p in root.iterdir() if p.name.startswith("sub-"))[len(list(root.glob("sub-*"))) // 2]
         edited = next(first.rglob("*_T1w.json"))
         original = edited.read_bytes()
@@ -135,18 +147,71 @@ def measure_sharded(root: Path, config: Path | None, *, rerun: bool = False) -> 
     finally:
         if edited is not None:
             edited.write_bytes(original)
-    return {"tool": "rerun (1 edit)" if rerun else f"sharded {size}x{jobs}", "seconds": secs, "exit": run.exit_code,
+    name = ("rerun (1 edit)" if edited is not None else "rerun (no edit)") if rerun else f"sharded {size}x{jobs}"
+    return {"tool": name, "seconds": secs, "exit": run.exit_code,
             "result": {c: dict(s.severities) for c, s in run.codes.items()}, "output": run.output_format,
             "sharding": dict(run.sharding), "edited": str(edited) if edited else None}
 
 
+def shard_cost(root: Path, config: Path | None, sizes: list[int]) -> list[dict[str, Any]]:
+    """One shard of the first N subjects of ``root`` (N = 0: the top view), each in its own validator run."""
+    from audit.validator import rows_option, validator_command
+    from audit.validatorshards import (
+        ShardOptions,
+        dataset_subjects,
+        make_view,
+        run_shard,
+    )
+
+    subjects = dataset_subjects(root)
+    max_rows, _ = rows_option(root)
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-shard-") as tmp:
+            view = make_view(root, Path(tmp) / "view", subjects[:n], top=n == 0)
+            out = Path(tmp) / "out.json"
+            cmd = [*validator_command(), str(view), "--no-color", "--format", "json", "--outfile", str(out),
+                   "--ignoreNiftiHeaders", *(["--max-rows", str(max_rows)] if max_rows is not None else []),
+                   *(["--config", str(config)] if config else [])]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=False)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            # our side alone: run_shard with a "validator" that hands back the saved output
+            fake = Path(tmp) / "fake.sh"
+            fake.write_text(f'#!/bin/sh\nwhile [ "$1" != "--outfile" ]; do shift; done\ncp "{out}" "$2"\n')
+            fake.chmod(0o755)
+            t1 = time.process_time()
+            got = run_shard(str(root), subjects[:n], ShardOptions(command=(str(fake),)), top=n == 0)
+            parse = time.process_time() - t1
+            rows.append({"subjects": n, "wall_s": wall, "validator_cpu_s": cpu, "output_mb": out.stat().st_size / 1e6,
+                         "issues": sum(s.count for s in got.codes.values()) + len(got.top_issues),
+                         "parse_cpu_s": parse, "validator_rss_mib": after.ru_maxrss / 1024})
+            print(f"# shard of {n:>6} subjects: wall {wall:6.2f} s, validator CPU {cpu:6.2f} s, output "
+                  f"{rows[-1]['output_mb']:6.1f} MB ({rows[-1]['issues']:,} issues), our parse {parse:5.2f} s CPU, "
+                  f"peak RSS so far {rows[-1]['validator_rss_mib']:.0f} MiB", flush=True)
+    if len(rows) >= 3:
+        import numpy as np
+
+        pts = [r for r in rows if r["subjects"] > 0]
+        slope, fixed = np.polyfit([r["subjects"] for r in pts], [r["validator_cpu_s"] for r in pts], 1)
+        print(f"# validator CPU per shard ~ {fixed:.2f} s + {slope * 1000:.2f} ms per subject (least squares over "
+              f"{len(pts)} shard sizes)", flush=True)
+    return rows
+
+
 def _child(tool: str, root: Path, config: Path | None) -> None:
-    if tool in ("sharded", "rerun"):
-        r = measure_sharded(root, config, rerun=tool == "rerun")
+    if tool in ("sharded", "rerun", "noop"):
+        r = measure_sharded(root, config, rerun=tool != "sharded", edit=tool == "rerun")
     else:
         r = (measure_bare if tool == "bare" else measure_ours)(root, config)
-    r["validator_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    r["python_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    r["validator_rss_mib"] = children.ru_maxrss / 1024
+    r["python_rss_mib"] = me.ru_maxrss / 1024
+    r["validator_cpu_s"] = children.ru_utime + children.ru_stime
+    r["python_cpu_s"] = me.ru_utime + me.ru_stime
     print(json.dumps(r))
 
 
@@ -158,7 +223,8 @@ def measure(tool: str, root: Path, config: Path | None) -> dict[str, Any]:
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
         return {"tool": tool, "seconds": float("nan"), "exit": None, "result": None, "failure": tail[0][:160],
-                "validator_rss_mib": float("nan"), "python_rss_mib": float("nan")}
+                "validator_rss_mib": float("nan"), "python_rss_mib": float("nan"), "validator_cpu_s": float("nan"),
+                "python_cpu_s": float("nan")}
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
@@ -205,6 +271,7 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=0, help="subjects per shard (default: bidsaudit's)")
     ap.add_argument("--jobs", type=int, default=0, help="shards at once (default: all cores)")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else "none")
+    ap.add_argument("--shard-cost", default="", help="measure one shard of these sizes (of the largest tree) alone")
     ap.add_argument("--_child", nargs=2, metavar=("TOOL", "DATASET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     config = None if args.config == "none" else Path(args.config)
@@ -221,9 +288,12 @@ def main() -> None:
     from audit.validator import _version, validator_command
 
     print(f"# {_version(validator_command())}; config: {config or 'none'}; {os.cpu_count()} CPUs", flush=True)
-    print(f"{'subjects':>8} {'files':>7}  {'tool':<16} {'seconds':>8} {'x bare':>7} {'validator RSS':>14} "
-          f"{'python RSS':>11}  {'exit':>4}  {'output':<6}  result", flush=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if args.shard_cost:
+        largest = ensure_tree(args.workdir, max(int(s) for s in args.sizes.split(",")), args.sessions)
+        rows += shard_cost(largest, config, [int(s) for s in args.shard_cost.split(",")])
+    print(f"{'subjects':>8} {'files':>7}  {'tool':<16} {'seconds':>8} {'x bare':>7} {'val. CPU':>9} {'py CPU':>7} "
+          f"{'validator RSS':>14} {'python RSS':>11}  {'exit':>4}  {'output':<6}  result", flush=True)
     for n in [int(s) for s in args.sizes.split(",")]:
         root = ensure_tree(args.workdir, n, args.sessions)
         expected = expected_counts(args.workdir, args.sessions, config, n)
@@ -241,7 +311,7 @@ def main() -> None:
                                  f"subjects validated)")
             rows.append(r)
             print(f"{n:>8} {files:>7}  {r['tool']:<16} {r['seconds']:>8.1f} {r['x_bare']:>7.2f} "
-                  f"{r['validator_rss_mib']:>10.0f} MiB "
+                  f"{r['validator_cpu_s']:>9.1f} {r['python_cpu_s']:>7.1f} {r['validator_rss_mib']:>10.0f} MiB "
                   f"{r['python_rss_mib']:>7.0f} MiB  {r['exit'] if r['exit'] is not None else '-':>4}  "
                   f"{r.get('output', '-'):<6}  {r['verdict']}", flush=True)
         print(f"#   expected at {n}: " + ", ".join(f"{c} {s}" for c, s in sorted(expected.items())), flush=True)

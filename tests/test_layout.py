@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[str, float]] = {
     **{m: ("L1", 1) for m in ("audit.hashing", "audit.config", "audit.bidsindex", "audit.validator", "audit.scanner",
                               "audit.hashcache", "audit.stats", "audit.images", "audit.splits", "audit.expectations",
                               "audit.configcheck", "audit.predictors", "audit.validatoroutput", "audit.validatorshards",
-                              "audit.validatorstore", "audit.validatorsharded", "audit.effects",
+                              "audit.validatorstore", "audit.validatorsharded", "audit.validatorpatch", "audit.effects",
                               "audit.auc", "audit.decisions")},
     **{m: ("L2", 2) for m in ("audit.context", "audit.checks", "audit.runner", "audit.result", "audit.policy",
                               "audit.readiness", "audit.rubric", "audit.certificate", "audit.display",

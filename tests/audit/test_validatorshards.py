@@ -166,14 +166,72 @@ def test_rerun_validates_only_changed_shards(tmp_path):
     sidecar = next((ds / "sub-00005").rglob("*_T1w.json"))
     sidecar.write_text("{broken")
     edited = run()
-    assert (edited.sharding["validated_shards"], edited.sharding["validated_subjects"]) == (1, 3)
+    # the shard is validated for its changed subject only, the other two kept from the stored result
+    assert (edited.sharding["validated_shards"], edited.sharding["validated_subjects"]) == (1, 1)
+    assert edited.sharding["patched_shards"] == 1
     assert "JSON_INVALID" in edited.errors
     assert _summaries(edited) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
-    assert any("1 shard(s) (3 subjects) validated now" in c for c in edited.corrections)
+    assert any("1 shard(s) (1 subjects) validated now" in c for c in edited.corrections)
+    stored_patch = run()  # the patched shard was stored whole: nothing validated again
+    assert stored_patch.sharding["validated_shards"] == 0 and _summaries(stored_patch) == _summaries(edited)
     (ds / "T1w.json").write_text(json.dumps({"MagneticFieldStrength": 3}))  # every T1w inherits it
     inherited = run()
     assert inherited.sharding["validated_shards"] == 3 and inherited.sharding["top_view"] == "validated"
     assert _summaries(inherited) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
+
+
+@needs_maker
+@needs_validator
+def test_a_patched_shard_stays_exact_when_its_changed_subject_alone_used_a_top_level_file(tmp_path):
+    """A top-level sidecar that only sub-00002's bold uses: patching sub-00002 alone is right while it still
+    uses it; once it does not, the rest of its shard cannot be known from the stored result (which reported
+    the sidecar as used), and the shard is validated whole."""
+    ds = tmp_path / "ds"
+    subprocess.run([sys.executable, str(MAKER), str(ds), "--subjects", "8", "--sessions", "1"], check=True,
+                   capture_output=True)
+    (ds / "task-nothing_bold.json").write_text(json.dumps({"RepetitionTime": 2.0, "TaskName": "nothing"}))
+    func = ds / "sub-00002" / "ses-01" / "func"
+    (func / "sub-00002_ses-01_task-nothing_bold.nii.gz").write_bytes(b"")
+    store, cache = ShardStore(tmp_path / "store"), HashCache(tmp_path / "store")
+
+    def run():
+        got = sharded.validate_with_shards(ds, ignore_nifti_headers=True, shard_size=4, jobs=2, store=store,
+                                           cache=cache)
+        assert _summaries(got) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
+        return got
+
+    run()
+    t1w = next((ds / "sub-00002").rglob("*_T1w.json"))
+    t1w.write_text(json.dumps({"MagneticFieldStrength": 3, "Edited": True}))
+    still_used = run()
+    assert still_used.sharding["patched_shards"] == 1 and still_used.sharding["validated_subjects"] == 1
+    (func / "sub-00002_ses-01_task-nothing_bold.nii.gz").unlink()
+    unused = run()
+    assert unused.sharding["patched_shards"] == 0 and unused.sharding["validated_subjects"] == 4
+    assert "SIDECAR_WITHOUT_DATAFILE" in unused.codes and "SIDECAR_WITHOUT_DATAFILE" not in still_used.codes
+
+
+@needs_maker
+@needs_validator
+def test_stored_witnessed_shards_are_reused_and_patched(tmp_path):
+    """Shards without the one fmap are validated with a witness: their stored results come back (witnesses
+    and all) on a re-run, and an edit in such a shard is patched with the same witness."""
+    ds = _planted_tree(tmp_path / "ds")
+    store, cache = ShardStore(tmp_path / "store"), HashCache(tmp_path / "store")
+
+    def run():
+        return sharded.validate_with_shards(ds, ignore_nifti_headers=True, shard_size=4, jobs=2, store=store,
+                                            cache=cache)
+
+    first = run()
+    assert first.sharding["witness_views"] >= 1
+    again = run()
+    assert again.sharding["validated_shards"] == 0 and _summaries(again) == _summaries(first)
+    sidecar = next((ds / dataset_subjects(ds)[9]).rglob("*_T1w.json"))  # a shard without fmap
+    sidecar.write_text(json.dumps({"MagneticFieldStrength": 3, "Edited": True}))
+    edited = run()
+    assert edited.sharding["validated_subjects"] < 4
+    assert _summaries(edited) == _summaries(run_validator(ds, ignore_nifti_headers=True, output="json"))
 
 
 # ----------------------------------------------------------------------------- failing shards
@@ -279,6 +337,38 @@ def test_top_level_merge_rules():
         ("TSV_COLUMN_TYPE_REDEFINED", "/task-x_events.json"): 3 + 5 - 2,  # per inheriting file, witness's off
     })
     assert codes["TSV_COLUMN_TYPE_REDEFINED"].subcodes == {"onset": 6}
+
+
+def test_patch_rule_on_hand_made_results():
+    """Which stored shards may be kept for their unchanged subjects (audit.validatorpatch), without the validator."""
+    from audit.validatorpatch import fits, patchable, without
+
+    top = ShardResult(subjects=(), top=True, top_issues=[
+        _issue("README_FILE_SMALL", "/README"), _issue("SIDECAR_WITHOUT_DATAFILE", "/task-a_bold.json"),
+        _issue("SUBJECT_FOLDERS", "/dataset_description.json")])
+    parts = {("sub-1", "X", "warning", "k"): 2, ("sub-2", "X", "warning", "k"): 1, ("sub-3", "Y", "error", None): 1,
+             ("sub-4", "X", "warning", None): 1}
+    plain = ShardResult(subjects=("sub-1", "sub-2", "sub-3", "sub-4"), parts=parts,
+                        top_issues=[_issue("README_FILE_SMALL", "/README")])
+    assert patchable(plain, top, ["sub-2"]) and patchable(plain, top, ["sub-2", "sub-3"])
+    assert not patchable(plain, top, ["sub-1", "sub-2", "sub-3"])  # more than half changed
+    assert not patchable(plain, top, [])
+    per_file = ShardResult(subjects=plain.subjects, parts=parts, top_issues=[
+        _issue("README_FILE_SMALL", "/README"), _issue("TSV_COLUMN_TYPE_REDEFINED", "/task-x_events.json")])
+    assert not patchable(per_file, top, ["sub-2"])  # summed per inheriting file: depends on the subjects
+    unlisted = ShardResult(subjects=plain.subjects, parts=parts, top_issues=[
+        _issue("README_FILE_SMALL", "/README"), _issue("PARTICIPANT_ID_MISMATCH", "/participants.tsv")])
+    assert not patchable(unlisted, top, ["sub-2"])
+    # the shard used task-a_bold.json: kept only if the changed subject's fresh run says it is still used
+    still = ShardResult(subjects=("sub-2",), top_issues=[_issue("README_FILE_SMALL", "/README")])
+    gone = ShardResult(subjects=("sub-2",), top_issues=[_issue("README_FILE_SMALL", "/README"),
+                                                        _issue("SIDECAR_WITHOUT_DATAFILE", "/task-a_bold.json")])
+    assert fits(plain, [still], top) and not fits(plain, [gone], top)
+    assert not fits(plain, [ShardResult(subjects=("sub-2",), failure="boom")], top)
+    rest = without(plain, {"sub-2", "sub-3"})
+    assert rest.subjects == ("sub-1", "sub-4") and "Y" not in rest.codes
+    assert (rest.codes["X"].count, rest.codes["X"].subcodes, sorted(rest.codes["X"].subjects)) == (
+        3, {"k": 2}, ["sub-1", "sub-4"])
 
 
 def test_small_datasets_are_validated_in_one_run(tmp_path, monkeypatch):
