@@ -297,12 +297,7 @@ def codes_from_parts(parts: Mapping[tuple[str, str, str, str | None], int], exam
         if s is None:
             old = examples.get(code)
             s = codes[code] = CodeSummary(code, sev, message=old.message if old else "")
-        s.count += n
-        s.severities[sev] = s.severities.get(sev, 0) + n
-        if _RANK.get(sev, 0) < _RANK.get(s.severity, 0):
-            s.severity = sev
-        if subcode:
-            s.subcodes[subcode] = s.subcodes.get(subcode, 0) + n
+        s.add(None, subcode, n=n, severity=sev)  # counts only: no location, so no example
         s.subjects.add(sub)
     for code, s in codes.items():
         old = examples.get(code)
@@ -313,9 +308,6 @@ def codes_from_parts(parts: Mapping[tuple[str, str, str, str | None], int], exam
                 s.examples.append(ex)
                 s._shown[sev] = s._shown.get(sev, 0) + 1
     return codes
-
-
-_RANK = {"error": 0, "warning": 1, "ignore": 2}
 
 
 def _absorb(codes: dict[str, CodeSummary], issues: list[dict[str, Any]]) -> None:
