@@ -57,7 +57,7 @@ from itertools import permutations, product
 import numpy as np
 
 from audit.images.confirmprep import Prepared, box, prepare
-from audit.images.voxels import block_sum
+from audit.images.voxels import block_affine, block_sum, whole_blocks
 
 __all__ = [
     "COPY_THRESHOLD",
@@ -137,10 +137,8 @@ class _Level:
         f = [max(1, int(sigma_mm / (1.5 * z))) for z in zooms]
         img, aff = p.log, p.affine
         if max(f) > 1:
-            img = img[: img.shape[0] // f[0] * f[0], : img.shape[1] // f[1] * f[1], : img.shape[2] // f[2] * f[2]]
-            img = block_sum(img, f) / np.float32(f[0] * f[1] * f[2])
-            aff = p.affine @ np.diag([f[0], f[1], f[2], 1.0])
-            aff[:3, 3] = p.affine[:3, :3] @ ((np.array(f, float) - 1) / 2) + p.affine[:3, 3]
+            img = block_sum(whole_blocks(img, f), f) / np.float32(f[0] * f[1] * f[2])
+            aff = block_affine(p.affine, f)
         zl = zooms * np.array(f)
         sig = [math.sqrt(max(sigma_mm**2 - (z**2 / 12 if k > 1 else 0.0), 0.0)) / z for z, k in zip(zl, f)]
         self.img = gaussian_filter(img, sig, mode="nearest", truncate=2.5)

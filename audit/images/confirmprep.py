@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from audit.images.decode import decode_nifti
-from audit.images.voxels import block_sum, moments
+from audit.images.voxels import block_affine, block_sum, moments, whole_blocks
 
 __all__ = ["CROP_MARGIN_MM", "WORK_MM", "Prepared", "box", "otsu", "prepare", "read_prepared"]
 
@@ -95,9 +95,7 @@ def prepare(volume: np.ndarray, affine: np.ndarray, *, scale: tuple[float, float
     f = [max(1, math.floor(WORK_MM / z + 0.25)) for z in zooms]
     v, valid = _working(v, f, scale)
     if max(f) > 1:
-        aff = affine @ np.diag([f[0], f[1], f[2], 1.0])
-        aff[:3, 3] = affine[:3, :3] @ ((np.array(f, float) - 1) / 2) + affine[:3, 3]
-        affine = aff
+        affine = block_affine(affine, f)
         zooms = zooms * np.array(f)
     pos = v[valid]
     if pos.size < 64:
@@ -142,7 +140,7 @@ def _working(v: np.ndarray, f: list[int], scale: tuple[float, float] | None) -> 
     if not math.isfinite(slope) or not math.isfinite(inter) or slope == 0:
         raise ValueError(f"unusable scaling (slope {slope}, intercept {inter})")
     if max(f) > 1:
-        v = v[: v.shape[0] // f[0] * f[0], : v.shape[1] // f[1] * f[1], : v.shape[2] // f[2] * f[2]]
+        v = whole_blocks(v, f)
     if v.dtype.kind in "biu" and max(f) > 1:
         # integers: the data test on the stored values, the sums without a float copy of the whole volume
         cut = -inter / slope

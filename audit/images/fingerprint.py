@@ -62,7 +62,7 @@ from typing import NamedTuple
 import numpy as np
 
 from audit.images.features import otsu_threshold
-from audit.images.voxels import MOMENT_VOXELS, block_sum, moments, native
+from audit.images.voxels import MOMENT_VOXELS, block_affine, block_sum, moments, native
 
 __all__ = ["FINGERPRINT_VERSION", "FP_MIN_EDGE", "FP_SIZE", "Fingerprint", "SMOOTH_VOXELS", "decode", "encode",
            "fingerprint"]
@@ -142,8 +142,7 @@ def fingerprint(volume: np.ndarray, affine: np.ndarray, *, all_finite: bool = Fa
         filled = block_sum(filled, f, dtype=np.float32)
     elif filled.dtype != np.float32:
         filled = filled.astype(np.float32)
-    aff = affine @ np.diag([f[0], f[1], f[2], 1.0])
-    aff[:3, 3] = affine[:3, :3] @ ((np.array(f, dtype=np.float64) - 1) / 2) + affine[:3, 3]
+    aff = block_affine(affine, f)
     zred = zooms * np.array(f)
     blur = FP_SMOOTH * h0
     sigma = [math.sqrt(max(blur**2 - (z**2 / 12 if k > 1 else 0.0), 0.0)) / z for z, k in zip(zred, f)]

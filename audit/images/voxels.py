@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MOMENT_VOXELS", "block_sum", "moments", "native", "unique_sorted"]
+__all__ = ["MOMENT_VOXELS", "block_affine", "block_sum", "moments", "native", "unique_sorted", "whole_blocks"]
 
 #: Moments of the data region come from a regular subsample of at most about this many voxels.
 MOMENT_VOXELS = 2**18
@@ -36,6 +36,26 @@ def moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for (a, b), plane in (((0, 1), p01), ((0, 2), p02), ((1, 2), p12)):
         cov[a, b] = cov[b, a] = float(idx[a] @ plane @ idx[b]) / total - centre[a] * centre[b]
     return centre, cov
+
+
+def block_affine(affine: np.ndarray, f: Sequence[int]) -> np.ndarray:
+    """The voxel -> world affine of blocks of ``f`` voxels (a block's centre is its voxels' centre).
+
+    >>> block_affine(np.eye(4), (2, 2, 1))[:3, 3].tolist()
+    [0.5, 0.5, 0.0]
+    """
+    out: np.ndarray = affine @ np.diag([f[0], f[1], f[2], 1.0])
+    out[:3, 3] = affine[:3, :3] @ ((np.array(f, dtype=np.float64) - 1) / 2) + affine[:3, 3]
+    return out
+
+
+def whole_blocks(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
+    """``a`` without its last, partial blocks of ``f`` voxels (a view).
+
+    >>> whole_blocks(np.zeros((5, 4, 3)), (2, 2, 2)).shape
+    (4, 4, 2)
+    """
+    return a[: a.shape[0] // f[0] * f[0], : a.shape[1] // f[1] * f[1], : a.shape[2] // f[2] * f[2]]
 
 
 def block_sum(a: np.ndarray, f: Sequence[int], dtype: np.dtype | type | None = None) -> np.ndarray:
