@@ -104,6 +104,7 @@ CALIBRATE = True
 #: The confound's p-value joins the shift family's Benjamini-Hochberg adjustment (one family of decisions per
 #: audit); False (--confound-family own): the confound is a family of its own (p_adjusted = p).
 CONFOUND_IN_FAMILY = True
+AGE_TEST = "mw"
 CONFOUND_CODES = np.array([1.0, 0.0, -1.0])
 
 #: Planted effect sizes per scenario (the population value, in the scenario's own unit).
@@ -256,7 +257,11 @@ def _tests(a: Sample, b: Sample, seed: int, need_effects: set[str] | None) -> li
         p = association_test(t, n_permutations=N_PERMUTATIONS, seed=seed).p_value
         eff = effects.proportion_difference(t) if want(var) else None
         out.append({"check": check, "variable": var, "p": p, "effect": eff})
-    _u, p_age = mann_whitney(a.age, b.age)
+    if AGE_TEST == "t":
+        from scipy.stats import ttest_ind
+        p_age = float(ttest_ind(a.age, b.age).pvalue)
+    else:
+        _u, p_age = mann_whitney(a.age, b.age)
     out.append({"check": "shift.covariate", "variable": "age", "p": p_age,
                 "effect": effects.hedges_g(a.age, b.age) if want("age") else None})
     img = _oof_auc(a.X, b.X, seed)
@@ -381,10 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="shift.image on the uncalibrated analytic p of pooled out-of-fold scores")
     ap.add_argument("--bound", action="append", default=[], help="KIND.BOUND=VALUE, e.g. auc.large=0.85")
     ap.add_argument("--weight", action="append", default=[], help="KIND=W, a family weight, e.g. smd=2")
+    ap.add_argument("--age-test", choices=("mw", "t"), default="mw")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    global CALIBRATE, CONFOUND_IN_FAMILY
+    global CALIBRATE, CONFOUND_IN_FAMILY, AGE_TEST
+    AGE_TEST = args.age_test
     CALIBRATE = not args.raw_auc_p
     CONFOUND_IN_FAMILY = args.confound_family == "audit"
     apply_bounds(args.bound)
