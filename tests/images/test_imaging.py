@@ -21,9 +21,9 @@ from audit.hashing import EMPTY_SHA256, HashCache, dataset_fingerprint, file_sha
 from audit.images.measures import THUMB_SIZE
 from audit.images.summary import ImageSummary, summarise_images, thumbnail_correlation
 from audit.runner import run_checks
+from tests.builders import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-REAL = SHARED / "data" / "nifti"
+REAL = SHARED_DATA / "nifti"
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
 ANNEX_TARGET = "../../.git/annex/objects/xx/yy/MD5E-s123--0123abcd.nii.gz/MD5E-s123--0123abcd.nii.gz"
 
@@ -647,7 +647,7 @@ def test_unreachable_scheduler_is_an_input_error(tmp_path, monkeypatch):
 @pytest.fixture
 def real_images():
     if not REAL.is_dir():
-        pytest.skip(f"real NIfTI files not found at {REAL} (the ../shared folder is absent)")
+        pytest.skip(f"real NIfTI files not found at {REAL} (set BIDSAUDIT_SHARED_DATA or place ../shared beside the clone)")
     return sorted(p for p in REAL.rglob("*") if p.name.endswith((".nii", ".nii.gz")))
 
 
