@@ -15,7 +15,6 @@ import pytest
 
 from audit import hashing
 from audit.bidsindex import index_dataset
-from audit.checks import images as image_checks
 from audit.context import AuditContext, AuditOptions
 from audit.hashing import EMPTY_SHA256, HashCache, dataset_fingerprint, file_sha256
 from audit.images.measures import THUMB_SIZE
@@ -634,8 +633,8 @@ def test_dask_cluster_gives_identical_summaries(tmp_path):
 
 
 def test_unreachable_scheduler_is_an_input_error(tmp_path, monkeypatch):
-    from audit.images import imagepass as imaging
     from audit.errors import InputError
+    from audit.images import imagepass as imaging
 
     monkeypatch.setattr(imaging, "DASK_CONNECT_TIMEOUT", "1s")
     root = dataset(tmp_path / "ds", n=1)
