@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from audit.errors import InputError
 from audit.service.db import DatabaseError, make_engine, transient, upgrade
 from audit.service.deps import get_record, read_upload, require_admin, require_read, require_write
-from audit.service.limits import BodyLimitMiddleware, RateLimitMiddleware
+from audit.service.limits import BodyLimitMiddleware, RateLimitMiddleware, SecurityHeadersMiddleware
 from audit.service.pages import error_page, router
 from audit.service.retention import RetentionTask, clean_up
 from audit.service.security import bearer
@@ -44,14 +44,6 @@ log = logging.getLogger("bidsaudit.service")
 API_VERSION = "1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-                               "frame-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "SAMEORIGIN",
-    "Cache-Control": "no-store",
-}
 
 _UPLOAD_SCHEMA = {
     "type": "object",
@@ -146,6 +138,7 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: the limits' and host check's answers get them too
     _install_api(app)
     app.include_router(router)
     app.openapi_schema = None
@@ -166,13 +159,6 @@ def create_app(settings: Settings, store: Store | None = None, *, start_workers:
 
 # -- errors ---------------------------------------------------------------------------------------
 def _install_handlers(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if _wants_html(request):

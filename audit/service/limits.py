@@ -1,4 +1,4 @@
-"""Rate limits (per token and per client address, 429 with ``Retry-After``) and the request body limit (413).
+"""Rate limits (per token and per client address, 429 with ``Retry-After``), the request body limit (413), headers.
 
 Both are ASGI middleware that answer before a route runs. The rate limits
 are token buckets held in this process's memory: several server processes
@@ -22,7 +22,8 @@ from typing import Any
 from audit.service.security import bearer, token_roles
 from audit.service.settings import Settings
 
-__all__ = ["TokenBucket", "RateLimiter", "RateLimitMiddleware", "BodyLimitMiddleware", "body_limit", "EXEMPT_PATHS"]
+__all__ = ["TokenBucket", "RateLimiter", "RateLimitMiddleware", "BodyLimitMiddleware", "body_limit", "EXEMPT_PATHS",
+           "SECURITY_HEADERS", "SecurityHeadersMiddleware"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -231,3 +232,41 @@ def _only_too_large(exc: BaseException) -> bool:
         return True
     inner = getattr(exc, "exceptions", None)  # an ExceptionGroup
     return bool(inner) and all(_only_too_large(e) for e in inner)
+
+
+#: Headers on every answer, whichever layer gives it (a route, an error handler, a limit, the host check).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Cache-Control": "no-store",
+}
+_SECURITY_RAW = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+
+class SecurityHeadersMiddleware:
+    """Adds :data:`SECURITY_HEADERS` (where a layer below did not set its own) to every HTTP answer.
+
+    Added last, it wraps the limits and the host check too, whose 429, 413 and 400 answers never reach
+    the application's own middleware.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                raw = list(message.get("headers", ()))
+                have = {k.lower() for k, _v in raw}
+                raw += [(k, v) for k, v in _SECURITY_RAW if k not in have]
+                message = {**message, "headers": raw}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

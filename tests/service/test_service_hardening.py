@@ -497,3 +497,30 @@ def test_an_uploaded_id_that_is_a_nul_is_422_naming_the_line(root, tmp_path):
     with client_for(root, tmp_path) as c:
         r = c.post("/api/audits", headers=AUTH, files=[("files", ("train.tsv", b"participant_id\n\x00\n"))])
         assert r.status_code == 422 and "line 2" in r.json()["detail"] and "participant_id" in r.json()["detail"]
+
+
+# -- security headers on every answer ---------------------------------------------------------------
+def _has_security_headers(r) -> bool:
+    return (r.headers.get("x-content-type-options") == "nosniff" and "default-src 'none'"
+            in r.headers.get("content-security-policy", "") and r.headers.get("cache-control") == "no-store")
+
+
+def test_answers_from_the_limits_and_the_outage_handler_carry_the_security_headers(root, tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from audit.service.store import Store
+
+    with client_for(root, tmp_path, rate_per_address=60, rate_burst_seconds=1, max_json_bytes=1000) as c:
+        r = c.post("/api/audits", content=b"{" + b" " * 2000 + b"}", headers={"content-type": "application/json"})
+        assert r.status_code == 413 and _has_security_headers(r)
+        r = c.get("/api/datasets")
+        assert r.status_code == 429 and _has_security_headers(r)
+    with client_for(root, tmp_path) as c:
+        def down(*_a, **_k):
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+        monkeypatch.setattr(Store, "list", down)
+        r = c.get("/api/audits")
+        assert r.status_code == 503 and _has_security_headers(r)
+        assert _has_security_headers(c.get("/api/health"))
+        assert r.headers["x-content-type-options"].count("nosniff") == 1  # set once, not once per layer
