@@ -147,7 +147,7 @@ def _working(v: np.ndarray, f: list[int], scale: tuple[float, float] | None) -> 
         raw_valid = v > cut if slope > 0 else v < cut
         x = np.where(raw_valid, v, v.dtype.type(0))
         s = block_sum(x, f, np.float32)
-        c = block_sum(raw_valid, f, np.float32)
+        c = _count(raw_valid, f)
         mean = s / np.maximum(c, np.float32(1))
         if scale is not None:
             mean = mean * np.float32(slope) + np.float32(inter)
@@ -159,11 +159,22 @@ def _working(v: np.ndarray, f: list[int], scale: tuple[float, float] | None) -> 
         x = np.where(raw_valid, x, np.float32(0))
         if max(f) == 1:
             return np.ascontiguousarray(x), np.ascontiguousarray(raw_valid)
-        c = block_sum(raw_valid, f, np.float32)
+        c = _count(raw_valid, f)
         mean = block_sum(x, f, np.float32) / np.maximum(c, np.float32(1))
     valid = c / np.float32(f[0] * f[1] * f[2]) > 0.5
     out = np.where(valid, mean, np.float32(0)).astype(np.float32)
     return np.ascontiguousarray(out), np.ascontiguousarray(valid)
+
+
+def _count(mask: np.ndarray, f: list[int]) -> np.ndarray:
+    """Voxels set in each block of ``f`` (float32), counted in bytes: the same counts, a quarter of the memory traffic.
+
+    >>> _count(np.ones((4, 2, 2), bool), [2, 2, 2]).tolist()
+    [[[8.0]], [[8.0]]]
+    """
+    n = f[0] * f[1] * f[2]
+    small = np.uint8 if n <= np.iinfo(np.uint8).max else np.uint16 if n <= np.iinfo(np.uint16).max else np.float32
+    return block_sum(mask.view(np.uint8), f, small).astype(np.float32)
 
 
 def box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
