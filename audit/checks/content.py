@@ -196,7 +196,8 @@ CANDIDATE_RULE = (
     "pairs left over are not confirmed (over_budget, per suffix); suffixes of at least 24 images are also searched "
     "by their spectra (pairs standing out of both images' neighbourhoods by spectrum_z robust standard units, "
     "at most spectrum_budget_fraction of the budget more: crops into the head, bias-field-corrected and "
-    "translated copies)")
+    "translated copies), and pairs whose two images are each other's nearest by the sum of both z scores, "
+    "sizes within size_tolerance_floor (at most mutual_budget_per_image x its images more, the highest first)")
 #: Pairs listed in one finding's evidence (the count is always complete).
 MAX_PAIRS = 50
 NAMED = 4  # pairs named in a message
@@ -369,7 +370,7 @@ def _ordered(hits: dict[tuple[str, str], list[dict[str, Any]]],
 #: The candidate stage's settings (:func:`near_duplicates`' keywords, named as the thresholds).
 CANDIDATE_SETTINGS = ("similarity", "size_tolerance", "patch_overlap", "similarity_floor", "size_tolerance_floor",
                       "candidate_budget", "candidate_budget_per_image", "spectrum_z",
-                      "spectrum_budget_fraction")
+                      "spectrum_budget_fraction", "mutual_budget_per_image")
 
 
 def _near_cached(ctx: AuditContext, th: Mapping[str, Any]) -> tuple[list[NearPair], dict[str, Any]]:
@@ -427,7 +428,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
         "candidate_thresholds": {
             "rule": CANDIDATE_RULE, "groups": stats.get("thresholds", {}),
             "over_budget": sum(g.get("over_budget", 0) for g in stats.get("thresholds", {}).values()),
-            "spectrum": stats.get("spectrum", {}),
+            "spectrum": stats.get("spectrum", {}), "mutual": stats.get("mutual", {}),
             **{k: th[k] for k in CANDIDATE_SETTINGS[3:] if k in th}},
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
                       "their suffix (audit.images.candidates), or of one and the other mirrored",
@@ -450,7 +451,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
                 hits[v.verdict][(x, y)].append({
                     "a": _side(x, ia), "b": _side(y, ib), "similarity": p.similarity,
                     "size_difference": p.size_difference, "patch_overlap": p.patch_overlap,
-                    "spectrum_z": p.spectrum_z,
+                    "spectrum_z": p.spectrum_z, "mutual_score": p.mutual_score,
                     "matched_by": list(p.matched_by), "grid_map": p.grid_map, "suffix": p.group,
                     "compared_with": p.group_size, "confirmation": v.evidence(), "name": _pair_name(ia, ib)})
         yield from _findings(ctx, fold, _ordered(hits["copy"], order), (
