@@ -11,31 +11,32 @@ both at once.
 
 Score (:func:`mutual_pairs`)
     For each image, its ``k`` nearest others by the spectra's
-    neighbourhood-scaled similarity (:class:`audit.images.spectrum.NeighbourhoodSpace`,
-    every pair scored in blocks of rows, as the spectrum search does), and
-    the images that count it among theirs, are scored by the sum of two
-    robust z scores: the spectra's (the group's median and MAD of pair
-    scores) and the fingerprints' (relative similarity under the best of the
-    grid's signed axis orders, :data:`audit.images.candidates.GRID_MAPS`,
-    standardised by the median and MAD of random pairs' best-map similarity).
-    Two descriptors, each scaled by its own spread, each a share of the
-    evidence.
+    neighbourhood-scaled similarity (:class:`audit.images.spectrum.NeighbourhoodSpace`)
+    and by the fingerprints (cosine of the unit residuals on their top 32
+    principal axes), both scanned in blocks of rows; each pair so listed
+    (sizes within ``size_tolerance``) is scored by the sum of two robust z
+    scores: the spectra's (the group's median and MAD of pair scores) and the
+    fingerprints' (relative similarity under the best of the identity and the
+    7 mirrors of the grid, :data:`MUTUAL_CODES`, standardised by the median
+    and MAD of random pairs' best-map similarity). Two descriptors, each
+    scaled by its own spread, each a share of the evidence.
 
 Rule
-    ``(i, j)`` is a candidate when ``j`` is ``i``'s best-scoring image and
-    ``i`` is among ``j``'s ``rank`` best (``rank`` 1: mutual nearest
-    neighbours; 2 lets a copy whose nearest image is another, alike copy
-    through), and the pair stands clear of ``i``'s next image by ``margin``
-    robust units. Each image proposes at most one pair, so a group of ``n``
-    images gives at most ``n`` pairs, and at most ``limit`` are kept (the
-    highest combined score first). A candidate only costs one confirmation
+    ``(i, j)`` is a candidate when each is the other's best-scoring image
+    (mutual nearest neighbours, :data:`MUTUAL_BY`: by the sum). Every image
+    is in at most one pair, so a group of ``n`` images gives at most ``n / 2``
+    pairs (measured: about a quarter of the images on distinct people), and
+    at most ``limit`` are kept, the highest sums first. Neither a margin
+    over the second best nor a score cut separates weak copies from
+    distinct people (``docs/neardup-confirm.md``): the budget bounds the
+    cost. A candidate only costs one confirmation
     (:mod:`audit.images.confirmpairs` decides it): the rule cannot make an
     error of a pair the confirmation does not confirm.
 
-Cost: the spectra's block scan (``n^2`` projected dot products, as
+Cost: the block scans (``n^2`` projected dot products, as
 :func:`audit.images.spectrum.spectrum_pairs`; groups up to
-``SPECTRUM_MAX``) and the fingerprints of at most ``2 k n`` pairs under each
-grid map. No ``n x n`` matrix is held.
+``SPECTRUM_MAX``) and the fingerprints of at most ``2 k n`` pairs under
+each of the 8 grid maps. No ``n x n`` matrix is held.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from audit.images.spectrum import NeighbourhoodSpace
 
 __all__ = ["MUTUAL_BY", "MUTUAL_CODES", "MUTUAL_K", "mapped_similarity", "mutual_pairs"]
 
-#: Spectrum neighbours per image whose pairs are scored.
+#: Nearest others per image (by each descriptor) whose pairs are scored.
 MUTUAL_K = 8
 #: Grid maps the fingerprints are compared under: the identity and the 7 axis reversals (mirrors).
 MUTUAL_CODES = (0, *FLIP_CODES)
