@@ -122,6 +122,9 @@ THRESHOLDS: dict[str, dict[str, Any]] = {
         "patch_overlap": 0.5,     # share of the smaller image's voxel patches that the other holds (exact values)
         "spectrum_z": 4.0,        # spectrum pairs (audit.images.spectrum): robust z within the images' neighbourhoods
         "spectrum_budget_fraction": 0.25,  # new spectrum pairs at most this share of the fingerprints' budget
+        # mutual nearest neighbours by spectrum z + fingerprint z (audit.images.mutual): at most this many new pairs
+        # per image (0: off); IXI: finds the flipped+turned+noised and the 10-degree copies both cuts missed
+        "mutual_budget_per_image": 0.05,
         # confirmation stage (full resolution, candidate pairs only; audit.images.confirmpairs)
         "confirm_alpha": 0.01,    # chance of one false confirmation among a group's candidate pairs
         "null_pairs": 30,         # random distinct pairs per group with candidates (the group's null)

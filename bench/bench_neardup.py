@@ -575,7 +575,8 @@ def _two_stages(root: Path, th: dict[str, Any], source: dict[str, str]) -> dict[
                      "matched_by": p.matched_by, "a": subj[p.a.path], "b": subj[p.b.path]})
     return {"images": len(summaries), "pass_s": t1 - t0, "search_s": t2 - t1, "confirm_s": t3 - t2,
             "candidates": len(pairs), "rows": rows, "nulls": {g: n.to_dict() for g, n in nulls.items()},
-            "stage": cstats, "thresholds": stats.get("thresholds", {}), "spectrum": stats.get("spectrum", {})}
+            "stage": cstats, "thresholds": stats.get("thresholds", {}), "spectrum": stats.get("spectrum", {}),
+            "mutual": stats.get("mutual", {})}
 
 
 _WORKERS = [2]
@@ -600,6 +601,8 @@ def confirm_bench(args: argparse.Namespace) -> int:
         th["similarity"] = args.similarity
     if args.size_tolerance:
         th["size_tolerance"] = args.size_tolerance
+    if args.mutual_budget_per_image is not None:  # 0: without the mutual-nearest-neighbour candidates
+        th["mutual_budget_per_image"] = args.mutual_budget_per_image
     if args.fixed:  # the fixed rule (similarity, size_tolerance) for every suffix: no floor, no budget
         th["similarity_floor"] = None
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-neardup-confirm-"))
@@ -630,13 +633,15 @@ def confirm_bench(args: argparse.Namespace) -> int:
             print(f"  candidate threshold {g}: {w}")
         for g, w in r.get("spectrum", {}).items():
             print(f"  spectrum search {g}: {w}")
+        for g, w in r.get("mutual", {}).items():
+            print(f"  mutual nearest neighbours {g}: {w}")
         dz = [x["spectrum_z"] for x in distinct if x.get("spectrum_z") is not None]
         print(f"  distinct pairs linked by spectra {len(dz)} (z max {max(dz, default=float('nan')):.2f}); copies' "
               f"spectrum z min {min([x['spectrum_z'] for x in rows if x['copy'] and x.get('spectrum_z')], default=float('nan')):.2f}")
         if not by_class:
             return
         print(f"  {'class':24} {'copies':>6} {'candidate':>9} {'error':>6} {'warning':>7} {'score min':>9} "
-              f"{'spectrum only':>13}")
+              f"{'spectrum only':>13} {'mutual only':>11}")
         for name in classes:
             subs = [s for s, c in by_class.items() if c == name]
             hit = {x["b"] if x["b"] in subs else x["a"]: x for x in rows if x["copy"] and (x["a"] in subs or x["b"] in subs)}
@@ -645,7 +650,8 @@ def confirm_bench(args: argparse.Namespace) -> int:
                   f"{sum(h['verdict'] == 'copy' for h in hit.values()) / len(subs):>6.0%} "
                   f"{sum(h['verdict'] == 'inconclusive' for h in hit.values()) / len(subs):>7.0%} "
                   f"{min(sc, default=float('nan')):>9.3f} "
-                  f"{sum(tuple(h['matched_by']) == ('spectrum',) for h in hit.values()):>13}")
+                  f"{sum(tuple(h['matched_by']) == ('spectrum',) for h in hit.values()):>13} "
+                  f"{sum(tuple(h['matched_by']) == ('mutual nearest neighbours',) for h in hit.values()):>11}")
         sys.stdout.flush()
 
     def with_copies(base: Path, name: str, images: list[tuple[str, Any, Any, str]], n: int) -> None:
@@ -705,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="fixed candidate threshold (--confirm: similarity / size tolerance, no adaptive floor)")
     ap.add_argument("--similarity", type=float, default=0.0, help="candidate threshold (--confirm; default: catalogue)")
     ap.add_argument("--size-tolerance", type=float, default=0.0, help="(--confirm; default: catalogue)")
+    ap.add_argument("--mutual-budget-per-image", type=float, default=None,
+                    help="--confirm: mutual-nearest-neighbour pairs per image (default: catalogue; 0: off)")
     ap.add_argument("--synthetic-only", action="store_true")
     ap.add_argument("--skip-clean", action="store_true", help="--confirm: not the clean IXI run")
     ap.add_argument("--candidates-only", action="store_true",

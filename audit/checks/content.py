@@ -41,6 +41,12 @@
          (at most ``spectrum_budget_fraction`` 0.25 of the fingerprints'
          budget more pairs): crops into the head,
          bias-field-corrected, translated copies, whose fingerprint frame moved;
+       * *mutual nearest neighbours* (:mod:`audit.images.mutual`): the two
+         images are each other's best by the sum of the spectrum and the
+         fingerprint (best mirror) z scores, sizes within
+         ``size_tolerance_floor``; at most ``mutual_budget_per_image`` (0.05)
+         new pairs per image, the highest first: copies that several
+         transforms moved under both cuts (flip + turn + noise);
        * *voxel patches* are shared: at least ``patch_overlap`` (default
          0.5) of the smaller image's 2x2x2 blocks of exact voxel values are
          also blocks of the other (256-hash bottom-k sketches): crops, pads,
@@ -83,12 +89,14 @@ distinct pair at error or warning; distinct pairs score 0.13 +- 0.08
 (highest 0.29), the lowest confirmed copy 0.75; a confirmation takes
 0.44 s (2 mm); at 1 mm a copy costs about 0.75 s CPU (reading its two images
 0.42 s, the comparison 0.25 s): 1.1x the image pass at 41 images, 1.3x at 13. Candidate recall per class on real anatomy
-(96 copies, 24 classes, with the spectra; docs/neardup-confirm.md): every
+(96 copies, 24 classes, with the spectra and the mutual neighbours;
+docs/neardup-confirm.md): every
 class 100 % (crops into the head and bias-field-corrected copies, 0 % by the
-fingerprints, are found by the spectra) except flip + 10-degree rotation +
-noise, 75 %; every candidate copy has been confirmed. On clean IXI: 5
-candidates (2 fingerprint, 3 spectrum pairs), all rejected by confirmation,
-no finding. On
+fingerprints, are found by the spectra; the flip + 10-degree rotation +
+noise copy under both cuts, by the mutual nearest neighbours); every
+candidate copy has been confirmed. On clean IXI: 10 candidates (2
+fingerprint, 3 spectrum, 5 mutual-neighbour pairs), all rejected by
+confirmation, no finding. On
 the demo's phantoms (all alike: distinct ones confirm at 0.87-0.97, up to
 0.989 beside planted copies of others, so the group's threshold rises to the
 cap, 0.993): no finding on the clean 40-, 400- and 2,000-subject datasets
@@ -196,7 +204,8 @@ CANDIDATE_RULE = (
     "pairs left over are not confirmed (over_budget, per suffix); suffixes of at least 24 images are also searched "
     "by their spectra (pairs standing out of both images' neighbourhoods by spectrum_z robust standard units, "
     "at most spectrum_budget_fraction of the budget more: crops into the head, bias-field-corrected and "
-    "translated copies)")
+    "translated copies), and pairs whose two images are each other's nearest by the sum of both z scores, "
+    "sizes within size_tolerance_floor (at most mutual_budget_per_image x its images more, the highest first)")
 #: Pairs listed in one finding's evidence (the count is always complete).
 MAX_PAIRS = 50
 NAMED = 4  # pairs named in a message
@@ -369,7 +378,7 @@ def _ordered(hits: dict[tuple[str, str], list[dict[str, Any]]],
 #: The candidate stage's settings (:func:`near_duplicates`' keywords, named as the thresholds).
 CANDIDATE_SETTINGS = ("similarity", "size_tolerance", "patch_overlap", "similarity_floor", "size_tolerance_floor",
                       "candidate_budget", "candidate_budget_per_image", "spectrum_z",
-                      "spectrum_budget_fraction")
+                      "spectrum_budget_fraction", "mutual_budget_per_image")
 
 
 def _near_cached(ctx: AuditContext, th: Mapping[str, Any]) -> tuple[list[NearPair], dict[str, Any]]:
@@ -427,7 +436,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
         "candidate_thresholds": {
             "rule": CANDIDATE_RULE, "groups": stats.get("thresholds", {}),
             "over_budget": sum(g.get("over_budget", 0) for g in stats.get("thresholds", {}).values()),
-            "spectrum": stats.get("spectrum", {}),
+            "spectrum": stats.get("spectrum", {}), "mutual": stats.get("mutual", {}),
             **{k: th[k] for k in CANDIDATE_SETTINGS[3:] if k in th}},
         "similarity": "cosine of the two fingerprints after removing the mean fingerprint of the images of "
                       "their suffix (audit.images.candidates), or of one and the other mirrored",
@@ -450,7 +459,7 @@ def near_duplicate_image(ctx: AuditContext) -> Iterator[Finding]:
                 hits[v.verdict][(x, y)].append({
                     "a": _side(x, ia), "b": _side(y, ib), "similarity": p.similarity,
                     "size_difference": p.size_difference, "patch_overlap": p.patch_overlap,
-                    "spectrum_z": p.spectrum_z,
+                    "spectrum_z": p.spectrum_z, "mutual_score": p.mutual_score,
                     "matched_by": list(p.matched_by), "grid_map": p.grid_map, "suffix": p.group,
                     "compared_with": p.group_size, "confirmation": v.evidence(), "name": _pair_name(ia, ib)})
         yield from _findings(ctx, fold, _ordered(hits["copy"], order), (

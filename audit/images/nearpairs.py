@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from audit.images import candidates
-from audit.images.spectrum import spectrum_pairs
+from audit.images.mutual import MUTUAL_K, mutual_pairs
+from audit.images.spectrum import SP_NEIGHBOURS, SPECTRUM_MAX, SPECTRUM_MIN, neighbourhood_space, spectrum_pairs
 from audit.images.summary import ImageSummary
 
 __all__ = ["NearPair", "grid_map", "near_duplicates"]
@@ -40,13 +41,14 @@ class NearPair:
     matched_by: tuple[str, ...] = ()  # "fingerprint", "fingerprint (mirrored)", "voxel patches"
     grid_map: dict[str, Any] | None = None  # mirrored or turned: the fingerprint grid's axis order and reversals
     spectrum_z: float | None = None  # the spectra's neighbourhood-scaled similarity, robust z (None: not linked)
+    mutual_score: float | None = None  # mutual nearest neighbours: spectrum z + fingerprint z (None: not linked)
 
 
 def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, size_tolerance: float,
                     patch_overlap: float = 0.5, mirrors: bool = True, similarity_floor: float | None = None,
                     size_tolerance_floor: float | None = None, candidate_budget: int = 0,
                     candidate_budget_per_image: float = 0.0, spectrum_z: float | None = None,
-                    spectrum_budget_fraction: float = 0.25,
+                    spectrum_budget_fraction: float = 0.25, mutual_budget_per_image: float = 0.0,
                     **_: Any) -> tuple[list[NearPair], dict[str, Any]]:
     """Candidate pairs: images of different participants (and different content) that may be near-copies.
 
@@ -78,13 +80,23 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
     fingerprints'); they find what moves the fingerprint's frame (crops
     into the head, bias-field correction, translations). ``stats["spectrum"]``
     has the figures per group.
+
+    Mutual nearest neighbours (with ``spectrum_z`` and
+    ``mutual_budget_per_image`` > 0): pairs whose two images are each other's
+    best by the sum of the spectrum and the fingerprint z scores, sizes
+    within ``size_tolerance_floor``
+    (:func:`audit.images.mutual.mutual_pairs`), at most
+    ``mutual_budget_per_image`` x the group's images more (the highest
+    scores first): copies that several transforms moved under both cuts (a
+    flip, a turn and noise).
+    ``stats["mutual"]`` has the figures per group.
     """
     groups: dict[str, list[ImageSummary]] = defaultdict(list)
     for s in summaries:
         if (s.fingerprint or s.patch_sketch or s.spectrum) and s.subject and s.status == "ok":
             groups[s.suffix or "?"].append(s)
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    stats: dict[str, Any] = {"groups": {}, "candidates": 0, "thresholds": {}, "spectrum": {}}
+    stats: dict[str, Any] = {"groups": {}, "candidates": 0, "thresholds": {}, "spectrum": {}, "mutual": {}}
     adaptive = similarity_floor is not None and similarity_floor < similarity
     search_at = float(similarity_floor) if adaptive else similarity  # type: ignore[arg-type]
     tolerance_at = max(size_tolerance, size_tolerance_floor or 0.0) if adaptive else size_tolerance
@@ -137,10 +149,13 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                 found[key] = row
             res = (candidates.residuals(vectors), {m.path: k for k, m in enumerate(fps)}, spread)
         if spectrum_z is not None and spectrum_z > 0:
-            allowed = math.ceil(spectrum_budget_fraction * max(int(candidate_budget),
-                                                                math.ceil(candidate_budget_per_image * len(members))))
-            stats["spectrum"][suffix] = _spectrum_links(members, found, res, suffix, keep, float(spectrum_z),
-                                                        allowed)
+            budget = max(int(candidate_budget), math.ceil(candidate_budget_per_image * len(members)))
+            stats["spectrum"][suffix], group = _spectrum_links(members, found, res, suffix, keep, float(spectrum_z),
+                                                               math.ceil(spectrum_budget_fraction * budget))
+            if mutual_budget_per_image > 0 and group is not None:
+                stats["mutual"][suffix] = _mutual_links(group, found, res, suffix, keep,
+                                                        math.ceil(mutual_budget_per_image * len(members)),
+                                                        tolerance_at)
         sk = [m for m in members if m.patch_sketch and m.patch_count]
         if len(sk) >= 2:
             hashes = [m.sketch_hashes() for m in sk]
@@ -153,29 +168,39 @@ def near_duplicates(summaries: Iterable[ImageSummary], *, similarity: float, siz
                     ma, mb = mb, ma
                 row = found.get((ma.path, mb.path))
                 if row is None:
-                    row = found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": None,
-                                                       "size_difference": None, "group": suffix,
-                                                       "group_size": len(members), "matched_by": []}
-                    if res is not None and ma.path in res[1] and mb.path in res[1]:
-                        ra, rb = res[1][ma.path], res[1][mb.path]
-                        row["similarity"] = round(float(res[0].cosine(np.array([ra]), np.array([rb]))[0]), 4)
-                        row["size_difference"] = round(float(np.abs(res[2][ra] - res[2][rb]).max()), 4)
+                    row = found[(ma.path, mb.path)] = _new_row(ma, mb, suffix, len(members), res)
                 row["patch_overlap"] = round(float(s), 4)
                 row["matched_by"].append("voxel patches")
     pairs = [NearPair(r["a"], r["b"], r["similarity"], r["size_difference"], r["group"], r["group_size"],
-                      r.get("patch_overlap"), tuple(r["matched_by"]), r.get("grid_map"), r.get("spectrum_z"))
+                      r.get("patch_overlap"), tuple(r["matched_by"]), r.get("grid_map"), r.get("spectrum_z"),
+                      r.get("mutual_score"))
              for r in found.values()]
     pairs.sort(key=lambda p: (p.a.path, p.b.path))
     stats["pairs"] = len(pairs)
     return pairs, stats
 
 
+def _new_row(ma: ImageSummary, mb: ImageSummary, suffix: str, size: int, res: Any) -> dict[str, Any]:
+    """A pair first linked by spectra, mutual neighbours or patches, with its fingerprint figures where known."""
+    row: dict[str, Any] = {"a": ma, "b": mb, "similarity": None, "size_difference": None, "group": suffix,
+                           "group_size": size, "matched_by": []}
+    if res is not None and ma.path in res[1] and mb.path in res[1]:
+        ra, rb = res[1][ma.path], res[1][mb.path]
+        row["similarity"] = round(float(res[0].cosine(np.array([ra]), np.array([rb]))[0]), 4)
+        row["size_difference"] = round(float(np.abs(res[2][ra] - res[2][rb]).max()), 4)
+    return row
+
+
 def _spectrum_links(members: list[ImageSummary], found: dict[tuple[str, str], dict[str, Any]], res: Any,
-                    suffix: str, keep: Any, z_min: float, allowed: int) -> dict[str, Any]:
-    """Add one group's spectrum pairs to ``found`` (at most ``allowed`` new ones); figures about the search."""
+                    suffix: str, keep: Any, z_min: float, allowed: int) -> tuple[dict[str, Any], Any]:
+    """Add one group's spectrum pairs to ``found`` (at most ``allowed`` new ones); figures about the search.
+
+    Also returns ``(images, their neighbourhood space, participant labels)`` for the mutual rule (None when
+    the group is not searched by its spectra).
+    """
     sp = [m for m in members if m.spectrum]
     if not sp:
-        return {"images": 0}
+        return {"images": 0}, None
     decoded = [m.spectrum_vector() for m in sp]
     width = len(decoded[0])
     sp = [m for m, v in zip(sp, decoded) if len(v) == width]  # one spectrum version per group
@@ -183,7 +208,8 @@ def _spectrum_links(members: list[ImageSummary], found: dict[tuple[str, str], di
     subjects = {s: k for k, s in enumerate(sorted({m.subject or "" for m in sp}))}
     labels = np.array([subjects[m.subject or ""] for m in sp])
     known = sum(1 for r in found.values() if r["group"] == suffix)
-    i, j, z, info = spectrum_pairs(vectors, z_min=z_min, limit=allowed + known, labels=labels)
+    space = neighbourhood_space(vectors) if max(SPECTRUM_MIN, SP_NEIGHBOURS + 2) <= len(sp) <= SPECTRUM_MAX else None
+    i, j, z, info = spectrum_pairs(vectors, z_min=z_min, limit=allowed + known, labels=labels, space=space)
     added = 0
     for a, b, score in zip(i.tolist(), j.tolist(), z.tolist()):
         ma, mb = sorted((sp[a], sp[b]), key=lambda m: m.path)
@@ -194,15 +220,39 @@ def _spectrum_links(members: list[ImageSummary], found: dict[tuple[str, str], di
             if added >= allowed:
                 continue
             added += 1
-            row = found[(ma.path, mb.path)] = {"a": ma, "b": mb, "similarity": None, "size_difference": None,
-                                               "group": suffix, "group_size": len(sp), "matched_by": []}
-            if res is not None and ma.path in res[1] and mb.path in res[1]:
-                ra, rb = res[1][ma.path], res[1][mb.path]
-                row["similarity"] = round(float(res[0].cosine(np.array([ra]), np.array([rb]))[0]), 4)
-                row["size_difference"] = round(float(np.abs(res[2][ra] - res[2][rb]).max()), 4)
+            row = found[(ma.path, mb.path)] = _new_row(ma, mb, suffix, len(sp), res)
         row["spectrum_z"] = round(float(score), 3)
         row["matched_by"].append("spectrum")
-    return {**info, "z_min": z_min, "budget": allowed, "pairs_added": added}
+    return {**info, "z_min": z_min, "budget": allowed, "pairs_added": added}, (
+        None if space is None else (sp, space, labels))
+
+
+def _mutual_links(group: Any, found: dict[tuple[str, str], dict[str, Any]], res: Any, suffix: str, keep: Any,
+                  allowed: int, size_tolerance: float) -> dict[str, Any]:
+    """Add one group's mutual-nearest-neighbour pairs to ``found`` (at most ``allowed`` new ones); figures."""
+    sp, space, labels = group
+    fp_row = np.array([-1 if res is None else res[1].get(m.path, -1) for m in sp], dtype=np.int64)
+    spreads = np.full((len(sp), 3), np.nan)
+    if res is not None:
+        spreads[fp_row >= 0] = res[2][fp_row[fp_row >= 0]]
+    known = sum(1 for r in found.values() if r["group"] == suffix)
+    i, j, score, _, info = mutual_pairs(space, None if res is None else res[0], fp_row, labels=labels,
+                                        limit=allowed + known, k=MUTUAL_K, spreads=spreads,
+                                        size_tolerance=size_tolerance)
+    added = 0
+    for a, b, s in zip(i.tolist(), j.tolist(), score.tolist()):
+        ma, mb = sorted((sp[a], sp[b]), key=lambda m: m.path)
+        if not keep(ma, mb):
+            continue
+        row = found.get((ma.path, mb.path))
+        if row is None:
+            if added >= allowed:
+                continue
+            added += 1
+            row = found[(ma.path, mb.path)] = _new_row(ma, mb, suffix, len(sp), res)
+        row["mutual_score"] = round(float(s), 3)
+        row["matched_by"].append("mutual nearest neighbours")
+    return {**info, "size_tolerance": size_tolerance, "budget": allowed, "pairs_added": added}
 
 
 def _within_budget(linked: dict[tuple[str, str], dict[str, Any]], images: int, *, similarity: float,

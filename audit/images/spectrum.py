@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,7 +58,8 @@ from audit.images.features import otsu_threshold
 from audit.images.voxels import block_sum, native
 
 __all__ = ["SPECTRUM_MAX", "SPECTRUM_MIN", "SPECTRUM_VERSION", "SP_BOX", "SP_DIMS", "SP_K", "SP_MM", "SP_NEIGHBOURS",
-           "decode_spectrum", "encode_spectrum", "spectrum", "spectrum_pairs"]
+           "NeighbourhoodSpace", "decode_spectrum", "encode_spectrum", "neighbourhood_space", "spectrum",
+           "spectrum_pairs"]
 
 #: Working voxel size (mm).
 SP_MM = 4.0
@@ -163,10 +165,12 @@ def spectrum(volume: np.ndarray, affine: np.ndarray) -> np.ndarray | None:
 
 
 def spectrum_pairs(vectors: np.ndarray, *, z_min: float, limit: int, labels: np.ndarray | None = None,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+                   seed: int = 0, space: NeighbourhoodSpace | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
     """Candidate pairs ``(i, j, z)`` (``i < j``, highest ``z`` first, at most ``limit``) and figures.
 
     Pairs whose ``labels`` are equal (one participant's sessions) are left out.
+    ``space``: the group's :func:`neighbourhood_space` when already made.
 
     ``z``: the pair's neighbourhood-scaled similarity (module docstring) in
     robust standard units of the group's pairs. Groups of fewer than
@@ -184,6 +188,48 @@ def spectrum_pairs(vectors: np.ndarray, *, z_min: float, limit: int, labels: np.
     info: dict[str, float] = {"images": n, "pairs_at_z": 0, "pairs_kept": 0}
     if n < max(SPECTRUM_MIN, SP_NEIGHBOURS + 2) or n > SPECTRUM_MAX or limit <= 0:
         return empty, empty, np.zeros(0), info
+    space = neighbourhood_space(vectors, seed=seed) if space is None else space
+    med, mad, chunk = space.median, space.mad, space.chunk
+    info.update(median=round(med, 4), mad=round(mad, 4))
+    if not mad > 0:
+        return empty, empty, np.zeros(0), info
+    cut = med + z_min * mad
+    ii, jj, ss = [], [], []
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        score = space.scores(slice(s, e))
+        rows, cols = np.nonzero(score >= cut)
+        up = cols > rows + s
+        if labels is not None:
+            up &= labels[rows + s] != labels[cols]
+        ii.append(rows[up] + s)
+        jj.append(cols[up])
+        ss.append(score[rows[up], cols[up]])
+    i, j, sc = np.concatenate(ii), np.concatenate(jj), np.concatenate(ss)
+    info["pairs_at_z"] = len(i)
+    order = np.lexsort((j, i, -sc))[:limit]
+    info["pairs_kept"] = len(order)
+    return i[order].astype(np.int64), j[order].astype(np.int64), (sc[order] - med) / mad, info
+
+
+class NeighbourhoodSpace(NamedTuple):
+    """A group's spectra as the search compares them (:func:`neighbourhood_space`)."""
+
+    x: np.ndarray  # (n, k) float32: centred, projected on the top principal axes, unit length
+    r: np.ndarray  # (n,) float32: each image's neighbourhood level (mean cosine of its nearest others)
+    median: float  # of the neighbourhood-scaled pair scores (a sample)
+    mad: float  # their MAD x 1.4826 (robust standard unit)
+    chunk: int  # rows per block of ``x @ x.T`` (about 4 M scores a block)
+
+    def scores(self, rows: slice) -> np.ndarray:
+        """Neighbourhood-scaled similarities ``2 cos(i, j) - r_i - r_j`` of ``rows`` against every image."""
+        out: np.ndarray = 2 * (self.x[rows] @ self.x.T) - self.r[rows, None] - self.r[None, :]
+        return out
+
+
+def neighbourhood_space(vectors: np.ndarray, *, seed: int = 0) -> NeighbourhoodSpace:
+    """The spectra projected and scaled as :func:`spectrum_pairs` scores them (every pair, in blocks of rows)."""
+    n = len(vectors)
     x = np.asarray(vectors, dtype=np.float32)
     x = x - x.mean(axis=0)
     if x.shape[1] > SP_DIMS:
@@ -207,26 +253,7 @@ def spectrum_pairs(vectors: np.ndarray, *, z_min: float, limit: int, labels: np.
     sample = 2 * np.einsum("ij,ij->i", x[a], x[b]) - r[a] - r[b]
     med = float(np.median(sample))
     mad = float(np.median(np.abs(sample - med))) * 1.4826
-    info.update(median=round(med, 4), mad=round(mad, 4))
-    if not mad > 0:
-        return empty, empty, np.zeros(0), info
-    cut = med + z_min * mad
-    ii, jj, ss = [], [], []
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        score = 2 * (x[s:e] @ x.T) - r[s:e, None] - r[None, :]
-        rows, cols = np.nonzero(score >= cut)
-        up = cols > rows + s
-        if labels is not None:
-            up &= labels[rows + s] != labels[cols]
-        ii.append(rows[up] + s)
-        jj.append(cols[up])
-        ss.append(score[rows[up], cols[up]])
-    i, j, sc = np.concatenate(ii), np.concatenate(jj), np.concatenate(ss)
-    info["pairs_at_z"] = len(i)
-    order = np.lexsort((j, i, -sc))[:limit]
-    info["pairs_kept"] = len(order)
-    return i[order].astype(np.int64), j[order].astype(np.int64), (sc[order] - med) / mad, info
+    return NeighbourhoodSpace(x, r, med, mad, chunk)
 
 
 def encode_spectrum(vector: np.ndarray) -> str:

@@ -307,11 +307,17 @@ def test_distinct_subjects_of_the_demo_are_not_near_duplicates(tmp_path):
     assert len(pairs) == where["pairs_kept"] <= where["budget"] and where["over_budget"] == 0
     assert all(p.similarity >= TH["similarity_floor"] for p in pairs)
     # the spectra add at most their own budget of pairs, each named as theirs
-    both, stats = near_duplicates(summaries, **TH)
+    both, stats = near_duplicates(summaries, **{**TH, "mutual_budget_per_image": 0})
     extra = [p for p in both if p.matched_by == ("spectrum",)]
     sp = stats["spectrum"]["T1w"]
     assert len(both) == len(pairs) + len(extra) and len(extra) == sp["pairs_added"] <= sp["budget"]
     assert all(p.spectrum_z >= TH["spectrum_z"] for p in extra)
+    # the mutual nearest neighbours add at most their own budget too (every image has a nearest one)
+    every, stats = near_duplicates(summaries, **TH)
+    mutual = [p for p in every if p.matched_by == ("mutual nearest neighbours",)]
+    mu = stats["mutual"]["T1w"]
+    assert len(every) == len(both) + len(mutual) and 0 < len(mutual) == mu["pairs_added"] <= mu["budget"]
+    assert all(p.mutual_score is not None for p in mutual)
 
 
 def test_a_group_over_its_candidate_budget_raises_its_threshold_and_says_so(tmp_path):
