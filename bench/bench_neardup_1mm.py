@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--runs", default="cold,warm", help="cold: an empty null cache; warm: the cache of the run before")
+    ap.add_argument("--mutual-budget-per-image", type=float, default=None,
+                    help="the mutual-nearest-neighbour candidates' budget (default: the catalogue's; 0: off)")
     args = ap.parse_args(argv)
+    if args.mutual_budget_per_image is not None:
+        from audit.catalogue import THRESHOLDS
+
+        THRESHOLDS["leakage.near_duplicate_image"]["mutual_budget_per_image"] = args.mutual_budget_per_image
     t_imp = time.perf_counter()
     import scipy.ndimage
     import scipy.optimize  # noqa: F401

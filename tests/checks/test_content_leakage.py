@@ -313,7 +313,7 @@ def test_distinct_subjects_of_the_demo_are_not_near_duplicates(tmp_path):
     assert len(both) == len(pairs) + len(extra) and len(extra) == sp["pairs_added"] <= sp["budget"]
     assert all(p.spectrum_z >= TH["spectrum_z"] for p in extra)
     # the mutual nearest neighbours add at most their own budget too (every image has a nearest one)
-    every, stats = near_duplicates(summaries, **TH)
+    every, stats = near_duplicates(summaries, **{**TH, "mutual_budget_per_image": 0.05})
     mutual = [p for p in every if p.matched_by == ("mutual nearest neighbours",)]
     mu = stats["mutual"]["T1w"]
     assert len(every) == len(both) + len(mutual) and 0 < len(mutual) == mu["pairs_added"] <= mu["budget"]
