@@ -210,8 +210,19 @@ def _spectrum_links(members: list[ImageSummary], found: dict[tuple[str, str], di
     known = sum(1 for r in found.values() if r["group"] == suffix)
     space = neighbourhood_space(vectors) if max(SPECTRUM_MIN, SP_NEIGHBOURS + 2) <= len(sp) <= SPECTRUM_MAX else None
     i, j, z, info = spectrum_pairs(vectors, z_min=z_min, limit=allowed + known, labels=labels, space=space)
+    added = _add_pairs(found, sp, i, j, z, res, suffix, keep, allowed, "spectrum_z", "spectrum")
+    return {**info, "z_min": z_min, "budget": allowed, "pairs_added": added}, (
+        None if space is None else (sp, space, labels))
+
+
+def _add_pairs(found: dict[tuple[str, str], dict[str, Any]], sp: list[Any], i: np.ndarray, j: np.ndarray,
+               scores: np.ndarray, res: Any, suffix: str, keep: Any, allowed: int, field: str, source: str) -> int:
+    """Mark the pairs ``(sp[i], sp[j])`` that ``keep`` accepts as found by ``source`` (its score in ``field``).
+
+    A pair not yet in ``found`` is added while fewer than ``allowed`` were; returns how many were added.
+    """
     added = 0
-    for a, b, score in zip(i.tolist(), j.tolist(), z.tolist()):
+    for a, b, score in zip(i.tolist(), j.tolist(), scores.tolist()):
         ma, mb = sorted((sp[a], sp[b]), key=lambda m: m.path)
         if not keep(ma, mb):
             continue
@@ -221,10 +232,9 @@ def _spectrum_links(members: list[ImageSummary], found: dict[tuple[str, str], di
                 continue
             added += 1
             row = found[(ma.path, mb.path)] = _new_row(ma, mb, suffix, len(sp), res)
-        row["spectrum_z"] = round(float(score), 3)
-        row["matched_by"].append("spectrum")
-    return {**info, "z_min": z_min, "budget": allowed, "pairs_added": added}, (
-        None if space is None else (sp, space, labels))
+        row[field] = round(float(score), 3)
+        row["matched_by"].append(source)
+    return added
 
 
 def _mutual_links(group: Any, found: dict[tuple[str, str], dict[str, Any]], res: Any, suffix: str, keep: Any,
@@ -239,19 +249,7 @@ def _mutual_links(group: Any, found: dict[tuple[str, str], dict[str, Any]], res:
     i, j, score, _, info = mutual_pairs(space, None if res is None else res[0], fp_row, labels=labels,
                                         limit=allowed + known, k=MUTUAL_K, spreads=spreads,
                                         size_tolerance=size_tolerance)
-    added = 0
-    for a, b, s in zip(i.tolist(), j.tolist(), score.tolist()):
-        ma, mb = sorted((sp[a], sp[b]), key=lambda m: m.path)
-        if not keep(ma, mb):
-            continue
-        row = found.get((ma.path, mb.path))
-        if row is None:
-            if added >= allowed:
-                continue
-            added += 1
-            row = found[(ma.path, mb.path)] = _new_row(ma, mb, suffix, len(sp), res)
-        row["mutual_score"] = round(float(s), 3)
-        row["matched_by"].append("mutual nearest neighbours")
+    added = _add_pairs(found, sp, i, j, score, res, suffix, keep, allowed, "mutual_score", "mutual nearest neighbours")
     return {**info, "size_tolerance": size_tolerance, "budget": allowed, "pairs_added": added}
 
 
