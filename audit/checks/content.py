@@ -44,8 +44,8 @@
        * *mutual nearest neighbours* (:mod:`audit.images.mutual`): the two
          images are each other's best by the sum of the spectrum and the
          fingerprint (best mirror) z scores, sizes within
-         ``size_tolerance_floor``; at most ``mutual_budget_per_image`` (off
-         by default; 0.05 measured) new pairs per image, the highest first: copies that several
+         ``size_tolerance_floor``; at most ``mutual_budget_per_image`` (0.05)
+         new pairs per image, the highest first: copies that several
          transforms moved under both cuts (flip + turn + noise);
        * *voxel patches* are shared: at least ``patch_overlap`` (default
          0.5) of the smaller image's 2x2x2 blocks of exact voxel values are

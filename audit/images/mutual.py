@@ -84,15 +84,24 @@ def mapped_similarity(res: Residuals, a: np.ndarray, b: np.ndarray,
         return best, which
     mm = float(res.mean.astype(np.float64) @ res.mean)
     sq = np.einsum("ij,ij->i", res.x, res.x, dtype=np.float64)
+    whole = len(a) > n  # more pairs than rows: map every row once per code, not each pair's row (same values)
+    gram = n * n <= len(a)  # as many pairs as the whole table: one matrix product per code (float64, as the rows)
+    x64 = res.x.astype(np.float64) if gram else None
     for k in codes:
         tm = grid_map(res.mean, k, size)  # T m
         tsm = grid_map(res.mean[:, None], k, size, adjoint=True)[:, 0]  # T* m
         dot_tm, dot_tsm = res.x @ tm, res.x @ tsm
         norm_t = np.sqrt(np.maximum(sq - 2 * dot_tsm + mm, 0.0))  # |T x - m|
         norm_ts = np.sqrt(np.maximum(sq - 2 * dot_tm + mm, 0.0))  # |T* x - m|
+        mapped = grid_map(res.x, k, size) if whole else None
+        table = x64 @ mapped.astype(np.float64).T if x64 is not None and mapped is not None else None
         for s in range(0, len(a), 1024):
             p, q = a[s:s + 1024], b[s:s + 1024]
-            dots = np.einsum("ij,ij->i", res.x[p], grid_map(res.x[q], k, size), dtype=np.float64)
+            if table is not None:
+                dots = table[p, q]
+            else:
+                tq = mapped[q] if mapped is not None else grid_map(res.x[q], k, size)
+                dots = np.einsum("ij,ij->i", res.x[p], tq, dtype=np.float64)
             den1, den2 = res.norms[p] * norm_t[q], norm_ts[p] * res.norms[q]
             cos1 = (dots - res.dot_mean[p] - dot_tsm[q] + mm) / np.where(den1 > 0, den1, 1.0)
             cos2 = (dots - dot_tm[p] - res.dot_mean[q] + mm) / np.where(den2 > 0, den2, 1.0)

@@ -190,8 +190,8 @@ def test_every_transform_class_of_real_anatomy_is_a_confirmed_error(tmp_path):
     confirmed = _confirmed(findings)
     missed = sorted(planted[s][0] for s in set(planted) - set(confirmed))
     # measured (2026-12-01, twice): 23 of 24, the 10-degree rotation of one head missed by the candidate stage
-    # (confirmed directly, that pair scores 0.91); with the mutual nearest neighbours turned on (audit.images.mutual,
-    # off by default) 24
+    # (confirmed directly, that pair scores 0.91); with the mutual nearest neighbours (audit.images.mutual, here set
+    # explicitly) 24
     assert missed == [], missed
     # every finding of any severity links a copy to its own original: no distinct pair is reported
     linked = [(p["a"]["participant_id"], p["b"]["participant_id"]) for f in findings for p in f.evidence["pairs"]]

@@ -20,7 +20,7 @@ from audit.images.summary import summarise_images
 from tests.checks.test_near_confirm import IXI, _run, _splits, needs_ixi
 
 NEAR = "leakage.near_duplicate_image"
-#: The rule is off by default (its cost at 1 mm); these tests turn it on at the budget measured.
+#: The budget these tests measure, set explicitly so that they keep testing the rule if the default changes.
 TH = {**THRESHOLDS[NEAR], "mutual_budget_per_image": 0.05}
 ON = {"config": {"thresholds": {NEAR: {"mutual_budget_per_image": 0.05}}}}
 

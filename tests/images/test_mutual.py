@@ -141,3 +141,24 @@ def test_the_flipped_turned_noised_copy_among_other_noised_copies_is_linked_and_
     cv, ca, v, a = volumes["sub-copy01"]
     c = confirm_pair(prepare(v, a), None, cv, ca)
     assert c.score >= TH["confirm_floor"], c  # the confirmation stage would make it an error
+
+
+def test_mapped_similarity_is_the_same_by_rows_by_mapped_table_and_by_matrix_product():
+    from audit.images.candidates import residuals
+    from audit.images.mutual import MUTUAL_CODES, mapped_similarity
+
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(40, 8 ** 3)).astype(np.float32)
+    g[5] = g[3].reshape(8, 8, 8)[:, ::-1].ravel()  # a mirrored copy of row 3
+    res = residuals(g)
+    a, b = rng.integers(0, 40, 2000), rng.integers(0, 40, 2000)  # 2,000 >= 40 x 40: one product per map
+    whole, code = mapped_similarity(res, a, b, MUTUAL_CODES)
+    parts = [mapped_similarity(res, a[s:s + 30], b[s:s + 30], MUTUAL_CODES) for s in range(0, 2000, 30)]
+    assert np.allclose(whole, np.concatenate([p[0] for p in parts]), rtol=0, atol=1e-12)
+    assert np.array_equal(code, np.concatenate([p[1] for p in parts]))
+    some = rng.integers(0, 40, 100)  # 100 pairs > 40 rows: the rows mapped once per map, bit for bit
+    assert np.array_equal(mapped_similarity(res, some, some[::-1], MUTUAL_CODES)[0],
+                          np.concatenate([mapped_similarity(res, some[s:s + 20], some[::-1][s:s + 20],
+                                                            MUTUAL_CODES)[0] for s in range(0, 100, 20)]))
+    pair = mapped_similarity(res, np.array([3]), np.array([5]), MUTUAL_CODES)
+    assert pair[0][0] > 0.99 and pair[1][0] != 0  # the mirror is found, not the identity
